@@ -1,0 +1,330 @@
+//! `ReplicaManager`: opens partition logs, spawns one [`PartitionReplica`] per local replica,
+//! restarts crashed replicas from disk, and keeps the [`ReplicaRegistry`] current.
+//!
+//! ```text
+//!  Ensure(spec) ─▶ open log (blocking pool) ─▶ spawn_linked(PartitionReplica) ─▶ registry.insert
+//!  child failed ─▶ registry.remove ─▶ wait backoff ─▶ Restart ─▶ reopen log from disk ─▶ spawn
+//!                  (more than `restarts_max` inside `restart_window`: the partition stays
+//!                   offline and an error is logged: an operator must look at the disk)
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use rivulet_storage::{LogConfig, PartitionId, Store};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
+use crate::replica::{PartitionReplica, PartitionReplicaArgs, PartitionReplicaMsg};
+
+/// What the controller wants a local replica to look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSpec {
+    /// Which partition.
+    pub tp: TopicPartition,
+    /// Storage identity.
+    pub id: PartitionId,
+    /// Log configuration derived from the topic's configs.
+    pub config: LogConfig,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+}
+
+/// Restart policy and timers.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// How often each replica checks retention.
+    pub retention_check_interval: Duration,
+    /// Wait before restarting a crashed replica.
+    pub restart_backoff: Duration,
+    /// Most restarts allowed inside `restart_window` before giving up on a replica.
+    pub restarts_max: usize,
+    /// The window for `restarts_max`.
+    pub restart_window: Duration,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        Self {
+            retention_check_interval: Duration::from_secs(30),
+            restart_backoff: Duration::from_millis(100),
+            restarts_max: 5,
+            restart_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Messages of [`ReplicaManager`].
+#[derive(Debug)]
+pub enum ReplicaManagerMsg {
+    /// Start the replica if it is not running; apply the config if it is.
+    Ensure(ReplicaSpec, RpcReplyPort<Result<ReplicaHandle, String>>),
+    /// Stop the replica, and delete its data when `delete_data`.
+    Remove {
+        /// Which partition.
+        tp: TopicPartition,
+        /// Also delete the log from disk.
+        delete_data: bool,
+        /// Done.
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// Internal: restart a crashed replica after its backoff.
+    Restart(TopicPartition),
+}
+
+/// Arguments of [`ReplicaManager`].
+#[derive(Debug, Clone)]
+pub struct ReplicaManagerArgs {
+    /// The node's store.
+    pub store: Store,
+    /// Registry to publish replicas in.
+    pub registry: ReplicaRegistry,
+    /// Timers and restart policy.
+    pub settings: ReplicaSettings,
+}
+
+#[derive(Debug)]
+struct Entry {
+    spec: ReplicaSpec,
+    actor: Option<ActorRef<PartitionReplicaMsg>>,
+    restarts: VecDeque<Instant>,
+}
+
+/// State of [`ReplicaManager`].
+#[derive(Debug)]
+pub struct ReplicaManagerState {
+    args: ReplicaManagerArgs,
+    replicas: HashMap<TopicPartition, Entry>,
+    by_actor: HashMap<ActorId, TopicPartition>,
+    stopping: HashSet<ActorId>,
+}
+
+/// The replica manager actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplicaManager;
+
+async fn start_replica(
+    myself: &ActorRef<ReplicaManagerMsg>,
+    state: &mut ReplicaManagerState,
+    spec: &ReplicaSpec,
+) -> Result<ReplicaHandle, String> {
+    let store = state.args.store.clone();
+    let (id, cfg) = (spec.id, spec.config.clone());
+    let log = tokio::task::spawn_blocking(move || store.open_log(id, cfg))
+        .await
+        .map_err(|e| format!("opening the log of {} panicked: {e}", spec.tp))?
+        .map_err(|e| format!("opening the log of {} failed: {e}", spec.tp))?;
+    let (hw_tx, hw_rx) = watch::channel(log.log_end_offset());
+    let args = PartitionReplicaArgs {
+        tp: spec.tp.clone(),
+        log: log.clone(),
+        high_watermark: hw_tx,
+        leader_epoch: spec.leader_epoch,
+        retention_check_interval: state.args.settings.retention_check_interval,
+    };
+    let (actor, _) = Actor::spawn_linked(None, PartitionReplica, args, myself.get_cell())
+        .await
+        .map_err(|e| format!("spawning the replica of {} failed: {e}", spec.tp))?;
+    let handle = ReplicaHandle {
+        tp: spec.tp.clone(),
+        id: spec.id,
+        actor: actor.clone(),
+        log,
+        high_watermark: hw_rx,
+        leader_epoch: spec.leader_epoch,
+    };
+    state.by_actor.insert(actor.get_id(), spec.tp.clone());
+    state.args.registry.insert(handle.clone());
+    let entry = state
+        .replicas
+        .entry(spec.tp.clone())
+        .or_insert_with(|| Entry {
+            spec: spec.clone(),
+            actor: None,
+            restarts: VecDeque::new(),
+        });
+    entry.spec = spec.clone();
+    entry.actor = Some(actor);
+    Ok(handle)
+}
+
+impl ReplicaManager {
+    fn on_child_exit(
+        myself: &ActorRef<ReplicaManagerMsg>,
+        state: &mut ReplicaManagerState,
+        id: ActorId,
+        why: String,
+    ) {
+        if state.stopping.remove(&id) {
+            state.by_actor.remove(&id);
+            return;
+        }
+        let Some(tp) = state.by_actor.remove(&id) else {
+            return;
+        };
+        let Some(entry) = state.replicas.get_mut(&tp) else {
+            return;
+        };
+        if entry.actor.as_ref().map(|a| a.get_id()) != Some(id) {
+            return;
+        }
+        entry.actor = None;
+        state.args.registry.remove(&tp);
+        let now = Instant::now();
+        let window = state.args.settings.restart_window;
+        while entry
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            entry.restarts.pop_front();
+        }
+        if entry.restarts.len() >= state.args.settings.restarts_max {
+            error!(
+                %tp, reason = %why, restarts = entry.restarts.len(),
+                "replica keeps failing; leaving it offline. Check the disk and the logs, then restart the node"
+            );
+            return;
+        }
+        entry.restarts.push_back(now);
+        warn!(%tp, reason = %why, "replica failed; restarting it from disk");
+        let tp2 = tp.clone();
+        myself.send_after(state.args.settings.restart_backoff, move || {
+            ReplicaManagerMsg::Restart(tp2)
+        });
+    }
+}
+
+impl Actor for ReplicaManager {
+    type Msg = ReplicaManagerMsg;
+    type State = ReplicaManagerState;
+    type Arguments = ReplicaManagerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ReplicaManagerState {
+            args,
+            replicas: HashMap::new(),
+            by_actor: HashMap::new(),
+            stopping: HashSet::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ReplicaManagerMsg::Ensure(spec, reply) => {
+                let running = state.replicas.get_mut(&spec.tp).and_then(|e| {
+                    let actor = e.actor.clone()?;
+                    if e.spec.config != spec.config {
+                        let _ = actor.cast(PartitionReplicaMsg::UpdateConfig(spec.config.clone()));
+                        e.spec.config = spec.config.clone();
+                    }
+                    Some(())
+                });
+                let result = match running.and_then(|_| state.args.registry.get(&spec.tp)) {
+                    Some(handle) => Ok(handle),
+                    None => start_replica(&myself, state, &spec).await,
+                };
+                if let Err(e) = &result {
+                    error!(tp = %spec.tp, error = %e, "could not start replica");
+                }
+                let _ = reply.send(result);
+            }
+            ReplicaManagerMsg::Remove {
+                tp,
+                delete_data,
+                reply,
+            } => {
+                state.args.registry.remove(&tp);
+                let entry = state.replicas.remove(&tp);
+                if let Some(actor) = entry.as_ref().and_then(|e| e.actor.clone()) {
+                    state.stopping.insert(actor.get_id());
+                    if let Err(e) = actor
+                        .stop_and_wait(Some("removed".into()), Some(Duration::from_secs(30)))
+                        .await
+                    {
+                        warn!(%tp, error = %e, "replica did not stop cleanly");
+                    }
+                }
+                let mut result = Ok(());
+                if let (true, Some(entry)) = (delete_data, entry) {
+                    let store = state.args.store.clone();
+                    let id = entry.spec.id;
+                    result = tokio::task::spawn_blocking(move || store.delete_log(id))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                }
+                info!(%tp, delete_data, "replica removed");
+                let _ = reply.send(result);
+            }
+            ReplicaManagerMsg::Restart(tp) => {
+                let spec = match state.replicas.get(&tp) {
+                    Some(e) if e.actor.is_none() => e.spec.clone(),
+                    _ => return Ok(()),
+                };
+                match start_replica(&myself, state, &spec).await {
+                    Ok(h) => {
+                        info!(%tp, log_end_offset = h.log.log_end_offset(), "replica restarted")
+                    }
+                    Err(e) => {
+                        error!(%tp, error = %e, "replica restart failed; retrying");
+                        myself.send_after(state.args.settings.restart_backoff * 10, move || {
+                            ReplicaManagerMsg::Restart(tp)
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                Self::on_child_exit(&myself, state, cell.get_id(), err.to_string());
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let why = reason.unwrap_or_else(|| "stopped".into());
+                Self::on_child_exit(&myself, state, cell.get_id(), why);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for (tp, entry) in state.replicas.drain() {
+            state.args.registry.remove(&tp);
+            if let Some(actor) = entry.actor {
+                state.stopping.insert(actor.get_id());
+                let _ = actor
+                    .stop_and_wait(
+                        Some("node shutting down".into()),
+                        Some(Duration::from_secs(30)),
+                    )
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! The shared map from topic-partition to the replica that serves it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use ractor::ActorRef;
+use rivulet_storage::{PartitionId, PartitionLog};
+use tokio::sync::watch;
+
+use crate::replica::PartitionReplicaMsg;
+
+/// A topic name and partition index.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// Builds a topic-partition.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Debug for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Everything the broker needs to serve one local replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaHandle {
+    /// Which partition.
+    pub tp: TopicPartition,
+    /// Storage identity of the partition.
+    pub id: PartitionId,
+    /// The replica actor: the only writer of the log.
+    pub actor: ActorRef<PartitionReplicaMsg>,
+    /// A read handle on the log (reads run concurrently with appends).
+    pub log: PartitionLog,
+    /// The high watermark: consumers read below it; it changes after every commit.
+    pub high_watermark: watch::Receiver<i64>,
+    /// The leader epoch this replica serves under.
+    pub leader_epoch: i32,
+}
+
+/// Shared, cheap-to-clone registry of local replicas. Written only by the replica manager.
+#[derive(Clone, Default, Debug)]
+pub struct ReplicaRegistry {
+    inner: Arc<RwLock<HashMap<TopicPartition, ReplicaHandle>>>,
+}
+
+impl ReplicaRegistry {
+    /// The replica for `tp`, if this node hosts a running one.
+    pub fn get(&self, tp: &TopicPartition) -> Option<ReplicaHandle> {
+        self.inner.read().get(tp).cloned()
+    }
+
+    /// Number of registered replicas.
+    pub fn len(&self) -> usize {
+        self.inner.read().len()
+    }
+
+    /// True when no replica is registered.
+    pub fn is_empty(&self) -> bool {
+        self.inner.read().is_empty()
+    }
+
+    /// All registered topic-partitions.
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        self.inner.read().keys().cloned().collect()
+    }
+
+    pub(crate) fn insert(&self, handle: ReplicaHandle) {
+        self.inner.write().insert(handle.tp.clone(), handle);
+    }
+
+    pub(crate) fn remove(&self, tp: &TopicPartition) -> Option<ReplicaHandle> {
+        self.inner.write().remove(tp)
+    }
+}

@@ -1,0 +1,27 @@
+//! `rivulet-broker`: the only crate that knows the Kafka wire format.
+//!
+//! ```text
+//!   clients ──TCP──▶ server::listener ──▶ server::connection (one task per client)
+//!                                              │ decode (kafka-protocol)
+//!                                              ▼
+//!                                        server::handlers ──▶ actors::ReplicaManager / PartitionReplica
+//!                                              │                          │
+//!                                              ▼                          ▼
+//!                                        encode response            storage::PartitionLog (fjall)
+//! ```
+//!
+//! - [`config`]: figment layering (defaults, `rivulet.toml`, `RIVULET_*`, flags).
+//! - [`serve`]: starts a node (storage, actor tree, listener) and shuts it down on a signal.
+//! - [`server`]: the Kafka protocol listener and request handlers.
+//! - [`cli`]: the user-facing command line (`topic`, `produce`, `consume`, `bench`), which talks
+//!   to a broker through librdkafka exactly as any other client would.
+
+pub mod alloc;
+pub mod cli;
+pub mod config;
+pub mod serve;
+pub mod server;
+
+/// Every binary and test linking the broker gets the guarded allocator (see [`alloc`]).
+#[global_allocator]
+static GLOBAL: alloc::GuardedAlloc = alloc::GuardedAlloc;

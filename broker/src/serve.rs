@@ -1,0 +1,216 @@
+//! `rivulet serve`: start a node, serve until SIGTERM/Ctrl-C, then shut down cleanly.
+//!
+//! Start-up order: configuration ─▶ storage (recovery) ─▶ actor tree ─▶ controller (starts a
+//! replica per partition) ─▶ Kafka listener. Shutdown runs it backwards: stop accepting,
+//! close connections, stop the actors (each replica syncs its log), sync the store.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::Actor;
+use rivulet_actors::manager::ReplicaSettings;
+use rivulet_actors::{
+    NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, ReplicaManagerArgs, ReplicaRegistry,
+};
+use rivulet_cluster::{Controller, ControllerConfig};
+use rivulet_storage::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{error, info};
+
+use crate::config::{Config, ServeArgs};
+use crate::server::{self, BrokerState};
+
+/// Entry point of `rivulet serve`.
+pub fn main(args: ServeArgs) -> ExitCode {
+    init_tracing();
+    let cfg = match Config::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn cluster_id(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;
+    Ok(id)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs a node until a signal arrives or the actor tree fails.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let listen = cfg.listen_addr()?;
+    let (advertised_host, advertised_port) = cfg.advertised_host_port()?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
+        format!(
+            "could not create the data directory {}; pick another with --data-dir",
+            cfg.data_dir.display()
+        )
+    })?;
+    let cluster_id = cluster_id(&cfg.data_dir)?;
+
+    let dir = cfg.data_dir.clone();
+    let store_cfg = StoreConfig {
+        cache_bytes: cfg.storage.cache_bytes,
+        write_buffer_bytes_max: cfg.storage.write_buffer_bytes_max,
+        journal_bytes_max: cfg.storage.journal_bytes_max,
+    };
+    info!(data_dir = %dir.display(), "opening storage (recovering if needed)");
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, store_cfg))
+        .await?
+        .with_context(|| {
+            format!(
+                "could not open the store in {}; is another rivulet using it? (use --data-dir for a separate node)",
+                cfg.data_dir.display()
+            )
+        })?;
+
+    // Bind before starting replicas, so a busy port fails fast.
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!("could not listen on {listen}; is the port in use? choose another with --listen HOST:PORT")
+    })?;
+
+    let registry = ReplicaRegistry::default();
+    let settings = ReplicaSettings {
+        retention_check_interval: Duration::from_millis(cfg.retention_check_interval_ms.max(100)),
+        ..ReplicaSettings::default()
+    };
+    let (supervisor, supervisor_handle) = Actor::spawn(
+        Some("node-supervisor".into()),
+        NodeSupervisor,
+        NodeSupervisorArgs {
+            replica_manager: ReplicaManagerArgs {
+                store: store.clone(),
+                registry: registry.clone(),
+                settings,
+            },
+        },
+    )
+    .await
+    .context("could not start the node supervisor")?;
+    let manager = ractor::call!(supervisor, NodeSupervisorMsg::GetReplicaManager)
+        .map_err(|e| anyhow::anyhow!("node supervisor did not answer: {e}"))?;
+
+    let controller = Controller::start(
+        ControllerConfig {
+            node_id: cfg.node_id,
+            default_partitions: cfg.num_partitions,
+            default_replication_factor: cfg.default_replication_factor,
+            auto_create_topics: cfg.auto_create_topics,
+            topic_defaults: cfg.log.clone(),
+        },
+        store.clone(),
+        manager,
+        registry,
+    )
+    .await
+    .context("could not start the controller")?;
+
+    let inflight_kib = u32::try_from(cfg.produce_inflight_bytes_max / 1024)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let state = Arc::new(BrokerState {
+        controller,
+        advertised_host: advertised_host.clone(),
+        advertised_port,
+        cluster_id,
+        request_bytes_max: cfg.request_bytes_max,
+        produce_inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
+        produce_inflight_kib_max: inflight_kib,
+        fetch_wait_max: Duration::from_millis(cfg.fetch_wait_max_ms),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let listener_task = tokio::spawn(server::serve(
+        listener,
+        state,
+        cfg.connections_max,
+        shutdown_rx,
+    ));
+    info!(
+        node_id = cfg.node_id,
+        %listen,
+        advertised = %format!("{advertised_host}:{advertised_port}"),
+        data_dir = %cfg.data_dir.display(),
+        "rivulet is serving the Kafka protocol"
+    );
+
+    let mut supervisor_handle = supervisor_handle;
+    let failed = tokio::select! {
+        _ = wait_for_signal() => { info!("signal received; shutting down"); false }
+        _ = &mut supervisor_handle => { error!("the actor tree stopped unexpectedly; shutting down"); true }
+    };
+    let _ = shutdown_tx.send(true);
+    let _ = listener_task.await;
+    if !failed {
+        supervisor.stop(Some("shutdown".into()));
+        let _ = supervisor_handle.await;
+    }
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.sync())
+        .await?
+        .context("final sync of the store failed")?;
+    info!("shutdown complete");
+    if failed {
+        anyhow::bail!("the node stopped because its actor tree failed; see the errors above");
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Fetch: read below the high watermark; wait (long poll) until `min_bytes` are available or
+//! `max_wait_ms` passes, woken by the replicas' high-watermark watches rather than by polling.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ResponseKind, TopicName};
+use rivulet_actors::{ReplicaHandle, TopicPartition};
+use rivulet_storage::StorageError;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{resolve_topic, s, Reply};
+use crate::server::errors::{self, code};
+use crate::server::BrokerState;
+
+/// Largest response a single fetch builds, whatever the client allows.
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
+/// FETCH_SESSION_ID_NOT_FOUND: we keep no fetch sessions, so clients fall back to full fetches.
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+
+struct Wanted {
+    topic_index: usize,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    current_leader_epoch: i32,
+    replica: Option<ReplicaHandle>,
+    error_code: i16,
+}
+
+#[derive(Clone)]
+struct Got {
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+fn read_all(
+    wanted: &[(i64, usize, Option<ReplicaHandle>, i64)],
+    response_max: usize,
+) -> Vec<Result<(Bytes, i64, i64), StorageError>> {
+    let mut budget = response_max;
+    let mut out = Vec::with_capacity(wanted.len());
+    for (offset, partition_max, replica, hw) in wanted {
+        let Some(replica) = replica else {
+            out.push(Ok((Bytes::new(), -1, -1)));
+            continue;
+        };
+        // Kafka's rule: the first non-empty partition may exceed the budget by one batch so a
+        // consumer always progresses; after that the response limit holds.
+        let limit = (*partition_max).min(budget);
+        match replica.log.read(*offset, limit, *hw) {
+            Ok(r) => {
+                budget = budget.saturating_sub(r.records.len());
+                out.push(Ok((r.records, r.log_start_offset, *hw)));
+            }
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    out
+}
+
+/// Fetch.
+pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Reply {
+    let mut r = FetchResponse::default();
+    if req.session_id != 0 {
+        r.error_code = FETCH_SESSION_ID_NOT_FOUND;
+        return Reply::new(ResponseKind::Fetch(r));
+    }
+    let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0))
+        .min(state.fetch_wait_max);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
+    let response_max = usize::try_from(req.max_bytes)
+        .unwrap_or(0)
+        .clamp(1, RESPONSE_BYTES_MAX);
+
+    let mut topics: Vec<(String, Uuid)> = Vec::with_capacity(req.topics.len());
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let meta = resolve_topic(
+            state,
+            t.topic.0.as_str(),
+            if version >= 13 {
+                t.topic_id
+            } else {
+                Uuid::nil()
+            },
+        );
+        topics.push((
+            meta.as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_else(|| t.topic.0.to_string()),
+            t.topic_id,
+        ));
+        for p in &t.partitions {
+            let (replica, error_code) = match &meta {
+                None if version >= 13 && t.topic.0.is_empty() => (None, code::UNKNOWN_TOPIC_ID),
+                None => (None, code::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(m) if p.partition < 0 || p.partition >= m.partitions => {
+                    (None, code::UNKNOWN_TOPIC_OR_PARTITION)
+                }
+                Some(m) => match state
+                    .controller
+                    .replica(&TopicPartition::new(m.name.as_str(), p.partition))
+                {
+                    None => (None, code::NOT_LEADER_OR_FOLLOWER),
+                    Some(h)
+                        if p.current_leader_epoch >= 0
+                            && p.current_leader_epoch < h.leader_epoch =>
+                    {
+                        (None, code::FENCED_LEADER_EPOCH)
+                    }
+                    Some(h) if p.current_leader_epoch > h.leader_epoch => {
+                        (None, code::UNKNOWN_LEADER_EPOCH)
+                    }
+                    Some(h) => (Some(h), code::NONE),
+                },
+            };
+            wanted.push(Wanted {
+                topic_index: ti,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: p.current_leader_epoch,
+                replica,
+                error_code,
+            });
+        }
+    }
+
+    let mut watches: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .filter_map(|w| w.replica.as_ref().map(|h| h.high_watermark.clone()))
+        .collect();
+    let got = loop {
+        let plan: Vec<(i64, usize, Option<ReplicaHandle>, i64)> = wanted
+            .iter()
+            .map(|w| {
+                let hw = w
+                    .replica
+                    .as_ref()
+                    .map(|h| *h.high_watermark.borrow())
+                    .unwrap_or(-1);
+                (w.fetch_offset, w.partition_max_bytes, w.replica.clone(), hw)
+            })
+            .collect();
+        for rx in &mut watches {
+            rx.borrow_and_update();
+        }
+        let results = tokio::task::spawn_blocking(move || read_all(&plan, response_max)).await;
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "fetch read task failed");
+                r.error_code = code::UNKNOWN_SERVER_ERROR;
+                return Reply::new(ResponseKind::Fetch(r));
+            }
+        };
+        let mut total = 0usize;
+        let mut any_error = false;
+        let got: Vec<Got> = results
+            .into_iter()
+            .zip(&wanted)
+            .map(|(res, w)| match (w.error_code, res) {
+                (code::NONE, Ok((records, log_start, hw))) => {
+                    total += records.len();
+                    Got {
+                        error_code: code::NONE,
+                        high_watermark: hw,
+                        log_start_offset: log_start,
+                        records,
+                    }
+                }
+                (code::NONE, Err(e)) => {
+                    any_error = true;
+                    let (start, end) = match &e {
+                        StorageError::OffsetOutOfRange { log_start, .. } => (
+                            *log_start,
+                            w.replica
+                                .as_ref()
+                                .map(|h| *h.high_watermark.borrow())
+                                .unwrap_or(-1),
+                        ),
+                        _ => (-1, -1),
+                    };
+                    Got {
+                        error_code: errors::storage(&e),
+                        high_watermark: end,
+                        log_start_offset: start,
+                        records: Bytes::new(),
+                    }
+                }
+                (ec, _) => {
+                    any_error = true;
+                    Got {
+                        error_code: ec,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        records: Bytes::new(),
+                    }
+                }
+            })
+            .collect();
+        let now = Instant::now();
+        if total >= min_bytes.max(1) || any_error || now >= deadline || watches.is_empty() {
+            break got;
+        }
+        // Wait for any partition's high watermark to move, or the deadline.
+        let changes = watches.iter_mut().map(|rx| Box::pin(rx.changed()));
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            (res, _, _) = select_all(changes) => {
+                if res.is_err() {
+                    // A replica stopped (restart): answer now; the client will retry.
+                    tokio::time::sleep(Duration::from_millis(10).min(deadline.saturating_duration_since(Instant::now()))).await;
+                }
+            }
+        }
+    };
+
+    let mut bytes_hint = 256;
+    let mut by_topic: Vec<FetchableTopicResponse> = topics
+        .iter()
+        .map(|(name, id)| {
+            let mut t = FetchableTopicResponse::default();
+            if version >= 13 {
+                t.topic_id = *id;
+            } else {
+                t.topic = TopicName(s(name.clone()));
+            }
+            t
+        })
+        .collect();
+    for (w, g) in wanted.iter().zip(got) {
+        let mut p = PartitionData::default();
+        p.partition_index = w.partition;
+        p.error_code = g.error_code;
+        p.high_watermark = g.high_watermark;
+        p.last_stable_offset = g.high_watermark;
+        if version >= 5 {
+            p.log_start_offset = g.log_start_offset;
+        }
+        p.preferred_read_replica = BrokerId(-1);
+        p.aborted_transactions = Some(Vec::new());
+        let _ = w.current_leader_epoch;
+        bytes_hint += g.records.len() + 64;
+        p.records = Some(g.records);
+        if let Some(t) = by_topic.get_mut(w.topic_index) {
+            t.partitions.push(p);
+        }
+    }
+    r.responses = by_topic;
+    Reply::with_hint(ResponseKind::Fetch(r), bytes_hint)
+}

@@ -1,0 +1,127 @@
+//! ListOffsets and OffsetForLeaderEpoch.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, OffsetForLeaderEpochRequest, ResponseKind};
+use rivulet_actors::{ReplicaHandle, TopicPartition};
+
+use super::Reply;
+use crate::server::errors::{self, code};
+use crate::server::BrokerState;
+
+/// ListOffsets timestamp asking for the earliest offset.
+const EARLIEST: i64 = -2;
+/// ListOffsets timestamp asking for the latest offset.
+const LATEST: i64 = -1;
+
+fn replica(state: &BrokerState, topic: &str, partition: i32) -> Result<ReplicaHandle, i16> {
+    let meta = state
+        .controller
+        .topic(topic)
+        .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)?;
+    if partition < 0 || partition >= meta.partitions {
+        return Err(code::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    state
+        .controller
+        .replica(&TopicPartition::new(topic, partition))
+        .ok_or(code::NOT_LEADER_OR_FOLLOWER)
+}
+
+fn epoch_check(h: &ReplicaHandle, current_leader_epoch: i32) -> Result<(), i16> {
+    if current_leader_epoch >= 0 && current_leader_epoch < h.leader_epoch {
+        return Err(code::FENCED_LEADER_EPOCH);
+    }
+    if current_leader_epoch > h.leader_epoch {
+        return Err(code::UNKNOWN_LEADER_EPOCH);
+    }
+    Ok(())
+}
+
+/// ListOffsets: earliest, latest (high watermark) or by timestamp.
+pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> Reply {
+    let mut r = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default();
+            pr.partition_index = p.partition_index;
+            pr.timestamp = -1;
+            pr.offset = -1;
+            pr.leader_epoch = -1;
+            let found = replica(state, t.name.0.as_str(), p.partition_index)
+                .and_then(|h| epoch_check(&h, p.current_leader_epoch).map(|_| h));
+            match found {
+                Err(ec) => pr.error_code = ec,
+                Ok(h) => {
+                    if version >= 4 {
+                        pr.leader_epoch = h.leader_epoch;
+                    }
+                    match p.timestamp {
+                        EARLIEST => pr.offset = h.log.log_start_offset(),
+                        LATEST => pr.offset = *h.high_watermark.borrow(),
+                        ts if ts >= 0 => {
+                            let log = h.log.clone();
+                            let hw = *h.high_watermark.borrow();
+                            match tokio::task::spawn_blocking(move || log.offset_for_timestamp(ts))
+                                .await
+                            {
+                                Ok(Ok(Some(found))) if found.offset < hw => {
+                                    pr.offset = found.offset;
+                                    pr.timestamp = found.timestamp;
+                                }
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => pr.error_code = errors::storage(&e),
+                                Err(_) => pr.error_code = code::UNKNOWN_SERVER_ERROR,
+                            }
+                        }
+                        _ => pr.error_code = code::INVALID_REQUEST,
+                    }
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    Reply::new(ResponseKind::ListOffsets(r))
+}
+
+/// OffsetForLeaderEpoch: where a leader epoch ends in the log (consumers validate positions).
+pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochRequest) -> Reply {
+    let mut r = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = t.topic.clone();
+        for p in t.partitions {
+            let mut e = EpochEndOffset::default();
+            e.partition = p.partition;
+            e.leader_epoch = -1;
+            e.end_offset = -1;
+            match replica(state, t.topic.0.as_str(), p.partition)
+                .and_then(|h| epoch_check(&h, p.current_leader_epoch).map(|_| h))
+            {
+                Err(ec) => e.error_code = ec,
+                Ok(h) => match h.log.last_epoch_end_offset(p.leader_epoch) {
+                    Some((epoch, end)) => {
+                        e.leader_epoch = epoch;
+                        e.end_offset = end.min(*h.high_watermark.borrow());
+                    }
+                    // No batch written in or before that epoch: the log end is the answer.
+                    None if p.leader_epoch >= h.leader_epoch => {
+                        e.leader_epoch = h.leader_epoch;
+                        e.end_offset = *h.high_watermark.borrow();
+                    }
+                    None => {}
+                },
+            }
+            tr.partitions.push(e);
+        }
+        r.topics.push(tr);
+    }
+    Reply::new(ResponseKind::OffsetForLeaderEpoch(r))
+}

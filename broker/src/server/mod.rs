@@ -1,0 +1,89 @@
+//! The Kafka protocol server.
+//!
+//! ```text
+//!  listener (accept, connection limit)
+//!     └─ connection task per client: read frame ─▶ decode ─▶ handlers::handle ─▶ encode ─▶ write
+//!                                    (requests on one connection are answered in order,
+//!                                     one at a time, as Kafka does)
+//! ```
+//! Bad input never takes the node down: an oversized, truncated or undecodable frame, an
+//! unknown API key or an unsupported version closes that one connection (ApiVersions answers
+//! UNSUPPORTED_VERSION instead, as clients expect); a bad record batch gets an error code.
+
+pub mod connection;
+pub mod errors;
+pub mod handlers;
+pub mod versions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivulet_cluster::Controller;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{info, warn};
+
+/// Settings and shared services every connection uses.
+#[derive(Debug)]
+pub struct BrokerState {
+    /// Topic catalogue and replicas.
+    pub controller: Controller,
+    /// Host advertised in Metadata.
+    pub advertised_host: String,
+    /// Port advertised in Metadata.
+    pub advertised_port: i32,
+    /// Cluster id reported to clients.
+    pub cluster_id: String,
+    /// Largest request frame.
+    pub request_bytes_max: usize,
+    /// Produce bytes in flight across the node (backpressure).
+    pub produce_inflight: Arc<Semaphore>,
+    /// Permits in `produce_inflight` (one permit per KiB).
+    pub produce_inflight_kib_max: u32,
+    /// Upper bound on a fetch's wait.
+    pub fetch_wait_max: Duration,
+}
+
+impl BrokerState {
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.controller.node_id()
+    }
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<BrokerState>,
+    connections_max: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(connections_max));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    warn!(%peer, connections_max, "connection limit reached; refusing client");
+                    drop(stream);
+                    continue;
+                };
+                let state = state.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    connection::run(stream, peer, state, shutdown).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    info!("listener stopped accepting connections");
+}

@@ -1,0 +1,54 @@
+//! The API versions this broker serves (the intersection of what the kafka-protocol crate can
+//! decode and what our handlers implement correctly).
+
+use kafka_protocol::messages::ApiKey;
+
+/// Supported `(min, max)` versions of an API, or `None` if the broker does not serve it.
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    let ours = match key {
+        ApiKey::Produce => (3, 13),
+        ApiKey::Fetch => (4, 17),
+        // v7+ adds the max-timestamp query (-3), which the log does not index yet.
+        ApiKey::ListOffsets => (1, 6),
+        ApiKey::Metadata => (0, 12),
+        ApiKey::ApiVersions => (0, 4),
+        ApiKey::CreateTopics => (2, 7),
+        ApiKey::DeleteTopics => (1, 6),
+        ApiKey::CreatePartitions => (0, 3),
+        ApiKey::DescribeConfigs => (1, 4),
+        ApiKey::AlterConfigs => (0, 2),
+        ApiKey::InitProducerId => (0, 5),
+        ApiKey::OffsetForLeaderEpoch => (2, 4),
+        ApiKey::DescribeCluster => (0, 1),
+        _ => return None,
+    };
+    let crate_range = key.valid_versions();
+    let (min, max) = (ours.0.max(crate_range.min), ours.1.min(crate_range.max));
+    (min <= max).then_some((min, max))
+}
+
+/// Every served API with its versions, for ApiVersions.
+pub fn all() -> Vec<(ApiKey, i16, i16)> {
+    ApiKey::iter()
+        .filter_map(|k| supported(k).map(|(min, max)| (k, min, max)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_apis_are_served() {
+        for k in [
+            ApiKey::Produce,
+            ApiKey::Fetch,
+            ApiKey::Metadata,
+            ApiKey::ApiVersions,
+        ] {
+            assert!(supported(k).is_some(), "{k:?}");
+        }
+        assert!(supported(ApiKey::JoinGroup).is_none());
+        assert!(all().len() >= 13);
+    }
+}

@@ -1,0 +1,19 @@
+//! `rivulet-cluster`: cluster metadata and who serves what.
+//!
+//! Today this is the single-node controller: it owns the topic catalogue (persisted in the
+//! storage crate's metadata store), validates topic configurations, and tells the local
+//! [`rivulet_actors::ReplicaManager`] which replicas to run. The Raft controller (openraft),
+//! membership and placement across nodes replace its internals, not its callers: the broker asks
+//! [`Controller`] for topics and changes, never the store directly.
+//!
+//! ```text
+//!  broker ──create/delete/describe──▶ Controller ──persist──▶ storage::MetadataStore
+//!                                         │
+//!                                         └──Ensure/Remove──▶ actors::ReplicaManager
+//! ```
+
+pub mod controller;
+pub mod topic_config;
+
+pub use controller::{Controller, ControllerConfig, ControllerError, NewTopic, PartitionInfo};
+pub use topic_config::{ConfigEntry, ConfigSource, TopicDefaults};

@@ -1,0 +1,284 @@
+//! Kafka topic configuration keys: validation, defaults, and the storage `LogConfig` they make.
+
+use std::collections::BTreeMap;
+
+use rivulet_storage::{Durability, LogConfig};
+use serde::Deserialize;
+
+/// Node-wide defaults for topic configurations (Kafka's `log.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// `retention.ms`: delete segments older than this; -1 keeps forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete old segments while the partition is larger; -1 = no limit.
+    pub retention_bytes: i64,
+    /// `segment.bytes`: roll a new segment past this size.
+    pub segment_bytes: i64,
+    /// `segment.ms`: roll a new segment after this age.
+    pub segment_ms: i64,
+    /// `flush.messages`: 1 fsyncs every batch before acknowledging.
+    pub flush_messages: i64,
+    /// `flush.ms`: fsync at this interval; `i64::MAX` leaves flushing to the OS.
+    pub flush_ms: i64,
+    /// `max.message.bytes`: largest record batch accepted.
+    pub max_message_bytes: i64,
+    /// `min.insync.replicas`: acks=all needs this many in-sync replicas.
+    pub min_insync_replicas: i64,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        Self {
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            max_message_bytes: 1_048_588,
+            min_insync_replicas: 1,
+        }
+    }
+}
+
+/// Where a config value comes from (Kafka's DescribeConfigs `config_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic.
+    Topic,
+    /// The node's default.
+    Default,
+}
+
+/// One described config entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Kafka key, e.g. `retention.ms`.
+    pub name: String,
+    /// Value as text.
+    pub value: String,
+    /// Where it comes from.
+    pub source: ConfigSource,
+    /// Cannot be changed.
+    pub read_only: bool,
+}
+
+/// Kafka topic-config keys Rivulet accepts, in the order DescribeConfigs lists them.
+pub const KNOWN_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "flush.messages",
+    "flush.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+impl TopicDefaults {
+    fn default_value(&self, key: &str) -> String {
+        match key {
+            "cleanup.policy" => "delete".into(),
+            "compression.type" => "producer".into(),
+            "flush.messages" => self.flush_messages.to_string(),
+            "flush.ms" => self.flush_ms.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.type" => "CreateTime".into(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// Checks topic overrides; the error says which key is wrong and why.
+    pub fn validate(&self, configs: &BTreeMap<String, String>) -> Result<(), String> {
+        for (key, value) in configs {
+            let int = |min: i64| -> Result<i64, String> {
+                let v: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{key}={value:?} is not an integer"))?;
+                if v < min {
+                    return Err(format!("{key}={v} must be >= {min}"));
+                }
+                Ok(v)
+            };
+            match key.as_str() {
+                "cleanup.policy" if value == "delete" => {}
+                "cleanup.policy" => {
+                    return Err(format!(
+                        "cleanup.policy={value:?} is not supported yet: only \"delete\" (compaction is planned)"
+                    ))
+                }
+                "compression.type" if value == "producer" => {}
+                "compression.type" => {
+                    return Err(format!(
+                        "compression.type={value:?} is not supported: batches are stored as the producer compressed them (\"producer\")"
+                    ))
+                }
+                "message.timestamp.type" if value == "CreateTime" => {}
+                "message.timestamp.type" => {
+                    return Err(format!(
+                        "message.timestamp.type={value:?} is not supported yet: only \"CreateTime\""
+                    ))
+                }
+                "retention.ms" | "retention.bytes" => {
+                    int(-1)?;
+                }
+                "segment.bytes" => {
+                    int(1024)?;
+                }
+                "segment.ms" | "flush.ms" => {
+                    int(1)?;
+                }
+                "flush.messages" | "min.insync.replicas" => {
+                    int(1)?;
+                }
+                "max.message.bytes" => {
+                    int(64)?;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown topic config {other:?}; supported: {}",
+                        KNOWN_KEYS.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn effective(&self, configs: &BTreeMap<String, String>, key: &str) -> String {
+        configs
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| self.default_value(key))
+    }
+
+    fn effective_i64(&self, configs: &BTreeMap<String, String>, key: &str) -> i64 {
+        let fallback = self.default_value(key).parse().unwrap_or(i64::MAX);
+        configs
+            .get(key)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(fallback)
+    }
+
+    /// The effective `min.insync.replicas`.
+    pub fn min_insync_replicas(&self, configs: &BTreeMap<String, String>) -> i64 {
+        self.effective_i64(configs, "min.insync.replicas")
+    }
+
+    /// The storage configuration for a topic with these overrides.
+    pub fn log_config(&self, configs: &BTreeMap<String, String>) -> LogConfig {
+        let flush_messages = self.effective_i64(configs, "flush.messages");
+        let flush_ms = self.effective_i64(configs, "flush.ms");
+        // flush.messages > 1 has no exact equivalent (we cannot count messages between fsyncs
+        // cheaply across restarts); any finite value below i64::MAX is honoured as "every batch",
+        // which is stronger than asked.
+        let durability = if flush_messages < i64::MAX {
+            Durability::EveryBatch
+        } else if flush_ms < i64::MAX {
+            Durability::IntervalMs(u64::try_from(flush_ms).unwrap_or(1))
+        } else {
+            Durability::Os
+        };
+        LogConfig {
+            segment_bytes_max: u64::try_from(self.effective_i64(configs, "segment.bytes"))
+                .unwrap_or(1 << 30),
+            segment_age_max_ms: self.effective_i64(configs, "segment.ms"),
+            retention_bytes: self.effective_i64(configs, "retention.bytes"),
+            retention_ms: self.effective_i64(configs, "retention.ms"),
+            batch_bytes_max: usize::try_from(self.effective_i64(configs, "max.message.bytes"))
+                .unwrap_or(1_048_588),
+            durability,
+        }
+    }
+
+    /// Every known key with its effective value and source.
+    pub fn describe(&self, configs: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+        KNOWN_KEYS
+            .iter()
+            .map(|key| ConfigEntry {
+                name: (*key).to_string(),
+                value: self.effective(configs, key),
+                source: if configs.contains_key(*key) {
+                    ConfigSource::Topic
+                } else {
+                    ConfigSource::Default
+                },
+                read_only: false,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn validation_table() {
+        let d = TopicDefaults::default();
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[], true),
+            (&[("retention.ms", "-1")], true),
+            (&[("retention.ms", "-2")], false),
+            (&[("retention.ms", "ten")], false),
+            (&[("segment.bytes", "100")], false),
+            (&[("segment.bytes", "1048576")], true),
+            (&[("cleanup.policy", "compact")], false),
+            (&[("flush.messages", "1")], true),
+            (&[("no.such.key", "1")], false),
+            (&[("compression.type", "producer")], true),
+            (&[("compression.type", "zstd")], false),
+        ];
+        for (pairs, ok) in cases {
+            assert_eq!(d.validate(&cfg(pairs)).is_ok(), *ok, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn durability_follows_flush_settings() {
+        let d = TopicDefaults::default();
+        assert_eq!(d.log_config(&cfg(&[])).durability, Durability::Os);
+        assert_eq!(
+            d.log_config(&cfg(&[("flush.messages", "1")])).durability,
+            Durability::EveryBatch
+        );
+        assert_eq!(
+            d.log_config(&cfg(&[("flush.ms", "250")])).durability,
+            Durability::IntervalMs(250)
+        );
+    }
+
+    #[test]
+    fn describe_marks_overrides() {
+        let d = TopicDefaults::default();
+        let entries = d.describe(&cfg(&[("retention.ms", "1000")]));
+        assert_eq!(entries.len(), KNOWN_KEYS.len());
+        let r = entries
+            .iter()
+            .find(|e| e.name == "retention.ms")
+            .map(|e| (e.value.clone(), e.source));
+        assert_eq!(r, Some(("1000".to_string(), ConfigSource::Topic)));
+        let s = entries
+            .iter()
+            .find(|e| e.name == "segment.bytes")
+            .map(|e| e.source);
+        assert_eq!(s, Some(ConfigSource::Default));
+    }
+}

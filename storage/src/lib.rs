@@ -1,0 +1,232 @@
+//! Rivulet's storage: the on-disk partition log and the metadata store, on [fjall].
+//!
+//! One fjall [`fjall::Database`] per node (under the directory given to [`Store::open`]) holds
+//! every partition log of the node and the node's metadata. The crate is synchronous: fjall
+//! calls block on disk I/O, so callers in async code run them on blocking threads.
+//!
+//! # On-disk layout
+//!
+//! A partition log is a list of **segments**; each segment is **one fjall keyspace**, so
+//! retention drops a whole segment with `Database::delete_keyspace` (fjall has no range
+//! delete) and never rewrites data.
+//!
+//! ```text
+//!  Database (one per node, <dir>/)
+//!  ├─ keyspace "_meta"                             topics and producer-id reservations
+//!  │    "topic/<name>"        -> TopicMeta as JSON
+//!  │    "producer_id_block"   -> u64 BE: end of the reserved producer-id block
+//!  ├─ keyspace "log.<topic uuid, 32 hex>.<partition>.<base offset, 20 digits>"   segment 0
+//!  │    'D' + base offset (u64 BE) -> record batch bytes, exactly as stored by the leader
+//!  │    'I' + base offset (u64 BE) -> 45-byte index entry (below)
+//!  ├─ keyspace "log.<same partition>.00000000000000004096"                      segment 1
+//!  │    ...
+//!  └─ keyspace "log.<other partition>..."
+//!
+//!  index entry (big-endian, fixed size, version byte first):
+//!  ┌───┬────────────┬───────────┬───────────┬──────┬────────┬───────┬───────┬──────┬─────┐
+//!  │ver│last offset │ max ts    │producer id│p.epoch│base seq│records│ leader│ size │attrs│
+//!  │u8 │ i64        │ i64       │ i64       │ i16  │ i32    │ i32   │ epoch │ u32  │ i16 │
+//!  └───┴────────────┴───────────┴───────────┴──────┴────────┴───────┴───────┴──────┴─────┘
+//! ```
+//!
+//! A batch's data (`D`) and index entry (`I`) are written in one atomic fjall write batch.
+//! The segment's base offset lives in the keyspace name, so an empty segment still tells the
+//! log end offset after a restart. Batch values are large, so segment keyspaces use fjall's
+//! key-value separation (values live in blob files, the LSM tree holds the small keys and
+//! index entries).
+//!
+//! # Recovery
+//!
+//! [`Store::open_log`] lists the partition's segment keyspaces and scans their index entries
+//! only (never the batch data) to rebuild: segment sizes and timestamps, the log end offset,
+//! the leader-epoch cache and the idempotent-producer state.
+//!
+//! # Module map
+//!
+//! - [`batch`]: the record batch v2 header — parsing, validation (size, magic, CRC-32C,
+//!   counts), patching of base offset and leader epoch, and a small batch builder.
+//! - `log` ([`PartitionLog`]): append (leader and follower), read, truncate, retention,
+//!   recovery; its producer-state and leader-epoch caches are plain structs with their own
+//!   unit tests.
+//! - `metadata` ([`MetadataStore`]): topics and producer-id allocation.
+//! - `store` ([`Store`]): the database, opening and deleting logs.
+//!
+//! # What this crate must not know
+//!
+//! No tokio, no ractor, no Kafka wire protocol beyond the record batch header (no request
+//! framing, no error codes: `broker` maps [`StorageError`] to Kafka codes), no cluster facts
+//! (leadership and epochs are handed in as arguments).
+
+pub mod batch;
+mod error;
+mod log;
+mod metadata;
+mod store;
+
+use std::collections::BTreeMap;
+
+pub use bytes::Bytes;
+
+pub use error::{Result, StorageError};
+pub use log::PartitionLog;
+pub use metadata::{MetadataStore, PRODUCER_ID_BLOCK_SIZE};
+pub use store::Store;
+
+/// Identity of a partition on disk: the topic's uuid (not its name, so a deleted and
+/// recreated topic never sees old data) and the partition index.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct PartitionId {
+    /// The topic's id.
+    pub topic_id: uuid::Uuid,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic_id, self.partition)
+    }
+}
+
+/// When an append is made durable (fsynced).
+///
+/// Every append is handed to the operating system before it returns, so a killed *process*
+/// loses nothing acknowledged whatever the setting; the setting is about power loss and
+/// kernel crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the journal before every append returns.
+    EveryBatch,
+    /// The owner calls [`PartitionLog::sync`] every so many milliseconds.
+    IntervalMs(u64),
+    /// Leave it to the operating system (Kafka's default; replication provides durability).
+    Os,
+}
+
+/// Per-partition limits; changeable at run time with [`PartitionLog::set_config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment before the active one would grow past this many bytes.
+    pub segment_bytes_max: u64,
+    /// Roll when an incoming batch's max timestamp is more than this many milliseconds after
+    /// the max timestamp of the active segment's first batch (Kafka's `segment.ms` rule, which
+    /// uses record timestamps rather than a clock). Negative: never.
+    pub segment_age_max_ms: i64,
+    /// Drop oldest segments while the log is larger than this. Negative: no size limit.
+    pub retention_bytes: i64,
+    /// Drop oldest segments whose newest record is older than this. Negative: keep forever.
+    pub retention_ms: i64,
+    /// Largest accepted record batch, in bytes (header included).
+    pub batch_bytes_max: usize,
+    /// When appends are fsynced.
+    pub durability: Durability,
+}
+
+impl Default for LogConfig {
+    /// Kafka's topic defaults: 1 GiB / 7 day segments, 7 days retention, no size limit,
+    /// 1 MiB batches, fsync left to the OS.
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: 1 << 30,
+            segment_age_max_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            batch_bytes_max: 1024 * 1024 + 12,
+            durability: Durability::Os,
+        }
+    }
+}
+
+/// Node-wide storage settings, given to [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// fjall block cache size in bytes.
+    pub cache_bytes: u64,
+    /// Memory for all memtables together before fjall flushes. 0 leaves fjall's default
+    /// (no global limit); otherwise at least 1 MiB (raised if lower).
+    pub write_buffer_bytes_max: u64,
+    /// Journal size before fjall flushes memtables to reclaim it; at least 64 MiB (raised if
+    /// lower, fjall's minimum).
+    pub journal_bytes_max: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+            write_buffer_bytes_max: 256 * 1024 * 1024,
+            journal_bytes_max: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record of the first batch.
+    pub base_offset: i64,
+    /// Offset of the last record of the last batch.
+    pub last_offset: i64,
+    /// Largest max timestamp of the batches.
+    pub max_timestamp: i64,
+    /// Number of records appended.
+    pub records_count: i32,
+}
+
+/// Result of a leader append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batches were written.
+    Appended(AppendInfo),
+    /// An idempotent producer retried a batch that is already in the log: nothing was
+    /// written; the info is that of the original batch.
+    Duplicate(AppendInfo),
+}
+
+impl AppendOutcome {
+    /// The info, whether appended now or before.
+    pub fn info(&self) -> AppendInfo {
+        match self {
+            AppendOutcome::Appended(i) | AppendOutcome::Duplicate(i) => *i,
+        }
+    }
+}
+
+/// Result of [`PartitionLog::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole record batches, concatenated; empty at the end of the log.
+    pub records: Bytes,
+    /// First offset of the log at the time of the read.
+    pub log_start_offset: i64,
+    /// Log end offset at the time of the read.
+    pub log_end_offset: i64,
+}
+
+/// Answer of [`PartitionLog::offset_for_timestamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// Base offset of the first batch whose max timestamp is at or after the target.
+    pub offset: i64,
+    /// That batch's max timestamp.
+    pub timestamp: i64,
+}
+
+/// A topic as the metadata store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicMeta {
+    /// Topic name.
+    pub name: String,
+    /// Topic id; partition logs are keyed by it.
+    pub id: uuid::Uuid,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication_factor: i16,
+    /// Topic configs (Kafka names).
+    pub configs: BTreeMap<String, String>,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+}

@@ -1,0 +1,236 @@
+//! Keys, index entries and segment keyspace names: the byte formats of a partition log.
+
+use crate::batch::{increment_sequence, BatchHeader};
+use crate::{PartitionId, Result, StorageError};
+
+/// Key prefix of a batch's bytes.
+pub(crate) const DATA_PREFIX: u8 = b'D';
+/// Key prefix of a batch's index entry.
+pub(crate) const INDEX_PREFIX: u8 = b'I';
+
+/// `prefix + base offset (u64 BE)`: big-endian so keys sort by offset.
+pub(crate) fn key(prefix: u8, base_offset: i64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    // Offsets are never negative, so the u64 cast preserves order.
+    k[1..].copy_from_slice(&(base_offset as u64).to_be_bytes());
+    k
+}
+
+/// Base offset from an index key.
+pub(crate) fn offset_of_key(k: &[u8]) -> Result<i64> {
+    match k {
+        [INDEX_PREFIX | DATA_PREFIX, rest @ ..] if rest.len() == 8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(rest);
+            i64::try_from(u64::from_be_bytes(a))
+                .map_err(|_| StorageError::CorruptLog(format!("key offset out of range: {k:?}")))
+        }
+        _ => Err(StorageError::CorruptLog(format!("unexpected key {k:?}"))),
+    }
+}
+
+const ENTRY_VERSION: u8 = 1;
+/// Size of an encoded [`IndexEntry`].
+pub(crate) const ENTRY_LEN: usize = 45;
+
+/// What recovery, reads and producer state need to know about a stored batch, without
+/// reading the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub(crate) base_offset: i64,
+    pub(crate) last_offset: i64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
+    pub(crate) records_count: i32,
+    pub(crate) leader_epoch: i32,
+    pub(crate) size_bytes: u32,
+    pub(crate) attributes: i16,
+}
+
+impl IndexEntry {
+    /// The entry of a batch as stored (base offset and leader epoch already assigned).
+    pub(crate) fn of(h: &BatchHeader) -> IndexEntry {
+        IndexEntry {
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp,
+            producer_id: h.producer_id,
+            producer_epoch: h.producer_epoch,
+            base_sequence: h.base_sequence,
+            records_count: h.records_count,
+            leader_epoch: h.partition_leader_epoch,
+            // Validation bounds batches by `batch_bytes_max: usize`; a batch length is an i32.
+            size_bytes: u32::try_from(h.total_len()).unwrap_or(u32::MAX),
+            attributes: h.attributes,
+        }
+    }
+
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.last_offset + 1
+    }
+
+    pub(crate) fn last_sequence(&self) -> i32 {
+        let delta = i32::try_from(self.last_offset - self.base_offset).unwrap_or(i32::MAX);
+        increment_sequence(self.base_sequence, delta)
+    }
+
+    pub(crate) fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut b = [0u8; ENTRY_LEN];
+        b[0] = ENTRY_VERSION;
+        b[1..9].copy_from_slice(&self.last_offset.to_be_bytes());
+        b[9..17].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        b[17..25].copy_from_slice(&self.producer_id.to_be_bytes());
+        b[25..27].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        b[27..31].copy_from_slice(&self.base_sequence.to_be_bytes());
+        b[31..35].copy_from_slice(&self.records_count.to_be_bytes());
+        b[35..39].copy_from_slice(&self.leader_epoch.to_be_bytes());
+        b[39..43].copy_from_slice(&self.size_bytes.to_be_bytes());
+        b[43..45].copy_from_slice(&self.attributes.to_be_bytes());
+        b
+    }
+
+    /// Decodes the entry stored under `key`; a wrong version, size or impossible value is an
+    /// error, never a panic.
+    pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<IndexEntry> {
+        let base_offset = offset_of_key(key)?;
+        let bad = |what: &str| {
+            StorageError::CorruptLog(format!("index entry at offset {base_offset}: {what}"))
+        };
+        if value.len() != ENTRY_LEN {
+            return Err(bad(&format!("{} bytes, expected {ENTRY_LEN}", value.len())));
+        }
+        if value[0] != ENTRY_VERSION {
+            return Err(bad(&format!("unknown version {}", value[0])));
+        }
+        let i16_at = |at: usize| i16::from_be_bytes([value[at], value[at + 1]]);
+        let i32_at = |at: usize| {
+            i32::from_be_bytes([value[at], value[at + 1], value[at + 2], value[at + 3]])
+        };
+        let i64_at = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&value[at..at + 8]);
+            i64::from_be_bytes(a)
+        };
+        let e = IndexEntry {
+            base_offset,
+            last_offset: i64_at(1),
+            max_timestamp: i64_at(9),
+            producer_id: i64_at(17),
+            producer_epoch: i16_at(25),
+            base_sequence: i32_at(27),
+            records_count: i32_at(31),
+            leader_epoch: i32_at(35),
+            size_bytes: u32::from_be_bytes([value[39], value[40], value[41], value[42]]),
+            attributes: i16_at(43),
+        };
+        if e.last_offset < e.base_offset || e.last_offset - e.base_offset > i64::from(i32::MAX) {
+            return Err(bad(&format!("last offset {}", e.last_offset)));
+        }
+        if e.size_bytes < crate::batch::HEADER_LEN as u32 {
+            return Err(bad(&format!("size {}", e.size_bytes)));
+        }
+        Ok(e)
+    }
+}
+
+/// Prefix of every segment keyspace of a partition.
+pub(crate) fn segment_prefix(id: PartitionId) -> String {
+    format!("log.{}.{}.", id.topic_id.simple(), id.partition)
+}
+
+/// Keyspace name of the segment of `id` starting at `base_offset`.
+pub(crate) fn segment_name(id: PartitionId, base_offset: i64) -> String {
+    format!("{}{:020}", segment_prefix(id), base_offset)
+}
+
+/// Base offset of a segment keyspace of `id` from its name; `None` for other keyspaces.
+pub(crate) fn parse_segment_name(id: PartitionId, name: &str) -> Option<Result<i64>> {
+    let rest = name.strip_prefix(&segment_prefix(id))?;
+    Some(
+        rest.parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0 && rest.len() == 20)
+            .ok_or_else(|| StorageError::CorruptLog(format!("bad segment keyspace name {name}"))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> IndexEntry {
+        IndexEntry {
+            base_offset: 100,
+            last_offset: 104,
+            max_timestamp: 1_700_000_000_000,
+            producer_id: 9,
+            producer_epoch: 2,
+            base_sequence: i32::MAX - 1,
+            records_count: 5,
+            leader_epoch: 7,
+            size_bytes: 4096,
+            attributes: 3,
+        }
+    }
+
+    #[test]
+    fn entry_round_trips() {
+        let e = entry();
+        let bytes = e.encode();
+        assert_eq!(
+            IndexEntry::decode(&key(INDEX_PREFIX, 100), &bytes).unwrap(),
+            e
+        );
+        assert_eq!(e.last_sequence(), 2);
+    }
+
+    #[test]
+    fn corrupt_entries_are_errors() {
+        let k = key(INDEX_PREFIX, 100);
+        let good = entry().encode();
+        assert!(IndexEntry::decode(&k, &good[..44]).is_err());
+        let mut v = good;
+        v[0] = 9;
+        assert!(IndexEntry::decode(&k, &v).is_err());
+        let mut bad_last = entry();
+        bad_last.last_offset = 99;
+        assert!(IndexEntry::decode(&k, &bad_last.encode()).is_err());
+        let mut small = entry();
+        small.size_bytes = 3;
+        assert!(IndexEntry::decode(&k, &small.encode()).is_err());
+        assert!(IndexEntry::decode(b"I12", &good).is_err());
+        assert!(IndexEntry::decode(&[b'I', 0xff, 0, 0, 0, 0, 0, 0, 0], &good).is_err());
+        assert!(IndexEntry::decode(&key(DATA_PREFIX, 100), &good).is_ok());
+    }
+
+    #[test]
+    fn keys_sort_by_offset() {
+        let mut ks: Vec<_> = [5i64, 1 << 40, 0, 255, 256]
+            .iter()
+            .map(|o| key(DATA_PREFIX, *o))
+            .collect();
+        ks.sort();
+        let offsets: Vec<_> = ks.iter().map(|k| offset_of_key(k).unwrap()).collect();
+        assert_eq!(offsets, vec![0, 5, 255, 256, 1 << 40]);
+    }
+
+    #[test]
+    fn segment_names_round_trip() {
+        let id = PartitionId {
+            topic_id: uuid::Uuid::from_u128(0xabc),
+            partition: 12,
+        };
+        let other = PartitionId { partition: 1, ..id };
+        let name = segment_name(id, 4096);
+        assert!(name.len() < 100);
+        assert_eq!(parse_segment_name(id, &name).unwrap().unwrap(), 4096);
+        assert!(parse_segment_name(other, &name).is_none());
+        assert!(parse_segment_name(id, "_meta").is_none());
+        assert!(parse_segment_name(id, &format!("{}x", segment_prefix(id)))
+            .unwrap()
+            .is_err());
+    }
+}

@@ -1,0 +1,1026 @@
+//! The partition log: segments of record batches in fjall keyspaces.
+//!
+//! ```text
+//!            one writer (the replica actor)              many readers (fetch, list offsets)
+//!   append_as_leader / append_as_follower /                read / offset_for_timestamp /
+//!   truncate_to / apply_retention                          log_end_offset / epochs
+//!                 │                                                   │
+//!          writer: Mutex ── producer state                            │ (never takes the
+//!                 │                                                   │  writer lock)
+//!                 ├──▶ fjall write batch (D + I keys) ──▶ journal      │
+//!                 └──▶ then publish: segments (RwLock), epochs (RwLock), LEO (atomic)
+//!                                                                     ▲
+//!   readers snapshot LEO first and never look past it ────────────────┘
+//! ```
+//!
+//! Publication order makes every reader-visible state consistent: a batch is committed to
+//! fjall before the log end offset moves past it, and a truncation lowers the log end offset
+//! before it deletes anything.
+
+mod epoch;
+mod index;
+mod producer;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode, Slice};
+use parking_lot::{Mutex, RwLock};
+use tracing::{debug, info, warn};
+
+use crate::batch::{validate, BatchHeader, BatchOrigin, ValidationRules};
+use crate::{
+    AppendInfo, AppendOutcome, Durability, LogConfig, PartitionId, ReadResult, Result,
+    StorageError, TimestampOffset,
+};
+use epoch::EpochCache;
+use index::{key, segment_name, IndexEntry, DATA_PREFIX, INDEX_PREFIX};
+pub(crate) use index::{parse_segment_name, segment_prefix};
+use producer::{BatchMeta, PendingProducers, ProducerStates, SequenceCheck};
+
+/// Options of every segment keyspace: batch values go to blob files (key-value separation)
+/// and every point read of a batch hits.
+fn segment_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .with_kv_separation(Some(KvSeparationOptions::default()))
+        .expect_point_read_hits(true)
+}
+
+/// One segment: a keyspace and a summary of what it holds.
+#[derive(Clone)]
+struct Segment {
+    base_offset: i64,
+    keyspace: Keyspace,
+    /// Offset after its last batch (`base_offset` when empty).
+    next_offset: i64,
+    size_bytes: u64,
+    /// Largest batch max timestamp; `i64::MIN` when empty.
+    max_timestamp: i64,
+    /// Max timestamp of its first batch: the segment's age for rolling (Kafka's rule).
+    first_batch_timestamp: Option<i64>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("base_offset", &self.base_offset)
+            .field("next_offset", &self.next_offset)
+            .field("size_bytes", &self.size_bytes)
+            .field("max_timestamp", &self.max_timestamp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Segment {
+    fn empty(base_offset: i64, keyspace: Keyspace) -> Segment {
+        Segment {
+            base_offset,
+            keyspace,
+            next_offset: base_offset,
+            size_bytes: 0,
+            max_timestamp: i64::MIN,
+            first_batch_timestamp: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first_batch_timestamp.is_none()
+    }
+
+    fn add(&mut self, e: &IndexEntry) {
+        self.next_offset = e.next_offset();
+        self.size_bytes += u64::from(e.size_bytes);
+        self.max_timestamp = self.max_timestamp.max(e.max_timestamp);
+        self.first_batch_timestamp.get_or_insert(e.max_timestamp);
+    }
+}
+
+/// State only the writer touches.
+#[derive(Debug, Default)]
+struct WriterState {
+    producers: ProducerStates,
+}
+
+struct LogShared {
+    id: PartitionId,
+    db: Database,
+    config: RwLock<LogConfig>,
+    writer: Mutex<WriterState>,
+    /// Sorted by base offset, never empty; the last one is the active segment.
+    segments: RwLock<Vec<Segment>>,
+    epochs: RwLock<EpochCache>,
+    log_start: AtomicI64,
+    log_end: AtomicI64,
+    size_bytes: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// A partition's log. Cheap to clone (an `Arc` inside); `Send + Sync`.
+///
+/// One writer at a time is expected (the replica actor): appends, truncation and retention
+/// serialise on an internal mutex. Reads, offset lookups and the epoch queries never take
+/// that mutex and may run from any number of threads while an append is in progress.
+///
+/// Every method may block on disk I/O: call from a blocking thread in async code.
+#[derive(Clone)]
+pub struct PartitionLog {
+    shared: Arc<LogShared>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("id", &self.shared.id)
+            .field("log_start_offset", &self.log_start_offset())
+            .field("log_end_offset", &self.log_end_offset())
+            .field("size_bytes", &self.size_bytes())
+            .field("segments", &self.segment_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch ready to be stored: its header as it will be stored, and where its bytes are in
+/// the caller's buffer.
+#[derive(Debug)]
+struct Prepared {
+    header: BatchHeader,
+    range: std::ops::Range<usize>,
+}
+
+/// What a scan of the index entries rebuilds.
+#[derive(Debug)]
+struct Scan {
+    segments: Vec<Segment>,
+    epochs: EpochCache,
+    producers: ProducerStates,
+    /// First inconsistency found: the segment it is in (later segments are invalid as a
+    /// whole) and the offset from which that segment's entries are invalid.
+    broken: Option<(usize, i64)>,
+}
+
+fn scan(keyspaces: Vec<(i64, Keyspace)>) -> Result<Scan> {
+    let mut out = Scan {
+        segments: Vec::with_capacity(keyspaces.len()),
+        epochs: EpochCache::default(),
+        producers: ProducerStates::default(),
+        broken: None,
+    };
+    for (base_offset, keyspace) in keyspaces {
+        if let Some(prev) = out.segments.last() {
+            if base_offset != prev.next_offset {
+                out.broken = Some((out.segments.len() - 1, prev.next_offset));
+                break;
+            }
+        }
+        let mut seg = Segment::empty(base_offset, keyspace.clone());
+        for guard in keyspace.prefix([INDEX_PREFIX]) {
+            let (k, v) = guard.into_inner()?;
+            let e = IndexEntry::decode(&k, &v)?;
+            if e.base_offset != seg.next_offset {
+                out.broken = Some((out.segments.len(), e.base_offset));
+                break;
+            }
+            seg.add(&e);
+            if !out.epochs.assign(e.leader_epoch, e.base_offset) {
+                warn!(
+                    offset = e.base_offset,
+                    epoch = e.leader_epoch,
+                    "leader epoch goes backwards"
+                );
+            }
+            if e.producer_id >= 0 {
+                out.producers
+                    .record(e.producer_id, e.producer_epoch, batch_meta(&e));
+            }
+        }
+        out.segments.push(seg);
+        if out.broken.is_some() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn batch_meta(e: &IndexEntry) -> BatchMeta {
+    BatchMeta {
+        base_sequence: e.base_sequence,
+        last_sequence: e.last_sequence(),
+        base_offset: e.base_offset,
+        last_offset: e.last_offset,
+        max_timestamp: e.max_timestamp,
+    }
+}
+
+fn info_of(first: &BatchHeader, last: &BatchHeader, prepared: &[Prepared]) -> AppendInfo {
+    AppendInfo {
+        base_offset: first.base_offset,
+        last_offset: last.last_offset(),
+        max_timestamp: prepared
+            .iter()
+            .map(|p| p.header.max_timestamp)
+            .max()
+            .unwrap_or(i64::MIN),
+        records_count: prepared
+            .iter()
+            .map(|p| p.header.records_count)
+            .fold(0i32, i32::saturating_add),
+    }
+}
+
+impl PartitionLog {
+    /// Opens (creating or recovering) the log of `id`. Called by `Store::open_log`.
+    pub(crate) fn open(db: Database, id: PartitionId, cfg: LogConfig) -> Result<PartitionLog> {
+        let started = std::time::Instant::now();
+        let mut bases = Vec::new();
+        for name in db.list_keyspace_names() {
+            if let Some(base) = parse_segment_name(id, &name) {
+                bases.push(base?);
+            }
+        }
+        bases.sort_unstable();
+        let mut keyspaces = Vec::with_capacity(bases.len().max(1));
+        for base in &bases {
+            keyspaces.push((
+                *base,
+                db.keyspace(&segment_name(id, *base), segment_options)?,
+            ));
+        }
+        if keyspaces.is_empty() {
+            keyspaces.push((0, db.keyspace(&segment_name(id, 0), segment_options)?));
+        }
+        let mut scanned = scan(keyspaces.clone())?;
+        if let Some((seg, from)) = scanned.broken {
+            warn!(
+                partition = %id, segment = seg, offset = from,
+                "the log is not contiguous on disk: truncating it at the first gap"
+            );
+            for (_, ks) in keyspaces.iter().skip(seg + 1).rev() {
+                db.delete_keyspace(ks.clone())?;
+            }
+            remove_from(&db, &keyspaces[seg].1, from)?;
+            keyspaces.truncate(seg + 1);
+            scanned = scan(keyspaces)?;
+        }
+        let log = PartitionLog {
+            shared: Arc::new(LogShared {
+                id,
+                db,
+                config: RwLock::new(cfg),
+                writer: Mutex::new(WriterState::default()),
+                segments: RwLock::new(Vec::new()),
+                epochs: RwLock::new(EpochCache::default()),
+                log_start: AtomicI64::new(0),
+                log_end: AtomicI64::new(0),
+                size_bytes: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+            }),
+        };
+        {
+            let mut w = log.shared.writer.lock();
+            log.install(&mut w, scanned);
+        }
+        info!(
+            partition = %id,
+            log_start_offset = log.log_start_offset(),
+            log_end_offset = log.log_end_offset(),
+            segments = log.segment_count(),
+            size_bytes = log.size_bytes(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partition log recovered"
+        );
+        Ok(log)
+    }
+
+    /// Publishes a scan's result as the log's state (writer lock held).
+    fn install(&self, w: &mut WriterState, scanned: Scan) {
+        let s = &self.shared;
+        debug_assert!(!scanned.segments.is_empty());
+        let start = scanned.segments.first().map_or(0, |g| g.base_offset);
+        let end = scanned.segments.last().map_or(0, |g| g.next_offset);
+        let size: u64 = scanned.segments.iter().map(|g| g.size_bytes).sum();
+        *s.segments.write() = scanned.segments;
+        *s.epochs.write() = scanned.epochs;
+        w.producers = scanned.producers;
+        s.size_bytes.store(size, Ordering::Release);
+        s.log_start.store(start, Ordering::Release);
+        s.log_end.store(end, Ordering::Release);
+    }
+
+    /// Marks this handle closed (a newer one takes over, or the log is deleted) and runs `f`
+    /// while holding the writer lock, so no write of this handle overlaps `f`.
+    pub(crate) fn close_and<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _writer = self.shared.writer.lock();
+        self.shared.closed.store(true, Ordering::Release);
+        f()
+    }
+
+    /// Forgets the segment handles of a closed log so their keyspaces can be removed.
+    pub(crate) fn forget_segments(&self) {
+        self.shared.segments.write().clear();
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakLog {
+        WeakLog(Arc::downgrade(&self.shared))
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(StorageError::LogClosed(self.shared.id))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The partition this log belongs to.
+    pub fn id(&self) -> PartitionId {
+        self.shared.id
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> LogConfig {
+        self.shared.config.read().clone()
+    }
+
+    /// Changes the limits for future appends and retention runs.
+    pub fn set_config(&self, cfg: LogConfig) {
+        *self.shared.config.write() = cfg;
+    }
+
+    /// Appends a producer's batches as the leader of `leader_epoch`.
+    ///
+    /// Validates every batch (nothing is written if one fails), applies the idempotent
+    /// producer rules, assigns offsets from the log end offset by patching each batch's base
+    /// offset and partition leader epoch (the rest of the bytes are stored as sent), rolls
+    /// the segment if needed, and commits all batches in one atomic write. With
+    /// [`Durability::EveryBatch`] the journal is fsynced before returning.
+    ///
+    /// If any batch is a retry of a batch already in the log, nothing is written and the
+    /// original batch's info comes back as [`AppendOutcome::Duplicate`].
+    pub fn append_as_leader(&self, records: &[u8], leader_epoch: i32) -> Result<AppendOutcome> {
+        let s = &self.shared;
+        let mut w = s.writer.lock();
+        self.ensure_open()?;
+        let cfg = self.config();
+        let batches = validate(
+            records,
+            &ValidationRules {
+                batch_bytes_max: cfg.batch_bytes_max,
+                origin: BatchOrigin::Client,
+            },
+        )?;
+        if let Some(latest) = s.epochs.read().latest() {
+            if leader_epoch < latest {
+                return Err(StorageError::FencedLeaderEpoch {
+                    epoch: leader_epoch,
+                    latest,
+                });
+            }
+        }
+        let mut next = s.log_end.load(Ordering::Acquire);
+        let mut pending = PendingProducers::new(&w.producers, next);
+        let mut prepared = Vec::with_capacity(batches.len());
+        for vb in batches {
+            let mut h = vb.header;
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
+            if h.has_producer_id() {
+                if h.base_sequence < 0 {
+                    return Err(StorageError::CorruptBatch(format!(
+                        "producer id {} without a base sequence",
+                        h.producer_id
+                    )));
+                }
+                let last_sequence = h.last_sequence();
+                match pending.check(
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    last_sequence,
+                )? {
+                    SequenceCheck::Duplicate(m) => {
+                        debug!(partition = %s.id, producer_id = h.producer_id, offset = m.base_offset, "duplicate batch");
+                        return Ok(AppendOutcome::Duplicate(AppendInfo {
+                            base_offset: m.base_offset,
+                            last_offset: m.last_offset,
+                            max_timestamp: m.max_timestamp,
+                            records_count: i32::try_from(m.last_offset - m.base_offset + 1)
+                                .unwrap_or(i32::MAX),
+                        }));
+                    }
+                    SequenceCheck::Accept => pending.record(
+                        h.producer_id,
+                        h.producer_epoch,
+                        BatchMeta {
+                            base_sequence: h.base_sequence,
+                            last_sequence,
+                            base_offset: h.base_offset,
+                            last_offset: h.last_offset(),
+                            max_timestamp: h.max_timestamp,
+                        },
+                    ),
+                }
+            }
+            next = h.next_offset();
+            prepared.push(Prepared {
+                header: h,
+                range: vb.range,
+            });
+        }
+        let updates = pending.into_updates();
+        let info = self.commit(records, &prepared, &cfg, true)?;
+        w.producers.apply(updates);
+        Ok(AppendOutcome::Appended(info))
+    }
+
+    /// Appends batches replicated from the leader: offsets and epochs are already assigned.
+    /// The first batch must start at the log end offset and the batches must be contiguous.
+    /// Producer state is updated without checks (the leader's log is the truth).
+    pub fn append_as_follower(&self, records: &[u8]) -> Result<AppendInfo> {
+        let s = &self.shared;
+        let mut w = s.writer.lock();
+        self.ensure_open()?;
+        let cfg = self.config();
+        let batches = validate(
+            records,
+            &ValidationRules {
+                batch_bytes_max: cfg.batch_bytes_max,
+                origin: BatchOrigin::Replication,
+            },
+        )?;
+        let mut next = s.log_end.load(Ordering::Acquire);
+        let mut prepared = Vec::with_capacity(batches.len());
+        for vb in batches {
+            if vb.header.base_offset != next {
+                return Err(StorageError::UnexpectedBaseOffset {
+                    expected: next,
+                    got: vb.header.base_offset,
+                });
+            }
+            next = vb.header.next_offset();
+            prepared.push(Prepared {
+                header: vb.header,
+                range: vb.range,
+            });
+        }
+        let info = self.commit(records, &prepared, &cfg, false)?;
+        for p in &prepared {
+            let e = IndexEntry::of(&p.header);
+            if e.producer_id >= 0 {
+                w.producers
+                    .record(e.producer_id, e.producer_epoch, batch_meta(&e));
+            }
+        }
+        Ok(info)
+    }
+
+    /// Rolls if needed, writes the prepared batches in one fjall batch, then publishes them.
+    /// `patch`: write the header's base offset and leader epoch over the caller's bytes.
+    fn commit(
+        &self,
+        records: &[u8],
+        prepared: &[Prepared],
+        cfg: &LogConfig,
+        patch: bool,
+    ) -> Result<AppendInfo> {
+        let s = &self.shared;
+        let (Some(first), Some(last)) = (prepared.first(), prepared.last()) else {
+            return Err(StorageError::CorruptBatch("no record batch".into()));
+        };
+        let info = info_of(&first.header, &last.header, prepared);
+        let bytes: u64 = prepared.iter().map(|p| p.range.len() as u64).sum();
+        self.maybe_roll(cfg, bytes, info.max_timestamp)?;
+        let keyspace = s
+            .segments
+            .read()
+            .last()
+            .map(|g| g.keyspace.clone())
+            .ok_or_else(|| StorageError::CorruptLog("log without segments".into()))?;
+
+        let mut batch = s.db.batch();
+        if cfg.durability == Durability::EveryBatch {
+            batch = batch.durability(Some(PersistMode::SyncData));
+        }
+        let mut entries = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let src = &records[p.range.clone()];
+            let value = if patch {
+                // baseOffset, batchLength, partitionLeaderEpoch: outside the CRC'd region.
+                let mut head = [0u8; 16];
+                head.copy_from_slice(&src[..16]);
+                head[..8].copy_from_slice(&p.header.base_offset.to_be_bytes());
+                head[12..16].copy_from_slice(&p.header.partition_leader_epoch.to_be_bytes());
+                let mut reader = std::io::Read::chain(&head[..], &src[16..]);
+                Slice::from_reader(&mut reader, src.len())?
+            } else {
+                Slice::from(src)
+            };
+            let e = IndexEntry::of(&p.header);
+            // Data before index: a reader that sees the index entry finds the data.
+            batch.insert(&keyspace, &key(DATA_PREFIX, e.base_offset)[..], value);
+            batch.insert(
+                &keyspace,
+                &key(INDEX_PREFIX, e.base_offset)[..],
+                &e.encode()[..],
+            );
+            entries.push(e);
+        }
+        batch.commit()?;
+
+        {
+            let mut segments = s.segments.write();
+            if let Some(active) = segments.last_mut() {
+                for e in &entries {
+                    active.add(e);
+                }
+            }
+        }
+        {
+            let mut epochs = s.epochs.write();
+            for e in &entries {
+                if !epochs.assign(e.leader_epoch, e.base_offset) {
+                    warn!(partition = %s.id, offset = e.base_offset, epoch = e.leader_epoch,
+                        "batch carries a leader epoch older than the log's latest");
+                }
+            }
+        }
+        s.size_bytes.fetch_add(bytes, Ordering::AcqRel);
+        s.log_end.store(info.last_offset + 1, Ordering::Release);
+        Ok(info)
+    }
+
+    fn maybe_roll(&self, cfg: &LogConfig, incoming_bytes: u64, incoming_max_ts: i64) -> Result<()> {
+        let s = &self.shared;
+        let reason = {
+            let segments = s.segments.read();
+            let Some(active) = segments.last() else {
+                return Err(StorageError::CorruptLog("log without segments".into()));
+            };
+            if active.is_empty() {
+                None
+            } else if active.size_bytes.saturating_add(incoming_bytes) > cfg.segment_bytes_max {
+                Some("size")
+            } else if cfg.segment_age_max_ms >= 0
+                && active
+                    .first_batch_timestamp
+                    .is_some_and(|t| incoming_max_ts.saturating_sub(t) > cfg.segment_age_max_ms)
+            {
+                Some("age")
+            } else {
+                None
+            }
+        };
+        if let Some(reason) = reason {
+            let base = s.log_end.load(Ordering::Acquire);
+            // The old segment's tail must be durable before a newer segment exists: a power
+            // loss must not leave a gap in front of the new segment.
+            if cfg.durability != Durability::EveryBatch {
+                s.db.persist(PersistMode::SyncData)?;
+            }
+            let segment = self.create_segment(base)?;
+            s.segments.write().push(segment);
+            debug!(partition = %s.id, base_offset = base, reason, "segment rolled");
+        }
+        Ok(())
+    }
+
+    fn create_segment(&self, base_offset: i64) -> Result<Segment> {
+        let s = &self.shared;
+        let name = segment_name(s.id, base_offset);
+        if s.db.keyspace_exists(&name) {
+            return Err(StorageError::CorruptLog(format!(
+                "segment {name} exists already"
+            )));
+        }
+        let keyspace = s.db.keyspace(&name, segment_options)?;
+        Ok(Segment::empty(base_offset, keyspace))
+    }
+
+    /// Whole batches from the one that contains `offset`, concatenated.
+    ///
+    /// Only batches whose base offset is below `max_offset` (the high watermark, exclusive)
+    /// are returned; batches are added while the total stays within `max_bytes`, but the
+    /// first available batch is always returned whole even if larger (so consumers make
+    /// progress). The first batch may start before `offset`: clients skip the records they
+    /// did not ask for. `offset == log end offset` gives no records; an offset outside
+    /// `[log start, log end]` is [`StorageError::OffsetOutOfRange`].
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
+        self.ensure_open()?;
+        let s = &self.shared;
+        let log_start = s.log_start.load(Ordering::Acquire);
+        let log_end = s.log_end.load(Ordering::Acquire);
+        let out_of_range = |log_start| StorageError::OffsetOutOfRange {
+            offset,
+            log_start,
+            log_end,
+        };
+        if offset < log_start || offset > log_end {
+            return Err(out_of_range(log_start));
+        }
+        let limit = max_offset.min(log_end);
+        let mut chunks: Vec<Slice> = Vec::new();
+        let mut total = 0usize;
+        if offset < limit {
+            let Some((mut seg_base, mut keyspace)) = self.segment_at(offset) else {
+                return Err(out_of_range(s.log_start.load(Ordering::Acquire)));
+            };
+            let mut from = match floor_entry(&keyspace, seg_base, offset)? {
+                Some(e) if e.last_offset >= offset => e.base_offset,
+                _ => offset,
+            };
+            'segments: loop {
+                for guard in keyspace.range(key(INDEX_PREFIX, from)..=key(INDEX_PREFIX, i64::MAX)) {
+                    let (k, v) = guard.into_inner()?;
+                    let e = IndexEntry::decode(&k, &v)?;
+                    let size = e.size_bytes as usize;
+                    if e.base_offset >= limit || (!chunks.is_empty() && total + size > max_bytes) {
+                        break 'segments;
+                    }
+                    let Some(data) = keyspace.get(key(DATA_PREFIX, e.base_offset))? else {
+                        // Truncated since we looked at the log end offset.
+                        break 'segments;
+                    };
+                    if data.len() != size {
+                        return Err(StorageError::CorruptLog(format!(
+                            "batch at offset {} of {}: {} bytes, index says {size}",
+                            e.base_offset,
+                            s.id,
+                            data.len()
+                        )));
+                    }
+                    total += size;
+                    chunks.push(data);
+                }
+                match self.segment_after(seg_base) {
+                    Some((base, ks)) if base < limit => {
+                        (seg_base, keyspace, from) = (base, ks, base);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(ReadResult {
+            records: concat(chunks, total),
+            log_start_offset: s.log_start.load(Ordering::Acquire).min(offset),
+            log_end_offset: log_end,
+        })
+    }
+
+    /// The segment that holds `offset` (the last one starting at or before it).
+    fn segment_at(&self, offset: i64) -> Option<(i64, Keyspace)> {
+        let segments = self.shared.segments.read();
+        let i = segments.partition_point(|g| g.base_offset <= offset);
+        let g = segments.get(i.checked_sub(1)?)?;
+        Some((g.base_offset, g.keyspace.clone()))
+    }
+
+    fn segment_after(&self, base_offset: i64) -> Option<(i64, Keyspace)> {
+        let segments = self.shared.segments.read();
+        let i = segments.partition_point(|g| g.base_offset <= base_offset);
+        segments.get(i).map(|g| (g.base_offset, g.keyspace.clone()))
+    }
+
+    /// First offset of the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.log_start.load(Ordering::Acquire)
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.log_end.load(Ordering::Acquire)
+    }
+
+    /// The first batch whose max timestamp is at or after `timestamp_ms`: its base offset and
+    /// max timestamp; `None` if there is none.
+    ///
+    /// Batch granularity, like Kafka's index: the batch found holds the first record at or
+    /// after the target time, but may start with earlier records (the returned offset is
+    /// then a little early, never late), and the returned timestamp is the batch's max
+    /// timestamp rather than that record's. Scans index entries only (no batch data).
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampOffset>> {
+        self.ensure_open()?;
+        let log_end = self.log_end_offset();
+        let candidates: Vec<(i64, Keyspace)> = self
+            .shared
+            .segments
+            .read()
+            .iter()
+            .filter(|g| g.max_timestamp >= timestamp_ms)
+            .map(|g| (g.base_offset, g.keyspace.clone()))
+            .collect();
+        for (_, keyspace) in candidates {
+            for guard in keyspace.prefix([INDEX_PREFIX]) {
+                let (k, v) = guard.into_inner()?;
+                let e = IndexEntry::decode(&k, &v)?;
+                if e.base_offset >= log_end {
+                    return Ok(None);
+                }
+                if e.max_timestamp >= timestamp_ms {
+                    return Ok(Some(TimestampOffset {
+                        offset: e.base_offset,
+                        timestamp: e.max_timestamp,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// For OffsetForLeaderEpoch: the largest epoch at or below `leader_epoch` and its end
+    /// offset (the start offset of the next higher epoch, or the log end offset for the
+    /// latest). `None` if the log has no epoch at or below it.
+    pub fn last_epoch_end_offset(&self, leader_epoch: i32) -> Option<(i32, i64)> {
+        let epochs = self.shared.epochs.read();
+        epochs.end_offset_for(leader_epoch, self.log_end_offset())
+    }
+
+    /// The leader epoch of the last batch in the log; `None` for an empty log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.shared.epochs.read().latest()
+    }
+
+    /// Removes every batch at or after `offset`, and the batch containing `offset` if it
+    /// falls inside one (truncation happens at batch boundaries: the log end offset becomes
+    /// that batch's base offset). Later segments that become empty are dropped; epoch cache
+    /// and producer state are rebuilt from the remaining index entries. Durable on return.
+    ///
+    /// `offset >= log end offset` changes nothing. An offset below the log start empties the
+    /// log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`).
+    ///
+    /// Cost: the index entries of the whole log are rescanned (truncation is rare: a
+    /// follower after a leader change).
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let s = &self.shared;
+        let mut w = s.writer.lock();
+        self.ensure_open()?;
+        let log_start = self.log_start_offset();
+        let log_end = self.log_end_offset();
+        if offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        if offset >= log_end {
+            return Ok(());
+        }
+        if offset < log_start {
+            return self.reset_locked(&mut w, offset);
+        }
+        let Some((seg_base, keyspace)) = self.segment_at(offset) else {
+            return Err(StorageError::CorruptLog(format!(
+                "no segment holds offset {offset} of {}",
+                s.id
+            )));
+        };
+        let new_end = match floor_entry(&keyspace, seg_base, offset)? {
+            Some(e) if e.last_offset >= offset => e.base_offset,
+            _ => offset,
+        };
+        // Readers stop at the new end before anything disappears.
+        s.log_end.store(new_end, Ordering::Release);
+        let doomed: Vec<Segment> = {
+            let mut segments = s.segments.write();
+            let keep = segments.partition_point(|g| g.base_offset <= new_end);
+            segments.split_off(keep.max(1))
+        };
+        for g in doomed.iter().rev() {
+            s.db.delete_keyspace(g.keyspace.clone())?;
+        }
+        let (seg_base, keyspace) = self
+            .segment_at(new_end)
+            .ok_or_else(|| StorageError::CorruptLog("log without segments".into()))?;
+        remove_from(&s.db, &keyspace, new_end)?;
+        let keyspaces: Vec<(i64, Keyspace)> = s
+            .segments
+            .read()
+            .iter()
+            .map(|g| (g.base_offset, g.keyspace.clone()))
+            .collect();
+        let scanned = scan(keyspaces)?;
+        if scanned.broken.is_some() {
+            return Err(StorageError::CorruptLog(format!(
+                "{} is not contiguous after truncation to {new_end}",
+                s.id
+            )));
+        }
+        self.install(&mut w, scanned);
+        debug_assert_eq!(self.log_end_offset(), new_end);
+        warn!(partition = %s.id, offset, log_end_offset = new_end, segment = seg_base, "log truncated");
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset`, which may lie before the log start (a
+    /// follower told to truncate below it) or after the log end (a follower that must start
+    /// at the leader's log start). Durable on return.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        let mut w = self.shared.writer.lock();
+        self.ensure_open()?;
+        if offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end: self.log_end_offset(),
+            });
+        }
+        self.reset_locked(&mut w, offset)
+    }
+
+    fn reset_locked(&self, w: &mut WriterState, offset: i64) -> Result<()> {
+        let s = &self.shared;
+        s.log_end.store(
+            offset.min(s.log_end.load(Ordering::Acquire)),
+            Ordering::Release,
+        );
+        let old: Vec<Segment> = std::mem::take(&mut *s.segments.write());
+        // The new (empty) segment exists before the old ones go, so a crash in between
+        // leaves either the old log or a log that recovery cuts at the new segment.
+        let (reuse, others): (Vec<Segment>, Vec<Segment>) =
+            old.into_iter().partition(|g| g.base_offset == offset);
+        let segment = match reuse.into_iter().next() {
+            Some(g) => {
+                remove_from(&s.db, &g.keyspace, offset)?;
+                Segment::empty(offset, g.keyspace)
+            }
+            None => self.create_segment(offset)?,
+        };
+        for g in others.iter().rev() {
+            s.db.delete_keyspace(g.keyspace.clone())?;
+        }
+        s.db.persist(PersistMode::SyncData)?;
+        self.install(
+            w,
+            Scan {
+                segments: vec![segment],
+                epochs: EpochCache::default(),
+                producers: ProducerStates::default(),
+                broken: None,
+            },
+        );
+        warn!(partition = %s.id, offset, "log emptied and restarted");
+        Ok(())
+    }
+
+    /// Drops the oldest whole segments (never the active one) while the log is larger than
+    /// `retention_bytes` (if >= 0) or the oldest segment's newest batch is older than
+    /// `now_ms - retention_ms` (if >= 0). Returns the number of segments dropped; the log
+    /// start offset moves to the first remaining segment.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let s = &self.shared;
+        let mut w = s.writer.lock();
+        self.ensure_open()?;
+        let cfg = self.config();
+        let mut dropped = 0usize;
+        loop {
+            let oldest = {
+                let segments = s.segments.read();
+                if segments.len() < 2 {
+                    break;
+                }
+                segments[0].clone()
+            };
+            let total = s.size_bytes.load(Ordering::Acquire);
+            let by_size = u64::try_from(cfg.retention_bytes).is_ok_and(|max| total > max);
+            let by_time = cfg.retention_ms >= 0
+                && oldest.max_timestamp < now_ms.saturating_sub(cfg.retention_ms);
+            if !(by_size || by_time) {
+                break;
+            }
+            s.db.delete_keyspace(oldest.keyspace.clone())?;
+            let new_start = {
+                let mut segments = s.segments.write();
+                segments.remove(0);
+                segments
+                    .first()
+                    .map_or(oldest.next_offset, |g| g.base_offset)
+            };
+            s.size_bytes.fetch_sub(oldest.size_bytes, Ordering::AcqRel);
+            s.log_start.store(new_start, Ordering::Release);
+            dropped += 1;
+            info!(
+                partition = %s.id, base_offset = oldest.base_offset, size_bytes = oldest.size_bytes,
+                log_start_offset = new_start, by_size, by_time, "segment deleted by retention"
+            );
+        }
+        if dropped > 0 {
+            let start = self.log_start_offset();
+            let mut epochs = s.epochs.write();
+            if start >= self.log_end_offset() {
+                // No batch left to carry an epoch: what a recovery would rebuild.
+                *epochs = EpochCache::default();
+            } else {
+                epochs.truncate_from_start(start);
+            }
+            drop(epochs);
+            w.producers.remove_before(start);
+        }
+        Ok(dropped)
+    }
+
+    /// Bytes of record batches in the log.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared.size_bytes.load(Ordering::Acquire)
+    }
+
+    /// Number of segments (at least 1).
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.read().len()
+    }
+
+    /// fsyncs the journal (the whole node's: one journal is shared by every log).
+    pub fn sync(&self) -> Result<()> {
+        self.shared.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    /// True once a newer `open_log` of the same partition or a `delete_log` superseded this
+    /// handle; every call but the offset getters then fails with
+    /// [`StorageError::LogClosed`].
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    #[cfg(test)]
+    fn producer_count(&self) -> usize {
+        self.shared.writer.lock().producers.len()
+    }
+
+    #[cfg(test)]
+    fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.shared.epochs.read().entries()
+    }
+
+    #[cfg(test)]
+    fn active_keyspace(&self) -> Keyspace {
+        self.shared
+            .segments
+            .read()
+            .last()
+            .map(|g| g.keyspace.clone())
+            .unwrap()
+    }
+}
+
+/// A weak handle, for the store's table of open logs.
+#[derive(Clone, Default)]
+pub(crate) struct WeakLog(std::sync::Weak<LogShared>);
+
+impl std::fmt::Debug for WeakLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WeakLog")
+            .field(&self.0.strong_count())
+            .finish()
+    }
+}
+
+impl WeakLog {
+    pub(crate) fn upgrade(&self) -> Option<PartitionLog> {
+        self.0.upgrade().map(|shared| PartitionLog { shared })
+    }
+}
+
+/// The index entry with the greatest base offset in `[seg_base, offset]`.
+fn floor_entry(keyspace: &Keyspace, seg_base: i64, offset: i64) -> Result<Option<IndexEntry>> {
+    match keyspace
+        .range(key(INDEX_PREFIX, seg_base)..=key(INDEX_PREFIX, offset))
+        .next_back()
+    {
+        Some(guard) => {
+            let (k, v) = guard.into_inner()?;
+            Ok(Some(IndexEntry::decode(&k, &v)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Deletes the batches of a segment whose base offset is `>= from`, durably.
+fn remove_from(db: &Database, keyspace: &Keyspace, from: i64) -> Result<()> {
+    let mut offsets = Vec::new();
+    for guard in keyspace.range(key(INDEX_PREFIX, from)..=key(INDEX_PREFIX, i64::MAX)) {
+        let k = guard.key()?;
+        offsets.push(index::offset_of_key(&k)?);
+    }
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut batch = db.batch().durability(Some(PersistMode::SyncData));
+    for o in offsets {
+        // Readers already stop below `from` (the log end offset moved first).
+        batch.remove(keyspace, &key(INDEX_PREFIX, o)[..]);
+        batch.remove(keyspace, &key(DATA_PREFIX, o)[..]);
+    }
+    batch.commit()?;
+    Ok(())
+}
+
+fn concat(chunks: Vec<Slice>, total: usize) -> Bytes {
+    let mut out = BytesMut::with_capacity(total);
+    for c in &chunks {
+        out.extend_from_slice(c);
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! Tests that need the log's insides: on-disk damage and cache consistency. The behaviour
+//! seen through the public API is tested in `storage/tests/`.
+
+use super::*;
+use crate::batch::BatchBuilder;
+use crate::{Store, StoreConfig};
+
+fn id() -> PartitionId {
+    PartitionId {
+        topic_id: uuid::Uuid::from_u128(7),
+        partition: 0,
+    }
+}
+
+fn cfg() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 1 << 20,
+        segment_age_max_ms: -1,
+        retention_bytes: -1,
+        retention_ms: -1,
+        batch_bytes_max: 1 << 20,
+        durability: Durability::Os,
+    }
+}
+
+fn batch(records: usize, ts: i64) -> Vec<u8> {
+    let mut b = BatchBuilder::new(ts);
+    for i in 0..records {
+        b.push(ts, None, Some(format!("r{i}").as_bytes()));
+    }
+    b.build()
+}
+
+fn open(dir: &std::path::Path) -> (Store, PartitionLog) {
+    let store = Store::open(dir, StoreConfig::default()).unwrap();
+    let log = store.open_log(id(), cfg()).unwrap();
+    (store, log)
+}
+
+#[test]
+fn corrupt_index_entry_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+        log.active_keyspace()
+            .insert(key(INDEX_PREFIX, 2), b"garbage".as_slice())
+            .unwrap();
+        log.shared.db.persist(PersistMode::SyncData).unwrap();
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let err = store.open_log(id(), cfg()).unwrap_err();
+    assert!(matches!(err, StorageError::CorruptLog(_)), "{err}");
+    assert!(err.is_fatal());
+}
+
+#[test]
+fn recovery_cuts_the_log_at_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap(); // 0..=1
+        log.append_as_leader(&batch(3, 10), 0).unwrap(); // 2..=4
+                                                         // A batch at 9 that nothing leads to (as if 5..9 were lost).
+        let mut stray = batch(1, 10);
+        crate::batch::set_base_offset(&mut stray, 9).unwrap();
+        let e = IndexEntry::of(&BatchHeader::parse(&stray).unwrap());
+        let ks = log.active_keyspace();
+        ks.insert(key(DATA_PREFIX, 9), stray.as_slice()).unwrap();
+        ks.insert(key(INDEX_PREFIX, 9), e.encode().as_slice())
+            .unwrap();
+        // And a later segment after the gap.
+        log.shared
+            .db
+            .keyspace(&segment_name(id(), 20), segment_options)
+            .unwrap();
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.segment_count(), 1);
+    let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(0, 1), (2, 4)]);
+    // Appends continue at the cut.
+    let info = log.append_as_leader(&batch(1, 10), 0).unwrap().info();
+    assert_eq!(info.base_offset, 5);
+}
+
+fn validate_all(records: &[u8]) -> Vec<(i64, i64)> {
+    validate(
+        records,
+        &ValidationRules {
+            batch_bytes_max: usize::MAX,
+            origin: BatchOrigin::Replication,
+        },
+    )
+    .unwrap()
+    .iter()
+    .map(|b| (b.header.base_offset, b.header.last_offset()))
+    .collect()
+}
+
+#[test]
+fn caches_after_truncation_equal_a_rebuild_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (epochs, producers) = {
+        let (_store, log) = open(dir.path());
+        log.set_config(LogConfig {
+            segment_bytes_max: 300,
+            ..cfg()
+        });
+        for i in 0..12i32 {
+            let b = BatchBuilder::new(100 + i64::from(i))
+                .producer(i64::from(i % 3), 0, i / 3)
+                .record(100, None, Some(b"0123456789"))
+                .build();
+            log.append_as_leader(&b, i / 4).unwrap();
+        }
+        assert!(log.segment_count() > 2);
+        log.truncate_to(7).unwrap();
+        assert_eq!(log.log_end_offset(), 7);
+        assert_eq!(log.epoch_entries(), vec![(0, 0), (1, 4)]);
+        let producers = log.shared.writer.lock().producers.clone();
+        (log.epoch_entries(), producers)
+    };
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.epoch_entries(), epochs);
+    assert_eq!(log.shared.writer.lock().producers, producers);
+    assert_eq!(log.producer_count(), 3);
+}
+
+#[test]
+fn caches_after_retention_equal_a_rebuild_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (epochs, producers, start) = {
+        let (_store, log) = open(dir.path());
+        log.set_config(LogConfig {
+            segment_bytes_max: 200,
+            retention_bytes: 300,
+            ..cfg()
+        });
+        for i in 0..12i32 {
+            let b = BatchBuilder::new(100)
+                .producer(i64::from(i % 4), 0, i / 4)
+                .record(100, None, Some(b"0123456789"))
+                .build();
+            log.append_as_leader(&b, i / 3).unwrap();
+        }
+        assert!(log.apply_retention(0).unwrap() > 0);
+        let producers = log.shared.writer.lock().producers.clone();
+        (log.epoch_entries(), producers, log.log_start_offset())
+    };
+    let (_store, log) = open(dir.path());
+    assert!(start > 0);
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(log.epoch_entries(), epochs);
+    assert_eq!(log.shared.writer.lock().producers, producers);
+}

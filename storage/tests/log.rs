@@ -1,0 +1,996 @@
+//! Partition log, producer state and metadata store, through the public API.
+
+mod common;
+
+use common::{batch, cfg, headers, open, pbatch, pid, spans, store};
+use rivulet_storage::batch::{set_base_offset, set_partition_leader_epoch, BatchBuilder};
+use rivulet_storage::{
+    AppendOutcome, Durability, LogConfig, StorageError, TimestampOffset, TopicMeta,
+};
+
+fn appended(o: AppendOutcome) -> rivulet_storage::AppendInfo {
+    match o {
+        AppendOutcome::Appended(i) => i,
+        AppendOutcome::Duplicate(i) => panic!("unexpected duplicate {i:?}"),
+    }
+}
+
+mod append_and_read {
+    use super::*;
+
+    #[test]
+    fn offsets_are_assigned_and_only_offset_and_epoch_are_patched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let a = batch(3, 10, 100);
+        let b = batch(2, 10, 200);
+        let c = batch(4, 10, 150);
+        let i1 = appended(log.append_as_leader(&a, 5).unwrap());
+        assert_eq!(
+            (
+                i1.base_offset,
+                i1.last_offset,
+                i1.records_count,
+                i1.max_timestamp
+            ),
+            (0, 2, 3, 100)
+        );
+        let mut two = b.clone();
+        two.extend_from_slice(&c);
+        let i2 = appended(log.append_as_leader(&two, 6).unwrap());
+        assert_eq!(
+            (
+                i2.base_offset,
+                i2.last_offset,
+                i2.records_count,
+                i2.max_timestamp
+            ),
+            (3, 8, 6, 200)
+        );
+        assert_eq!(log.log_end_offset(), 9);
+
+        let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+        assert_eq!((r.log_start_offset, r.log_end_offset), (0, 9));
+        assert_eq!(spans(&r.records), vec![(0, 2), (3, 4), (5, 8)]);
+        let hs = headers(&r.records);
+        assert_eq!(
+            hs.iter()
+                .map(|h| h.partition_leader_epoch)
+                .collect::<Vec<_>>(),
+            vec![5, 6, 6]
+        );
+        // Everything but base offset and leader epoch is stored exactly as sent.
+        let mut expected = Vec::new();
+        for (orig, (base, epoch)) in [(&a, (0, 5)), (&b, (3, 6)), (&c, (5, 6))] {
+            let mut x = orig.clone();
+            set_base_offset(&mut x, base).unwrap();
+            set_partition_leader_epoch(&mut x, epoch).unwrap();
+            expected.extend_from_slice(&x);
+        }
+        assert_eq!(&r.records[..], &expected[..]);
+        assert_eq!(log.size_bytes(), expected.len() as u64);
+    }
+
+    #[test]
+    fn read_starts_with_the_batch_containing_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        for n in [3, 3, 3] {
+            log.append_as_leader(&batch(n, 8, 1), 0).unwrap();
+        }
+        assert_eq!(
+            spans(&log.read(4, usize::MAX, i64::MAX).unwrap().records),
+            vec![(3, 5), (6, 8)]
+        );
+        assert_eq!(
+            spans(&log.read(3, usize::MAX, i64::MAX).unwrap().records),
+            vec![(3, 5), (6, 8)]
+        );
+        assert_eq!(
+            spans(&log.read(8, usize::MAX, i64::MAX).unwrap().records),
+            vec![(6, 8)]
+        );
+    }
+
+    #[test]
+    fn max_bytes_limits_but_one_whole_batch_always_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let b = batch(2, 100, 1);
+        let size = b.len();
+        for _ in 0..4 {
+            log.append_as_leader(&b, 0).unwrap();
+        }
+        assert_eq!(
+            spans(&log.read(0, 0, i64::MAX).unwrap().records),
+            vec![(0, 1)]
+        );
+        assert_eq!(
+            spans(&log.read(0, size - 1, i64::MAX).unwrap().records),
+            vec![(0, 1)]
+        );
+        assert_eq!(
+            spans(&log.read(0, 2 * size, i64::MAX).unwrap().records).len(),
+            2
+        );
+        assert_eq!(
+            spans(&log.read(0, 3 * size - 1, i64::MAX).unwrap().records).len(),
+            2
+        );
+        assert_eq!(
+            spans(&log.read(2, 10 * size, i64::MAX).unwrap().records).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn reads_stop_at_max_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        for _ in 0..3 {
+            log.append_as_leader(&batch(2, 8, 1), 0).unwrap();
+        }
+        assert_eq!(
+            spans(&log.read(0, usize::MAX, 4).unwrap().records),
+            vec![(0, 1), (2, 3)]
+        );
+        assert_eq!(
+            spans(&log.read(0, usize::MAX, 3).unwrap().records),
+            vec![(0, 1), (2, 3)]
+        );
+        assert!(log.read(4, usize::MAX, 4).unwrap().records.is_empty());
+        assert!(log.read(0, usize::MAX, 0).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn log_end_reads_empty_and_outside_is_out_of_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let r = log.read(0, 100, i64::MAX).unwrap();
+        assert!(r.records.is_empty());
+        assert_eq!((r.log_start_offset, r.log_end_offset), (0, 0));
+        log.append_as_leader(&batch(2, 8, 1), 0).unwrap();
+        assert!(log.read(2, 100, i64::MAX).unwrap().records.is_empty());
+        for bad in [3, -1, i64::MAX] {
+            assert!(matches!(
+                log.read(bad, 100, i64::MAX),
+                Err(StorageError::OffsetOutOfRange {
+                    log_start: 0,
+                    log_end: 2,
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_bad_batch_anywhere_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let mut records = batch(2, 8, 1);
+        let mut bad = batch(2, 8, 1);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        records.extend_from_slice(&bad);
+        assert!(matches!(
+            log.append_as_leader(&records, 0),
+            Err(StorageError::CorruptBatch(_))
+        ));
+        let too_big = batch(1, 2 << 20, 1);
+        assert!(matches!(
+            log.append_as_leader(&too_big, 0),
+            Err(StorageError::BatchTooLarge { .. })
+        ));
+        assert!(matches!(
+            log.append_as_leader(&[], 0),
+            Err(StorageError::CorruptBatch(_))
+        ));
+        let mut v1 = batch(1, 8, 1);
+        v1[16] = 1;
+        assert!(matches!(
+            log.append_as_leader(&v1, 0),
+            Err(StorageError::UnsupportedMagic(1))
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.size_bytes(), 0);
+        assert!(log
+            .read(0, usize::MAX, i64::MAX)
+            .unwrap()
+            .records
+            .is_empty());
+    }
+
+    #[test]
+    fn everything_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = {
+            let (_s, log) = open(
+                dir.path(),
+                LogConfig {
+                    segment_bytes_max: 500,
+                    ..cfg()
+                },
+            );
+            for i in 0..20 {
+                log.append_as_leader(&batch(1 + i % 3, 50, 10 * i as i64), (i / 5) as i32)
+                    .unwrap();
+            }
+            assert!(log.segment_count() > 3);
+            (
+                log.read(0, usize::MAX, i64::MAX).unwrap(),
+                log.segment_count(),
+                log.size_bytes(),
+                log.latest_epoch(),
+                log.last_epoch_end_offset(1),
+            )
+        };
+        let (_s, log) = open(dir.path(), cfg());
+        let after = (
+            log.read(0, usize::MAX, i64::MAX).unwrap(),
+            log.segment_count(),
+            log.size_bytes(),
+            log.latest_epoch(),
+            log.last_epoch_end_offset(1),
+        );
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn every_batch_durability_and_sync_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, log) = open(
+            dir.path(),
+            LogConfig {
+                durability: Durability::EveryBatch,
+                ..cfg()
+            },
+        );
+        log.append_as_leader(&batch(1, 8, 1), 0).unwrap();
+        log.sync().unwrap();
+        store.sync().unwrap();
+        assert_eq!(log.log_end_offset(), 1);
+    }
+
+    #[test]
+    fn concurrent_readers_see_whole_contiguous_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes_max: 4096,
+                ..cfg()
+            },
+        );
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    log.append_as_leader(&batch(1 + i % 4, 64, i as i64), 0)
+                        .unwrap();
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut offset = 0;
+                    let mut reads = 0;
+                    while offset < log.log_end_offset() || !log_is_done(&log) {
+                        let r = log.read(offset, 1000, i64::MAX).unwrap();
+                        let s = spans(&r.records);
+                        if let Some(first) = s.first() {
+                            assert!(first.0 <= offset && offset <= first.1, "{first:?} {offset}");
+                        }
+                        for w in s.windows(2) {
+                            assert_eq!(w[0].1 + 1, w[1].0);
+                        }
+                        if let Some(last) = s.last() {
+                            offset = last.1 + 1;
+                        }
+                        reads += 1;
+                    }
+                    assert!(reads > 0);
+                    offset
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        for r in readers {
+            assert_eq!(r.join().unwrap(), log.log_end_offset());
+        }
+        fn log_is_done(log: &rivulet_storage::PartitionLog) -> bool {
+            // 300 batches of 1..=4 records: 75 * (1 + 2 + 3 + 4) records.
+            log.log_end_offset() == 750
+        }
+    }
+}
+
+mod segments {
+    use super::*;
+
+    #[test]
+    fn segments_roll_by_size_and_reads_cross_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch(1, 100, 1);
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes_max: 2 * b.len() as u64,
+                ..cfg()
+            },
+        );
+        for _ in 0..7 {
+            log.append_as_leader(&b, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 4);
+        let all = log.read(0, usize::MAX, i64::MAX).unwrap();
+        assert_eq!(
+            spans(&all.records),
+            (0..7).map(|o| (o, o)).collect::<Vec<_>>()
+        );
+        // A batch bigger than a segment gets a segment of its own.
+        log.set_config(LogConfig {
+            segment_bytes_max: 10,
+            ..cfg()
+        });
+        log.append_as_leader(&b, 0).unwrap();
+        log.append_as_leader(&b, 0).unwrap();
+        assert_eq!(log.segment_count(), 6);
+    }
+
+    #[test]
+    fn segments_roll_by_record_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_age_max_ms: 1000,
+                ..cfg()
+            },
+        );
+        log.append_as_leader(&batch(1, 8, 10_000), 0).unwrap();
+        log.append_as_leader(&batch(1, 8, 11_000), 0).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        log.append_as_leader(&batch(1, 8, 11_001), 0).unwrap();
+        assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn retention_by_size_drops_whole_oldest_segments_but_never_the_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch(2, 100, 1);
+        let seg = 2 * b.len() as u64;
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes_max: seg,
+                ..cfg()
+            },
+        );
+        for _ in 0..7 {
+            log.append_as_leader(&b, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 4);
+        assert_eq!(log.apply_retention(0).unwrap(), 0, "no limit set");
+        log.set_config(LogConfig {
+            segment_bytes_max: seg,
+            retention_bytes: 3 * b.len() as i64,
+            ..cfg()
+        });
+        assert_eq!(log.apply_retention(0).unwrap(), 2);
+        assert_eq!((log.segment_count(), log.log_start_offset()), (2, 8));
+        assert_eq!(log.size_bytes(), 3 * b.len() as u64);
+        assert!(matches!(
+            log.read(7, 100, i64::MAX),
+            Err(StorageError::OffsetOutOfRange { log_start: 8, .. })
+        ));
+        assert_eq!(
+            spans(&log.read(8, usize::MAX, i64::MAX).unwrap().records)[0],
+            (8, 9)
+        );
+        log.set_config(LogConfig {
+            retention_bytes: 0,
+            ..cfg()
+        });
+        assert_eq!(log.apply_retention(0).unwrap(), 1);
+        assert_eq!(
+            (
+                log.segment_count(),
+                log.log_start_offset(),
+                log.log_end_offset()
+            ),
+            (1, 12, 14)
+        );
+        assert_eq!(
+            log.apply_retention(0).unwrap(),
+            0,
+            "the active segment stays"
+        );
+    }
+
+    #[test]
+    fn retention_by_time_uses_the_newest_batch_of_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = |ts| batch(1, 100, ts);
+        let seg = 2 * b(0).len() as u64;
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes_max: seg,
+                retention_ms: 100,
+                ..cfg()
+            },
+        );
+        for ts in [1_000, 5_000, 2_000, 2_100, 9_000, 9_500] {
+            log.append_as_leader(&b(ts), 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 3);
+        // Segment 0 is kept alive by its 5_000 batch.
+        assert_eq!(log.apply_retention(5_100).unwrap(), 0);
+        assert_eq!(log.apply_retention(5_101).unwrap(), 2);
+        assert_eq!(log.log_start_offset(), 4);
+        assert_eq!(log.apply_retention(i64::MAX).unwrap(), 0);
+    }
+
+    #[test]
+    fn log_start_after_retention_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch(1, 100, 1);
+        {
+            let (_s, log) = open(
+                dir.path(),
+                LogConfig {
+                    segment_bytes_max: b.len() as u64,
+                    retention_bytes: 0,
+                    ..cfg()
+                },
+            );
+            for _ in 0..5 {
+                log.append_as_leader(&b, 3).unwrap();
+            }
+            assert_eq!(log.apply_retention(0).unwrap(), 4);
+            assert_eq!(log.last_epoch_end_offset(3), Some((3, 5)));
+        }
+        let (_s, log) = open(dir.path(), cfg());
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.segment_count()
+            ),
+            (4, 5, 1)
+        );
+        assert_eq!(log.last_epoch_end_offset(3), Some((3, 5)));
+    }
+}
+
+mod truncation {
+    use super::*;
+
+    fn three_batches() -> (
+        tempfile::TempDir,
+        rivulet_storage::Store,
+        rivulet_storage::PartitionLog,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, log) = open(dir.path(), cfg());
+        for (n, epoch) in [(3, 1), (3, 2), (3, 4)] {
+            log.append_as_leader(&batch(n, 8, 1), epoch).unwrap();
+        }
+        (dir, s, log)
+    }
+
+    #[test]
+    fn truncating_inside_a_batch_removes_the_whole_batch() {
+        let (_d, _s, log) = three_batches();
+        log.truncate_to(4).unwrap();
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(
+            spans(&log.read(0, usize::MAX, i64::MAX).unwrap().records),
+            vec![(0, 2)]
+        );
+        assert_eq!(log.latest_epoch(), Some(1));
+        assert_eq!(log.last_epoch_end_offset(4), Some((1, 3)));
+        let info = appended(log.append_as_leader(&batch(1, 8, 1), 5).unwrap());
+        assert_eq!(info.base_offset, 3);
+    }
+
+    #[test]
+    fn truncating_at_a_boundary_keeps_the_batch_before() {
+        let (_d, _s, log) = three_batches();
+        log.truncate_to(6).unwrap();
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(log.last_epoch_end_offset(2), Some((2, 6)));
+        assert_eq!(log.last_epoch_end_offset(4), Some((2, 6)));
+        log.truncate_to(100).unwrap();
+        log.truncate_to(6).unwrap();
+        assert_eq!(log.log_end_offset(), 6);
+        log.truncate_to(0).unwrap();
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.latest_epoch()
+            ),
+            (0, 0, None)
+        );
+        assert!(matches!(
+            log.truncate_to(-1),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn truncation_drops_later_segments_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch(2, 100, 1);
+        {
+            let (_s, log) = open(
+                dir.path(),
+                LogConfig {
+                    segment_bytes_max: b.len() as u64,
+                    ..cfg()
+                },
+            );
+            for _ in 0..6 {
+                log.append_as_leader(&b, 0).unwrap();
+            }
+            assert_eq!(log.segment_count(), 6);
+            log.truncate_to(5).unwrap();
+            assert_eq!(
+                (log.segment_count(), log.log_end_offset(), log.size_bytes()),
+                (3, 4, 2 * b.len() as u64)
+            );
+        }
+        let (_s, log) = open(dir.path(), cfg());
+        assert_eq!((log.segment_count(), log.log_end_offset()), (3, 4));
+        assert_eq!(
+            spans(&log.read(0, usize::MAX, i64::MAX).unwrap().records),
+            vec![(0, 1), (2, 3)]
+        );
+        assert_eq!(
+            appended(log.append_as_leader(&b, 0).unwrap()).base_offset,
+            4
+        );
+    }
+
+    #[test]
+    fn an_empty_log_keeps_its_end_offset_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_s, log) = open(dir.path(), cfg());
+            log.append_as_leader(&batch(2, 8, 1), 0).unwrap();
+            log.truncate_fully_and_start_at(500).unwrap();
+            assert_eq!(
+                (
+                    log.log_start_offset(),
+                    log.log_end_offset(),
+                    log.size_bytes()
+                ),
+                (500, 500, 0)
+            );
+        }
+        let (_s, log) = open(dir.path(), cfg());
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.segment_count()
+            ),
+            (500, 500, 1)
+        );
+        assert!(log.read(500, 100, i64::MAX).unwrap().records.is_empty());
+        assert_eq!(
+            appended(log.append_as_leader(&batch(1, 8, 1), 0).unwrap()).base_offset,
+            500
+        );
+    }
+
+    #[test]
+    fn truncating_below_the_log_start_restarts_the_log_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch(1, 100, 1);
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes_max: b.len() as u64,
+                retention_bytes: 0,
+                ..cfg()
+            },
+        );
+        for _ in 0..4 {
+            log.append_as_leader(&b, 0).unwrap();
+        }
+        log.apply_retention(0).unwrap();
+        assert_eq!(log.log_start_offset(), 3);
+        log.truncate_to(1).unwrap();
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.segment_count()
+            ),
+            (1, 1, 1)
+        );
+    }
+}
+
+mod follower_and_epochs {
+    use super::*;
+
+    #[test]
+    fn follower_appends_must_continue_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let at = |base, epoch, n| {
+            BatchBuilder::new(7)
+                .offsets(base, epoch)
+                .record(7, None, Some(b"x"))
+                .build()
+                .repeat(n)
+        };
+        assert_eq!(log.append_as_follower(&at(0, 2, 1)).unwrap().last_offset, 0);
+        assert!(matches!(
+            log.append_as_follower(&at(5, 2, 1)),
+            Err(StorageError::UnexpectedBaseOffset {
+                expected: 1,
+                got: 5
+            })
+        ));
+        // Two batches both claiming offset 1: the second is not contiguous.
+        assert!(matches!(
+            log.append_as_follower(&at(1, 2, 2)),
+            Err(StorageError::UnexpectedBaseOffset {
+                expected: 2,
+                got: 1
+            })
+        ));
+        let mut two = at(1, 3, 1);
+        two.extend_from_slice(&at(2, 5, 1));
+        let info = log.append_as_follower(&two).unwrap();
+        assert_eq!(
+            (info.base_offset, info.last_offset, info.records_count),
+            (1, 2, 2)
+        );
+        assert_eq!(log.latest_epoch(), Some(5));
+        assert_eq!(log.last_epoch_end_offset(2), Some((2, 1)));
+        assert_eq!(log.last_epoch_end_offset(4), Some((3, 2)));
+        assert_eq!(log.last_epoch_end_offset(9), Some((5, 3)));
+        assert_eq!(log.last_epoch_end_offset(1), None);
+        // Stored as received.
+        assert_eq!(
+            &log.read(1, usize::MAX, i64::MAX).unwrap().records[..],
+            &two[..]
+        );
+    }
+
+    #[test]
+    fn a_deposed_leader_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        log.append_as_leader(&batch(1, 8, 1), 4).unwrap();
+        assert!(matches!(
+            log.append_as_leader(&batch(1, 8, 1), 3),
+            Err(StorageError::FencedLeaderEpoch {
+                epoch: 3,
+                latest: 4
+            })
+        ));
+        log.append_as_leader(&batch(1, 8, 1), 4).unwrap();
+        log.append_as_leader(&batch(1, 8, 1), 6).unwrap();
+        assert_eq!(log.last_epoch_end_offset(5), Some((4, 2)));
+        assert_eq!(log.last_epoch_end_offset(6), Some((6, 3)));
+    }
+
+    #[test]
+    fn offset_for_timestamp_finds_the_first_batch_reaching_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = |ts| batch(2, 100, ts);
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes_max: 2 * b(0).len() as u64,
+                ..cfg()
+            },
+        );
+        for ts in [100, 300, 200, 500, 400] {
+            log.append_as_leader(&b(ts), 0).unwrap();
+        }
+        let at = |ts| log.offset_for_timestamp(ts).unwrap();
+        assert_eq!(
+            at(0),
+            Some(TimestampOffset {
+                offset: 0,
+                timestamp: 100
+            })
+        );
+        assert_eq!(
+            at(150),
+            Some(TimestampOffset {
+                offset: 2,
+                timestamp: 300
+            })
+        );
+        assert_eq!(
+            at(300),
+            Some(TimestampOffset {
+                offset: 2,
+                timestamp: 300
+            })
+        );
+        assert_eq!(
+            at(301),
+            Some(TimestampOffset {
+                offset: 6,
+                timestamp: 500
+            })
+        );
+        assert_eq!(at(501), None);
+    }
+}
+
+mod idempotence {
+    use super::*;
+
+    #[test]
+    fn a_retried_batch_is_a_duplicate_with_the_original_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let first = appended(log.append_as_leader(&pbatch(9, 0, 0, 3), 0).unwrap());
+        log.append_as_leader(&batch(1, 8, 1), 0).unwrap();
+        let second = appended(log.append_as_leader(&pbatch(9, 0, 3, 2), 0).unwrap());
+        assert_eq!(
+            log.append_as_leader(&pbatch(9, 0, 0, 3), 0).unwrap(),
+            AppendOutcome::Duplicate(first)
+        );
+        assert_eq!(
+            log.append_as_leader(&pbatch(9, 0, 3, 2), 0).unwrap(),
+            AppendOutcome::Duplicate(second)
+        );
+        assert_eq!(log.log_end_offset(), 6);
+    }
+
+    #[test]
+    fn gaps_and_old_epochs_are_refused_and_new_epochs_restart_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        log.append_as_leader(&pbatch(9, 1, 40, 2), 0).unwrap(); // unknown producer: any start
+        assert!(matches!(
+            log.append_as_leader(&pbatch(9, 1, 43, 1), 0),
+            Err(StorageError::OutOfOrderSequence {
+                producer_id: 9,
+                expected: 42,
+                got: 43
+            })
+        ));
+        assert!(matches!(
+            log.append_as_leader(&pbatch(9, 0, 42, 1), 0),
+            Err(StorageError::InvalidProducerEpoch {
+                producer_id: 9,
+                epoch: 0,
+                current: 1
+            })
+        ));
+        assert!(matches!(
+            log.append_as_leader(&pbatch(9, 2, 5, 1), 0),
+            Err(StorageError::OutOfOrderSequence {
+                expected: 0,
+                got: 5,
+                ..
+            })
+        ));
+        log.append_as_leader(&pbatch(9, 2, 0, 1), 0).unwrap();
+        assert!(matches!(
+            log.append_as_leader(&pbatch(9, 1, 42, 1), 0),
+            Err(StorageError::InvalidProducerEpoch { current: 2, .. })
+        ));
+        assert_eq!(log.log_end_offset(), 3);
+    }
+
+    #[test]
+    fn one_request_with_consecutive_batches_of_one_producer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let mut req = pbatch(1, 0, 0, 2);
+        req.extend_from_slice(&pbatch(1, 0, 2, 2));
+        appended(log.append_as_leader(&req, 0).unwrap());
+        let mut bad = pbatch(1, 0, 4, 1);
+        bad.extend_from_slice(&pbatch(1, 0, 6, 1));
+        assert!(matches!(
+            log.append_as_leader(&bad, 0),
+            Err(StorageError::OutOfOrderSequence { .. })
+        ));
+        assert_eq!(
+            log.log_end_offset(),
+            4,
+            "nothing of a refused request is written"
+        );
+    }
+
+    #[test]
+    fn producer_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let (_s, log) = open(dir.path(), cfg());
+            let first = appended(log.append_as_leader(&pbatch(9, 3, 0, 2), 0).unwrap());
+            log.append_as_leader(&pbatch(9, 3, 2, 2), 0).unwrap();
+            first
+        };
+        let (_s, log) = open(dir.path(), cfg());
+        assert_eq!(
+            log.append_as_leader(&pbatch(9, 3, 0, 2), 0).unwrap(),
+            AppendOutcome::Duplicate(first)
+        );
+        assert!(matches!(
+            log.append_as_leader(&pbatch(9, 3, 5, 1), 0),
+            Err(StorageError::OutOfOrderSequence { expected: 4, .. })
+        ));
+        assert!(matches!(
+            log.append_as_leader(&pbatch(9, 2, 4, 1), 0),
+            Err(StorageError::InvalidProducerEpoch { .. })
+        ));
+        appended(log.append_as_leader(&pbatch(9, 3, 4, 1), 0).unwrap());
+    }
+
+    #[test]
+    fn a_follower_learns_producer_state_for_when_it_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        let mut b = pbatch(4, 0, 0, 2);
+        set_base_offset(&mut b, 0).unwrap();
+        log.append_as_follower(&b).unwrap();
+        assert!(
+            matches!(log.append_as_leader(&pbatch(4, 0, 0, 2), 1).unwrap(), AppendOutcome::Duplicate(i) if i.base_offset == 0)
+        );
+        appended(log.append_as_leader(&pbatch(4, 0, 2, 1), 1).unwrap());
+    }
+}
+
+mod store_lifecycle {
+    use super::*;
+
+    #[test]
+    fn reopening_a_log_closes_the_old_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let old = s.open_log(pid(1), cfg()).unwrap();
+        old.append_as_leader(&batch(1, 8, 1), 0).unwrap();
+        let new = s.open_log(pid(1), cfg()).unwrap();
+        assert!(old.is_closed() && !new.is_closed());
+        assert!(matches!(
+            old.append_as_leader(&batch(1, 8, 1), 0),
+            Err(StorageError::LogClosed(_))
+        ));
+        assert!(matches!(
+            old.read(0, 10, 10),
+            Err(StorageError::LogClosed(_))
+        ));
+        assert_eq!(new.log_end_offset(), 1);
+        assert_eq!(
+            appended(new.append_as_leader(&batch(1, 8, 1), 0).unwrap()).base_offset,
+            1
+        );
+    }
+
+    #[test]
+    fn deleted_logs_come_back_empty_and_other_logs_are_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let small = LogConfig {
+            segment_bytes_max: 100,
+            ..cfg()
+        };
+        let a = s.open_log(pid(1), small.clone()).unwrap();
+        let b = s.open_log(pid(10), small.clone()).unwrap();
+        for _ in 0..3 {
+            a.append_as_leader(&batch(1, 80, 1), 0).unwrap();
+            b.append_as_leader(&batch(1, 80, 1), 0).unwrap();
+        }
+        assert_eq!(s.log_ids(), vec![pid(1), pid(10)]);
+        s.delete_log(pid(1)).unwrap();
+        assert!(a.is_closed());
+        drop(a);
+        assert_eq!(s.log_ids(), vec![pid(10)]);
+        let a = s.open_log(pid(1), small.clone()).unwrap();
+        assert_eq!(
+            (a.log_start_offset(), a.log_end_offset(), a.segment_count()),
+            (0, 0, 1)
+        );
+        assert_eq!(b.log_end_offset(), 3);
+        assert_eq!(
+            spans(&b.read(0, usize::MAX, i64::MAX).unwrap().records).len(),
+            3
+        );
+        // A log that was never opened in this process can be deleted too.
+        drop((a, b));
+        drop(s);
+        let s = store(dir.path());
+        s.delete_log(pid(10)).unwrap();
+        assert_eq!(s.log_ids(), vec![pid(1)]);
+        assert_eq!(s.open_log(pid(10), small).unwrap().log_end_offset(), 0);
+    }
+}
+
+mod metadata {
+    use super::*;
+
+    fn topic(name: &str) -> TopicMeta {
+        TopicMeta {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 3,
+            replication_factor: 1,
+            configs: [("retention.ms".to_string(), "1000".to_string())].into(),
+            created_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn topics_are_created_once_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (topic("alpha"), topic("beta"));
+        {
+            let s = store(dir.path());
+            let m = s.metadata();
+            m.create_topic(&b).unwrap();
+            m.create_topic(&a).unwrap();
+            assert!(
+                matches!(m.create_topic(&topic("alpha")), Err(StorageError::TopicExists(n)) if n == "alpha")
+            );
+            assert_eq!(m.get_topic("alpha").unwrap(), Some(a.clone()));
+            assert_eq!(m.get_topic("gamma").unwrap(), None);
+        }
+        let s = store(dir.path());
+        let m = s.metadata();
+        assert_eq!(m.list_topics().unwrap(), vec![a.clone(), b.clone()]);
+        let a2 = TopicMeta {
+            partitions: 6,
+            ..a.clone()
+        };
+        m.put_topic(&a2).unwrap();
+        assert_eq!(m.delete_topic("beta").unwrap(), Some(b));
+        assert_eq!(m.delete_topic("beta").unwrap(), None);
+        drop(s);
+        let s = store(dir.path());
+        assert_eq!(s.metadata().list_topics().unwrap(), vec![a2]);
+    }
+
+    #[test]
+    fn producer_ids_are_unique_and_increasing_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let s = store(dir.path());
+            for _ in 0..1500 {
+                ids.push(s.metadata().allocate_producer_id().unwrap());
+            }
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
+        assert!(ids[0] >= 0);
+    }
+
+    #[test]
+    fn producer_ids_are_unique_across_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let m = s.metadata().clone();
+                std::thread::spawn(move || {
+                    (0..1200)
+                        .map(|_| m.allocate_producer_id().unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<i64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+}

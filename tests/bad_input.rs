@@ -1,0 +1,316 @@
+//! Hostile and broken input on the Kafka port. After each case the node must still be running
+//! and a normal client must still work; malformed record batches must be refused with an
+//! error code and never stored.
+
+mod harness;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use harness::kafka::{self, TestProducer};
+use harness::wire::{
+    self, batch_layout, BatchSpec, RawConn, API_KEY_API_VERSIONS, API_KEY_PRODUCE,
+    ERROR_CORRUPT_MESSAGE, ERROR_INVALID_RECORD, ERROR_NONE, ERROR_UNSUPPORTED_VERSION,
+};
+use harness::{unique_name, Node};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiVersionsResponse, ProduceRequest, TopicName};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+/// How long the server gets to close a connection it should give up on.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The node still runs, answers ApiVersions, and round-trips a record through rdkafka.
+fn assert_serving(node: &mut Node, after: &str) {
+    node.assert_alive(after);
+    wire::probe(node.addr(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{after}: ApiVersions probe failed: {e}"));
+    let topic = unique_name("smoke");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let mut producer = TestProducer::new(&node.bootstrap(), &[("message.timeout.ms", "15000")]);
+    producer.send(&topic, "smoke", after);
+    producer
+        .flush(Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{after}: flush: {e}; {:?}", producer.log().failed()));
+    let acked = producer.log().acked();
+    assert_eq!(
+        acked.len(),
+        1,
+        "{after}: smoke record not acknowledged: {:?}",
+        producer.log().failed()
+    );
+    let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(20));
+    kafka::assert_history(&acked, &consumed, true);
+}
+
+/// A deterministic byte soup; the seed is printed so a failure can be replayed.
+fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_bytes_do_not_hurt_the_node() {
+    let mut node = Node::start();
+
+    // An HTTP request: "GET " read as a frame length is ~1.2 GB.
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    conn.write_raw(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("write");
+    assert!(
+        conn.closed_by_peer(CLOSE_TIMEOUT),
+        "an HTTP request (frame length 0x47455420) should get the connection closed"
+    );
+    assert_serving(&mut node, "after an HTTP request");
+
+    for seed in [1u64, 0xdead_beef, 42_4242] {
+        let mut conn = RawConn::connect(node.addr()).expect("connect");
+        let bytes = garbage(seed, 4096);
+        eprintln!("garbage seed {seed:#x}, first bytes {:02x?}", &bytes[..8]);
+        // The server may close while we write; that is a fine reaction.
+        let _ = conn.write_raw(&bytes);
+        let _ = conn.shutdown_write();
+        assert!(
+            conn.closed_by_peer(CLOSE_TIMEOUT),
+            "garbage (seed {seed:#x}) then EOF: the server should close the connection"
+        );
+        assert_serving(&mut node, &format!("after garbage seed {seed:#x}"));
+    }
+}
+
+#[test]
+fn truncated_frames_do_not_block_other_clients() {
+    let mut node = Node::start();
+
+    // Frame says 100 bytes, 10 arrive, then EOF.
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let mut frame = 100i32.to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0, 18, 0, 0, 0, 0, 0, 7, 0, 0]);
+    conn.write_raw(&frame).expect("write");
+    conn.shutdown_write().expect("shutdown");
+    assert!(
+        conn.closed_by_peer(CLOSE_TIMEOUT),
+        "truncated frame then EOF: the server should close the connection"
+    );
+    assert_serving(&mut node, "after a truncated frame and EOF");
+
+    // Half a frame that stays open: other clients must be served meanwhile.
+    let mut stalled = RawConn::connect(node.addr()).expect("connect");
+    stalled.write_raw(&frame).expect("write");
+    let mut half_length = RawConn::connect(node.addr()).expect("connect");
+    half_length.write_raw(&[0, 0]).expect("write");
+    assert_serving(&mut node, "while two connections hold partial frames");
+    drop(stalled);
+    drop(half_length);
+    assert_serving(&mut node, "after the partial-frame connections dropped");
+}
+
+#[test]
+fn absurd_frame_lengths_are_refused() {
+    let mut node = Node::start();
+    for (what, len) in [
+        ("i32::MAX", i32::MAX),
+        ("1 GiB", 1 << 30),
+        ("negative", -1),
+        ("i32::MIN", i32::MIN),
+        ("zero", 0),
+    ] {
+        let mut conn = RawConn::connect(node.addr()).expect("connect");
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 64]);
+        let _ = conn.write_raw(&bytes);
+        assert!(
+            conn.closed_by_peer(CLOSE_TIMEOUT),
+            "frame length {what} ({len}): the server should close the connection, not wait for the bytes"
+        );
+        assert_serving(&mut node, &format!("after a frame length of {what}"));
+    }
+}
+
+#[test]
+fn unknown_api_keys_and_unsupported_versions() {
+    let mut node = Node::start();
+
+    // An API key no Kafka version defines: an error response or a closed connection are both
+    // acceptable, silence is not.
+    for api_key in [9_999i16, -1, 17_000] {
+        let mut conn = RawConn::connect(node.addr()).expect("connect");
+        conn.set_read_timeout(CLOSE_TIMEOUT).expect("timeout");
+        let corr = conn.send_request_bytes(api_key, 0, 1, &[]).expect("send");
+        let answered = conn.read_response_v0(corr);
+        if answered.is_err() {
+            assert!(
+                conn.closed_by_peer(Duration::from_millis(100)),
+                "unknown API key {api_key}: neither answered nor closed within {CLOSE_TIMEOUT:?}: {answered:?}"
+            );
+        }
+        assert_serving(&mut node, &format!("after unknown API key {api_key}"));
+    }
+
+    // ApiVersions at a version newer than the server knows: KIP-511 says answer with a v0
+    // response, UNSUPPORTED_VERSION, and the supported ranges so the client can retry.
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    // The body is shaped like v3's (software name and version, no tags), as a newer client's
+    // would begin; the server cannot know the v127 layout and must not need to.
+    let mut v3_like_body = vec![11u8];
+    v3_like_body.extend_from_slice(b"rivulet-it");
+    v3_like_body.extend_from_slice(&[2, b'1', 0]);
+    let corr = conn
+        .send_request_bytes(API_KEY_API_VERSIONS, 127, 2, &v3_like_body)
+        .expect("send");
+    let mut body: Bytes = conn
+        .read_response_v0(corr)
+        .expect("ApiVersions v127 must be answered (KIP-511), not dropped");
+    let resp = ApiVersionsResponse::decode(&mut body, 0).expect("decode as ApiVersions v0");
+    assert_eq!(
+        resp.error_code, ERROR_UNSUPPORTED_VERSION,
+        "ApiVersions v127 should get UNSUPPORTED_VERSION (35)"
+    );
+    assert!(
+        resp.api_keys
+            .iter()
+            .any(|k| k.api_key == API_KEY_API_VERSIONS),
+        "the UNSUPPORTED_VERSION response should list the supported ApiVersions range: {:?}",
+        resp.api_keys
+    );
+    // The same connection stays usable for the retry at a supported version.
+    let retried = wire::supported_versions(&mut conn, API_KEY_PRODUCE)
+        .expect("ApiVersions v0 on the same connection after UNSUPPORTED_VERSION");
+    assert!(retried.is_some(), "server does not advertise Produce");
+    assert_serving(&mut node, "after ApiVersions v127");
+
+    // Any other API at an unsupported version: an error or a close, then business as usual.
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    conn.set_read_timeout(CLOSE_TIMEOUT).expect("timeout");
+    let corr = conn
+        .send_request_bytes(3, 999, 1, &[0, 0, 0, 0])
+        .expect("send Metadata v999");
+    if conn.read_response_v0(corr).is_err() {
+        assert!(
+            conn.closed_by_peer(Duration::from_millis(100)),
+            "Metadata v999: neither answered nor closed"
+        );
+    }
+    assert_serving(&mut node, "after Metadata v999");
+}
+
+/// Sends one Produce request carrying `records` to partition 0 of `topic` and returns the
+/// partition's (error code, base offset).
+fn raw_produce(conn: &mut RawConn, version: i16, topic: &str, records: Vec<u8>) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(records)))])]);
+    let resp = conn
+        .request(&req, version)
+        .unwrap_or_else(|e| panic!("Produce v{version} must be answered: {e}"));
+    let partition = resp
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .next()
+        .unwrap_or_else(|| panic!("Produce response without a partition: {resp:?}"));
+    (partition.error_code, partition.base_offset)
+}
+
+#[test]
+fn corrupt_record_batches_are_rejected_and_not_stored() {
+    let mut node = Node::start();
+    let topic = unique_name("corrupt");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let (min, max) = wire::supported_versions(&mut conn, API_KEY_PRODUCE)
+        .expect("ApiVersions")
+        .expect("server advertises Produce");
+    // v13 addresses topics by id; any of 3..=12 addresses them by name.
+    let version = max.min(12);
+    assert!(
+        (3..=12).contains(&version) && version >= min,
+        "server's Produce range {min}..={max} has no version in 3..=12 to test with"
+    );
+
+    let good = BatchSpec::new(&[("k1", "stored-value")]);
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+
+    let mut bad_crc = good.encode();
+    let last = bad_crc.len() - 2;
+    bad_crc[last] ^= 0xff; // a byte of the value: the CRC no longer matches
+    cases.push(("payload byte flipped (CRC mismatch)", bad_crc));
+
+    let mut bad_crc_field = good.encode();
+    bad_crc_field[batch_layout::CRC] ^= 0x01;
+    cases.push(("CRC field flipped", bad_crc_field));
+
+    let mut miscounted = good.clone();
+    miscounted.declared_count = Some(5);
+    cases.push((
+        "record count 5 for 1 record (valid CRC)",
+        miscounted.encode(),
+    ));
+
+    let full = good.encode();
+    cases.push(("batch cut short", full[..full.len() - 5].to_vec()));
+
+    let mut long_length = good.encode();
+    let declared = (long_length.len() as i32 - 12) + 100;
+    long_length[batch_layout::BATCH_LENGTH..batch_layout::BATCH_LENGTH + 4]
+        .copy_from_slice(&declared.to_be_bytes());
+    cases.push(("batch length field 100 bytes too long", long_length));
+
+    let mut bad_record = good.encode();
+    // The first record's length varint claims far more bytes than the batch holds; the CRC is
+    // recomputed so only the record structure is wrong.
+    bad_record[batch_layout::FIRST_RECORD] = 0x7e;
+    let crc = crc32c::crc32c(&bad_record[batch_layout::ATTRIBUTES..]);
+    bad_record[batch_layout::CRC..batch_layout::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    cases.push(("record length beyond the batch (valid CRC)", bad_record));
+
+    let mut old_magic = good.encode();
+    old_magic[batch_layout::MAGIC] = 1;
+    cases.push(("magic 1 with a v2 layout", old_magic));
+
+    cases.push(("random bytes", garbage(7, 80)));
+
+    for (what, records) in cases {
+        let (code, offset) = raw_produce(&mut conn, version, &topic, records);
+        assert!(
+            code == ERROR_CORRUPT_MESSAGE || code == ERROR_INVALID_RECORD,
+            "{what}: expected CORRUPT_MESSAGE (2) or INVALID_RECORD (87), got error code {code} \
+             (base offset {offset}) on Produce v{version}"
+        );
+        node.assert_alive(what);
+    }
+
+    // The well-formed batch, through the same path, lands at offset 0: none of the corrupt
+    // ones were stored (and the encoder above is right).
+    let (code, offset) = raw_produce(&mut conn, version, &topic, good.encode());
+    assert_eq!(
+        code, ERROR_NONE,
+        "the well-formed batch was refused with error code {code}"
+    );
+    assert_eq!(offset, 0, "a corrupt batch was stored before the good one");
+    let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(20));
+    let values: Vec<_> = consumed
+        .values()
+        .flatten()
+        .map(|r| (r.offset, r.key.clone(), r.value.clone()))
+        .collect();
+    assert_eq!(
+        values,
+        vec![(0, Some("k1".to_string()), Some("stored-value".to_string()))],
+        "exactly the well-formed record should be stored"
+    );
+    assert_serving(&mut node, "after the corrupt batches");
+}

@@ -1,0 +1,207 @@
+//! Crash and restart: what a node acknowledged with acks=all must still be there, at the same
+//! offsets, after SIGKILL (no chance to flush) or SIGTERM (graceful shutdown) and a restart on
+//! the same data dir (docs/semantics.md, "what an acknowledgement promises").
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::kafka::{self, Record, TestProducer};
+use harness::{python_client, unique_name, Node};
+
+/// Produces until `kill_after_acks` records are acknowledged, SIGKILLs the node while more are
+/// in flight, lets the rest fail, restarts, and checks the history. Three rounds on the same
+/// data dir, so recovery also runs on a log that was itself recovered.
+#[test]
+fn sigkill_mid_stream_keeps_every_acknowledged_record() {
+    const ROUNDS: usize = 3;
+    const KILL_AFTER_ACKS: usize = 2_000;
+    const MAX_SENDS_PER_ROUND: usize = 200_000;
+
+    let mut node = Node::start();
+    let topic = unique_name("sigkill");
+    kafka::create_topic(&node.bootstrap(), &topic, 3, &[]);
+    let mut acked: Vec<Record> = Vec::new();
+    let mut seq_base = 0;
+
+    for round in 1..=ROUNDS {
+        // Short timeouts: after the kill, whatever is in flight fails quickly instead of being
+        // retried into the restarted node.
+        let mut producer = TestProducer::new(
+            &node.bootstrap(),
+            &[
+                ("message.timeout.ms", "5000"),
+                ("request.timeout.ms", "4000"),
+            ],
+        );
+        let started = Instant::now();
+        let mut killed = false;
+        for i in 0..MAX_SENDS_PER_ROUND {
+            let seq = seq_base + i;
+            producer.send(&topic, &kafka::key_for(seq), &kafka::value_for(seq));
+            if i % 50 == 0 && producer.log().acked_count() >= KILL_AFTER_ACKS {
+                node.kill9();
+                killed = true;
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "round {round}: fewer than {KILL_AFTER_ACKS} acks after 120 s ({} so far, {} failed)",
+                producer.log().acked_count(),
+                producer.log().failed().len()
+            );
+        }
+        assert!(
+            killed,
+            "round {round}: never reached {KILL_AFTER_ACKS} acks"
+        );
+        // Everything still queued now fails (message.timeout.ms); a flush error only says so.
+        let _ = producer.flush(Duration::from_secs(30));
+        let sent = producer.sent();
+        let log = producer.log().clone();
+        drop(producer);
+        let round_acked = log.acked();
+        eprintln!(
+            "round {round}: sent {sent}, acknowledged {}, failed {} around the SIGKILL",
+            round_acked.len(),
+            log.failed().len()
+        );
+        // Offsets are per partition across rounds; seq keeps send order across rounds.
+        seq_base += MAX_SENDS_PER_ROUND;
+        acked.extend(round_acked);
+
+        node.restart();
+        let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(90));
+        kafka::assert_history(&acked, &consumed, false);
+    }
+    node.assert_alive("after the last round");
+}
+
+/// Produces with confluent-kafka, waits for every acknowledgement, SIGKILLs at once, restarts,
+/// and checks with the script's checker mode against the saved acknowledgements.
+#[test]
+fn sigkill_right_after_acks_then_python_checker() {
+    let mut node = Node::start();
+    let topic = unique_name("killacks");
+    let acked_file = node.scratch_dir().join("acked.json");
+    let common = |mode: &str, node: &Node| {
+        vec![
+            "--bootstrap".to_string(),
+            node.bootstrap(),
+            "--topic".to_string(),
+            topic.clone(),
+            "--mode".to_string(),
+            mode.to_string(),
+            "--partitions".to_string(),
+            "4".to_string(),
+            "--records".to_string(),
+            "8000".to_string(),
+            "--acked".to_string(),
+            acked_file.display().to_string(),
+            "--timeout".to_string(),
+            "120".to_string(),
+        ]
+    };
+    let (out, summary) = python_client(
+        "confluent_produce_consume.py",
+        "confluent_kafka",
+        &common("produce", &node),
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.success() && summary.as_ref().is_some_and(|s| s["acked"] == 8000),
+        "produce phase failed\n{out}"
+    );
+    node.kill9();
+    node.restart();
+    let (out, summary) = python_client(
+        "confluent_produce_consume.py",
+        "confluent_kafka",
+        &common("check", &node),
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.success() && summary.as_ref().is_some_and(|s| s["ok"] == true),
+        "acknowledged records missing after SIGKILL + restart\n{out}"
+    );
+    node.assert_alive("after the check");
+}
+
+/// SIGTERM must shut the node down cleanly (exit status 0, within the stop timeout) and the
+/// restarted node must serve everything that was acknowledged, to either client library.
+#[test]
+fn sigterm_graceful_shutdown_and_restart() {
+    let mut node = Node::start();
+    let topic = unique_name("sigterm");
+    let acked_file = node.scratch_dir().join("acked.json");
+    let args = |mode: &str, node: &Node| {
+        vec![
+            "--bootstrap".to_string(),
+            node.bootstrap(),
+            "--topic".to_string(),
+            topic.clone(),
+            "--mode".to_string(),
+            mode.to_string(),
+            "--partitions".to_string(),
+            "3".to_string(),
+            "--records".to_string(),
+            "5000".to_string(),
+            "--acked".to_string(),
+            acked_file.display().to_string(),
+            "--timeout".to_string(),
+            "120".to_string(),
+        ]
+    };
+    let (out, summary) = python_client(
+        "kafka_python_produce_consume.py",
+        "kafka",
+        &args("produce", &node),
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.success() && summary.as_ref().is_some_and(|s| s["acked"] == 5000),
+        "produce phase failed\n{out}"
+    );
+
+    let status = node.terminate();
+    assert!(
+        status.success(),
+        "SIGTERM should be a clean shutdown with exit status 0, got {status}\n{}",
+        node.log_tail(40)
+    );
+    node.restart();
+
+    for (script, module) in [
+        ("kafka_python_produce_consume.py", "kafka"),
+        ("confluent_produce_consume.py", "confluent_kafka"),
+    ] {
+        let (out, summary) = python_client(
+            script,
+            module,
+            &args("check", &node),
+            Duration::from_secs(300),
+        );
+        assert!(
+            out.success() && summary.as_ref().is_some_and(|s| s["ok"] == true),
+            "{script}: acknowledged records missing after SIGTERM + restart\n{out}"
+        );
+    }
+
+    // The restarted node appends after the recovered log, not over it.
+    let mut producer = TestProducer::new(&node.bootstrap(), &[]);
+    for seq in 0..100 {
+        producer.send(
+            &topic,
+            &format!("after-{seq}"),
+            &format!("after-restart-{seq}"),
+        );
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let after = producer.log().acked();
+    assert_eq!(after.len(), 100, "failed: {:?}", producer.log().failed());
+    let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(60));
+    let total: usize = consumed.values().map(Vec::len).sum();
+    assert_eq!(total, 5_100, "records after restart and append");
+    kafka::assert_history(&after, &consumed, false);
+    node.assert_alive("after appending to the recovered log");
+}
