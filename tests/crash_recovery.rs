@@ -15,7 +15,7 @@ use harness::{python_client, unique_name, Node};
 #[test]
 fn sigkill_mid_stream_keeps_every_acknowledged_record() {
     const ROUNDS: usize = 3;
-    const KILL_AFTER_ACKS: usize = 2_000;
+    const KILL_AFTER_ACKS: usize = 5_000;
     const MAX_SENDS_PER_ROUND: usize = 200_000;
 
     let mut node = Node::start();
@@ -32,6 +32,10 @@ fn sigkill_mid_stream_keeps_every_acknowledged_record() {
             &[
                 ("message.timeout.ms", "5000"),
                 ("request.timeout.ms", "4000"),
+                // Small batches and a short local queue keep produce requests flowing at the
+                // node's pace, so the kill lands with requests in flight, not between bursts.
+                ("batch.num.messages", "200"),
+                ("queue.buffering.max.messages", "4000"),
             ],
         );
         let started = Instant::now();
@@ -39,7 +43,7 @@ fn sigkill_mid_stream_keeps_every_acknowledged_record() {
         for i in 0..MAX_SENDS_PER_ROUND {
             let seq = seq_base + i;
             producer.send(&topic, &kafka::key_for(seq), &kafka::value_for(seq));
-            if i % 50 == 0 && producer.log().acked_count() >= KILL_AFTER_ACKS {
+            if i % 10 == 0 && producer.log().acked_count() >= KILL_AFTER_ACKS {
                 node.kill9();
                 killed = true;
                 break;
@@ -66,9 +70,12 @@ fn sigkill_mid_stream_keeps_every_acknowledged_record() {
             round_acked.len(),
             log.failed().len()
         );
-        // Offsets are per partition across rounds; seq keeps send order across rounds.
+        // Each producer counts seq from 0; shift it so seq is the send order across rounds.
+        acked.extend(round_acked.into_iter().map(|mut r| {
+            r.seq += seq_base;
+            r
+        }));
         seq_base += MAX_SENDS_PER_ROUND;
-        acked.extend(round_acked);
 
         node.restart();
         let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(90));

@@ -157,12 +157,13 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Offset after the last record.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// True for a batch from an idempotent (or transactional) producer.
@@ -516,8 +517,11 @@ mod tests {
         ((z >> 1) as i64) ^ -((z & 1) as i64)
     }
 
+    /// (timestamp, offset delta, key, value)
+    type SimpleRecord = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
     /// Decodes simple records (test oracle for the builder's encoding).
-    fn decode(batch: &[u8]) -> Vec<(i64, i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    fn decode(batch: &[u8]) -> Vec<SimpleRecord> {
         let h = BatchHeader::parse(batch).unwrap();
         let mut at = HEADER_LEN;
         let mut out = Vec::new();

@@ -41,6 +41,27 @@
 //! only (never the batch data) to rebuild: segment sizes and timestamps, the log end offset,
 //! the leader-epoch cache and the idempotent-producer state.
 //!
+//! # Durability and cost
+//!
+//! fjall has **one journal per database**, shared by every log of the node. An append is
+//! written to the journal (handed to the OS: a killed process loses nothing acknowledged)
+//! and to a memtable; fjall's background workers later flush memtables into blob files. So
+//! each byte is written twice (journal, then blob file): on a disk doing ~380 MB/s that caps
+//! appends near half of it. [`Durability::EveryBatch`] fsyncs the journal per append; a
+//! [`PartitionLog::sync`] or [`Store::sync`] fsyncs it for every log at once (group commit
+//! for free). Before a segment rolls the journal is fsynced, so a power loss cannot leave a
+//! hole in front of a newer segment.
+//!
+//! Reads look up index entries and fetch batch values by key: cheap, no data is scanned.
+//! Recovery and [`PartitionLog::truncate_to`] scan every index entry of the log (45 bytes
+//! per batch), not the batch data.
+//!
+//! # Threads
+//!
+//! [`Store`], [`PartitionLog`] and [`MetadataStore`] are `Clone + Send + Sync`. A log has one
+//! writer at a time (appends, truncation, retention serialise on a mutex); reads and the
+//! offset and epoch getters never wait for that mutex. Every call may block on disk.
+//!
 //! # Module map
 //!
 //! - [`batch`]: the record batch v2 header — parsing, validation (size, magic, CRC-32C,

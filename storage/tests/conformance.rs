@@ -65,6 +65,12 @@ enum Op {
         max_bytes: usize,
         max_offset: Index,
     },
+    /// A read whose `max_bytes` is exactly the size of `batches` batches, plus `delta`.
+    ReadEdge {
+        offset: Index,
+        batches: usize,
+        delta: i64,
+    },
     Truncate {
         offset: Index,
     },
@@ -115,6 +121,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(batches, bump_epoch)| Op::Follower { batches, bump_epoch }),
         5 => (any::<Index>(), 0usize..1500, any::<Index>())
             .prop_map(|(offset, max_bytes, max_offset)| Op::Read { offset, max_bytes, max_offset }),
+        2 => (any::<Index>(), 1usize..4, -1i64..=1)
+            .prop_map(|(offset, batches, delta)| Op::ReadEdge { offset, batches, delta }),
         2 => any::<Index>().prop_map(|offset| Op::Truncate { offset }),
         1 => (
             prop::option::of(0i64..3000),
@@ -559,6 +567,29 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         matches!(got, Err(StorageError::OffsetOutOfRange { .. })),
                         "read({}) expected out of range, got {:?}",
                         offset,
+                        got
+                    ),
+                }
+            }
+            Op::ReadEdge {
+                offset,
+                batches,
+                delta,
+            } => {
+                let offset = offset_in(&model, offset);
+                let exact: i64 = model
+                    .batches()
+                    .filter(|b| b.last >= offset)
+                    .take(batches)
+                    .map(|b| b.bytes.len() as i64)
+                    .sum();
+                let max_bytes = (exact + delta).max(0) as usize;
+                let got = h.log().read(offset, max_bytes, i64::MAX);
+                match model.read(offset, max_bytes, i64::MAX) {
+                    Ok(expected) => prop_assert!(got.expect("read").records[..] == expected[..]),
+                    Err(()) => prop_assert!(
+                        matches!(got, Err(StorageError::OffsetOutOfRange { .. })),
+                        "expected out of range, got {:?}",
                         got
                     ),
                 }

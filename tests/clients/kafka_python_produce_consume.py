@@ -65,8 +65,6 @@ def produce(args):
         linger_ms=5,
         request_timeout_ms=min(30000, int(args.timeout * 1000)),
         delivery_timeout_ms=int(args.timeout * 1000) + 30000,
-        key_serializer=str.encode,
-        value_serializer=str.encode,
     )
     acked, failed = [], []
 
@@ -81,7 +79,7 @@ def produce(args):
     for seq in range(args.records):
         key = ackcheck.key_for(seq, args.distinct_keys)
         value = ackcheck.value_for(seq, args.value_bytes)
-        fut = producer.send(args.topic, key=key, value=value)
+        fut = producer.send(args.topic, key=key.encode(), value=value.encode())
         fut.add_callback(on_ok(seq, key, value))
         fut.add_errback(on_err(seq))
     try:
@@ -98,8 +96,6 @@ def consume(args):
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        key_deserializer=lambda b: b.decode() if b is not None else None,
-        value_deserializer=lambda b: b.decode() if b is not None else None,
     )
     deadline = time.monotonic() + args.timeout
     partitions = None
@@ -128,7 +124,9 @@ def consume(args):
         batches = consumer.poll(timeout_ms=500)
         for tp, records in batches.items():
             for r in records:
-                consumed[tp.partition].append((r.offset, r.key, r.value))
+                key = r.key.decode() if r.key is not None else None
+                value = r.value.decode() if r.value is not None else None
+                consumed[tp.partition].append((r.offset, key, value))
                 if r.offset + 1 >= high[tp.partition]:
                     pending.discard(tp.partition)
     consumer.close()

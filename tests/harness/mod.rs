@@ -228,6 +228,8 @@ impl Node {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
+        // The logs go to files that humans read in failure reports: no colour codes.
+        cmd.env("NO_COLOR", "1");
         cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir_path)
             .stdin(Stdio::null())

@@ -22,6 +22,7 @@ pub(crate) const API_KEY_API_VERSIONS: i16 = 18;
 pub(crate) const ERROR_NONE: i16 = 0;
 pub(crate) const ERROR_CORRUPT_MESSAGE: i16 = 2;
 pub(crate) const ERROR_UNSUPPORTED_VERSION: i16 = 35;
+pub(crate) const ERROR_UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 pub(crate) const ERROR_INVALID_RECORD: i16 = 87;
 
 fn proto_err(e: impl std::fmt::Display) -> io::Error {
@@ -220,11 +221,14 @@ fn put_varint(buf: &mut Vec<u8>, value: i64) {
     }
 }
 
+/// A record's key and value; `None` is Kafka's null.
+pub(crate) type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A magic-v2 record batch, uncompressed, non-transactional, without producer id, built field
 /// by field so tests can corrupt any part of it.
 #[derive(Debug, Clone)]
 pub(crate) struct BatchSpec {
-    pub(crate) records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>,
+    pub(crate) records: Vec<KeyValue>,
     pub(crate) base_timestamp_ms: i64,
     /// Overrides the record count written in the header (to make it disagree with the data).
     pub(crate) declared_count: Option<i32>,

@@ -218,14 +218,20 @@ fn consume(args: ConsumeArgs, stop: &AtomicBool) -> anyhow::Result<()> {
                 last_progress = Instant::now();
                 let (partition, offset) = (msg.partition(), msg.offset());
                 if let Some(state) = progress.get_mut(&partition) {
-                    let was_done = state.done();
-                    state.next = offset + 1;
-                    if !args.follow && state.done() && !was_done {
-                        remaining -= 1;
-                    }
-                    if !args.follow && was_done {
+                    if args.follow {
+                        state.next = offset + 1;
+                    } else if state.done() || offset >= state.end {
                         // Past the high watermark we started with: not ours to print.
+                        if !state.done() {
+                            state.next = state.end;
+                            remaining -= 1;
+                        }
                         continue;
+                    } else {
+                        state.next = offset + 1;
+                        if state.done() {
+                            remaining -= 1;
+                        }
                     }
                 }
                 line.clear();

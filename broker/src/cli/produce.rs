@@ -25,8 +25,8 @@ use rdkafka::{
 
 use super::common::{
     check_partition, client_creation_error, existing_topic, fetch_metadata, human_bytes,
-    metadata_client, outln, run_blocking, stop_on_ctrl_c, validate_topic_name, Acks, CliContext,
-    ClientArgs, Compression,
+    metadata_client, outln, run_blocking, validate_topic_name, Acks, CliContext, ClientArgs,
+    Compression,
 };
 
 /// How many delivery errors are printed one by one before we only count them.
@@ -78,6 +78,11 @@ pub(crate) fn trim_line_end(line: &[u8]) -> &[u8] {
 #[derive(Debug)]
 struct ProduceContext {
     cli: CliContext,
+    /// Lines read so far.
+    lines: AtomicU64,
+    /// Records handed to librdkafka, and their key + value bytes.
+    sent: AtomicU64,
+    sent_bytes: AtomicU64,
     delivered: AtomicU64,
     failed: AtomicU64,
     progress: Mutex<Option<ProgressBar>>,
@@ -149,51 +154,10 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     if args.key_separator.as_deref() == Some("") {
         bail!("--key-separator must not be empty");
     }
-    let stop = stop_on_ctrl_c();
-    run_blocking(move || produce(args, &stop)).await
-}
-
-fn produce(args: ProduceArgs, stop: &AtomicBool) -> anyhow::Result<()> {
-    // Open the input first: a typo in --file should not wait for the broker.
-    let (reader, file_len): (Box<dyn BufRead>, Option<u64>) = match &args.file {
-        Some(path) => {
-            let file = File::open(path)
-                .with_context(|| format!("could not open --file {}", path.display()))?;
-            let len = file.metadata().map(|m| m.len()).ok();
-            (Box::new(BufReader::with_capacity(1 << 20, file)), len)
-        }
-        None => (Box::new(BufReader::new(io::stdin())), None),
-    };
-
-    let context = ProduceContext {
-        cli: CliContext::default(),
-        delivered: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        progress: Mutex::new(None),
-    };
-    let producer: ThreadedProducer<ProduceContext> = args
-        .client
-        .config("rivulet-cli")
-        .set("acks", args.acks.as_config())
-        .set("compression.type", args.compression.as_config())
-        .set("linger.ms", "5")
-        .set(
-            "message.timeout.ms",
-            MESSAGE_TIMEOUT.as_millis().to_string(),
-        )
-        .create_with_context(context)
-        .map_err(client_creation_error)?;
+    let args = Arc::new(args);
+    let setup_args = Arc::clone(&args);
+    let (producer, reader, file_len) = run_blocking(move || setup(&setup_args)).await?;
     let ctx = Arc::clone(producer.context());
-
-    let metadata = fetch_metadata(
-        &metadata_client(&args.client)?,
-        &args.client.bootstrap,
-        Some(&args.topic),
-    )?;
-    let topic = existing_topic(&metadata, &args.topic)?;
-    if let Some(partition) = args.partition {
-        check_partition(topic, partition)?;
-    }
 
     let bar = file_len.map(|len| {
         let bar = ProgressBar::new(len);
@@ -210,28 +174,119 @@ fn produce(args: ProduceArgs, stop: &AtomicBool) -> anyhow::Result<()> {
         eprintln!("Type one record per line; Ctrl-D to finish.");
     }
 
-    let separator = args.key_separator.as_deref().map(str::as_bytes);
+    // The reader may sit in a blocking read of the terminal, so Ctrl-C is handled here rather
+    // than in the reading loop: stop reading, then wait for what was already sent.
     let started = Instant::now();
-    let mut reader = reader;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reading = tokio::task::spawn_blocking({
+        let (args, producer, stop, bar) = (
+            Arc::clone(&args),
+            producer.clone(),
+            Arc::clone(&stop),
+            bar.clone(),
+        );
+        move || send_lines(&args, &producer, reader, bar.as_ref(), &stop)
+    });
+    let interrupted = tokio::select! {
+        joined = &mut reading => {
+            joined.context("the reading thread panicked")??;
+            false
+        }
+        _ = tokio::signal::ctrl_c() => {
+            stop.store(true, Ordering::SeqCst);
+            // A second Ctrl-C gives up on waiting for acknowledgements.
+            tokio::spawn(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted twice: exiting without waiting");
+                    std::process::exit(130);
+                }
+            });
+            true
+        }
+    };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    *ctx.progress.lock() = None;
+    run_blocking(move || finish(&args, &producer, started, interrupted)).await
+}
+
+type Input = (
+    ThreadedProducer<ProduceContext>,
+    Box<dyn BufRead + Send>,
+    Option<u64>,
+);
+
+/// Opens the input, creates the producer and checks the topic (and partition) exist.
+fn setup(args: &ProduceArgs) -> anyhow::Result<Input> {
+    // Open the input first: a typo in --file should not wait for the broker.
+    let (reader, file_len): (Box<dyn BufRead + Send>, Option<u64>) = match &args.file {
+        Some(path) => {
+            let file = File::open(path)
+                .with_context(|| format!("could not open --file {}", path.display()))?;
+            let len = file.metadata().map(|m| m.len()).ok();
+            (Box::new(BufReader::with_capacity(1 << 20, file)), len)
+        }
+        None => (Box::new(BufReader::new(io::stdin())), None),
+    };
+
+    let metadata = fetch_metadata(
+        &metadata_client(&args.client)?,
+        &args.client.bootstrap,
+        Some(&args.topic),
+    )?;
+    let topic = existing_topic(&metadata, &args.topic)?;
+    if let Some(partition) = args.partition {
+        check_partition(topic, partition)?;
+    }
+
+    let context = ProduceContext {
+        cli: CliContext::default(),
+        lines: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        sent_bytes: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        progress: Mutex::new(None),
+    };
+    let producer: ThreadedProducer<ProduceContext> = args
+        .client
+        .config("rivulet-cli")
+        .set("acks", args.acks.as_config())
+        .set("compression.type", args.compression.as_config())
+        .set("linger.ms", "5")
+        .set(
+            "message.timeout.ms",
+            MESSAGE_TIMEOUT.as_millis().to_string(),
+        )
+        .create_with_context(context)
+        .map_err(client_creation_error)?;
+    Ok((producer, reader, file_len))
+}
+
+/// Reads lines and sends them until the end of the input or `stop`.
+fn send_lines(
+    args: &ProduceArgs,
+    producer: &ThreadedProducer<ProduceContext>,
+    mut reader: Box<dyn BufRead + Send>,
+    bar: Option<&ProgressBar>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let ctx = producer.context();
+    let separator = args.key_separator.as_deref().map(str::as_bytes);
     let mut buf = Vec::with_capacity(4096);
     let mut line_no = 0usize;
-    let mut sent = 0u64;
-    let mut sent_bytes = 0u64;
-    let mut interrupted = false;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            interrupted = true;
-            break;
-        }
+    while !stop.load(Ordering::Relaxed) {
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
             .context("could not read the input")?;
-        if n == 0 {
+        if n == 0 || stop.load(Ordering::Relaxed) {
             break;
         }
         line_no += 1;
-        if let Some(bar) = &bar {
+        ctx.lines.fetch_add(1, Ordering::Relaxed);
+        if let Some(bar) = bar {
             bar.inc(n as u64);
         }
         let line = trim_line_end(&buf);
@@ -259,8 +314,9 @@ fn produce(args: ProduceArgs, stop: &AtomicBool) -> anyhow::Result<()> {
         loop {
             match producer.send(record) {
                 Ok(()) => {
-                    sent += 1;
-                    sent_bytes += (value.len() + key.map_or(0, <[u8]>::len)) as u64;
+                    ctx.sent.fetch_add(1, Ordering::Relaxed);
+                    let bytes = (value.len() + key.map_or(0, <[u8]>::len)) as u64;
+                    ctx.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -278,16 +334,25 @@ fn produce(args: ProduceArgs, stop: &AtomicBool) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    *ctx.progress.lock() = None;
+    Ok(())
+}
 
+/// Waits for every delivery report, prints the summary and decides the exit status.
+fn finish(
+    args: &ProduceArgs,
+    producer: &ThreadedProducer<ProduceContext>,
+    started: Instant,
+    interrupted: bool,
+) -> anyhow::Result<()> {
+    let ctx = producer.context();
     if interrupted {
-        eprintln!("Interrupted: waiting for the records already sent to be acknowledged...");
+        eprintln!("Interrupted: waiting for the records already sent to be acknowledged (Ctrl-C again to give up)...");
     }
     let flushed = producer.flush(MESSAGE_TIMEOUT + Duration::from_secs(10));
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let lines = ctx.lines.load(Ordering::Relaxed);
+    let sent = ctx.sent.load(Ordering::Relaxed);
+    let sent_bytes = ctx.sent_bytes.load(Ordering::Relaxed);
     let delivered = ctx.delivered.load(Ordering::Relaxed);
     let failed = ctx.failed.load(Ordering::Relaxed);
     outln!(
@@ -306,10 +371,7 @@ fn produce(args: ProduceArgs, stop: &AtomicBool) -> anyhow::Result<()> {
         );
     }
     if failed > 0 {
-        bail!(
-            "{failed} of {} record(s) were not delivered (see the errors above)",
-            line_no
-        );
+        bail!("{failed} of {lines} record(s) were not delivered (see the errors above)");
     }
     if interrupted {
         bail!("interrupted before the end of the input");

@@ -30,6 +30,9 @@ pub fn storage(e: &StorageError) -> i16 {
         StorageError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
         StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
         StorageError::TopicExists(_) => E::TopicAlreadyExists,
+        StorageError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch,
+        // The handle was replaced by a restarted replica: clients refresh and retry.
+        StorageError::LogClosed(_) => E::NotLeaderOrFollower,
         _ => E::KafkaStorageError,
     }
     .code()

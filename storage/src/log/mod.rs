@@ -661,7 +661,7 @@ impl PartitionLog {
         }
         Ok(ReadResult {
             records: concat(chunks, total),
-            log_start_offset: s.log_start.load(Ordering::Acquire).min(offset),
+            log_start_offset: log_start,
             log_end_offset: log_end,
         })
     }
@@ -866,6 +866,13 @@ impl PartitionLog {
     /// `retention_bytes` (if >= 0) or the oldest segment's newest batch is older than
     /// `now_ms - retention_ms` (if >= 0). Returns the number of segments dropped; the log
     /// start offset moves to the first remaining segment.
+    ///
+    /// Unlike Kafka, which stops dropping once one more segment would take the log *below*
+    /// `retention.bytes`, this stops once the log is *at or below* it: `retention_bytes` is a
+    /// ceiling the log returns under, as far as whole segments allow.
+    ///
+    /// Cost: one `delete_keyspace` per dropped segment (fast: files go when the last reader
+    /// lets go of the segment), no data is rewritten.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let s = &self.shared;
         let mut w = s.writer.lock();

@@ -179,6 +179,24 @@ pub(crate) async fn run(client: ClientArgs, args: BenchProduceArgs) -> anyhow::R
     run_blocking(move || produce(&client, &args, idempotence, partitions, &stop)).await
 }
 
+/// How many distinct random values the producer cycles through: about 4 MB of them (at most
+/// 1,024), so that compression cannot simply match each value against the previous one.
+pub(crate) fn payload_pool_size(record_bytes: usize) -> usize {
+    (4_000_000 / record_bytes.max(1)).clamp(1, 1024)
+}
+
+fn random_payloads(record_bytes: usize) -> Vec<Vec<u8>> {
+    let mut rng = rand::thread_rng();
+    (0..payload_pool_size(record_bytes))
+        .map(|_| {
+            (&mut rng)
+                .sample_iter(&Alphanumeric)
+                .take(record_bytes)
+                .collect()
+        })
+        .collect()
+}
+
 /// Sends one unmeasured record to every partition and waits for them, so that connecting,
 /// learning leaders and acquiring an idempotent producer id (librdkafka retries that on a
 /// 500 ms timer) happen before the clock starts.
@@ -195,6 +213,14 @@ fn warm_up(
             .payload(payload)
             .partition(partition);
         if let Err((err, _)) = producer.send(record) {
+            if err.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) {
+                bail!(
+                    "records of {} bytes exceed librdkafka's message.max.bytes: pass e.g. \
+                     -X message.max.bytes={} (the broker's max.message.bytes applies too)",
+                    payload.len(),
+                    payload.len() + 1024
+                );
+            }
             bail!("could not enqueue a warm-up record: {err}");
         }
     }
@@ -266,11 +292,15 @@ fn produce(
         .fetch_metadata(Some(&args.topic), CONNECT_TIMEOUT)
         .map_err(|err| unreachable_error(&client.bootstrap, &ctx.cli, &err))?;
 
-    let payload: Vec<u8> = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(args.record_bytes as usize)
-        .collect();
-    warm_up(&producer, &ctx, client, &args.topic, partitions, &payload)?;
+    let payloads = random_payloads(args.record_bytes as usize);
+    warm_up(
+        &producer,
+        &ctx,
+        client,
+        &args.topic,
+        partitions,
+        &payloads[0],
+    )?;
     let rate_text = if args.rate == 0 {
         "unlimited rate".to_string()
     } else {
@@ -341,7 +371,8 @@ fn produce(
     let mut pacer = (args.rate > 0).then(|| Pacer::new(args.rate as f64));
     let mut interrupted = false;
     let mut send_error = None;
-    'records: for _ in 0..args.records {
+    'records: for i in 0..args.records {
+        let payload = &payloads[i as usize % payloads.len()];
         if let Some(pacer) = pacer.as_mut() {
             loop {
                 let now = ctx.origin.elapsed() - start;
@@ -443,4 +474,24 @@ fn produce(
         );
     }
     report.emit(args.json.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_pool() {
+        assert_eq!(payload_pool_size(0), 1024);
+        assert_eq!(payload_pool_size(100), 1024);
+        assert_eq!(payload_pool_size(1024), 1024);
+        assert_eq!(payload_pool_size(100_000), 40);
+        assert_eq!(payload_pool_size(10_000_000), 1);
+        let pool = random_payloads(64);
+        assert_eq!(pool.len(), 1024);
+        assert!(pool
+            .iter()
+            .all(|p| p.len() == 64 && p.iter().all(u8::is_ascii_alphanumeric)));
+        assert_ne!(pool[0], pool[1]);
+    }
 }
