@@ -14,9 +14,8 @@ use harness::wire::{
     ERROR_UNSUPPORTED_VERSION,
 };
 use harness::{unique_name, Node};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiVersionsResponse, ProduceRequest, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::messages::{ApiVersionsResponse, ProduceRequest};
+use kafka_protocol::protocol::Decodable;
 
 /// How long the server gets to close a connection it should give up on.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,29 +201,6 @@ fn unknown_api_keys_and_unsupported_versions() {
     assert_serving(&mut node, "after Metadata v999");
 }
 
-/// Sends one Produce request carrying `records` to partition 0 of `topic` and returns the
-/// partition's (error code, base offset).
-fn raw_produce(conn: &mut RawConn, version: i16, topic: &str, records: Vec<u8>) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::from(records)))])]);
-    let resp = conn
-        .request(&req, version)
-        .unwrap_or_else(|e| panic!("Produce v{version} must be answered: {e}"));
-    let partition = resp
-        .responses
-        .iter()
-        .flat_map(|t| t.partition_responses.iter())
-        .next()
-        .unwrap_or_else(|| panic!("Produce response without a partition: {resp:?}"));
-    (partition.error_code, partition.base_offset)
-}
-
 #[test]
 fn corrupt_record_batches_are_rejected_and_not_stored() {
     let mut node = Node::start();
@@ -232,15 +208,8 @@ fn corrupt_record_batches_are_rejected_and_not_stored() {
     kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
 
     let mut conn = RawConn::connect(node.addr()).expect("connect");
-    let (min, max) = wire::supported_versions(&mut conn, API_KEY_PRODUCE)
-        .expect("ApiVersions")
-        .expect("server advertises Produce");
-    // v13 addresses topics by id; any of 3..=12 addresses them by name.
-    let version = max.min(12);
-    assert!(
-        (3..=12).contains(&version) && version >= min,
-        "server's Produce range {min}..={max} has no version in 3..=12 to test with"
-    );
+    // v13 addresses topics by id; up to v12 they go by name.
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
 
     let good = BatchSpec::new(&[("k1", "stored-value")]);
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -287,7 +256,7 @@ fn corrupt_record_batches_are_rejected_and_not_stored() {
     // Every case runs before anything is asserted, so one report shows all that slipped by.
     let mut accepted = Vec::new();
     for (what, records) in cases {
-        let (code, offset) = raw_produce(&mut conn, version, &topic, records.clone());
+        let (code, offset) = wire::produce(&mut conn, version, &topic, records.clone());
         // A batch whose magic byte is not 2 may also be refused as a format the broker does
         // not support; anything else wrong is corruption.
         let magic_is_2 = records.get(batch_layout::MAGIC) == Some(&2);
@@ -301,7 +270,7 @@ fn corrupt_record_batches_are_rejected_and_not_stored() {
     }
     // The well-formed batch, through the same path: it must land at offset 0, after which the
     // log holds exactly it (this also shows the batch encoder above is right).
-    let (code, good_offset) = raw_produce(&mut conn, version, &topic, good.encode());
+    let (code, good_offset) = wire::produce(&mut conn, version, &topic, good.encode());
     assert!(
         accepted.is_empty(),
         "Produce v{version}: malformed batches not refused with CORRUPT_MESSAGE (2) or \
@@ -329,4 +298,34 @@ fn corrupt_record_batches_are_rejected_and_not_stored() {
         "exactly the well-formed record should be stored"
     );
     assert_serving(&mut node, "after the corrupt batches");
+}
+
+#[test]
+fn huge_array_counts_in_a_small_frame_do_not_kill_the_node() {
+    // The decoder reserves memory from array lengths before reading elements: a 20-byte frame
+    // claiming 2^31-1 topics must become a decode error (connection closed), not an abort
+    // (ARCHITECTURE.md, "A bad request closes at most its own connection").
+    let mut node = Node::start();
+    let huge = i32::MAX.to_be_bytes();
+    // Metadata v1 and CreateTopics v2 start with their topic array; Produce v3 has a null
+    // transactional id, acks and a timeout before it.
+    let produce: Vec<u8> = [&[0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30][..], &huge, &[0u8; 8]].concat();
+    let array_first: Vec<u8> = [&huge[..], &[0u8; 8]].concat();
+    for (api_key, version, body) in [
+        (3i16, 1i16, &array_first),
+        (19, 2, &array_first),
+        (0, 3, &produce),
+    ] {
+        let mut conn = RawConn::connect(node.addr()).expect("connect");
+        conn.send_request_bytes(api_key, version, 1, body)
+            .expect("send");
+        assert!(
+            conn.closed_by_peer(CLOSE_TIMEOUT),
+            "API {api_key} v{version} with an absurd array count: the connection should be closed"
+        );
+        assert_serving(
+            &mut node,
+            &format!("after API {api_key} v{version} with 2^31-1 elements"),
+        );
+    }
 }

@@ -115,6 +115,7 @@ fn sigkill_right_after_acks_then_python_checker() {
         &common("produce", &node),
         Duration::from_secs(300),
     );
+    node.assert_alive("after the produce phase");
     assert!(
         out.success() && summary.as_ref().is_some_and(|s| s["acked"] == 8000),
         "produce phase failed\n{out}"
@@ -127,11 +128,11 @@ fn sigkill_right_after_acks_then_python_checker() {
         &common("check", &node),
         Duration::from_secs(300),
     );
+    node.assert_alive("after the check");
     assert!(
         out.success() && summary.as_ref().is_some_and(|s| s["ok"] == true),
         "acknowledged records missing after SIGKILL + restart\n{out}"
     );
-    node.assert_alive("after the check");
 }
 
 /// SIGTERM must shut the node down cleanly (exit status 0, within the stop timeout) and the
@@ -165,6 +166,7 @@ fn sigterm_graceful_shutdown_and_restart() {
         &args("produce", &node),
         Duration::from_secs(300),
     );
+    node.assert_alive("after the produce phase");
     assert!(
         out.success() && summary.as_ref().is_some_and(|s| s["acked"] == 5000),
         "produce phase failed\n{out}"
@@ -188,6 +190,7 @@ fn sigterm_graceful_shutdown_and_restart() {
             &args("check", &node),
             Duration::from_secs(300),
         );
+        node.assert_alive(script);
         assert!(
             out.success() && summary.as_ref().is_some_and(|s| s["ok"] == true),
             "{script}: acknowledged records missing after SIGTERM + restart\n{out}"
@@ -211,4 +214,58 @@ fn sigterm_graceful_shutdown_and_restart() {
     assert_eq!(total, 5_100, "records after restart and append");
     kafka::assert_history(&after, &consumed, false);
     node.assert_alive("after appending to the recovered log");
+}
+
+/// SIGSTOP freezes the node with client connections open and requests queued; after SIGCONT
+/// every record is acknowledged once and read back, in order, without duplicates (the
+/// idempotent producer's retries of timed-out requests must be deduplicated).
+#[test]
+fn sigstop_pause_then_resume_loses_and_duplicates_nothing() {
+    let mut node = Node::start();
+    let topic = unique_name("sigstop");
+    kafka::create_topic(&node.bootstrap(), &topic, 2, &[]);
+    let mut producer = TestProducer::new(
+        &node.bootstrap(),
+        // Requests time out during the pause and are retried; records have 60 s to land.
+        &[
+            ("request.timeout.ms", "2000"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    for seq in 0..1_000 {
+        producer.send(&topic, &kafka::key_for(seq), &kafka::value_for(seq));
+    }
+    harness::wait_until(
+        Duration::from_secs(30),
+        "the first 1,000 records are acknowledged",
+        || producer.log().acked_count() == 1_000,
+    );
+
+    node.pause();
+    for seq in 1_000..3_000 {
+        producer.send(&topic, &kafka::key_for(seq), &kafka::value_for(seq));
+    }
+    // The pause length is the fault being injected, not a wait for a condition: it must outlast
+    // request.timeout.ms so that in-flight requests time out and are retried.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        producer.log().acked_count(),
+        1_000,
+        "nothing can be acknowledged while the node is stopped"
+    );
+    node.resume();
+
+    producer
+        .flush(Duration::from_secs(90))
+        .expect("every record is acknowledged after SIGCONT");
+    assert!(
+        producer.log().failed().is_empty(),
+        "deliveries failed across the pause: {:?}",
+        &producer.log().failed()[..producer.log().failed().len().min(5)]
+    );
+    let acked = producer.log().acked();
+    assert_eq!(acked.len(), 3_000);
+    let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(60));
+    kafka::assert_history(&acked, &consumed, true);
+    node.assert_alive("after SIGSTOP/SIGCONT");
 }

@@ -61,7 +61,10 @@ async fn append(h: &ReplicaHandle, value: &[u8]) -> i64 {
     let records = batch(value);
     let res = h
         .actor
-        .call(|reply| PartitionReplicaMsg::Append { records, reply }, Some(Duration::from_secs(10)))
+        .call(
+            |reply| PartitionReplicaMsg::Append { records, reply },
+            Some(Duration::from_secs(10)),
+        )
         .await
         .expect("replica reachable");
     match res {
@@ -73,7 +76,10 @@ async fn append(h: &ReplicaHandle, value: &[u8]) -> i64 {
 fn spec(name: &str, partition: i32) -> ReplicaSpec {
     ReplicaSpec {
         tp: TopicPartition::new(name, partition),
-        id: PartitionId { topic_id: uuid::Uuid::new_v4(), partition },
+        id: PartitionId {
+            topic_id: uuid::Uuid::new_v4(),
+            partition,
+        },
         config: LogConfig::default(),
         leader_epoch: 0,
     }
@@ -90,12 +96,19 @@ async fn crashed_replica_restarts_from_disk_while_others_keep_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreConfig::default()).expect("store opens");
     let registry = ReplicaRegistry::default();
-    let settings = ReplicaSettings { restart_backoff: Duration::from_millis(20), ..Default::default() };
+    let settings = ReplicaSettings {
+        restart_backoff: Duration::from_millis(20),
+        ..Default::default()
+    };
     let (node, _) = Actor::spawn(
         None,
         NodeSupervisor,
         NodeSupervisorArgs {
-            replica_manager: ReplicaManagerArgs { store, registry: registry.clone(), settings },
+            replica_manager: ReplicaManagerArgs {
+                store,
+                registry: registry.clone(),
+                settings,
+            },
         },
     )
     .await
@@ -121,7 +134,10 @@ async fn crashed_replica_restarts_from_disk_while_others_keep_serving() {
                 break h;
             }
         }
-        assert!(Instant::now() < deadline, "replica was not restarted within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "replica was not restarted within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     // Recovered from disk: the log continues where it was.
@@ -131,7 +147,10 @@ async fn crashed_replica_restarts_from_disk_while_others_keep_serving() {
     let read = restarted.log.read(0, 1 << 20, 3).expect("read");
     assert!(read.records.windows(5).any(|w| w == b"first"));
     assert!(read.records.windows(5).any(|w| w == b"third"));
-    assert_eq!(registry.get(&b.tp).map(|h| h.actor.get_id()), Some(b.actor.get_id()));
+    assert_eq!(
+        registry.get(&b.tp).map(|h| h.actor.get_id()),
+        Some(b.actor.get_id())
+    );
 
     node.stop(None);
 }
@@ -159,9 +178,17 @@ async fn removed_replica_is_not_restarted_and_its_data_is_deleted() {
     let h = ensure(&manager, s.clone()).await;
     assert_eq!(append(&h, b"x").await, 0);
     let tp = s.tp.clone();
-    ractor::call_t!(manager, |reply| ReplicaManagerMsg::Remove { tp, delete_data: true, reply }, 10_000)
-        .expect("manager answers")
-        .expect("removed");
+    ractor::call_t!(
+        manager,
+        |reply| ReplicaManagerMsg::Remove {
+            tp,
+            delete_data: true,
+            reply
+        },
+        10_000
+    )
+    .expect("manager answers")
+    .expect("removed");
     assert!(registry.get(&s.tp).is_none());
     // Starting it again gives an empty log: the data went with the replica.
     let again = ensure(&manager, s).await;

@@ -99,6 +99,22 @@ unsafe impl GlobalAlloc for GuardedAlloc {
     }
 }
 
+/// Lets the system allocator keep large freed blocks for reuse.
+///
+/// glibc serves every block over 128 KiB with a fresh `mmap` and returns it on free, so each
+/// fetch response (often several MiB) paid for page faults and zeroing of brand-new pages;
+/// profiling showed that at over a fifth of the broker's time when consumers read at full speed.
+/// Raising the thresholds keeps such blocks in the heap. Call once, before serving.
+pub fn tune_system_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before serving starts.
+    unsafe {
+        // 32 MiB is glibc's ceiling for the mmap threshold on 64-bit targets.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

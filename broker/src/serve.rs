@@ -26,6 +26,7 @@ use crate::server::{self, BrokerState};
 /// Entry point of `rivulet serve`.
 pub fn main(args: ServeArgs) -> ExitCode {
     init_tracing();
+    crate::alloc::tune_system_allocator();
     let cfg = match Config::load(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -25,7 +25,9 @@ const RECORDS: usize = 1_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let bootstrap = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &bootstrap);
 
@@ -54,7 +56,10 @@ async fn main() -> anyhow::Result<()> {
         let producer = producer.clone();
         sends.push(async move {
             producer
-                .send(FutureRecord::to(TOPIC).key(&key).payload(&value), Duration::from_secs(10))
+                .send(
+                    FutureRecord::to(TOPIC).key(&key).payload(&value),
+                    Duration::from_secs(10),
+                )
                 .await
                 .map_err(|(e, _)| e)
         });
@@ -82,11 +87,16 @@ async fn main() -> anyhow::Result<()> {
     let mut seen = 0usize;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while seen < RECORDS && std::time::Instant::now() < deadline {
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let msg = msg?;
         let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
         let value = String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
-        let n: usize = value.trim_start_matches("order ").parse().unwrap_or(usize::MAX);
+        let n: usize = value
+            .trim_start_matches("order ")
+            .parse()
+            .unwrap_or(usize::MAX);
         per_key.entry(key).or_default().push(n);
         seen += 1;
     }

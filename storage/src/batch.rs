@@ -284,6 +284,10 @@ pub fn validate(buf: &[u8], rules: &ValidationRules) -> Result<Vec<ValidBatch>> 
             )));
         }
         check_counts(&header, rules.origin)?;
+        if header.compression() == 0 && rules.origin == BatchOrigin::Client {
+            check_records(&header, &batch[HEADER_LEN..])
+                .map_err(|why| corrupt(format!("batch at byte {at}: {why}")))?;
+        }
         out.push(ValidBatch {
             header,
             range: at..at + total,
@@ -291,6 +295,92 @@ pub fn validate(buf: &[u8], rules: &ValidationRules) -> Result<Vec<ValidBatch>> 
         at += total;
     }
     Ok(out)
+}
+
+/// Reads a zigzag varint (at most 10 bytes) from `buf` at `*at`.
+fn read_varint(buf: &[u8], at: &mut usize) -> std::result::Result<i64, String> {
+    let mut value: u64 = 0;
+    for i in 0..10 {
+        let Some(&b) = buf.get(*at) else {
+            return Err(format!("varint cut off at byte {}", *at));
+        };
+        *at += 1;
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+/// Takes `len` bytes (-1 means null) starting at `*at`, staying inside `end`.
+fn skip_bytes(len: i64, at: &mut usize, end: usize, what: &str) -> std::result::Result<(), String> {
+    if len == -1 {
+        return Ok(());
+    }
+    let len = usize::try_from(len).map_err(|_| format!("{what} length {len} is negative"))?;
+    match at.checked_add(len) {
+        Some(next) if next <= end => {
+            *at = next;
+            Ok(())
+        }
+        _ => Err(format!("{what} of {len} bytes runs past its record")),
+    }
+}
+
+/// Walks the records of an uncompressed batch: each record's framing, key, value and headers
+/// must lie inside the record, the records must fill the batch exactly, and their number must
+/// match the header. Catches batches whose CRC was computed over malformed contents.
+fn check_records(h: &BatchHeader, records: &[u8]) -> std::result::Result<(), String> {
+    let mut at = 0usize;
+    let mut count = 0i64;
+    while at < records.len() {
+        let len = read_varint(records, &mut at)?;
+        let len = usize::try_from(len).map_err(|_| format!("record {count} has length {len}"))?;
+        let end = at
+            .checked_add(len)
+            .filter(|e| *e <= records.len())
+            .ok_or_else(|| format!("record {count} of {len} bytes runs past the batch"))?;
+        at += 1; // attributes
+        if at > end {
+            return Err(format!("record {count} is empty"));
+        }
+        read_varint(records, &mut at)?; // timestamp delta
+        let offset_delta = read_varint(records, &mut at)?;
+        if offset_delta != count {
+            return Err(format!("record {count} has offset delta {offset_delta}"));
+        }
+        let key_len = read_varint(records, &mut at)?;
+        skip_bytes(key_len, &mut at, end, "key")?;
+        let value_len = read_varint(records, &mut at)?;
+        skip_bytes(value_len, &mut at, end, "value")?;
+        let headers = read_varint(records, &mut at)?;
+        if headers < 0 {
+            return Err(format!("record {count} has {headers} headers"));
+        }
+        for _ in 0..headers {
+            let k = read_varint(records, &mut at)?;
+            if k < 0 {
+                return Err(format!("record {count} has a null header key"));
+            }
+            skip_bytes(k, &mut at, end, "header key")?;
+            let v = read_varint(records, &mut at)?;
+            skip_bytes(v, &mut at, end, "header value")?;
+        }
+        if at != end {
+            return Err(format!(
+                "record {count}: its fields end at byte {at}, its length says {end}"
+            ));
+        }
+        count += 1;
+    }
+    if count != i64::from(h.records_count) {
+        return Err(format!(
+            "header says {} records, the batch holds {count}",
+            h.records_count
+        ));
+    }
+    Ok(())
 }
 
 fn check_counts(h: &BatchHeader, origin: BatchOrigin) -> Result<()> {

@@ -10,7 +10,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 /// The largest response frame a test accepts.
@@ -21,7 +24,11 @@ pub(crate) const API_KEY_API_VERSIONS: i16 = 18;
 
 pub(crate) const ERROR_NONE: i16 = 0;
 pub(crate) const ERROR_CORRUPT_MESSAGE: i16 = 2;
+pub(crate) const ERROR_NOT_ENOUGH_REPLICAS: i16 = 19;
 pub(crate) const ERROR_UNSUPPORTED_VERSION: i16 = 35;
+pub(crate) const ERROR_INVALID_CONFIG: i16 = 40;
+pub(crate) const ERROR_OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub(crate) const ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub(crate) const ERROR_UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 pub(crate) const ERROR_INVALID_RECORD: i16 = 87;
 
@@ -179,6 +186,73 @@ impl RawConn {
     }
 }
 
+/// The highest version of `R` that both the server (per ApiVersions) and the kafka-protocol
+/// crate support, capped at `cap`. Panics if there is none.
+pub(crate) fn negotiate<R: Request>(conn: &mut RawConn, cap: i16) -> i16 {
+    let (min, max) = supported_versions(conn, R::KEY)
+        .expect("ApiVersions")
+        .unwrap_or_else(|| panic!("server does not advertise API key {}", R::KEY));
+    let version = max.min(R::VERSIONS.max).min(cap);
+    assert!(
+        version >= min.max(R::VERSIONS.min),
+        "API key {}: server supports {min}..={max}, the test client {}..={} (cap {cap})",
+        R::KEY,
+        R::VERSIONS.min,
+        R::VERSIONS.max
+    );
+    version
+}
+
+/// A Produce request with one batch (`records`) for one partition.
+pub(crate) fn produce_request(
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    records: Vec<u8>,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(records)))])])
+}
+
+/// Sends one acks=all Produce request carrying `records` to partition 0 of `topic` and returns
+/// the partition's (error code, base offset). Panics if it is not answered.
+pub(crate) fn produce(
+    conn: &mut RawConn,
+    version: i16,
+    topic: &str,
+    records: Vec<u8>,
+) -> (i16, i64) {
+    produce_acks(conn, version, topic, -1, records)
+}
+
+/// [`produce`] with the given `acks` (not 0: that request gets no response).
+pub(crate) fn produce_acks(
+    conn: &mut RawConn,
+    version: i16,
+    topic: &str,
+    acks: i16,
+    records: Vec<u8>,
+) -> (i16, i64) {
+    assert_ne!(acks, 0, "acks=0 produce requests are not answered");
+    let req = produce_request(topic, 0, acks, records);
+    let resp = conn
+        .request(&req, version)
+        .unwrap_or_else(|e| panic!("Produce v{version} must be answered: {e}"));
+    let partition = resp
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .next()
+        .unwrap_or_else(|| panic!("Produce response without a partition: {resp:?}"));
+    (partition.error_code, partition.base_offset)
+}
+
 /// Connects and checks that an ApiVersions v0 request is answered with error code 0. Used to
 /// decide that a node is ready.
 pub(crate) fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
@@ -232,6 +306,10 @@ pub(crate) struct BatchSpec {
     pub(crate) base_timestamp_ms: i64,
     /// Overrides the record count written in the header (to make it disagree with the data).
     pub(crate) declared_count: Option<i32>,
+    /// Idempotent producer fields; -1 means "no producer id".
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
 }
 
 impl BatchSpec {
@@ -243,7 +321,23 @@ impl BatchSpec {
                 .collect(),
             base_timestamp_ms: 1_700_000_000_000,
             declared_count: None,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
         }
+    }
+
+    /// The same records as an idempotent producer's batch.
+    pub(crate) fn idempotent(
+        mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> BatchSpec {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+        self
     }
 
     /// Encodes the batch with a correct CRC-32C (over attributes..end) unless the caller
@@ -275,9 +369,9 @@ impl BatchSpec {
         tail.extend_from_slice(&(count - 1).max(0).to_be_bytes()); // last offset delta
         tail.extend_from_slice(&self.base_timestamp_ms.to_be_bytes());
         tail.extend_from_slice(&self.base_timestamp_ms.to_be_bytes()); // max timestamp
-        tail.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-        tail.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        tail.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        tail.extend_from_slice(&self.producer_id.to_be_bytes());
+        tail.extend_from_slice(&self.producer_epoch.to_be_bytes());
+        tail.extend_from_slice(&self.base_sequence.to_be_bytes());
         tail.extend_from_slice(&self.declared_count.unwrap_or(count).to_be_bytes());
         tail.extend_from_slice(&records);
         let crc = crc32c::crc32c(&tail);

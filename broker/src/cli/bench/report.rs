@@ -80,7 +80,7 @@ impl BenchReport {
             rate_limit,
             seconds: round3(seconds),
             mb_per_s: round3(bytes as f64 / 1e6 / secs),
-            records_per_s: round3(records as f64 / secs).round(),
+            records_per_s: (records as f64 / secs).round(),
             p50_ms: latency.map(|l| l.p50_ms),
             p99_ms: latency.map(|l| l.p99_ms),
             p999_ms: latency.map(|l| l.p999_ms),

@@ -53,10 +53,19 @@ fn read_all(
             out.push(Ok((Bytes::new(), -1, -1)));
             continue;
         };
-        // Kafka's rule: the first non-empty partition may exceed the budget by one batch so a
-        // consumer always progresses; after that the response limit holds.
+        // Kafka's rule: only the response's first batch may exceed the limits (so a consumer
+        // always progresses); once anything is in the response, `max_bytes` is strict.
         let limit = (*partition_max).min(budget);
+        let first = budget == response_max;
+        if limit == 0 && !first {
+            out.push(Ok((Bytes::new(), replica.log.log_start_offset(), *hw)));
+            continue;
+        }
         match replica.log.read(*offset, limit, *hw) {
+            Ok(r) if !first && r.records.len() > limit => {
+                // The log returned one oversized batch; it must wait for a later fetch.
+                out.push(Ok((Bytes::new(), r.log_start_offset, *hw)));
+            }
             Ok(r) => {
                 budget = budget.saturating_sub(r.records.len());
                 out.push(Ok((r.records, r.log_start_offset, *hw)));

@@ -1,0 +1,259 @@
+//! Promises of docs/semantics.md checked at the protocol level, with hand-built requests so
+//! that producer ids, sequence numbers and `acks` are exactly what each case needs.
+
+mod harness;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use harness::kafka;
+use harness::wire::{
+    self, BatchSpec, RawConn, API_KEY_PRODUCE, ERROR_INVALID_CONFIG, ERROR_NONE,
+    ERROR_NOT_ENOUGH_REPLICAS, ERROR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+    ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+};
+use harness::{unique_name, Node};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, InitProducerIdRequest, ProduceRequest, ProducerId, TransactionalId,
+};
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+
+fn init_producer_id(conn: &mut RawConn, transactional_id: Option<&str>) -> (i16, i64, i16) {
+    let version = wire::negotiate::<InitProducerIdRequest>(conn, i16::MAX);
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+        )
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let resp = conn
+        .request(&req, version)
+        .unwrap_or_else(|e| panic!("InitProducerId v{version} must be answered: {e}"));
+    (resp.error_code, resp.producer_id.0, resp.producer_epoch)
+}
+
+fn read_back(node: &Node, topic: &str) -> Vec<(i64, String, String)> {
+    kafka::consume_all(&node.bootstrap(), topic, Duration::from_secs(30))
+        .into_values()
+        .flatten()
+        .map(|r| {
+            (
+                r.offset,
+                r.key.unwrap_or_default(),
+                r.value.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn owned(records: &[(i64, &str, &str)]) -> Vec<(i64, String, String)> {
+    records
+        .iter()
+        .map(|(o, k, v)| (*o, k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// "Idempotent producers": a repeat of one of the last 5 batches gets its original offsets and
+/// is not stored again, a sequence gap gets OUT_OF_ORDER_SEQUENCE_NUMBER, and the state is
+/// rebuilt from the log after kill -9.
+#[test]
+fn idempotent_batches_are_deduplicated_across_a_sigkill() {
+    let mut node = Node::start();
+    let topic = unique_name("idempotent");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let (code, pid, epoch) = init_producer_id(&mut conn, None);
+    assert_eq!(
+        code, ERROR_NONE,
+        "InitProducerId without a transactional id"
+    );
+    assert!(pid >= 0 && epoch >= 0, "producer id {pid}, epoch {epoch}");
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+
+    let a = BatchSpec::new(&[("a", "1"), ("a", "2"), ("a", "3")])
+        .idempotent(pid, epoch, 0)
+        .encode();
+    let b = BatchSpec::new(&[("b", "4"), ("b", "5")])
+        .idempotent(pid, epoch, 3)
+        .encode();
+    assert_eq!(
+        wire::produce(&mut conn, version, &topic, a.clone()),
+        (ERROR_NONE, 0),
+        "first batch"
+    );
+    assert_eq!(
+        wire::produce(&mut conn, version, &topic, a.clone()),
+        (ERROR_NONE, 0),
+        "the same batch again must get its original offset back"
+    );
+    assert_eq!(
+        wire::produce(&mut conn, version, &topic, b.clone()),
+        (ERROR_NONE, 3),
+        "second batch"
+    );
+    let gap = BatchSpec::new(&[("c", "x")])
+        .idempotent(pid, epoch, 10)
+        .encode();
+    let (code, _) = wire::produce(&mut conn, version, &topic, gap);
+    assert_eq!(
+        code, ERROR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "sequence 10 after 4 is a gap"
+    );
+    drop(conn);
+
+    node.kill9();
+    node.restart();
+    let mut conn = RawConn::connect(node.addr()).expect("connect after restart");
+    assert_eq!(
+        wire::produce(&mut conn, version, &topic, b),
+        (ERROR_NONE, 3),
+        "after kill -9, a repeat of the last batch must still be recognised"
+    );
+    assert_eq!(
+        wire::produce(&mut conn, version, &topic, a),
+        (ERROR_NONE, 0),
+        "after kill -9, a repeat of an earlier one of the last 5 batches too"
+    );
+    let next = BatchSpec::new(&[("d", "6")])
+        .idempotent(pid, epoch, 5)
+        .encode();
+    assert_eq!(
+        wire::produce(&mut conn, version, &topic, next),
+        (ERROR_NONE, 5),
+        "the next sequence continues the log"
+    );
+    assert_eq!(
+        read_back(&node, &topic),
+        owned(&[
+            (0, "a", "1"),
+            (1, "a", "2"),
+            (2, "a", "3"),
+            (3, "b", "4"),
+            (4, "b", "5"),
+            (5, "d", "6"),
+        ]),
+        "every batch stored exactly once"
+    );
+    node.assert_alive("after the idempotence checks");
+}
+
+/// "Acknowledgements": acks=0 is never answered; the next response on the connection belongs
+/// to the next request. The record is still stored.
+#[test]
+fn acks_0_produce_is_not_answered() {
+    let mut node = Node::start();
+    let topic = unique_name("acks0");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+
+    let req = wire::produce_request(
+        &topic,
+        0,
+        0,
+        BatchSpec::new(&[("k", "fire-and-forget")]).encode(),
+    );
+    let mut body = BytesMut::new();
+    req.encode(&mut body, version).expect("encode");
+    conn.send_request_bytes(
+        API_KEY_PRODUCE,
+        version,
+        ProduceRequest::header_version(version),
+        &body,
+    )
+    .expect("send acks=0 produce");
+    // The ApiVersions answer must be the next frame: nothing was sent for the produce.
+    conn.request(&ApiVersionsRequest::default(), 0)
+        .expect("the first response after an acks=0 produce must be for the next request");
+
+    let mut stored = Vec::new();
+    harness::wait_until(
+        Duration::from_secs(10),
+        "the acks=0 record is readable",
+        || {
+            stored = read_back(&node, &topic);
+            !stored.is_empty()
+        },
+    );
+    assert_eq!(stored, owned(&[(0, "k", "fire-and-forget")]));
+    node.assert_alive("after acks=0");
+}
+
+/// "Acknowledgements": on one node the in-sync set is that node, so min.insync.replicas=2
+/// refuses every acks=all write with NOT_ENOUGH_REPLICAS; acks=1 still works.
+#[test]
+fn min_insync_replicas_above_the_isr_refuses_acks_all() {
+    let mut node = Node::start();
+    let topic = unique_name("minisr");
+    kafka::create_topic(
+        &node.bootstrap(),
+        &topic,
+        1,
+        &[("min.insync.replicas", "2")],
+    );
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+    let (code, _) = wire::produce_acks(
+        &mut conn,
+        version,
+        &topic,
+        -1,
+        BatchSpec::new(&[("k", "refused")]).encode(),
+    );
+    assert_eq!(
+        code, ERROR_NOT_ENOUGH_REPLICAS,
+        "acks=all with min.insync.replicas=2"
+    );
+    assert_eq!(
+        wire::produce_acks(
+            &mut conn,
+            version,
+            &topic,
+            1,
+            BatchSpec::new(&[("k", "leader-only")]).encode()
+        ),
+        (ERROR_NONE, 0),
+        "acks=1 is not subject to min.insync.replicas, and the refused batch was not stored"
+    );
+    node.assert_alive("after min.insync.replicas checks");
+}
+
+/// "Idempotent producers" and "Retention": transactions and compaction are not supported and
+/// say so with an error instead of pretending.
+#[test]
+fn transactions_and_compaction_are_refused() {
+    let mut node = Node::start();
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let (code, _, _) = init_producer_id(&mut conn, Some("tx-1"));
+    assert_eq!(
+        code, ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        "InitProducerId with a transactional id"
+    );
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", node.bootstrap())
+        .create()
+        .expect("admin client");
+    let topic = unique_name("compacted");
+    let new_topic =
+        NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let opts = AdminOptions::new().request_timeout(Some(Timeout::After(Duration::from_secs(30))));
+    let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))
+        .expect("CreateTopics answered");
+    let refused = matches!(
+        results.as_slice(),
+        [Err((_, RDKafkaErrorCode::InvalidConfig))]
+    );
+    assert!(
+        refused,
+        "cleanup.policy=compact should be refused with INVALID_CONFIG ({ERROR_INVALID_CONFIG}), got {results:?}"
+    );
+    node.assert_alive("after refused requests");
+}
