@@ -29,7 +29,6 @@ struct Wanted {
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: usize,
-    current_leader_epoch: i32,
     replica: Option<ReplicaHandle>,
     error_code: i16,
 }
@@ -138,7 +137,6 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-                current_leader_epoch: p.current_leader_epoch,
                 replica,
                 error_code,
             });
@@ -259,7 +257,6 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
         }
         p.preferred_read_replica = BrokerId(-1);
         p.aborted_transactions = Some(Vec::new());
-        let _ = w.current_leader_epoch;
         bytes_hint += g.records.len() + 64;
         p.records = Some(g.records);
         if let Some(t) = by_topic.get_mut(w.topic_index) {
