@@ -91,15 +91,16 @@ async fn ensure(manager: &ActorRef<ReplicaManagerMsg>, spec: ReplicaSpec) -> Rep
         .expect("replica starts")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashed_replica_restarts_from_disk_while_others_keep_serving() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("store opens");
+/// Starts the actor tree on `store`: the node supervisor, its replica manager and registry.
+async fn start_node(
+    store: Store,
+    settings: ReplicaSettings,
+) -> (
+    ActorRef<NodeSupervisorMsg>,
+    ActorRef<ReplicaManagerMsg>,
+    ReplicaRegistry,
+) {
     let registry = ReplicaRegistry::default();
-    let settings = ReplicaSettings {
-        restart_backoff: Duration::from_millis(20),
-        ..Default::default()
-    };
     let (node, _) = Actor::spawn(
         None,
         NodeSupervisor,
@@ -114,6 +115,18 @@ async fn crashed_replica_restarts_from_disk_while_others_keep_serving() {
     .await
     .expect("node starts");
     let manager = ractor::call!(node, NodeSupervisorMsg::GetReplicaManager).expect("manager");
+    (node, manager, registry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_replica_restarts_from_disk_while_others_keep_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("store opens");
+    let settings = ReplicaSettings {
+        restart_backoff: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let (node, manager, registry) = start_node(store, settings).await;
 
     let a = ensure(&manager, spec("orders", 0)).await;
     let b = ensure(&manager, spec("orders", 1)).await;
@@ -159,21 +172,7 @@ async fn crashed_replica_restarts_from_disk_while_others_keep_serving() {
 async fn removed_replica_is_not_restarted_and_its_data_is_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreConfig::default()).expect("store opens");
-    let registry = ReplicaRegistry::default();
-    let (node, _) = Actor::spawn(
-        None,
-        NodeSupervisor,
-        NodeSupervisorArgs {
-            replica_manager: ReplicaManagerArgs {
-                store,
-                registry: registry.clone(),
-                settings: ReplicaSettings::default(),
-            },
-        },
-    )
-    .await
-    .expect("node starts");
-    let manager = ractor::call!(node, NodeSupervisorMsg::GetReplicaManager).expect("manager");
+    let (node, manager, registry) = start_node(store, ReplicaSettings::default()).await;
     let s = spec("gone", 0);
     let h = ensure(&manager, s.clone()).await;
     assert_eq!(append(&h, b"x").await, 0);
