@@ -227,3 +227,55 @@ fn client_commands_fail_fast_without_a_broker() {
         "expected an `error:` message:\n{out}"
     );
 }
+
+#[test]
+fn cluster_status_of_a_single_node() {
+    let mut node = Node::start();
+    let b = node.bootstrap();
+    let topic = unique_name("status");
+    rivulet(&b, &["topic", "create", &topic, "--partitions", "2"], None).assert_success();
+
+    let out = rivulet(&b, &["cluster", "status"], None);
+    out.assert_success();
+    let node_row = out
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("1"))
+        .unwrap_or_else(|| panic!("`cluster status` does not list node 1:\n{out}"));
+    assert!(
+        node_row.contains(&b) && node_row.contains("live"),
+        "node 1's row should show its address {b} and that it is live: {node_row:?}\n{out}"
+    );
+    assert!(
+        out.stdout.contains("Under-replicated partitions: 0"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("Offline partitions: 0"), "{out}");
+
+    let json = rivulet(&b, &["cluster", "status", "--json"], None);
+    json.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("`cluster status --json` is not JSON ({e}):\n{json}"));
+    assert_eq!(v["nodes"][0]["id"], 1, "{json}");
+    assert_eq!(v["nodes"][0]["address"], b.as_str(), "{json}");
+    assert_eq!(
+        v["under_replicated"].as_array().map(Vec::len),
+        Some(0),
+        "{json}"
+    );
+    assert_eq!(v["offline"].as_array().map(Vec::len), Some(0), "{json}");
+    assert!(v["partitions"].as_u64().unwrap_or(0) >= 2, "{json}");
+    node.assert_alive("after cluster status");
+}
+
+#[test]
+fn cluster_status_without_a_node_says_what_to_do() {
+    let nowhere = format!("127.0.0.1:{}", harness::free_port());
+    let out = rivulet(&nowhere, &["cluster", "status"], None);
+    assert!(out.status.is_some(), "`cluster status` hung:\n{out}");
+    assert!(!out.success(), "must fail without a node:\n{out}");
+    assert!(
+        out.stderr.contains("could not reach any node") && out.stderr.contains("--bootstrap"),
+        "expected an actionable error:\n{out}"
+    );
+}

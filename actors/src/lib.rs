@@ -24,9 +24,14 @@ pub mod manager;
 pub mod node;
 pub mod registry;
 pub mod replica;
+pub mod replication;
 
 pub use error::{ActorsError, Result};
 pub use manager::{ReplicaManager, ReplicaManagerArgs, ReplicaManagerMsg, ReplicaSpec};
 pub use node::{NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg};
 pub use registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
-pub use replica::{AppendError, PartitionReplica, PartitionReplicaArgs, PartitionReplicaMsg};
+pub use replica::{
+    AppendError, PartitionReplica, PartitionReplicaArgs, PartitionReplicaMsg, ReplicaRole,
+    ReplicaStatus,
+};
+pub use replication::{IsrChange, NodeId, ReplicaNetwork, ReplicationMessage};

@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -17,7 +18,10 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
-use crate::replica::{PartitionReplica, PartitionReplicaArgs, PartitionReplicaMsg};
+use crate::replica::{
+    PartitionReplica, PartitionReplicaArgs, PartitionReplicaMsg, ReplicaRole, ReplicaStatus,
+};
+use crate::replication::{NodeId, ReplicaNetwork};
 
 /// What the controller wants a local replica to look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +32,8 @@ pub struct ReplicaSpec {
     pub id: PartitionId,
     /// Log configuration derived from the topic's configs.
     pub config: LogConfig,
-    /// Leader epoch.
-    pub leader_epoch: i32,
+    /// Leadership facts from the controller.
+    pub role: ReplicaRole,
 }
 
 /// Restart policy and timers.
@@ -43,6 +47,8 @@ pub struct ReplicaSettings {
     pub restarts_max: usize,
     /// The window for `restarts_max`.
     pub restart_window: Duration,
+    /// A follower not caught up for this long leaves the ISR.
+    pub replica_lag_max: Duration,
 }
 
 impl Default for ReplicaSettings {
@@ -52,6 +58,7 @@ impl Default for ReplicaSettings {
             restart_backoff: Duration::from_millis(100),
             restarts_max: 5,
             restart_window: Duration::from_secs(60),
+            replica_lag_max: Duration::from_secs(5),
         }
     }
 }
@@ -74,6 +81,8 @@ pub enum ReplicaManagerMsg {
     Restart(TopicPartition),
 }
 
+impl ractor::Message for ReplicaManagerMsg {}
+
 /// Arguments of [`ReplicaManager`].
 #[derive(Debug, Clone)]
 pub struct ReplicaManagerArgs {
@@ -83,6 +92,10 @@ pub struct ReplicaManagerArgs {
     pub registry: ReplicaRegistry,
     /// Timers and restart policy.
     pub settings: ReplicaSettings,
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The cluster links (`None` on a single node).
+    pub network: Option<Arc<dyn ReplicaNetwork>>,
 }
 
 #[derive(Debug)]
@@ -116,13 +129,25 @@ async fn start_replica(
         .await
         .map_err(|e| format!("opening the log of {} panicked: {e}", spec.tp))?
         .map_err(|e| format!("opening the log of {} failed: {e}", spec.tp))?;
-    let (hw_tx, hw_rx) = watch::channel(log.log_end_offset());
+    // A leader's high watermark starts at zero after a restart and catches up as soon as
+    // the in-sync followers answer (a sole replica's is its log end at once).
+    let (hw_tx, hw_rx) = watch::channel(0);
+    let (status_tx, status_rx) = watch::channel(ReplicaStatus {
+        is_leader: false,
+        leader: spec.role.leader,
+        leader_epoch: spec.role.leader_epoch,
+        isr: spec.role.isr.clone(),
+    });
     let args = PartitionReplicaArgs {
         tp: spec.tp.clone(),
         log: log.clone(),
         high_watermark: hw_tx,
-        leader_epoch: spec.leader_epoch,
+        status: status_tx,
+        role: spec.role.clone(),
+        node_id: state.args.node_id,
+        network: state.args.network.clone(),
         retention_check_interval: state.args.settings.retention_check_interval,
+        replica_lag_max: state.args.settings.replica_lag_max,
     };
     let (actor, _) = Actor::spawn_linked(None, PartitionReplica, args, myself.get_cell())
         .await
@@ -133,7 +158,7 @@ async fn start_replica(
         actor: actor.clone(),
         log,
         high_watermark: hw_rx,
-        leader_epoch: spec.leader_epoch,
+        status: status_rx,
     };
     state.by_actor.insert(actor.get_id(), spec.tp.clone());
     state.args.registry.insert(handle.clone());
@@ -228,6 +253,10 @@ impl Actor for ReplicaManager {
                     if e.spec.config != spec.config {
                         let _ = actor.cast(PartitionReplicaMsg::UpdateConfig(spec.config.clone()));
                         e.spec.config = spec.config.clone();
+                    }
+                    if e.spec.role != spec.role {
+                        let _ = actor.cast(PartitionReplicaMsg::UpdateRole(spec.role.clone()));
+                        e.spec.role = spec.role.clone();
                     }
                     Some(())
                 });

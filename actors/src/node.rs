@@ -16,6 +16,8 @@ pub enum NodeSupervisorMsg {
     GetReplicaManager(ractor::RpcReplyPort<ActorRef<ReplicaManagerMsg>>),
 }
 
+impl ractor::Message for NodeSupervisorMsg {}
+
 /// Arguments of [`NodeSupervisor`].
 #[derive(Debug, Clone)]
 pub struct NodeSupervisorArgs {

@@ -9,7 +9,7 @@ use ractor::ActorRef;
 use rivulet_storage::{PartitionId, PartitionLog};
 use tokio::sync::watch;
 
-use crate::replica::PartitionReplicaMsg;
+use crate::replica::{PartitionReplicaMsg, ReplicaStatus};
 
 /// A topic name and partition index.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,8 +55,20 @@ pub struct ReplicaHandle {
     pub log: PartitionLog,
     /// The high watermark: consumers read below it; it changes after every commit.
     pub high_watermark: watch::Receiver<i64>,
-    /// The leader epoch this replica serves under.
-    pub leader_epoch: i32,
+    /// The replica's role (leader or follower, epoch, ISR).
+    pub status: watch::Receiver<ReplicaStatus>,
+}
+
+impl ReplicaHandle {
+    /// The leader epoch this replica serves under now.
+    pub fn leader_epoch(&self) -> i32 {
+        self.status.borrow().leader_epoch
+    }
+
+    /// True while this replica is the partition's leader.
+    pub fn is_leader(&self) -> bool {
+        self.status.borrow().is_leader
+    }
 }
 
 /// Shared, cheap-to-clone registry of local replicas. Written only by the replica manager.

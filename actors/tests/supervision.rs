@@ -9,7 +9,8 @@ use ractor::{Actor, ActorRef};
 use rivulet_actors::manager::ReplicaSettings;
 use rivulet_actors::{
     NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, PartitionReplicaMsg, ReplicaHandle,
-    ReplicaManagerArgs, ReplicaManagerMsg, ReplicaRegistry, ReplicaSpec, TopicPartition,
+    ReplicaManagerArgs, ReplicaManagerMsg, ReplicaRegistry, ReplicaRole, ReplicaSpec,
+    TopicPartition,
 };
 use rivulet_storage::{AppendOutcome, LogConfig, PartitionId, Store, StoreConfig};
 
@@ -81,7 +82,7 @@ fn spec(name: &str, partition: i32) -> ReplicaSpec {
             partition,
         },
         config: LogConfig::default(),
-        leader_epoch: 0,
+        role: ReplicaRole::sole_leader(1, 0),
     }
 }
 
@@ -109,6 +110,8 @@ async fn start_node(
                 store,
                 registry: registry.clone(),
                 settings,
+                node_id: 1,
+                network: None,
             },
         },
     )

@@ -53,6 +53,87 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertised: Option<String>,
+    /// Cluster settings.
+    #[command(flatten)]
+    #[serde(skip_serializing_if = "ClusterArgs::is_empty")]
+    pub cluster: ClusterArgs,
+}
+
+/// Cluster flags of `rivulet serve` (the `[cluster]` table of the config).
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct ClusterArgs {
+    /// Address the node-to-node listener binds (needed with --seed).
+    #[arg(long = "cluster-listen", value_name = "HOST:PORT")]
+    #[serde(rename = "listen", skip_serializing_if = "Option::is_none")]
+    pub cluster_listen: Option<String>,
+    /// An initial member `ID@HOST:PORT` (its cluster address); repeat for each, this node
+    /// included. Without any, the node is a single-node cluster.
+    #[arg(long = "seed", value_name = "ID@HOST:PORT")]
+    #[serde(rename = "seeds", skip_serializing_if = "Vec::is_empty")]
+    pub seed: Vec<String>,
+    /// Shared secret of the cluster's node-to-node links.
+    #[arg(long = "cluster-cookie", value_name = "SECRET")]
+    #[serde(rename = "cookie", skip_serializing_if = "Option::is_none")]
+    pub cluster_cookie: Option<String>,
+}
+
+impl ClusterArgs {
+    fn is_empty(&self) -> bool {
+        self.cluster_listen.is_none() && self.seed.is_empty() && self.cluster_cookie.is_none()
+    }
+}
+
+/// The `[cluster]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Node-to-node listener; empty for a single-node cluster.
+    pub listen: String,
+    /// Initial members as `ID@HOST:PORT`, this node included. Empty: single node.
+    pub seeds: Vec<String>,
+    /// Shared secret of the node-to-node links.
+    pub cookie: String,
+    /// How often nodes heartbeat each other and the controller.
+    pub heartbeat_interval_ms: u64,
+    /// A node silent this long is fenced and its leaderships move.
+    pub session_timeout_ms: u64,
+    /// A follower not caught up for this long leaves the ISR.
+    pub replica_lag_max_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            seeds: Vec::new(),
+            cookie: "rivulet".into(),
+            heartbeat_interval_ms: 250,
+            session_timeout_ms: 2000,
+            replica_lag_max_ms: 5000,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The seeds as node id -> address.
+    pub fn seed_map(&self) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+        let mut map = std::collections::BTreeMap::new();
+        for s in &self.seeds {
+            let (id, addr) = s.split_once('@').with_context(|| {
+                format!("seed {s:?} is not ID@HOST:PORT (for example 1@10.0.0.1:9093)")
+            })?;
+            let id: u64 = id
+                .parse()
+                .with_context(|| format!("seed {s:?}: {id:?} is not a node id"))?;
+            if !addr.contains(':') {
+                bail!("seed {s:?}: {addr:?} is not HOST:PORT");
+            }
+            if map.insert(id, addr.to_string()).is_some() {
+                bail!("seed id {id} is listed twice");
+            }
+        }
+        Ok(map)
+    }
 }
 
 /// Storage engine settings.
@@ -109,6 +190,8 @@ pub struct Config {
     pub log: TopicDefaults,
     /// Storage engine settings.
     pub storage: StorageSettings,
+    /// Cluster membership.
+    pub cluster: ClusterSettings,
 }
 
 impl Default for Config {
@@ -128,6 +211,7 @@ impl Default for Config {
             retention_check_interval_ms: 30_000,
             log: TopicDefaults::default(),
             storage: StorageSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -189,10 +273,32 @@ impl Config {
         if self.produce_inflight_bytes_max < self.request_bytes_max {
             bail!("produce_inflight_bytes_max must be at least request_bytes_max");
         }
+        let seeds = self.cluster.seed_map()?;
+        if !seeds.is_empty() {
+            self.cluster_listen_addr()?;
+        }
+        if self.cluster.session_timeout_ms < 2 * self.cluster.heartbeat_interval_ms {
+            bail!(
+                "cluster.session_timeout_ms must be at least twice cluster.heartbeat_interval_ms"
+            );
+        }
         self.log
             .validate(&Default::default())
             .map_err(|e| anyhow::anyhow!("invalid [log] defaults: {e}"))?;
         Ok(())
+    }
+
+    /// The node-to-node listener address.
+    pub fn cluster_listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        if self.cluster.listen.is_empty() {
+            bail!("a node with seeds needs cluster.listen / --cluster-listen HOST:PORT");
+        }
+        self.cluster.listen.parse().with_context(|| {
+            format!(
+                "cluster.listen = {:?} is not HOST:PORT with an IP host",
+                self.cluster.listen
+            )
+        })
     }
 
     /// The socket address to bind.
@@ -284,6 +390,30 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load_from(&args, env_none()).is_err());
+    }
+
+    #[test]
+    fn cluster_flags_nest_under_the_cluster_table() {
+        let args = ServeArgs {
+            cluster: ClusterArgs {
+                cluster_listen: Some("127.0.0.1:9300".into()),
+                seed: vec!["1@127.0.0.1:9300".into(), "2@127.0.0.1:9301".into()],
+                cluster_cookie: None,
+            },
+            ..Default::default()
+        };
+        let cfg = Config::load_from(&args, env_none()).expect("load");
+        assert_eq!(cfg.cluster.listen, "127.0.0.1:9300");
+        let seeds = cfg.cluster.seed_map().expect("seeds");
+        assert_eq!(seeds.get(&2).map(String::as_str), Some("127.0.0.1:9301"));
+        let bad = ServeArgs {
+            cluster: ClusterArgs {
+                seed: vec!["x@nowhere".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(Config::load_from(&bad, env_none()).is_err());
     }
 
     #[test]

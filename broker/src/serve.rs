@@ -14,7 +14,10 @@ use rivulet_actors::manager::ReplicaSettings;
 use rivulet_actors::{
     NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, ReplicaManagerArgs, ReplicaRegistry,
 };
-use rivulet_cluster::{Controller, ControllerConfig};
+use rivulet_cluster::{
+    Controller, ControllerConfig, Membership, MembershipConfig, MetaRaft, MetaRaftConfig, NoPeers,
+    NodeRecord, RaftRpcHandler,
+};
 use rivulet_storage::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -55,8 +58,11 @@ pub fn main(args: ServeArgs) -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,fjall=warn,lsm_tree=warn,openraft=warn,ractor_cluster=warn",
+        )
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -133,7 +139,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let registry = ReplicaRegistry::default();
     let settings = ReplicaSettings {
         retention_check_interval: Duration::from_millis(cfg.retention_check_interval_ms.max(100)),
+        replica_lag_max: Duration::from_millis(cfg.cluster.replica_lag_max_ms.max(100)),
         ..ReplicaSettings::default()
+    };
+    let node_id = u64::try_from(cfg.node_id).context("node_id must be >= 0")?;
+    let seeds = cfg.cluster.seed_map()?;
+    let membership = if seeds.is_empty() {
+        None
+    } else {
+        let listen = cfg.cluster_listen_addr()?;
+        Some(
+            Membership::start(
+                MembershipConfig {
+                    node_id,
+                    listen,
+                    seeds: seeds.clone(),
+                    cookie: cfg.cluster.cookie.clone(),
+                    heartbeat_interval: Duration::from_millis(cfg.cluster.heartbeat_interval_ms),
+                    session_timeout: Duration::from_millis(cfg.cluster.session_timeout_ms),
+                },
+                registry.clone(),
+            )
+            .await?,
+        )
     };
     let (supervisor, supervisor_handle) = Actor::spawn(
         Some("node-supervisor".into()),
@@ -143,6 +171,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 store: store.clone(),
                 registry: registry.clone(),
                 settings,
+                node_id,
+                network: membership.as_ref().map(|m| m.replica_network()),
             },
         },
     )
@@ -150,6 +180,43 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .context("could not start the node supervisor")?;
     let manager = ractor::call!(supervisor, NodeSupervisorMsg::GetReplicaManager)
         .map_err(|e| anyhow::anyhow!("node supervisor did not answer: {e}"))?;
+
+    let self_record = NodeRecord {
+        id: node_id,
+        kafka_host: advertised_host.clone(),
+        kafka_port: u16::try_from(advertised_port).unwrap_or(0),
+        cluster_addr: seeds
+            .get(&node_id)
+            .cloned()
+            .unwrap_or_else(|| cfg.cluster.listen.clone()),
+        controller_eligible: seeds.contains_key(&node_id),
+        fenced: false,
+    };
+    let raft_cfg = if seeds.is_empty() {
+        MetaRaftConfig::single_node(self_record)
+    } else {
+        let mut c = MetaRaftConfig::new(self_record, seeds.clone());
+        c.heartbeat_interval = Duration::from_millis(cfg.cluster.heartbeat_interval_ms);
+        c.session_timeout = Duration::from_millis(cfg.cluster.session_timeout_ms);
+        c
+    };
+    info!(
+        node_id,
+        seeds = seeds.len(),
+        "starting the metadata controller"
+    );
+    let raft = match &membership {
+        Some(m) => {
+            let raft = MetaRaft::start(raft_cfg, &store, Arc::new(m.rpc_transport()))
+                .await
+                .context("could not start the metadata controller")?;
+            m.set_rpc_handler(Arc::new(RaftRpcHandler(raft.clone())));
+            raft
+        }
+        None => MetaRaft::start(raft_cfg, &store, Arc::new(NoPeers))
+            .await
+            .context("could not start the metadata controller")?,
+    };
 
     let controller = Controller::start(
         ControllerConfig {
@@ -159,9 +226,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             auto_create_topics: cfg.auto_create_topics,
             topic_defaults: cfg.log.clone(),
         },
-        store.clone(),
+        raft.clone(),
         manager,
         registry,
+        membership.clone(),
     )
     .await
     .context("could not start the controller")?;
@@ -204,6 +272,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if !failed {
         supervisor.stop(Some("shutdown".into()));
         let _ = supervisor_handle.await;
+    }
+    raft.shutdown().await;
+    if let Some(m) = &membership {
+        m.shutdown().await;
     }
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.sync())

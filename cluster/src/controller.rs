@@ -1,16 +1,30 @@
-//! The single-node controller: topic catalogue and local replica placement.
+//! The controller facade the broker talks to.
+//!
+//! Reads come from this node's copy of the replicated metadata image (every node applies the
+//! controller's Raft log); changes are proposed to the Raft group ([`MetaRaft`]) and answered
+//! once this node's image shows them and its local replicas follow. A reconciler task turns
+//! every new image into `Ensure` / `Remove` messages for the local replica manager, with each
+//! partition's role (leader, epoch, ISR).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
 use ractor::ActorRef;
-use rivulet_actors::{ReplicaHandle, ReplicaManagerMsg, ReplicaSpec, TopicPartition};
-use rivulet_storage::{PartitionId, StorageError, Store, TopicMeta};
-use tracing::info;
+use rivulet_actors::replication::BoxFuture;
+use rivulet_actors::{
+    IsrChange, ReplicaHandle, ReplicaManagerMsg, ReplicaRole, ReplicaSpec, TopicPartition,
+};
+use rivulet_storage::{PartitionId, StorageError, TopicMeta};
+use tokio::sync::watch;
+use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::membership::{IsrHandler, Membership, RpcHandler};
+use crate::raft::state::{place_replicas, PlacementError};
+use crate::raft::{
+    MetaCommand, MetaErrorCode, MetaRaft, MetaResponse, MetadataImage, ProposeError,
+};
 use crate::topic_config::{ConfigEntry, TopicDefaults};
 
 /// Longest topic name Kafka accepts.
@@ -66,6 +80,12 @@ pub enum ControllerError {
     /// The replica actors could not be reached or failed.
     #[error("replica manager: {0}")]
     Replica(String),
+    /// The controller quorum could not commit the change (no leader, lost links).
+    #[error("the cluster controller is unavailable: {0}")]
+    Unavailable(String),
+    /// A replica assignment names unknown nodes or repeats one.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
 }
 
 /// A topic to create.
@@ -81,6 +101,8 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
     /// Only check the request.
     pub validate_only: bool,
+    /// Explicit replica assignment (one node list per partition), instead of placement.
+    pub assignment: Option<Vec<Vec<i32>>>,
 }
 
 /// Where a partition lives (the view Metadata answers from).
@@ -98,13 +120,18 @@ pub struct PartitionInfo {
     pub isr: Vec<i32>,
 }
 
-#[derive(Debug, Default)]
-struct Catalogue {
-    by_name: HashMap<String, TopicMeta>,
-    by_id: HashMap<Uuid, String>,
+/// A broker as Metadata and DescribeCluster show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// Node id.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
 }
 
-/// The controller. Cheap to clone.
+/// The controller facade. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Controller {
     inner: Arc<Inner>,
@@ -113,12 +140,21 @@ pub struct Controller {
 #[derive(Debug)]
 struct Inner {
     cfg: ControllerConfig,
-    store: Store,
+    raft: MetaRaft,
     manager: ActorRef<ReplicaManagerMsg>,
     registry: rivulet_actors::ReplicaRegistry,
-    catalogue: RwLock<Catalogue>,
-    /// Serialises catalogue changes (create, delete, grow) so they never interleave.
-    changes: tokio::sync::Mutex<()>,
+    membership: Option<Membership>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    /// Version of the image whose replicas this node has started (or stopped).
+    reconciled: watch::Receiver<u64>,
+    reconciler: tokio::task::JoinHandle<()>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.reconciler.abort();
+    }
 }
 
 /// Topic names Kafka accepts: `[a-zA-Z0-9._-]{1,249}`, not `.` or `..`.
@@ -147,49 +183,174 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+fn to_i32(ids: &[u64]) -> Vec<i32> {
+    ids.iter().map(|n| *n as i32).collect()
+}
+
+fn topic_meta(t: &crate::raft::TopicRecord) -> TopicMeta {
+    TopicMeta {
+        name: t.name.clone(),
+        id: t.id,
+        partitions: t.partitions.len() as i32,
+        replication_factor: t.partitions.first().map_or(0, |p| p.replicas.len() as i16),
+        configs: t.configs.clone(),
+        created_ms: 0,
+    }
+}
+
+fn unavailable(e: ProposeError) -> ControllerError {
+    ControllerError::Unavailable(format!("{e}; retry once the controller quorum is back"))
+}
+
+/// Keeps the local replicas in line with the metadata image, forever.
+async fn reconcile_loop(
+    node_id: u64,
+    defaults: TopicDefaults,
+    manager: ActorRef<ReplicaManagerMsg>,
+    membership: Option<Membership>,
+    mut image: watch::Receiver<Arc<MetadataImage>>,
+    reconciled: watch::Sender<u64>,
+) {
+    let mut applied: HashMap<TopicPartition, ReplicaSpec> = HashMap::new();
+    loop {
+        let img = image.borrow_and_update().clone();
+        if let Some(m) = &membership {
+            for n in img.nodes.values() {
+                m.learn_address(n.id, n.cluster_addr.clone());
+            }
+        }
+        let mut desired: HashMap<TopicPartition, ReplicaSpec> = HashMap::new();
+        for t in img.topics.values() {
+            let config = defaults.log_config(&t.configs);
+            for (p, rec) in t.partitions.iter().enumerate() {
+                if !rec.replicas.contains(&node_id) {
+                    continue;
+                }
+                let tp = TopicPartition::new(t.name.as_str(), p as i32);
+                desired.insert(
+                    tp.clone(),
+                    ReplicaSpec {
+                        tp,
+                        id: PartitionId {
+                            topic_id: t.id,
+                            partition: p as i32,
+                        },
+                        config: config.clone(),
+                        role: ReplicaRole {
+                            leader: rec.leader,
+                            leader_epoch: rec.leader_epoch,
+                            partition_epoch: rec.partition_epoch,
+                            replicas: rec.replicas.clone(),
+                            isr: rec.isr.clone(),
+                        },
+                    },
+                );
+            }
+        }
+        let mut failed = false;
+        let gone: Vec<TopicPartition> = applied
+            .keys()
+            .filter(|tp| {
+                desired
+                    .get(*tp)
+                    .is_none_or(|d| Some(d.id) != applied.get(*tp).map(|a| a.id))
+            })
+            .cloned()
+            .collect();
+        for tp in gone {
+            let r = ractor::call_t!(
+                manager,
+                |reply| ReplicaManagerMsg::Remove {
+                    tp: tp.clone(),
+                    delete_data: true,
+                    reply
+                },
+                ACTOR_CALL_TIMEOUT.as_millis() as u64
+            );
+            match r {
+                Ok(Ok(())) => {
+                    applied.remove(&tp);
+                }
+                other => {
+                    warn!(%tp, result = ?other.map(|_| ()), "could not remove a replica; retrying");
+                    failed = true;
+                }
+            }
+        }
+        for (tp, spec) in desired {
+            if applied.get(&tp) == Some(&spec) {
+                continue;
+            }
+            let r = ractor::call_t!(
+                manager,
+                ReplicaManagerMsg::Ensure,
+                ACTOR_CALL_TIMEOUT.as_millis() as u64,
+                spec.clone()
+            );
+            match r {
+                Ok(Ok(_)) => {
+                    applied.insert(tp, spec);
+                }
+                Ok(Err(e)) => {
+                    warn!(%tp, error = %e, "could not start a replica; retrying");
+                    failed = true;
+                }
+                Err(e) => {
+                    warn!(%tp, error = %e, "replica manager unavailable; retrying");
+                    failed = true;
+                }
+            }
+        }
+        if !failed {
+            reconciled.send_replace(img.version);
+        }
+        let wait = image.changed();
+        if failed {
+            let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+        } else if wait.await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Controller {
-    /// Loads the catalogue and starts a replica for every partition of every known topic.
+    /// Starts the facade on a running Raft controller: the reconciler starts this node's
+    /// replicas from the current image at once.
     pub async fn start(
         cfg: ControllerConfig,
-        store: Store,
+        raft: MetaRaft,
         manager: ActorRef<ReplicaManagerMsg>,
         registry: rivulet_actors::ReplicaRegistry,
+        membership: Option<Membership>,
     ) -> Result<Self, ControllerError> {
-        let meta = store.clone();
-        let topics = tokio::task::spawn_blocking(move || meta.metadata().list_topics())
-            .await
-            .map_err(|e| ControllerError::Replica(e.to_string()))??;
-        let mut catalogue = Catalogue::default();
-        for t in &topics {
-            catalogue.by_id.insert(t.id, t.name.clone());
-            catalogue.by_name.insert(t.name.clone(), t.clone());
-        }
+        let image = raft.image();
+        let (rec_tx, rec_rx) = watch::channel(0);
+        let reconciler = tokio::spawn(reconcile_loop(
+            cfg.node_id as u64,
+            cfg.topic_defaults.clone(),
+            manager.clone(),
+            membership.clone(),
+            image.clone(),
+            rec_tx,
+        ));
         let controller = Controller {
             inner: Arc::new(Inner {
                 cfg,
-                store,
+                raft,
                 manager,
                 registry,
-                catalogue: RwLock::new(catalogue),
-                changes: tokio::sync::Mutex::new(()),
+                membership,
+                image,
+                reconciled: rec_rx,
+                reconciler,
+                producer_ids: tokio::sync::Mutex::new((0, 0)),
             }),
         };
-        for t in &topics {
-            for p in 0..t.partitions {
-                controller.ensure_replica(t, p).await?;
-            }
+        if let Some(m) = &controller.inner.membership {
+            m.set_isr_handler(Arc::new(controller.clone()));
         }
-        info!(
-            topics = topics.len(),
-            "controller recovered topic catalogue"
-        );
+        let topics = controller.image().topics.len();
+        info!(topics, "controller facade started");
         Ok(controller)
     }
 
@@ -203,29 +364,63 @@ impl Controller {
         self.inner.cfg.node_id
     }
 
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.inner.image.borrow().clone()
+    }
+
+    /// The Raft controller.
+    pub fn raft(&self) -> &MetaRaft {
+        &self.inner.raft
+    }
+
+    /// The node-to-node links (`None` on a single node).
+    pub fn membership(&self) -> Option<&Membership> {
+        self.inner.membership.as_ref()
+    }
+
+    /// The controller leader's node id, or -1 while there is none.
+    pub fn controller_id(&self) -> i32 {
+        self.inner.raft.controller_leader().map_or(-1, |n| n as i32)
+    }
+
+    /// True while this node's lease with the controller is valid (a node that cannot reach
+    /// the controller must stop acting as leader).
+    pub fn lease_valid(&self) -> bool {
+        self.inner.raft.lease_valid()
+    }
+
+    /// Live (unfenced) brokers, sorted by id.
+    pub fn brokers(&self) -> Vec<BrokerInfo> {
+        self.image()
+            .nodes
+            .values()
+            .filter(|n| !n.fenced)
+            .map(|n| BrokerInfo {
+                node_id: n.id as i32,
+                host: n.kafka_host.clone(),
+                port: n.kafka_port as i32,
+            })
+            .collect()
+    }
+
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
-        self.inner.catalogue.read().by_name.get(name).cloned()
+        self.image().topics.get(name).map(topic_meta)
     }
 
     /// A topic by id.
     pub fn topic_by_id(&self, id: Uuid) -> Option<TopicMeta> {
-        let cat = self.inner.catalogue.read();
-        cat.by_id.get(&id).and_then(|n| cat.by_name.get(n)).cloned()
+        self.image()
+            .topics
+            .values()
+            .find(|t| t.id == id)
+            .map(topic_meta)
     }
 
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<TopicMeta> {
-        let mut v: Vec<_> = self
-            .inner
-            .catalogue
-            .read()
-            .by_name
-            .values()
-            .cloned()
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+        self.image().topics.values().map(topic_meta).collect()
     }
 
     /// The local replica serving a partition, if running.
@@ -235,18 +430,19 @@ impl Controller {
 
     /// Where each partition of `topic` lives.
     pub fn partitions(&self, topic: &TopicMeta) -> Vec<PartitionInfo> {
-        let me = self.node_id();
-        (0..topic.partitions)
-            .map(|p| {
-                let tp = TopicPartition::new(topic.name.as_str(), p);
-                let online = self.inner.registry.get(&tp);
-                PartitionInfo {
-                    partition: p,
-                    leader: if online.is_some() { me } else { -1 },
-                    leader_epoch: online.map(|h| h.leader_epoch).unwrap_or(0),
-                    replicas: vec![me],
-                    isr: vec![me],
-                }
+        let img = self.image();
+        let Some(t) = img.topics.get(&topic.name) else {
+            return Vec::new();
+        };
+        t.partitions
+            .iter()
+            .enumerate()
+            .map(|(p, rec)| PartitionInfo {
+                partition: p as i32,
+                leader: rec.leader.map_or(-1, |l| l as i32),
+                leader_epoch: rec.leader_epoch,
+                replicas: to_i32(&rec.replicas),
+                isr: to_i32(&rec.isr),
             })
             .collect()
     }
@@ -256,53 +452,87 @@ impl Controller {
         self.inner.cfg.topic_defaults.describe(&topic.configs)
     }
 
-    /// Effective `min.insync.replicas` of a topic.
+    /// Effective `min.insync.replicas` of a topic: the topic's or node's setting, and at
+    /// least 2 for topics with 3 or more replicas unless the topic sets it explicitly.
     pub fn min_insync_replicas(&self, topic: &TopicMeta) -> i64 {
-        self.inner
+        let configured = self
+            .inner
             .cfg
             .topic_defaults
-            .min_insync_replicas(&topic.configs)
+            .min_insync_replicas(&topic.configs);
+        if topic.replication_factor >= 3 && !topic.configs.contains_key("min.insync.replicas") {
+            configured.max(2)
+        } else {
+            configured
+        }
     }
 
-    /// Allocates a fresh idempotent-producer id.
+    /// Allocates a fresh idempotent-producer id (blocks of 1000 from the controller).
     pub async fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
-        let store = self.inner.store.clone();
-        Ok(
-            tokio::task::spawn_blocking(move || store.metadata().allocate_producer_id())
+        const BLOCK: i64 = 1000;
+        let mut ids = self.inner.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            match self
+                .inner
+                .raft
+                .propose(MetaCommand::AllocateProducerIds { count: BLOCK })
                 .await
-                .map_err(|e| ControllerError::Replica(e.to_string()))??,
-        )
+                .map_err(unavailable)?
+            {
+                MetaResponse::ProducerIds { start } => *ids = (start, start + BLOCK),
+                other => {
+                    return Err(ControllerError::Unavailable(format!(
+                        "unexpected answer to a producer id allocation: {other:?}"
+                    )))
+                }
+            }
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
-    async fn ensure_replica(
-        &self,
-        topic: &TopicMeta,
-        partition: i32,
-    ) -> Result<(), ControllerError> {
-        let spec = ReplicaSpec {
-            tp: TopicPartition::new(topic.name.as_str(), partition),
-            id: PartitionId {
-                topic_id: topic.id,
-                partition,
-            },
-            config: self.inner.cfg.topic_defaults.log_config(&topic.configs),
-            leader_epoch: 0,
+    /// Waits until this node's image and replicas reflect a change applied at `version` or
+    /// later (bounded: a slow node answers anyway; clients retry on metadata errors).
+    async fn wait_reconciled(&self, done: impl Fn(&MetadataImage) -> bool) {
+        let mut image = self.inner.image.clone();
+        let deadline = Duration::from_secs(10);
+        let version = match tokio::time::timeout(deadline, image.wait_for(|i| done(i))).await {
+            Ok(Ok(img)) => img.version,
+            _ => return,
         };
-        ractor::call_t!(
-            self.inner.manager,
-            ReplicaManagerMsg::Ensure,
-            ACTOR_CALL_TIMEOUT.as_millis() as u64,
-            spec
-        )
-        .map_err(|e| ControllerError::Replica(e.to_string()))?
-        .map_err(ControllerError::Replica)?;
-        Ok(())
+        let mut rec = self.inner.reconciled.clone();
+        let _ = tokio::time::timeout(deadline, rec.wait_for(|v| *v >= version)).await;
+    }
+
+    async fn propose(&self, cmd: MetaCommand) -> Result<MetaResponse, ControllerError> {
+        match self.inner.raft.propose(cmd).await.map_err(unavailable)? {
+            MetaResponse::Rejected { code, message } => Err(match code {
+                MetaErrorCode::TopicAlreadyExists => ControllerError::TopicExists(message),
+                MetaErrorCode::UnknownTopic => ControllerError::UnknownTopic(message),
+                MetaErrorCode::InvalidReplicaAssignment | MetaErrorCode::UnknownNode => {
+                    ControllerError::InvalidReplicaAssignment(message)
+                }
+                _ => ControllerError::Unavailable(format!("{code}: {message}")),
+            }),
+            ok => Ok(ok),
+        }
     }
 
     fn check_new_topic(&self, req: &NewTopic) -> Result<(i32, i16), ControllerError> {
         validate_topic_name(&req.name)?;
         if self.topic(&req.name).is_some() {
             return Err(ControllerError::TopicExists(req.name.clone()));
+        }
+        if let Some(a) = &req.assignment {
+            let rf = a.first().map_or(0, |r| r.len()) as i16;
+            if a.is_empty() || a.iter().any(|r| r.len() as i16 != rf || r.is_empty()) {
+                return Err(ControllerError::InvalidReplicaAssignment(
+                    "every partition of an assignment needs the same, non-zero number of replicas"
+                        .into(),
+                ));
+            }
+            return Ok((a.len() as i32, rf));
         }
         let partitions = req.partitions.unwrap_or(self.inner.cfg.default_partitions);
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
@@ -318,11 +548,6 @@ impl Controller {
                 "replication factor {rf} must be at least 1"
             )));
         }
-        if rf > 1 {
-            return Err(ControllerError::InvalidReplicationFactor(format!(
-                "replication factor {rf} is larger than the 1 node in this cluster"
-            )));
-        }
         self.inner
             .cfg
             .topic_defaults
@@ -331,35 +556,62 @@ impl Controller {
         Ok((partitions, rf))
     }
 
-    /// Creates a topic and starts its replicas.
+    fn place(&self, partitions: i32, rf: i16) -> Result<Vec<Vec<u64>>, ControllerError> {
+        place_replicas(&self.image(), partitions as usize, rf as usize).map_err(|e| match e {
+            PlacementError::NotEnoughNodes { .. } => {
+                ControllerError::InvalidReplicationFactor(e.to_string())
+            }
+            PlacementError::Invalid(m) => ControllerError::InvalidPartitions(m),
+        })
+    }
+
+    /// Creates a topic; returns once this node's replicas of it are running.
     pub async fn create_topic(&self, req: NewTopic) -> Result<TopicMeta, ControllerError> {
-        let _guard = self.inner.changes.lock().await;
         let (partitions, replication_factor) = self.check_new_topic(&req)?;
+        let assignment: Vec<Vec<u64>> = match &req.assignment {
+            Some(a) => {
+                let img = self.image();
+                for r in a {
+                    let mut seen = r.clone();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    if seen.len() != r.len()
+                        || r.iter()
+                            .any(|n| *n < 0 || !img.nodes.contains_key(&(*n as u64)))
+                    {
+                        return Err(ControllerError::InvalidReplicaAssignment(format!(
+                            "replica assignment {r:?} repeats a node or names an unknown one"
+                        )));
+                    }
+                }
+                a.iter()
+                    .map(|r| r.iter().map(|n| *n as u64).collect())
+                    .collect()
+            }
+            None => self.place(partitions, replication_factor)?,
+        };
         let meta = TopicMeta {
             name: req.name.clone(),
             id: Uuid::new_v4(),
             partitions,
             replication_factor,
             configs: req.configs.clone(),
-            created_ms: now_ms(),
+            created_ms: 0,
         };
         if req.validate_only {
             return Ok(meta);
         }
-        let store = self.inner.store.clone();
-        let m = meta.clone();
-        tokio::task::spawn_blocking(move || store.metadata().create_topic(&m))
-            .await
-            .map_err(|e| ControllerError::Replica(e.to_string()))??;
-        {
-            let mut cat = self.inner.catalogue.write();
-            cat.by_id.insert(meta.id, meta.name.clone());
-            cat.by_name.insert(meta.name.clone(), meta.clone());
-        }
-        for p in 0..partitions {
-            self.ensure_replica(&meta, p).await?;
-        }
-        info!(topic = %meta.name, partitions, "topic created");
+        self.propose(MetaCommand::CreateTopic {
+            name: meta.name.clone(),
+            id: meta.id,
+            configs: meta.configs.clone(),
+            assignment,
+        })
+        .await?;
+        let id = meta.id;
+        self.wait_reconciled(|i| i.topics.get(&req.name).is_some_and(|t| t.id == id))
+            .await;
+        info!(topic = %meta.name, partitions, replication_factor, "topic created");
         Ok(meta)
     }
 
@@ -371,9 +623,15 @@ impl Controller {
         if !self.inner.cfg.auto_create_topics {
             return Ok(None);
         }
+        let rf = self
+            .inner
+            .cfg
+            .default_replication_factor
+            .min(self.brokers().len().max(1) as i16);
         match self
             .create_topic(NewTopic {
                 name: name.to_string(),
+                replication_factor: Some(rf),
                 ..Default::default()
             })
             .await
@@ -386,34 +644,15 @@ impl Controller {
 
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &str) -> Result<TopicMeta, ControllerError> {
-        let _guard = self.inner.changes.lock().await;
         let meta = self
             .topic(name)
             .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
-        {
-            let mut cat = self.inner.catalogue.write();
-            cat.by_name.remove(name);
-            cat.by_id.remove(&meta.id);
-        }
-        for p in 0..meta.partitions {
-            let tp = TopicPartition::new(name, p);
-            ractor::call_t!(
-                self.inner.manager,
-                |reply| ReplicaManagerMsg::Remove {
-                    tp,
-                    delete_data: true,
-                    reply
-                },
-                ACTOR_CALL_TIMEOUT.as_millis() as u64
-            )
-            .map_err(|e| ControllerError::Replica(e.to_string()))?
-            .map_err(ControllerError::Replica)?;
-        }
-        let store = self.inner.store.clone();
-        let n = name.to_string();
-        tokio::task::spawn_blocking(move || store.metadata().delete_topic(&n))
-            .await
-            .map_err(|e| ControllerError::Replica(e.to_string()))??;
+        self.propose(MetaCommand::DeleteTopic {
+            name: name.to_string(),
+        })
+        .await?;
+        self.wait_reconciled(|i| i.topics.get(name).is_none_or(|t| t.id != meta.id))
+            .await;
         info!(topic = %name, "topic deleted");
         Ok(meta)
     }
@@ -425,8 +664,7 @@ impl Controller {
         count: i32,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let _guard = self.inner.changes.lock().await;
-        let mut meta = self
+        let meta = self
             .topic(name)
             .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
         if count <= meta.partitions {
@@ -440,25 +678,22 @@ impl Controller {
                 "partition count {count} is above the limit of {PARTITIONS_MAX}"
             )));
         }
+        let assignment = self.place(count - meta.partitions, meta.replication_factor.max(1))?;
         if validate_only {
             return Ok(());
         }
-        let old = meta.partitions;
-        meta.partitions = count;
-        let store = self.inner.store.clone();
-        let m = meta.clone();
-        tokio::task::spawn_blocking(move || store.metadata().put_topic(&m))
-            .await
-            .map_err(|e| ControllerError::Replica(e.to_string()))??;
-        self.inner
-            .catalogue
-            .write()
-            .by_name
-            .insert(name.to_string(), meta.clone());
-        for p in old..count {
-            self.ensure_replica(&meta, p).await?;
-        }
-        info!(topic = %name, from = old, to = count, "partitions added");
+        self.propose(MetaCommand::CreatePartitions {
+            name: name.to_string(),
+            assignment,
+        })
+        .await?;
+        self.wait_reconciled(|i| {
+            i.topics
+                .get(name)
+                .is_some_and(|t| t.partitions.len() as i32 >= count)
+        })
+        .await;
+        info!(topic = %name, from = meta.partitions, to = count, "partitions added");
         Ok(())
     }
 
@@ -469,9 +704,7 @@ impl Controller {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let _guard = self.inner.changes.lock().await;
-        let mut meta = self
-            .topic(name)
+        self.topic(name)
             .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
         self.inner
             .cfg
@@ -481,21 +714,52 @@ impl Controller {
         if validate_only {
             return Ok(());
         }
-        meta.configs = configs;
-        let store = self.inner.store.clone();
-        let m = meta.clone();
-        tokio::task::spawn_blocking(move || store.metadata().put_topic(&m))
-            .await
-            .map_err(|e| ControllerError::Replica(e.to_string()))??;
-        self.inner
-            .catalogue
-            .write()
-            .by_name
-            .insert(name.to_string(), meta.clone());
-        for p in 0..meta.partitions {
-            self.ensure_replica(&meta, p).await?;
-        }
+        self.propose(MetaCommand::AlterConfigs {
+            name: name.to_string(),
+            configs: configs.clone(),
+        })
+        .await?;
+        self.wait_reconciled(|i| i.topics.get(name).is_none_or(|t| t.configs == configs))
+            .await;
         Ok(())
+    }
+
+    /// The replica manager (for diagnostics and tests).
+    pub fn replica_manager(&self) -> &ActorRef<ReplicaManagerMsg> {
+        &self.inner.manager
+    }
+}
+
+impl IsrHandler for Controller {
+    fn change_isr(&self, change: IsrChange) -> BoxFuture<Result<i32, String>> {
+        let raft = self.inner.raft.clone();
+        Box::pin(async move {
+            let cmd = MetaCommand::AlterIsr {
+                topic: change.topic,
+                partition: change.partition,
+                leader: change.leader,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                isr: change.isr,
+            };
+            match raft.propose(cmd).await {
+                Ok(MetaResponse::PartitionEpoch(e)) => Ok(e),
+                Ok(MetaResponse::Rejected { code, message }) => Err(format!("{code}: {message}")),
+                Ok(other) => Err(format!("unexpected answer {other:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+/// Serves controller RPCs from peers with the local Raft node.
+#[derive(Debug, Clone)]
+pub struct RaftRpcHandler(pub MetaRaft);
+
+impl RpcHandler for RaftRpcHandler {
+    fn handle(&self, request: Vec<u8>) -> BoxFuture<Vec<u8>> {
+        let raft = self.0.clone();
+        Box::pin(async move { raft.handle_rpc(request).await })
     }
 }
 

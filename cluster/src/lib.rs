@@ -13,7 +13,14 @@
 //! ```
 
 pub mod controller;
+pub mod membership;
+pub mod raft;
 pub mod topic_config;
 
-pub use controller::{Controller, ControllerConfig, ControllerError, NewTopic, PartitionInfo};
+pub use controller::{
+    BrokerInfo, Controller, ControllerConfig, ControllerError, NewTopic, PartitionInfo,
+    RaftRpcHandler,
+};
+pub use membership::{Membership, MembershipConfig, NoPeers};
+pub use raft::{MetaRaft, MetaRaftConfig, NodeRecord};
 pub use topic_config::{ConfigEntry, ConfigSource, TopicDefaults};

@@ -77,6 +77,14 @@ impl Store {
         &self.inner.dir
     }
 
+    /// The node's fjall database, for components that keep their own keyspaces in it (the
+    /// Raft controller's log and state machine). Callers own the keyspace names they open
+    /// (they must not start with `log.` or be `_meta`) and should keep fjall writes (which
+    /// may fsync) off tokio worker threads.
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
     /// Topics and producer ids.
     pub fn metadata(&self) -> &MetadataStore {
         &self.inner.metadata

@@ -21,7 +21,10 @@
 // Each test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub(crate) mod chaos;
+pub(crate) mod cluster;
 pub(crate) mod kafka;
+pub(crate) mod proxy;
 pub(crate) mod wire;
 
 use std::fs::File;
@@ -95,6 +98,9 @@ pub(crate) struct NodeOptions {
     pub(crate) config_toml: Option<String>,
     /// Extra environment for the node process.
     pub(crate) env: Vec<(String, String)>,
+    /// Extra `rivulet serve` arguments, after the ones the harness passes (the cluster harness
+    /// passes `--cluster-listen` and `--seed` here).
+    pub(crate) extra_args: Vec<String>,
 }
 
 impl Default for NodeOptions {
@@ -103,6 +109,7 @@ impl Default for NodeOptions {
             node_id: 1,
             config_toml: None,
             env: Vec::new(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -127,6 +134,14 @@ impl Node {
 
     /// Starts a node and waits until it answers Kafka requests.
     pub(crate) fn start_with(options: NodeOptions) -> Node {
+        let mut node = Node::launch(options);
+        node.wait_started();
+        node
+    }
+
+    /// Spawns a node without waiting for it to answer; [`Node::wait_started`] waits. Nodes of a
+    /// cluster are launched together because one may not answer before the others are up.
+    pub(crate) fn launch(options: NodeOptions) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("rivulet-it-")
             .tempdir()
@@ -144,13 +159,19 @@ impl Node {
             child: None,
             incarnation: 0,
         };
+        node.spawn();
+        node
+    }
+
+    /// Waits until a [`Node::launch`]ed node answers Kafka requests.
+    pub(crate) fn wait_started(&mut self) {
+        let node = self;
         // The free port can be taken by someone else between our probe and the node's bind;
         // if the node exits during start-up, try again on another port.
         const START_ATTEMPTS: u32 = 3;
         for attempt in 1..=START_ATTEMPTS {
-            node.spawn();
             match node.wait_ready(START_TIMEOUT) {
-                Ok(()) => return node,
+                Ok(()) => return,
                 Err(e) if attempt < START_ATTEMPTS && !node.is_running() => {
                     eprintln!(
                         "node exited during start-up on port {} ({e}); retrying on another port\n{}",
@@ -158,6 +179,7 @@ impl Node {
                         node.log_tail(20)
                     );
                     node.port = free_port();
+                    node.spawn();
                 }
                 Err(e) => panic!("node did not start: {e}\n{}", node.log_tail(LOG_TAIL_LINES)),
             }
@@ -186,6 +208,17 @@ impl Node {
     /// The temp dir that holds the data dir, the logs and any scratch files of the test.
     pub(crate) fn scratch_dir(&self) -> &Path {
         &self.dir_path
+    }
+
+    pub(crate) fn node_id(&self) -> u32 {
+        self.options.node_id
+    }
+
+    /// The stdout and stderr log files of every incarnation so far, oldest first.
+    pub(crate) fn log_paths(&self) -> Vec<PathBuf> {
+        (1..=self.incarnation)
+            .flat_map(|i| ["stdout", "stderr"].map(|stream| self.log_path(i, stream)))
+            .collect()
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -218,6 +251,7 @@ impl Node {
         if self.options.config_toml.is_some() {
             cmd.arg("--config").arg(self.dir_path.join("rivulet.toml"));
         }
+        cmd.args(&self.options.extra_args);
         // The node reads RIVULET_* variables as configuration; the test's own environment must
         // not leak into it (the harness's RIVULET_TEST_* settings are for the harness).
         for (key, _) in std::env::vars_os() {
@@ -359,6 +393,16 @@ impl Node {
                 self.log_tail(LOG_TAIL_LINES)
             );
         }
+    }
+
+    /// Starts the node again on the same data dir and port without waiting for it to answer
+    /// ([`Node::wait_ready`] waits): nodes of a cluster restarted together may need each other.
+    pub(crate) fn respawn(&mut self) {
+        assert!(
+            !self.is_running(),
+            "respawn: stop the node first (kill9 or terminate)"
+        );
+        self.spawn();
     }
 
     /// The last `lines` lines of stdout and stderr of every incarnation, newest last.

@@ -5,6 +5,8 @@
 //! - [`produce`]: `rivulet produce TOPIC` (lines of stdin or a file become records)
 //! - [`consume`]: `rivulet consume TOPIC` (records become lines of stdout)
 //! - [`bench`]: `rivulet bench produce|consume`, the load generator
+//! - [`cluster`]: `rivulet cluster status` (nodes, controller, under-replicated and offline
+//!   partitions; speaks the Kafka protocol directly rather than through librdkafka)
 //!
 //! Client subcommands take `--bootstrap HOST:PORT` (default `127.0.0.1:9092`, or
 //! `RIVULET_BOOTSTRAP`), log to stderr through `tracing` (`RUST_LOG`, default `warn`), print
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod cluster;
 pub mod common;
 pub mod consume;
 pub mod produce;
@@ -40,6 +43,8 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// Load generator: measure producer or consumer throughput and latency.
     Bench(bench::BenchArgs),
+    /// Cluster health: live nodes, controller, under-replicated and offline partitions.
+    Cluster(cluster::ClusterArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -71,6 +76,7 @@ fn run_client(command: Command) -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
         }
     });
     // Dropping the runtime would wait for the Ctrl-C watcher task; do not.
@@ -162,6 +168,31 @@ mod tests {
             panic!("not bench")
         };
         assert_eq!(args.client.bootstrap, "h:2");
+    }
+
+    #[test]
+    fn cluster_status_flags() {
+        let cli = parse(&[
+            "rivulet",
+            "cluster",
+            "status",
+            "--json",
+            "--bootstrap",
+            "h:3",
+        ]);
+        let Command::Cluster(args) = cli.command else {
+            panic!("not cluster")
+        };
+        assert_eq!(args.client.bootstrap, "h:3");
+        let cluster::ClusterCommand::Status { json } = args.command;
+        assert!(json);
+        let cli = parse(&["rivulet", "cluster", "--bootstrap", "h:4", "status"]);
+        let Command::Cluster(args) = cli.command else {
+            panic!("not cluster")
+        };
+        assert_eq!(args.client.bootstrap, "h:4");
+        let cluster::ClusterCommand::Status { json } = args.command;
+        assert!(!json);
     }
 
     #[test]

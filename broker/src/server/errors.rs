@@ -16,6 +16,8 @@ pub fn controller(e: &ControllerError) -> (i16, String) {
         ControllerError::InvalidConfig(_) => E::InvalidConfig,
         ControllerError::Storage(_) => E::KafkaStorageError,
         ControllerError::Replica(_) => E::UnknownServerError,
+        ControllerError::Unavailable(_) => E::RequestTimedOut,
+        ControllerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
     };
     (code.code(), e.to_string())
 }
@@ -43,7 +45,9 @@ pub fn append(e: &AppendError) -> i16 {
     match e {
         AppendError::Rejected(s) => storage(s),
         // The replica is restarting: clients refresh metadata and retry.
-        AppendError::ReplicaFailed { .. } => E::NotLeaderOrFollower.code(),
+        AppendError::ReplicaFailed { .. } | AppendError::NotLeader { .. } => {
+            E::NotLeaderOrFollower.code()
+        }
     }
 }
 
@@ -62,6 +66,10 @@ pub mod code {
     pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();
     /// INVALID_REQUIRED_ACKS.
     pub const INVALID_REQUIRED_ACKS: i16 = E::InvalidRequiredAcks.code();
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = E::NotEnoughReplicasAfterAppend.code();
+    /// REQUEST_TIMED_OUT.
+    pub const REQUEST_TIMED_OUT: i16 = E::RequestTimedOut.code();
     /// NOT_ENOUGH_REPLICAS.
     pub const NOT_ENOUGH_REPLICAS: i16 = E::NotEnoughReplicas.code();
     /// CORRUPT_MESSAGE.

@@ -131,19 +131,43 @@ fn metadata_error(
     t
 }
 
+/// Live brokers; this node is always listed (a node serving the request is alive, and before
+/// it registered with the controller clients still need its address).
+fn live_brokers(state: &BrokerState) -> Vec<rivulet_cluster::BrokerInfo> {
+    let mut brokers = state.controller.brokers();
+    if !brokers.iter().any(|b| b.node_id == state.node_id()) {
+        brokers.push(rivulet_cluster::BrokerInfo {
+            node_id: state.node_id(),
+            host: state.advertised_host.clone(),
+            port: state.advertised_port,
+        });
+    }
+    brokers
+}
+
+/// The controller leader's id (-1 while there is none).
+fn controller_id(state: &BrokerState) -> i32 {
+    state.controller.controller_id()
+}
+
 /// Metadata: brokers, controller and topics (auto-creating unknown ones when allowed).
 pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -> Reply {
     let mut r = MetadataResponse::default();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(state.node_id());
-    broker.host = s(state.advertised_host.clone());
-    broker.port = state.advertised_port;
-    r.brokers = vec![broker];
+    r.brokers = live_brokers(state)
+        .into_iter()
+        .map(|b| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(b.node_id);
+            broker.host = s(b.host);
+            broker.port = b.port;
+            broker
+        })
+        .collect();
     if version >= 2 {
         r.cluster_id = Some(s(state.cluster_id.clone()));
     }
     if version >= 1 {
-        r.controller_id = BrokerId(state.node_id());
+        r.controller_id = BrokerId(controller_id(state));
     }
     r.cluster_authorized_operations = i32::MIN;
     // v0: an empty list means every topic; v1+: null means every topic.
@@ -204,7 +228,6 @@ fn config_entries(state: &BrokerState, topic: &TopicMeta) -> Vec<(String, String
 /// CreateTopics.
 pub async fn create_topics(state: &BrokerState, req: CreateTopicsRequest, version: i16) -> Reply {
     let mut r = CreateTopicsResponse::default();
-    let me = state.node_id();
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
         let mut res = CreatableTopicResult::default();
@@ -223,6 +246,7 @@ pub async fn create_topics(state: &BrokerState, req: CreateTopicsRequest, versio
                 })
                 .collect(),
             validate_only: req.validate_only,
+            assignment: None,
         };
         if !t.assignments.is_empty() {
             if t.num_partitions != -1 || t.replication_factor != -1 {
@@ -233,21 +257,31 @@ pub async fn create_topics(state: &BrokerState, req: CreateTopicsRequest, versio
                 r.topics.push(res);
                 continue;
             }
-            let foreign: Vec<i32> = t
+            let mut assignment: Vec<(i32, Vec<i32>)> = t
                 .assignments
                 .iter()
-                .flat_map(|a| a.broker_ids.iter().map(|b| b.0))
-                .filter(|b| *b != me)
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
                 .collect();
-            if !foreign.is_empty() {
+            assignment.sort_by_key(|(p, _)| *p);
+            if assignment
+                .iter()
+                .enumerate()
+                .any(|(i, (p, _))| *p != i as i32)
+            {
                 res.error_code =
                     kafka_protocol::error::ResponseError::InvalidReplicaAssignment.code();
-                res.error_message = Some(s(format!(
-                    "replica assignment names nodes {foreign:?}, but this cluster is node {me} alone"
-                )));
+                res.error_message = Some(s(
+                    "replica assignments must cover partitions 0..n-1 exactly once",
+                ));
                 r.topics.push(res);
                 continue;
             }
+            new.assignment = Some(assignment.into_iter().map(|(_, r)| r).collect());
             new.partitions = Some(t.assignments.len() as i32);
             new.replication_factor = Some(
                 t.assignments
@@ -528,12 +562,17 @@ pub async fn init_producer_id(state: &BrokerState, req: InitProducerIdRequest) -
 pub fn describe_cluster(state: &BrokerState) -> Reply {
     let mut r = DescribeClusterResponse::default();
     r.cluster_id = s(state.cluster_id.clone());
-    r.controller_id = BrokerId(state.node_id());
+    r.controller_id = BrokerId(controller_id(state));
     r.cluster_authorized_operations = i32::MIN;
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(state.node_id());
-    b.host = s(state.advertised_host.clone());
-    b.port = state.advertised_port;
-    r.brokers = vec![b];
+    r.brokers = live_brokers(state)
+        .into_iter()
+        .map(|info| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(info.node_id);
+            b.host = s(info.host);
+            b.port = info.port;
+            b
+        })
+        .collect();
     Reply::new(ResponseKind::DescribeCluster(r))
 }

@@ -120,13 +120,14 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
                     .replica(&TopicPartition::new(m.name.as_str(), p.partition))
                 {
                     None => (None, code::NOT_LEADER_OR_FOLLOWER),
+                    Some(h) if !h.is_leader() => (None, code::NOT_LEADER_OR_FOLLOWER),
                     Some(h)
                         if p.current_leader_epoch >= 0
-                            && p.current_leader_epoch < h.leader_epoch =>
+                            && p.current_leader_epoch < h.leader_epoch() =>
                     {
                         (None, code::FENCED_LEADER_EPOCH)
                     }
-                    Some(h) if p.current_leader_epoch > h.leader_epoch => {
+                    Some(h) if p.current_leader_epoch > h.leader_epoch() => {
                         (None, code::UNKNOWN_LEADER_EPOCH)
                     }
                     Some(h) => (Some(h), code::NONE),

@@ -33,10 +33,10 @@ fn replica(state: &BrokerState, topic: &str, partition: i32) -> Result<ReplicaHa
 }
 
 fn epoch_check(h: &ReplicaHandle, current_leader_epoch: i32) -> Result<(), i16> {
-    if current_leader_epoch >= 0 && current_leader_epoch < h.leader_epoch {
+    if current_leader_epoch >= 0 && current_leader_epoch < h.leader_epoch() {
         return Err(code::FENCED_LEADER_EPOCH);
     }
-    if current_leader_epoch > h.leader_epoch {
+    if current_leader_epoch > h.leader_epoch() {
         return Err(code::UNKNOWN_LEADER_EPOCH);
     }
     Ok(())
@@ -60,7 +60,7 @@ pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version:
                 Err(ec) => pr.error_code = ec,
                 Ok(h) => {
                     if version >= 4 {
-                        pr.leader_epoch = h.leader_epoch;
+                        pr.leader_epoch = h.leader_epoch();
                     }
                     match p.timestamp {
                         EARLIEST => pr.offset = h.log.log_start_offset(),
@@ -112,8 +112,8 @@ pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochReq
                         e.end_offset = end.min(*h.high_watermark.borrow());
                     }
                     // No batch written in or before that epoch: the log end is the answer.
-                    None if p.leader_epoch >= h.leader_epoch => {
-                        e.leader_epoch = h.leader_epoch;
+                    None if p.leader_epoch >= h.leader_epoch() => {
+                        e.leader_epoch = h.leader_epoch();
                         e.end_offset = *h.high_watermark.borrow();
                     }
                     None => {}

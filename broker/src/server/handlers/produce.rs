@@ -71,20 +71,27 @@ async fn append_one(
     let Some(replica) = state.controller.replica(&tp) else {
         return PartitionResult::error(
             code::NOT_LEADER_OR_FOLLOWER,
-            format!("{tp} is not being served here right now (restarting); retry"),
+            format!("{tp} is not led by this node (or is restarting); refresh metadata and retry"),
         );
     };
-    // One node: the in-sync set is this replica alone.
-    let isr_size = 1;
-    if acks == -1 && state.controller.min_insync_replicas(topic) > isr_size {
+    let (is_leader, epoch, isr_size) = {
+        let st = replica.status.borrow();
+        (st.is_leader, st.leader_epoch, st.isr.len() as i64)
+    };
+    if !is_leader || !state.controller.lease_valid() {
         return PartitionResult::error(
-            code::NOT_ENOUGH_REPLICAS,
-            format!(
-                "min.insync.replicas={} but {tp} has {isr_size} in-sync replica",
-                state.controller.min_insync_replicas(topic)
-            ),
+            code::NOT_LEADER_OR_FOLLOWER,
+            format!("this node is not the leader of {tp}; refresh metadata and retry"),
         );
     }
+    let min_isr = state.controller.min_insync_replicas(topic);
+    if acks == -1 && min_isr > isr_size {
+        return PartitionResult::error(
+            code::NOT_ENOUGH_REPLICAS,
+            format!("min.insync.replicas={min_isr} but {tp} has {isr_size} in-sync replica(s)"),
+        );
+    }
+    let started = tokio::time::Instant::now();
     let call = replica
         .actor
         .call(
@@ -101,6 +108,14 @@ async fn append_one(
                     i
                 }
             };
+            if acks == -1 {
+                let remaining = timeout.saturating_sub(started.elapsed());
+                if let Err(e) =
+                    wait_committed(&replica, epoch, info.last_offset + 1, min_isr, remaining).await
+                {
+                    return e;
+                }
+            }
             PartitionResult {
                 error_code: code::NONE,
                 error_message: None,
@@ -123,6 +138,59 @@ async fn append_one(
             format!("{tp} replica stopped while appending; retry"),
         ),
     }
+}
+
+/// Waits until the high watermark reaches `end` (every in-sync replica has the batch) while
+/// the replica stays leader in `epoch`. A change of epoch fails the wait: after a leader
+/// change the offsets may be truncated and reused, so only the new leader can acknowledge.
+async fn wait_committed(
+    replica: &rivulet_actors::ReplicaHandle,
+    epoch: i32,
+    end: i64,
+    min_isr: i64,
+    timeout: Duration,
+) -> Result<(), PartitionResult> {
+    let tp = &replica.tp;
+    let mut hw = replica.high_watermark.clone();
+    let mut status = replica.status.clone();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        {
+            let st = status.borrow_and_update();
+            if !st.is_leader || st.leader_epoch != epoch {
+                return Err(PartitionResult::error(
+                    code::NOT_LEADER_OR_FOLLOWER,
+                    format!("leadership of {tp} moved before the batch was replicated; retry"),
+                ));
+            }
+            if *hw.borrow_and_update() >= end {
+                if (st.isr.len() as i64) < min_isr {
+                    return Err(PartitionResult::error(
+                        code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                        format!(
+                            "{tp} was written but its ISR shrank to {} below min.insync.replicas={min_isr}",
+                            st.isr.len()
+                        ),
+                    ));
+                }
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            r = hw.changed() => if r.is_err() { break },
+            r = status.changed() => if r.is_err() { break },
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(PartitionResult::error(
+                    code::REQUEST_TIMED_OUT,
+                    format!("{tp}: the in-sync replicas did not confirm the batch within {} ms", timeout.as_millis()),
+                ));
+            }
+        }
+    }
+    Err(PartitionResult::error(
+        code::NOT_LEADER_OR_FOLLOWER,
+        format!("the replica of {tp} stopped; retry"),
+    ))
 }
 
 /// Produce.

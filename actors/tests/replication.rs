@@ -1,0 +1,412 @@
+//! Leader/follower replication between replica actors of two in-process nodes, connected by a
+//! loopback network that can cut a node off. The controller's ISR decisions are played by a
+//! small table that fences stale leader epochs like the real one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use rivulet_actors::manager::ReplicaSettings;
+use rivulet_actors::replication::{
+    AppendResponse, AppendResult, BoxFuture, IsrChange, NodeId, ReplicaNetwork, ReplicationMessage,
+};
+use rivulet_actors::{
+    NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, PartitionReplicaMsg, ReplicaHandle,
+    ReplicaManagerArgs, ReplicaManagerMsg, ReplicaRegistry, ReplicaRole, ReplicaSpec,
+    TopicPartition,
+};
+use rivulet_storage::{AppendOutcome, LogConfig, PartitionId, Store, StoreConfig};
+
+fn varint(out: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.put_u8((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.put_u8(z as u8);
+}
+
+/// A valid record batch (format v2) holding one record with `value`.
+fn batch(value: &[u8]) -> Bytes {
+    let mut rec = BytesMut::new();
+    rec.put_i8(0);
+    varint(&mut rec, 0);
+    varint(&mut rec, 0);
+    varint(&mut rec, -1);
+    varint(&mut rec, value.len() as i64);
+    rec.put_slice(value);
+    varint(&mut rec, 0);
+    let mut records = BytesMut::new();
+    varint(&mut records, rec.len() as i64);
+    records.put_slice(&rec);
+    let mut body = BytesMut::new();
+    body.put_i16(0);
+    body.put_i32(0);
+    body.put_i64(1_700_000_000_000);
+    body.put_i64(1_700_000_000_000);
+    body.put_i64(-1);
+    body.put_i16(-1);
+    body.put_i32(-1);
+    body.put_i32(1);
+    body.put_slice(&records);
+    let mut b = BytesMut::new();
+    b.put_i64(0);
+    b.put_i32((4 + 1 + 4 + body.len()) as i32);
+    b.put_i32(0);
+    b.put_i8(2);
+    b.put_u32(crc32c::crc32c(&body));
+    b.put_slice(&body);
+    b.freeze()
+}
+
+/// Who leads in which epoch, as the controller knows it.
+#[derive(Default)]
+struct ControllerTable {
+    epochs: HashMap<String, (NodeId, i32, i32)>,
+    refused: Vec<IsrChange>,
+    accepted: Vec<IsrChange>,
+}
+
+#[derive(Default)]
+struct Fabric {
+    registries: Mutex<HashMap<NodeId, ReplicaRegistry>>,
+    cut: Mutex<HashSet<NodeId>>,
+    controller: Mutex<ControllerTable>,
+}
+
+#[derive(Clone)]
+struct LoopNet {
+    me: NodeId,
+    fabric: Arc<Fabric>,
+}
+
+impl std::fmt::Debug for LoopNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoopNet({})", self.me)
+    }
+}
+
+impl ReplicaNetwork for LoopNet {
+    fn local_node(&self) -> NodeId {
+        self.me
+    }
+
+    fn send(&self, to: NodeId, msg: ReplicationMessage) -> bool {
+        {
+            let cut = self.fabric.cut.lock();
+            if cut.contains(&self.me) || cut.contains(&to) {
+                return false;
+            }
+        }
+        // Through the wire encoding, as between real nodes.
+        let msg = rivulet_actors::replication::decode(&rivulet_actors::replication::encode(&msg))
+            .expect("round trip");
+        let registry = self.fabric.registries.lock().get(&to).cloned();
+        let (topic, partition) = msg.topic_partition();
+        let tp = TopicPartition::new(topic, partition);
+        match registry.and_then(|r| r.get(&tp)) {
+            Some(h) => h.actor.cast(PartitionReplicaMsg::Replication(msg)).is_ok(),
+            None => {
+                if let ReplicationMessage::Append(req) = msg {
+                    let resp = ReplicationMessage::AppendResponse(AppendResponse {
+                        topic: req.topic.clone(),
+                        partition: req.partition,
+                        follower: to,
+                        leader_epoch: req.leader_epoch,
+                        seq: req.seq,
+                        result: AppendResult::NotReplica,
+                    });
+                    let back = LoopNet {
+                        me: to,
+                        fabric: self.fabric.clone(),
+                    };
+                    back.send(req.leader, resp);
+                }
+                true
+            }
+        }
+    }
+
+    fn change_isr(&self, change: IsrChange) -> BoxFuture<Result<i32, String>> {
+        let fabric = self.fabric.clone();
+        let cut = fabric.cut.lock().contains(&self.me);
+        Box::pin(async move {
+            let mut c = fabric.controller.lock();
+            if cut {
+                c.refused.push(change);
+                return Err("controller unreachable".into());
+            }
+            let key = format!("{}-{}", change.topic, change.partition);
+            let (leader, epoch, pe) = c.epochs.get(&key).copied().unwrap_or((0, -1, 0));
+            if leader != change.leader || epoch != change.leader_epoch {
+                c.refused.push(change);
+                return Err("fenced leader epoch".into());
+            }
+            c.epochs.insert(key, (leader, epoch, pe + 1));
+            c.accepted.push(change);
+            Ok(pe + 1)
+        })
+    }
+}
+
+struct TestNode {
+    _dir: tempfile::TempDir,
+    _node: ActorRef<NodeSupervisorMsg>,
+    manager: ActorRef<ReplicaManagerMsg>,
+    registry: ReplicaRegistry,
+}
+
+async fn start_node(id: NodeId, fabric: &Arc<Fabric>) -> TestNode {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
+    let registry = ReplicaRegistry::default();
+    fabric.registries.lock().insert(id, registry.clone());
+    let settings = ReplicaSettings {
+        replica_lag_max: Duration::from_millis(300),
+        ..ReplicaSettings::default()
+    };
+    let (node, _) = Actor::spawn(
+        None,
+        NodeSupervisor,
+        NodeSupervisorArgs {
+            replica_manager: ReplicaManagerArgs {
+                store,
+                registry: registry.clone(),
+                settings,
+                node_id: id,
+                network: Some(Arc::new(LoopNet {
+                    me: id,
+                    fabric: fabric.clone(),
+                })),
+            },
+        },
+    )
+    .await
+    .expect("node starts");
+    let manager = ractor::call!(node, NodeSupervisorMsg::GetReplicaManager).expect("manager");
+    TestNode {
+        _dir: dir,
+        _node: node,
+        manager,
+        registry,
+    }
+}
+
+fn role(leader: NodeId, epoch: i32, replicas: &[NodeId], isr: &[NodeId]) -> ReplicaRole {
+    ReplicaRole {
+        leader: Some(leader),
+        leader_epoch: epoch,
+        partition_epoch: 0,
+        replicas: replicas.to_vec(),
+        isr: isr.to_vec(),
+    }
+}
+
+async fn ensure(node: &TestNode, id: PartitionId, role: ReplicaRole) -> ReplicaHandle {
+    let spec = ReplicaSpec {
+        tp: TopicPartition::new("t", 0),
+        id,
+        config: LogConfig::default(),
+        role,
+    };
+    ractor::call_t!(node.manager, ReplicaManagerMsg::Ensure, 10_000, spec)
+        .expect("manager answers")
+        .expect("replica starts")
+}
+
+async fn append(h: &ReplicaHandle, value: &[u8]) -> i64 {
+    let records = batch(value);
+    let res = h
+        .actor
+        .call(
+            |reply| PartitionReplicaMsg::Append { records, reply },
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .expect("replica reachable");
+    match res {
+        CallResult::Success(Ok(AppendOutcome::Appended(info))) => info.base_offset,
+        other => panic!("append failed: {other:?}"),
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The record values of a log, in offset order.
+fn values(h: &ReplicaHandle) -> Vec<Vec<u8>> {
+    let end = h.log.log_end_offset();
+    let read = h
+        .log
+        .read(h.log.log_start_offset(), usize::MAX, end)
+        .expect("read");
+    let mut out = Vec::new();
+    let mut b = &read.records[..];
+    while b.len() >= 12 {
+        let len = i32::from_be_bytes(b[8..12].try_into().unwrap()) as usize;
+        let whole = &b[..12 + len];
+        // Single-record batches built by `batch` with short values: after the 61-byte batch
+        // header come the record length, attributes, timestamp and offset deltas and the key
+        // length (one byte each), then the value length (zigzag) and the value.
+        let value_len = (whole[66] / 2) as usize;
+        out.push(whole[67..67 + value_len].to_vec());
+        b = &b[12 + len..];
+    }
+    out
+}
+
+fn pid() -> PartitionId {
+    PartitionId {
+        topic_id: uuid::Uuid::new_v4(),
+        partition: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_copies_the_leader_and_the_high_watermark_follows() {
+    let fabric = Arc::new(Fabric::default());
+    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
+    let id = pid();
+    let r = role(1, 1, &[1, 2], &[1, 2]);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (1, 1, 0));
+    let leader = ensure(&n1, id, r.clone()).await;
+    let follower = ensure(&n2, id, r).await;
+    for i in 0..200 {
+        assert_eq!(append(&leader, format!("v{i}").as_bytes()).await, i);
+    }
+    wait_for("follower to have every record", || {
+        follower.log.log_end_offset() == 200
+    })
+    .await;
+    wait_for("high watermark to reach 200", || {
+        *leader.high_watermark.borrow() == 200
+    })
+    .await;
+    assert_eq!(values(&leader), values(&follower));
+    assert_eq!(values(&follower)[7], b"v7".to_vec());
+    assert!(follower.log.latest_epoch() == Some(1));
+    drop(n1.registry);
+    drop(n2.registry);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_follower_leaves_the_isr_and_the_high_watermark_moves_on() {
+    let fabric = Arc::new(Fabric::default());
+    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
+    let id = pid();
+    let r = role(1, 1, &[1, 2], &[1, 2]);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (1, 1, 0));
+    let leader = ensure(&n1, id, r.clone()).await;
+    let follower = ensure(&n2, id, r).await;
+    append(&leader, b"a").await;
+    wait_for("hw 1", || *leader.high_watermark.borrow() == 1).await;
+    fabric.cut.lock().insert(2);
+    append(&leader, b"b").await;
+    // The follower cannot confirm: the high watermark waits until the ISR shrinks.
+    wait_for("ISR to shrink to the leader", || {
+        leader.status.borrow().isr == vec![1]
+    })
+    .await;
+    wait_for("hw 2 after the shrink", || {
+        *leader.high_watermark.borrow() == 2
+    })
+    .await;
+    fabric.cut.lock().clear();
+    wait_for("follower to catch up and rejoin the ISR", || {
+        follower.log.log_end_offset() == 2 && leader.status.borrow().isr.len() == 2
+    })
+    .await;
+    let accepted = fabric.controller.lock().accepted.clone();
+    assert_eq!(accepted[0].isr, vec![1]);
+    assert_eq!(accepted[1].isr, vec![1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_divergent_tail_is_truncated_and_a_deposed_leader_never_commits() {
+    let fabric = Arc::new(Fabric::default());
+    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
+    let id = pid();
+    let r1 = role(1, 1, &[1, 2], &[1, 2]);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (1, 1, 0));
+    let old = ensure(&n1, id, r1.clone()).await;
+    let new = ensure(&n2, id, r1).await;
+    for i in 0..10 {
+        append(&old, format!("a{i}").as_bytes()).await;
+    }
+    wait_for("hw 10 with both replicas in sync", || {
+        *old.high_watermark.borrow() == 10
+            && new.log.log_end_offset() == 10
+            && old.status.borrow().isr.len() == 2
+    })
+    .await;
+
+    // Node 1 is cut off; the controller makes node 2 leader in epoch 2. Node 1 does not hear
+    // of it and keeps appending in epoch 1: those records are not committed.
+    fabric.cut.lock().insert(1);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (2, 2, 1));
+    ensure(&n2, id, role(2, 2, &[1, 2], &[2])).await;
+    wait_for("node 2 leads", || new.is_leader()).await;
+    for i in 0..5 {
+        append(&old, format!("stale{i}").as_bytes()).await;
+    }
+    for i in 0..3 {
+        append(&new, format!("b{i}").as_bytes()).await;
+    }
+    wait_for("the old leader to try to shrink its ISR", || {
+        !fabric.controller.lock().refused.is_empty() || old.status.borrow().isr.len() == 1
+    })
+    .await;
+    let isr = old.status.borrow().isr.clone();
+    assert_eq!(
+        isr,
+        vec![1, 2],
+        "the controller refused the stale shrink; accepted: {:?}",
+        fabric.controller.lock().accepted
+    );
+    assert_eq!(
+        *old.high_watermark.borrow(),
+        10,
+        "a deposed leader committed records"
+    );
+
+    // The link heals and node 1 learns its new role: its divergent tail goes away.
+    fabric.cut.lock().clear();
+    ensure(&n1, id, role(2, 2, &[1, 2], &[2])).await;
+    wait_for("node 1 to match node 2", || {
+        old.log.log_end_offset() == 13 && values(&old) == values(&new)
+    })
+    .await;
+    let v = values(&old);
+    assert_eq!(v[9], b"a9".to_vec());
+    assert_eq!(v[10], b"b0".to_vec());
+    assert!(v.iter().all(|x| !x.starts_with(b"stale")));
+    wait_for("node 1 back in the ISR", || {
+        new.status.borrow().isr.len() == 2
+    })
+    .await;
+}

@@ -1,0 +1,606 @@
+//! Membership: links between nodes over ractor_cluster, heartbeats, failure detection, and the
+//! two transports built on the links (replication messages and controller RPCs).
+//!
+//! ```text
+//!  NodeServer (ractor_cluster, cookie-authenticated TCP sessions)
+//!    │  every node runs one PeerEndpoint actor, in process group `rivulet.peer.<id>`;
+//!    │  process groups are synced over the sessions, so a node finds its peers' endpoints
+//!    ▼
+//!  PeerEndpoint ◀── Deliver(bytes): heartbeat | rkyv replication message ──▶ replica actor
+//!               ◀── Call(bytes) -> bytes: controller RPC (Raft votes, appends, client writes)
+//!
+//!  link keeper (every 250 ms): dial peers with a higher id than ours (ours are dialled by
+//!  lower ids) with backoff; send heartbeats; a peer silent for longer than the session
+//!  timeout gets its session closed (ractor_cluster has no timeouts of its own), after which
+//!  the dialling side reconnects.
+//! ```
+//! The direction rule (lower id dials higher) keeps one session per pair and lets a test put a
+//! fault-injecting proxy on the path by giving the lower node the proxy's address as its seed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::{NodeServer, NodeServerMessage, RactorClusterMessage};
+use rivulet_actors::replication::{
+    self, AppendResponse, AppendResult, BoxFuture, IsrChange, NodeId, ReplicaNetwork,
+    ReplicationMessage,
+};
+use rivulet_actors::{PartitionReplicaMsg, ReplicaRegistry, TopicPartition};
+use tracing::{debug, info, warn};
+
+/// Settings of the node-to-node links.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// Address the cluster listener binds.
+    pub listen: SocketAddr,
+    /// Initial members and how to reach them (this node included).
+    pub seeds: BTreeMap<NodeId, String>,
+    /// Shared secret of the cluster; sessions with another cookie are refused.
+    pub cookie: String,
+    /// How often heartbeats go out.
+    pub heartbeat_interval: Duration,
+    /// A peer silent this long is considered gone and its session is closed.
+    pub session_timeout: Duration,
+}
+
+/// Messages between node endpoints.
+#[derive(RactorClusterMessage)]
+pub enum PeerMsg {
+    /// One-way: a heartbeat or a replication message.
+    Deliver(Vec<u8>),
+    /// Request/response: a controller RPC.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+impl std::fmt::Debug for PeerMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerMsg::Deliver(b) => write!(f, "Deliver({} bytes)", b.len()),
+            PeerMsg::Call(b, _) => write!(f, "Call({} bytes)", b.len()),
+        }
+    }
+}
+
+const TAG_HEARTBEAT: u8 = 0;
+const TAG_REPLICATION: u8 = 1;
+
+/// Handles controller RPCs arriving from peers.
+pub trait RpcHandler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, request: Vec<u8>) -> BoxFuture<Vec<u8>>;
+}
+
+/// Asks the controller to change a partition's ISR.
+pub trait IsrHandler: Send + Sync + 'static {
+    /// Commits the change; resolves to the new partition epoch.
+    fn change_isr(&self, change: IsrChange) -> BoxFuture<Result<i32, String>>;
+}
+
+fn group_of(node: NodeId) -> String {
+    format!("rivulet.peer.{node}")
+}
+
+fn node_name(node: NodeId) -> String {
+    format!("rivulet-{node}")
+}
+
+/// What a node knows about its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Peer id.
+    pub node: NodeId,
+    /// True while a session is up and heartbeats arrive.
+    pub reachable: bool,
+    /// Time since the last heartbeat, if any arrived.
+    pub silent_for: Option<Duration>,
+}
+
+/// State shared by the endpoint actor, the link keeper and the transports.
+pub struct Shared {
+    config: MembershipConfig,
+    registry: ReplicaRegistry,
+    last_heard: Mutex<HashMap<NodeId, Instant>>,
+    rpc: OnceLock<Arc<dyn RpcHandler>>,
+    isr: OnceLock<Arc<dyn IsrHandler>>,
+    /// Dial addresses of nodes that joined after the seeds (learned from the controller).
+    extra_addrs: Mutex<BTreeMap<NodeId, String>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn endpoint(&self, node: NodeId) -> Option<ActorRef<PeerMsg>> {
+        ractor::pg::get_members(&group_of(node))
+            .into_iter()
+            .find(|c| node == self.config.node_id || !c.get_id().is_local())
+            .map(ActorRef::<PeerMsg>::from)
+    }
+
+    fn deliver(&self, node: NodeId, bytes: Vec<u8>) -> bool {
+        match self.endpoint(node) {
+            Some(ep) => ep.cast(PeerMsg::Deliver(bytes)).is_ok(),
+            None => false,
+        }
+    }
+
+    fn on_replication(&self, bytes: &[u8]) {
+        let msg = match replication::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "dropping a malformed replication message from a peer");
+                return;
+            }
+        };
+        let (topic, partition) = msg.topic_partition();
+        let tp = TopicPartition::new(topic, partition);
+        match self.registry.get(&tp) {
+            Some(h) => {
+                let _ = h.actor.cast(PartitionReplicaMsg::Replication(msg));
+            }
+            None => {
+                if let ReplicationMessage::Append(req) = msg {
+                    let resp = ReplicationMessage::AppendResponse(AppendResponse {
+                        topic: req.topic,
+                        partition: req.partition,
+                        follower: self.config.node_id,
+                        leader_epoch: req.leader_epoch,
+                        seq: req.seq,
+                        result: AppendResult::NotReplica,
+                    });
+                    self.deliver(
+                        req.leader,
+                        frame(TAG_REPLICATION, &replication::encode(&resp)),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(body.len() + 1);
+    v.push(tag);
+    v.extend_from_slice(body);
+    v
+}
+
+/// The endpoint actor of a node.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PeerEndpoint;
+
+impl Actor for PeerEndpoint {
+    type Msg = PeerMsg;
+    type State = Arc<Shared>;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        shared: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ractor::pg::join(group_of(shared.config.node_id), vec![myself.get_cell()]);
+        Ok(shared)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        shared: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PeerMsg::Deliver(bytes) => match bytes.first() {
+                Some(&TAG_HEARTBEAT) if bytes.len() == 9 => {
+                    let mut id = [0u8; 8];
+                    id.copy_from_slice(&bytes[1..9]);
+                    shared
+                        .last_heard
+                        .lock()
+                        .insert(u64::from_le_bytes(id), Instant::now());
+                }
+                Some(&TAG_REPLICATION) => shared.on_replication(&bytes[1..]),
+                _ => warn!(len = bytes.len(), "dropping an unknown message from a peer"),
+            },
+            PeerMsg::Call(request, reply) => match shared.rpc.get() {
+                Some(handler) => {
+                    let fut = handler.handle(request);
+                    tokio::spawn(async move {
+                        let _ = reply.send(fut.await);
+                    });
+                }
+                None => debug!("controller RPC before the controller started; dropped"),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// A running membership: the node server, the endpoint and the link keeper.
+#[derive(Clone)]
+pub struct Membership {
+    shared: Arc<Shared>,
+    server: ActorRef<NodeServerMessage>,
+    endpoint: ActorRef<PeerMsg>,
+    keeper: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("node_id", &self.shared.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors starting the links.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The node server or endpoint could not start.
+    #[error("could not start the cluster listener on {addr}: {reason}. Is the port free? Change `cluster.listen` / --cluster-listen")]
+    Start {
+        /// The listen address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Membership {
+    /// Starts the node server on `config.listen`, the endpoint, and the link keeper.
+    pub async fn start(
+        config: MembershipConfig,
+        registry: ReplicaRegistry,
+    ) -> Result<Membership, MembershipError> {
+        let addr = config.listen;
+        let err = |reason: String| MembershipError::Start { addr, reason };
+        let server = NodeServer::new(
+            addr.port(),
+            config.cookie.clone(),
+            node_name(config.node_id),
+            addr.ip().to_string(),
+            None,
+            None,
+        )
+        .with_listen_addr(addr.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            config,
+            registry,
+            last_heard: Mutex::new(HashMap::new()),
+            rpc: OnceLock::new(),
+            isr: OnceLock::new(),
+            extra_addrs: Mutex::new(BTreeMap::new()),
+        });
+        let (endpoint, _) = Actor::spawn(None, PeerEndpoint, shared.clone())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let keeper = tokio::spawn(link_keeper(shared.clone(), server.clone()));
+        info!(
+            node_id = shared.config.node_id, %addr,
+            seeds = ?shared.config.seeds, "cluster listener started"
+        );
+        Ok(Membership {
+            shared,
+            server,
+            endpoint,
+            keeper: Arc::new(keeper),
+        })
+    }
+
+    /// Installs the controller's RPC handler (once).
+    pub fn set_rpc_handler(&self, handler: Arc<dyn RpcHandler>) {
+        let _ = self.shared.rpc.set(handler);
+    }
+
+    /// Installs the controller's ISR handler (once).
+    pub fn set_isr_handler(&self, handler: Arc<dyn IsrHandler>) {
+        let _ = self.shared.isr.set(handler);
+    }
+
+    /// Remembers how to reach a node that joined after the seeds.
+    pub fn learn_address(&self, node: NodeId, addr: String) {
+        if node != self.shared.config.node_id && !self.shared.config.seeds.contains_key(&node) {
+            self.shared.extra_addrs.lock().insert(node, addr);
+        }
+    }
+
+    /// The transport the controller uses.
+    pub fn rpc_transport(&self) -> RpcTransport {
+        RpcTransport {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The network partition replicas use.
+    pub fn replica_network(&self) -> Arc<dyn ReplicaNetwork> {
+        Arc::new(ClusterNetwork {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Peers and whether they are reachable.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let heard = self.shared.last_heard.lock().clone();
+        let now = Instant::now();
+        let mut ids: Vec<NodeId> = self.shared.config.seeds.keys().copied().collect();
+        ids.extend(self.shared.extra_addrs.lock().keys().copied());
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter(|n| *n != self.shared.config.node_id)
+            .map(|node| {
+                let silent_for = heard.get(&node).map(|t| now.duration_since(*t));
+                PeerStatus {
+                    node,
+                    reachable: self.shared.endpoint(node).is_some()
+                        && silent_for.is_some_and(|s| s < self.shared.config.session_timeout),
+                    silent_for,
+                }
+            })
+            .collect()
+    }
+
+    /// Stops the links.
+    pub async fn shutdown(&self) {
+        self.keeper.abort();
+        self.endpoint.stop(None);
+        self.server.stop(None);
+    }
+}
+
+async fn sessions(
+    server: &ActorRef<NodeServerMessage>,
+) -> Option<HashMap<u64, ractor_cluster::node::NodeServerSessionInformation>> {
+    ractor::call_t!(server, NodeServerMessage::GetSessions, 2000).ok()
+}
+
+/// Dials, heartbeats and drops silent peers, forever.
+async fn link_keeper(shared: Arc<Shared>, server: ActorRef<NodeServerMessage>) {
+    let me = shared.config.node_id;
+    let joining = !shared.config.seeds.contains_key(&me);
+    let mut backoff: HashMap<NodeId, (Instant, Duration)> = HashMap::new();
+    let mut dialing: HashMap<NodeId, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Sessions first seen unauthenticated, by session actor id.
+    let mut unready_since: HashMap<ractor::ActorId, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(shared.config.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat = frame(TAG_HEARTBEAT, &me.to_le_bytes());
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let mut targets: BTreeMap<NodeId, String> = shared
+            .config
+            .seeds
+            .iter()
+            .filter(|(id, _)| **id > me || (joining && **id != me))
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
+        for (id, a) in shared.extra_addrs.lock().iter() {
+            if *id > me {
+                targets.insert(*id, a.clone());
+            }
+        }
+        // Heartbeats to every peer we have an endpoint for.
+        let mut peers: Vec<NodeId> = shared.config.seeds.keys().copied().collect();
+        peers.extend(shared.extra_addrs.lock().keys().copied());
+        peers.retain(|p| *p != me);
+        for p in &peers {
+            shared.deliver(*p, heartbeat.clone());
+        }
+        let Some(sessions) = sessions(&server).await else {
+            continue;
+        };
+        // Silent peers: close their sessions so the dialling side starts over.
+        let heard = shared.last_heard.lock().clone();
+        for info in sessions.values() {
+            let id = info.actor.get_id();
+            match &info.peer_name {
+                Some(name) => {
+                    unready_since.remove(&id);
+                    let peer = name
+                        .name
+                        .strip_prefix("rivulet-")
+                        .and_then(|n| n.parse::<NodeId>().ok());
+                    let Some(peer) = peer else { continue };
+                    let silent = heard
+                        .get(&peer)
+                        .map(|t| now.duration_since(*t))
+                        .unwrap_or_default();
+                    if silent > shared.config.session_timeout {
+                        warn!(
+                            peer,
+                            silent_ms = silent.as_millis() as u64,
+                            "peer silent for longer than the session timeout; closing its link"
+                        );
+                        shared.last_heard.lock().insert(peer, now);
+                        info.actor.stop(Some("peer silent".into()));
+                    }
+                }
+                None => {
+                    let since = *unready_since.entry(id).or_insert(now);
+                    if now.duration_since(since) > shared.config.session_timeout * 2 {
+                        warn!(peer_addr = %info.peer_addr, "link never authenticated; closing it");
+                        unready_since.remove(&id);
+                        info.actor.stop(Some("handshake timed out".into()));
+                    }
+                }
+            }
+        }
+        // Dial peers that have no live endpoint.
+        dialing.retain(|_, h| !h.is_finished());
+        for (id, addr) in targets {
+            if shared.endpoint(id).is_some() || dialing.contains_key(&id) {
+                continue;
+            }
+            let (due, delay) = backoff
+                .get(&id)
+                .copied()
+                .unwrap_or((now, Duration::from_millis(100)));
+            if due > now {
+                continue;
+            }
+            backoff.insert(id, (now + delay, (delay * 2).min(Duration::from_secs(2))));
+            // A fresh link: the peer gets a full session timeout before it counts as silent.
+            shared.last_heard.lock().insert(id, now);
+            let server = server.clone();
+            dialing.insert(
+                id,
+                tokio::spawn(async move {
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        ractor_cluster::client_connect(&server, addr.as_str()),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(())) => debug!(peer = id, %addr, "dialled peer"),
+                        Ok(Err(e)) => debug!(peer = id, %addr, error = %e, "dialling peer failed"),
+                        Err(_) => debug!(peer = id, %addr, "dialling peer timed out"),
+                    }
+                }),
+            );
+        }
+        for id in shared.config.seeds.keys() {
+            if shared.endpoint(*id).is_some() {
+                backoff.remove(id);
+            }
+        }
+    }
+}
+
+/// Controller RPCs over the links.
+#[derive(Debug, Clone)]
+pub struct RpcTransport {
+    shared: Arc<Shared>,
+}
+
+/// Why an RPC failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RpcError {
+    /// No link to the node right now.
+    #[error("node {0} is not connected")]
+    Unreachable(NodeId),
+    /// No answer in time.
+    #[error("node {0} did not answer in time")]
+    Timeout(NodeId),
+}
+
+impl RpcTransport {
+    /// Sends `request` to `target`'s controller and waits for the answer.
+    pub async fn call(
+        &self,
+        target: NodeId,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
+        let ep = self
+            .shared
+            .endpoint(target)
+            .ok_or(RpcError::Unreachable(target))?;
+        let ms = timeout.as_millis() as u64;
+        match ractor::call_t!(ep, PeerMsg::Call, ms, request) {
+            Ok(reply) => Ok(reply),
+            Err(ractor::RactorErr::Timeout) => Err(RpcError::Timeout(target)),
+            Err(_) => Err(RpcError::Unreachable(target)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ClusterNetwork {
+    shared: Arc<Shared>,
+}
+
+impl ReplicaNetwork for ClusterNetwork {
+    fn local_node(&self) -> NodeId {
+        self.shared.config.node_id
+    }
+
+    fn send(&self, to: NodeId, msg: ReplicationMessage) -> bool {
+        let bytes = frame(TAG_REPLICATION, &replication::encode(&msg));
+        self.shared.deliver(to, bytes)
+    }
+
+    fn change_isr(&self, change: IsrChange) -> BoxFuture<Result<i32, String>> {
+        match self.shared.isr.get() {
+            Some(h) => h.change_isr(change),
+            None => Box::pin(async { Err("the controller is not running yet".to_string()) }),
+        }
+    }
+}
+
+/// Local endpoint cell (for tests and diagnostics).
+pub fn local_endpoint(node: NodeId) -> Option<ActorCell> {
+    ractor::pg::get_members(&group_of(node))
+        .into_iter()
+        .find(|c| c.get_id().is_local())
+}
+
+impl crate::raft::RaftTransport for RpcTransport {
+    fn call(
+        &self,
+        target: NodeId,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Vec<u8>, crate::raft::TransportError>>
+                + Send
+                + '_,
+        >,
+    > {
+        Box::pin(async move {
+            RpcTransport::call(self, target, request, timeout)
+                .await
+                .map_err(|e| match e {
+                    RpcError::Unreachable(node) => crate::raft::TransportError::Unreachable {
+                        node,
+                        reason: "no link".into(),
+                    },
+                    RpcError::Timeout(node) => {
+                        crate::raft::TransportError::Timeout { node, timeout }
+                    }
+                })
+        })
+    }
+}
+
+/// The transport of a single-node cluster: there is nobody to call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPeers;
+
+impl crate::raft::RaftTransport for NoPeers {
+    fn call(
+        &self,
+        target: NodeId,
+        _request: Vec<u8>,
+        _timeout: Duration,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Vec<u8>, crate::raft::TransportError>>
+                + Send
+                + '_,
+        >,
+    > {
+        Box::pin(async move {
+            Err(crate::raft::TransportError::Unreachable {
+                node: target,
+                reason: "single-node cluster".into(),
+            })
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! Node liveness leases.
+//!
+//! Leader side ([`LeaderLeases`]): when each node last heartbeated. A new controller leader gives
+//! every unfenced node a fresh lease (it cannot know how long they have been silent); a fenced
+//! node is only unfenced by a real heartbeat.
+//!
+//! Node side ([`NodeLease`]): when the last heartbeat reply arrived and whether it said fenced.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::state::NodeId;
+
+/// The controller leader's view of node liveness.
+#[derive(Debug, Default)]
+pub(crate) struct LeaderLeases {
+    /// The term this node leads in and when that leadership started.
+    leading: Option<(u64, Instant)>,
+    heard: HashMap<NodeId, Instant>,
+    /// When preferred leaders were last checked (reset by a new leadership).
+    last_preferred: Option<Instant>,
+}
+
+impl LeaderLeases {
+    /// Records that this node leads in `term`; a new term restarts every lease at `now`.
+    pub(crate) fn leading(&mut self, term: u64, now: Instant) {
+        if self.leading.map(|(t, _)| t) != Some(term) {
+            self.leading = Some((term, now));
+            self.last_preferred = Some(now);
+        }
+    }
+
+    /// Whether the preferred-leader check is due (every `interval` while leading).
+    pub(crate) fn preferred_due(&mut self, now: Instant, interval: Duration) -> bool {
+        match self.last_preferred {
+            Some(t) if now.saturating_duration_since(t) < interval => false,
+            _ => {
+                self.last_preferred = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Forgets the leadership (this node is a follower now).
+    pub(crate) fn not_leading(&mut self) {
+        self.leading = None;
+    }
+
+    /// A heartbeat from `node`.
+    pub(crate) fn heard(&mut self, node: NodeId, now: Instant) {
+        self.heard.insert(node, now);
+    }
+
+    /// Whether `node` (currently `fenced` or not) holds a lease at `now`.
+    pub(crate) fn alive(
+        &self,
+        node: NodeId,
+        fenced: bool,
+        now: Instant,
+        timeout: Duration,
+    ) -> bool {
+        let heard = self.heard.get(&node).copied();
+        let since = if fenced {
+            heard
+        } else {
+            match (heard, self.leading.map(|(_, at)| at)) {
+                (Some(h), Some(l)) => Some(h.max(l)),
+                (h, l) => h.or(l),
+            }
+        };
+        since.is_some_and(|t| now.saturating_duration_since(t) < timeout)
+    }
+}
+
+/// This node's own lease, as renewed by heartbeat replies.
+#[derive(Debug, Default)]
+pub(crate) struct NodeLease {
+    last_ack: Option<Instant>,
+    fenced: bool,
+}
+
+impl NodeLease {
+    pub(crate) fn ack(&mut self, now: Instant, fenced: bool) {
+        self.last_ack = Some(now);
+        self.fenced = fenced;
+    }
+
+    pub(crate) fn valid(&self, now: Instant, timeout: Duration) -> bool {
+        !self.fenced
+            && self
+                .last_ack
+                .is_some_and(|t| now.saturating_duration_since(t) < timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_millis(2000);
+
+    #[test]
+    fn new_leadership_gives_unfenced_nodes_a_fresh_lease_only() {
+        let t0 = Instant::now();
+        let mut l = LeaderLeases::default();
+        assert!(!l.alive(2, false, t0, T));
+        l.leading(1, t0);
+        assert!(l.alive(2, false, t0 + Duration::from_millis(1999), T));
+        assert!(!l.alive(2, false, t0 + T, T));
+        assert!(
+            !l.alive(2, true, t0, T),
+            "a fenced node needs a real heartbeat"
+        );
+        // The same term again does not renew.
+        l.leading(1, t0 + T);
+        assert!(!l.alive(2, false, t0 + T, T));
+        // A new term does.
+        l.leading(2, t0 + T);
+        assert!(l.alive(2, false, t0 + T, T));
+        l.heard(3, t0 + T);
+        assert!(l.alive(3, true, t0 + T + Duration::from_millis(10), T));
+        assert!(!l.alive(3, true, t0 + T + T, T));
+        l.not_leading();
+        assert!(!l.alive(2, false, t0 + T, T));
+    }
+
+    #[test]
+    fn node_lease_expires_and_respects_fencing() {
+        let t0 = Instant::now();
+        let mut n = NodeLease::default();
+        assert!(!n.valid(t0, T));
+        n.ack(t0, false);
+        assert!(n.valid(t0 + Duration::from_millis(100), T));
+        assert!(!n.valid(t0 + T, T));
+        n.ack(t0, true);
+        assert!(!n.valid(t0, T));
+    }
+}
