@@ -86,13 +86,18 @@ struct Run {
 impl Run {
     /// Starts the cluster, creates the topic, starts the workload and runs the warm-up phase.
     fn start(name: &'static str) -> Run {
+        Run::start_with(name, ClusterOptions::default())
+    }
+
+    /// As [`Run::start`], with node options (environment, flags).
+    fn start_with(name: &'static str, options: ClusterOptions) -> Run {
         let timing = timing();
         eprintln!(
             "chaos scenario={name}: {NODES} nodes, {PARTITIONS} partitions, {:?} of load, \
              phases of {:?}",
             timing.total, timing.phase
         );
-        let mut cluster = Cluster::start(NODES, ClusterOptions::default());
+        let mut cluster = Cluster::start(NODES, options);
         let topic = unique_name(&format!("chaos-{name}"));
         cluster.create_replicated_topic(&topic, PARTITIONS);
         let workload = Workload::start(
@@ -245,6 +250,149 @@ fn kill_follower() {
         run.cluster.kill9(follower);
         run.load();
         run.cluster.restart(follower);
+        run.recovered();
+    });
+    run.finish();
+}
+
+/// Runs `openssl` with `args`; panics with its output when it cannot run.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("openssl is needed for the TLS test (apt-get install openssl): {e}")
+        })
+}
+
+/// A CA and one node certificate (valid for 127.0.0.1 and localhost) signed by it.
+fn make_certificates(dir: &std::path::Path) {
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rivulet-test-ca",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "node.key",
+            "-out",
+            "node.csr",
+            "-subj",
+            "/CN=rivulet-node",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "node.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "node.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        ],
+    ];
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("write san.cnf");
+    for args in steps {
+        let out = openssl(dir, args);
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Node links over mutual TLS: the cluster port refuses a peer without a certificate signed
+/// by the cluster's CA, and the cluster replicates and fails over as in `kill_leader`.
+#[test]
+fn kill_leader_over_tls() {
+    let _serial = serial();
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certificates(certs.path());
+    let file = |n: &str| certs.path().join(n).display().to_string();
+    let env = vec![
+        ("RIVULET_CLUSTER__TLS_CERT".to_string(), file("node.pem")),
+        ("RIVULET_CLUSTER__TLS_KEY".to_string(), file("node.key")),
+        ("RIVULET_CLUSTER__TLS_CA".to_string(), file("ca.pem")),
+    ];
+    let mut run = Run::start_with(
+        "kill_leader_over_tls",
+        ClusterOptions {
+            env,
+            ..ClusterOptions::default()
+        },
+    );
+    // The cluster port speaks TLS and wants a client certificate from our CA.
+    let addr = run.cluster.cluster_addr(1).to_string();
+    let with_cert = openssl(
+        certs.path(),
+        &[
+            "s_client",
+            "-connect",
+            &addr,
+            "-CAfile",
+            "ca.pem",
+            "-cert",
+            "node.pem",
+            "-key",
+            "node.key",
+            "-verify_return_error",
+            "-brief",
+        ],
+    );
+    let text = String::from_utf8_lossy(&with_cert.stderr).to_string()
+        + &String::from_utf8_lossy(&with_cert.stdout);
+    assert!(
+        text.contains("Verification: OK") || text.contains("Verify return code: 0"),
+        "TLS handshake with a CA-signed client certificate failed: {text}"
+    );
+    let without_cert = openssl(
+        certs.path(),
+        // TLS 1.2: the server checks the client certificate before the handshake completes.
+        &[
+            "s_client", "-connect", &addr, "-CAfile", "ca.pem", "-tls1_2", "-brief",
+        ],
+    );
+    assert!(
+        !without_cert.status.success(),
+        "a peer without a client certificate was accepted: {}",
+        String::from_utf8_lossy(&without_cert.stderr)
+    );
+    run.cycles(|run| {
+        let leader = run.leader();
+        run.fault(&format!("SIGKILL node {leader}, leader of partition 0"));
+        run.cluster.kill9(leader);
+        run.wait_for_new_leader(leader);
+        run.load();
+        run.cluster.restart(leader);
         run.recovered();
     });
     run.finish();

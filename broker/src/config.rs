@@ -99,6 +99,15 @@ pub struct ClusterSettings {
     pub session_timeout_ms: u64,
     /// A follower not caught up for this long leaves the ISR.
     pub replica_lag_max_ms: u64,
+    /// PEM certificate (chain) of this node for TLS between nodes; with `tls_key` and
+    /// `tls_ca` set, node-to-node links use mutual TLS.
+    pub tls_cert: String,
+    /// PEM private key of this node.
+    pub tls_key: String,
+    /// PEM CA certificate that signs every node's certificate.
+    pub tls_ca: String,
+    /// Name checked against peers' certificates; empty: the host of the peer's address.
+    pub tls_server_name: String,
 }
 
 impl Default for ClusterSettings {
@@ -110,11 +119,35 @@ impl Default for ClusterSettings {
             heartbeat_interval_ms: 250,
             session_timeout_ms: 2000,
             replica_lag_max_ms: 5000,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_ca: String::new(),
+            tls_server_name: String::new(),
         }
     }
 }
 
 impl ClusterSettings {
+    /// The TLS files, when TLS between nodes is configured.
+    pub fn tls(&self) -> anyhow::Result<Option<rivulet_cluster::membership::TlsFiles>> {
+        let set = [&self.tls_cert, &self.tls_key, &self.tls_ca]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .count();
+        match set {
+            0 => Ok(None),
+            3 => Ok(Some(rivulet_cluster::membership::TlsFiles {
+                cert: self.tls_cert.clone().into(),
+                key: self.tls_key.clone().into(),
+                ca: self.tls_ca.clone().into(),
+                server_name: self.tls_server_name.clone(),
+            })),
+            _ => bail!(
+                "cluster TLS needs all of cluster.tls_cert, cluster.tls_key and cluster.tls_ca"
+            ),
+        }
+    }
+
     /// The seeds as node id -> address.
     pub fn seed_map(&self) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
         let mut map = std::collections::BTreeMap::new();
@@ -274,6 +307,7 @@ impl Config {
             bail!("produce_inflight_bytes_max must be at least request_bytes_max");
         }
         let seeds = self.cluster.seed_map()?;
+        self.cluster.tls()?;
         if !seeds.is_empty() {
             self.cluster_listen_addr()?;
         }

@@ -157,6 +157,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     cookie: cfg.cluster.cookie.clone(),
                     heartbeat_interval: Duration::from_millis(cfg.cluster.heartbeat_interval_ms),
                     session_timeout: Duration::from_millis(cfg.cluster.session_timeout_ms),
+                    tls: cfg.cluster.tls()?,
                 },
                 registry.clone(),
             )

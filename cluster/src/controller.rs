@@ -32,6 +32,8 @@ const TOPIC_NAME_MAX: usize = 249;
 /// Most partitions one topic may have on this node (bounds memory and open keyspaces).
 const PARTITIONS_MAX: i32 = 10_000;
 const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long topic creation waits for enough live nodes to place replicas on.
+const PLACEMENT_WAIT: Duration = Duration::from_secs(5);
 
 /// Node-level settings the controller needs.
 #[derive(Debug, Clone)]
@@ -556,13 +558,31 @@ impl Controller {
         Ok((partitions, rf))
     }
 
-    fn place(&self, partitions: i32, rf: i16) -> Result<Vec<Vec<u64>>, ControllerError> {
-        place_replicas(&self.image(), partitions as usize, rf as usize).map_err(|e| match e {
-            PlacementError::NotEnoughNodes { .. } => {
-                ControllerError::InvalidReplicationFactor(e.to_string())
+    /// Places replicas over the live nodes. Right after start-up nodes may not have registered
+    /// yet, so a shortage of nodes is waited out for a few seconds before it is an error.
+    async fn place(&self, partitions: i32, rf: i16) -> Result<Vec<Vec<u64>>, ControllerError> {
+        let deadline = tokio::time::Instant::now() + PLACEMENT_WAIT;
+        let mut image = self.inner.image.clone();
+        loop {
+            let img = image.borrow_and_update().clone();
+            match place_replicas(&img, partitions as usize, rf as usize) {
+                Ok(a) => return Ok(a),
+                Err(PlacementError::Invalid(m)) => {
+                    return Err(ControllerError::InvalidPartitions(m))
+                }
+                Err(e @ PlacementError::NotEnoughNodes { .. }) => {
+                    let live = img.nodes.values().filter(|n| !n.fenced).count();
+                    let known_enough = img.nodes.len() >= rf as usize && live >= rf as usize;
+                    if known_enough
+                        || tokio::time::timeout_at(deadline, image.changed())
+                            .await
+                            .map_or(true, |r| r.is_err())
+                    {
+                        return Err(ControllerError::InvalidReplicationFactor(e.to_string()));
+                    }
+                }
             }
-            PlacementError::Invalid(m) => ControllerError::InvalidPartitions(m),
-        })
+        }
     }
 
     /// Creates a topic; returns once this node's replicas of it are running.
@@ -588,7 +608,7 @@ impl Controller {
                     .map(|r| r.iter().map(|n| *n as u64).collect())
                     .collect()
             }
-            None => self.place(partitions, replication_factor)?,
+            None => self.place(partitions, replication_factor).await?,
         };
         let meta = TopicMeta {
             name: req.name.clone(),
@@ -678,7 +698,9 @@ impl Controller {
                 "partition count {count} is above the limit of {PARTITIONS_MAX}"
             )));
         }
-        let assignment = self.place(count - meta.partitions, meta.replication_factor.max(1))?;
+        let assignment = self
+            .place(count - meta.partitions, meta.replication_factor.max(1))
+            .await?;
         if validate_only {
             return Ok(());
         }

@@ -47,6 +47,73 @@ pub struct MembershipConfig {
     pub heartbeat_interval: Duration,
     /// A peer silent this long is considered gone and its session is closed.
     pub session_timeout: Duration,
+    /// Mutual TLS on the node-to-node links (`None`: plain TCP, cookie only).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for mutual TLS between nodes: every node presents its certificate and accepts
+/// only peers whose certificate is signed by `ca`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// This node's certificate chain.
+    pub cert: std::path::PathBuf,
+    /// This node's private key.
+    pub key: std::path::PathBuf,
+    /// The CA that signs every node's certificate.
+    pub ca: std::path::PathBuf,
+    /// Name checked against the peer's certificate when dialling; empty: the host of the
+    /// peer's address.
+    pub server_name: String,
+}
+
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+    server_name: String,
+}
+
+fn load_tls(files: &TlsFiles) -> Result<Tls, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| format!("reading certificate {}: {e}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("reading private key {}: {e}", files.key.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&files.ca)
+        .map_err(|e| format!("reading CA {}: {e}", files.ca.display()))?
+    {
+        let ca = ca.map_err(|e| format!("reading CA {}: {e}", files.ca.display()))?;
+        roots
+            .add(ca)
+            .map_err(|e| format!("CA {}: {e}", files.ca.display()))?;
+    }
+    let roots = Arc::new(roots);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("client verifier: {e}"))?;
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(|e| format!("certificate/key pair: {e}"))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("certificate/key pair: {e}"))?;
+    Ok(Tls {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        server_name: files.server_name.clone(),
+    })
 }
 
 /// Messages between node endpoints.
@@ -266,12 +333,21 @@ impl Membership {
     ) -> Result<Membership, MembershipError> {
         let addr = config.listen;
         let err = |reason: String| MembershipError::Start { addr, reason };
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(load_tls(files).map_err(|e| {
+                err(format!(
+                    "TLS setup failed: {e}; check cluster.tls_cert / tls_key / tls_ca"
+                ))
+            })?)),
+            None => None,
+        };
         let server = NodeServer::new(
             addr.port(),
             config.cookie.clone(),
             node_name(config.node_id),
             addr.ip().to_string(),
-            None,
+            tls.as_ref()
+                .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor.clone())),
             None,
         )
         .with_listen_addr(addr.ip());
@@ -289,7 +365,7 @@ impl Membership {
         let (endpoint, _) = Actor::spawn(None, PeerEndpoint, shared.clone())
             .await
             .map_err(|e| err(e.to_string()))?;
-        let keeper = tokio::spawn(link_keeper(shared.clone(), server.clone()));
+        let keeper = tokio::spawn(link_keeper(shared.clone(), server.clone(), tls));
         info!(
             node_id = shared.config.node_id, %addr,
             seeds = ?shared.config.seeds, "cluster listener started"
@@ -370,7 +446,11 @@ async fn sessions(
 }
 
 /// Dials, heartbeats and drops silent peers, forever.
-async fn link_keeper(shared: Arc<Shared>, server: ActorRef<NodeServerMessage>) {
+async fn link_keeper(
+    shared: Arc<Shared>,
+    server: ActorRef<NodeServerMessage>,
+    tls: Option<Arc<Tls>>,
+) {
     let me = shared.config.node_id;
     let joining = !shared.config.seeds.contains_key(&me);
     let mut backoff: HashMap<NodeId, (Instant, Duration)> = HashMap::new();
@@ -458,13 +538,39 @@ async fn link_keeper(shared: Arc<Shared>, server: ActorRef<NodeServerMessage>) {
             // A fresh link: the peer gets a full session timeout before it counts as silent.
             shared.last_heard.lock().insert(id, now);
             let server = server.clone();
+            let tls = tls.clone();
             dialing.insert(
                 id,
                 tokio::spawn(async move {
-                    let r = tokio::time::timeout(
-                        Duration::from_secs(2),
-                        ractor_cluster::client_connect(&server, addr.as_str()),
-                    )
+                    let r = tokio::time::timeout(Duration::from_secs(2), async {
+                        match &tls {
+                            None => ractor_cluster::client_connect(&server, addr.as_str()).await,
+                            Some(t) => {
+                                let host = if t.server_name.is_empty() {
+                                    addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h)
+                                } else {
+                                    t.server_name.as_str()
+                                };
+                                let host = host.trim_start_matches('[').trim_end_matches(']');
+                                let name = match rustls::pki_types::ServerName::try_from(
+                                    host.to_string(),
+                                ) {
+                                    Ok(n) => n,
+                                    Err(e) => {
+                                        warn!(peer = id, %addr, error = %e, "not a valid TLS server name");
+                                        return Ok(());
+                                    }
+                                };
+                                ractor_cluster::client_connect_enc(
+                                    &server,
+                                    addr.as_str(),
+                                    t.connector.clone(),
+                                    name,
+                                )
+                                .await
+                            }
+                        }
+                    })
                     .await;
                     match r {
                         Ok(Ok(())) => debug!(peer = id, %addr, "dialled peer"),
