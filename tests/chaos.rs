@@ -398,6 +398,40 @@ fn kill_leader_over_tls() {
     run.finish();
 }
 
+/// SIGKILL a follower of partition 0 and delete its whole data directory (partition logs and
+/// its copy of the controller's Raft log) before restarting it: it must catch up from scratch
+/// from the leaders while they keep acknowledging, and rejoin every ISR.
+#[test]
+fn wipe_follower() {
+    let _serial = serial();
+    let mut run = Run::start("wipe_follower");
+    run.cycles(|run| {
+        let leader = run.leader();
+        let topic = run.topic.clone();
+        let state = run
+            .cluster
+            .partition_state(&topic, 0)
+            .expect("partition 0 has a state");
+        let follower = state
+            .replicas
+            .iter()
+            .filter_map(|&r| u32::try_from(r).ok())
+            .find(|&r| r != leader)
+            .unwrap_or_else(|| run.cluster.fail(&format!("no follower in {state:?}")));
+        run.fault(&format!(
+            "SIGKILL node {follower}, follower of partition 0, and wipe its data directory"
+        ));
+        run.cluster.kill9(follower);
+        let dir = run.cluster.node(follower).data_dir();
+        std::fs::remove_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("could not wipe {}: {e}", dir.display()));
+        run.load();
+        run.cluster.restart(follower);
+        run.recovered();
+    });
+    run.finish();
+}
+
 /// SIGKILL the controller; the others elect a new one; leaderships on the dead node move.
 #[test]
 fn kill_controller() {
