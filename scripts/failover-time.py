@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Failover time of a Rivulet cluster: kill -9 the leader of a partition while a producer
+r"""Failover time of a Rivulet cluster: kill -9 the leader of a partition while a producer
 writes to it with acks=all, and measure the time from the kill to the first acknowledged write
 that follows.
 
@@ -8,9 +8,10 @@ Usage:
   python3 scripts/failover-time.py                       # 3 runs against scripts/local-cluster.sh
   python3 scripts/failover-time.py --runs 5 --json failover.jsonl
 
-  # The Docker Compose cluster (deploy/docker-compose.yml, project name `rivulet`):
+  # The Docker Compose cluster (deploy/docker-compose.yml, started with `-p rivulet`):
+  C='docker-compose -p rivulet -f deploy/docker-compose.yml'
   python3 scripts/failover-time.py \
-      --kill-cmd 'docker kill rivulet-node{id}-1' --restart-cmd 'docker start rivulet-node{id}-1'
+      --kill-cmd "docker kill \$($C ps -q node{id})" --restart-cmd "$C start node{id}"
 
 What one run does:
   1. asks the cluster (Metadata) which node leads PARTITION of TOPIC and waits until that
@@ -19,7 +20,8 @@ What one run does:
      (confluent-kafka / librdkafka, acks=all, enable.idempotence=true), and timestamps every
      delivery report on a monotonic clock;
   3. after --warmup seconds it kills the leader: `kill -9 PID` with the pid from
-     local-cluster/node<ID>/pid (or --kill-cmd, with {id} replaced by the node id);
+     local-cluster/node<ID>/pid (or --kill-cmd, with {id} replaced by the node id; the clock
+     then starts when the command returns, as `docker kill` takes a moment to act);
   4. the **failover time** is the time from the kill to the first successful delivery report
      received after it (a record acknowledged by the new leader). It also reports the longest
      gap between consecutive acknowledgements around the kill and any failed deliveries;
@@ -112,9 +114,11 @@ def run_cmd(template, node_id):
 def kill_leader(args, node_id):
     """SIGKILLs the node; returns the monotonic time just before the signal was sent."""
     if args.kill_cmd:
-        t = time.monotonic()
+        # The command (docker kill ...) takes a while before the signal lands; the leader
+        # still acknowledges meanwhile. Count from when the command returns, when the node is
+        # dead: this can only shorten the measured failover, by the command's return latency.
         run_cmd(args.kill_cmd, node_id)
-        return t
+        return time.monotonic()
     pid_file = os.path.join(args.local_dir, f"node{node_id}", "pid")
     with open(pid_file) as f:
         pid = int(f.read().strip())

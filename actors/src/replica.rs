@@ -202,6 +202,8 @@ struct Follower {
     last_sent: Instant,
     hw_sent: i64,
     retry_at: Option<Instant>,
+    /// When the follower last answered a request successfully.
+    last_ok: Option<Instant>,
 }
 
 impl Follower {
@@ -215,6 +217,7 @@ impl Follower {
             last_sent: now,
             hw_sent: -1,
             retry_at: None,
+            last_ok: None,
         }
     }
 }
@@ -517,6 +520,7 @@ impl PartitionReplicaState {
         };
         match resp.result {
             AppendResult::Ok(st) if f.phase == Phase::Streaming => {
+                f.last_ok = Some(now);
                 f.matched = Some(st.log_end_offset);
                 f.next = st.log_end_offset;
                 if st.log_end_offset >= inflight.leader_end_at_send {
@@ -532,6 +536,7 @@ impl PartitionReplicaState {
                 match self.reconcile(&st) {
                     AppendOp::Records { base_offset, .. } => {
                         let f = self.followers.get_mut(&id).expect("present");
+                        f.last_ok = Some(now);
                         f.phase = Phase::Streaming;
                         f.next = base_offset;
                         f.matched = Some(base_offset);
@@ -608,12 +613,15 @@ impl PartitionReplicaState {
                 .copied()
                 .filter(|r| !isr.contains(r))
                 .filter(|r| {
-                    self.followers
-                        .get(r)
-                        .and_then(|f| f.matched)
-                        .is_some_and(|m| {
-                            m >= hw && m >= self.epoch_start_offset && f_phase_streaming(self, *r)
-                        })
+                    // Caught up, and answering: a dead follower whose old offset happens to
+                    // match an idle partition's end must not be proposed again and again.
+                    self.followers.get(r).is_some_and(|f| {
+                        f.phase == Phase::Streaming
+                            && f.last_ok
+                                .is_some_and(|t| now.duration_since(t) < 2 * FOLLOWER_KEEPALIVE)
+                            && f.matched
+                                .is_some_and(|m| m >= hw && m >= self.epoch_start_offset)
+                    })
                 })
                 .collect();
             if joining.is_empty() {
@@ -760,13 +768,6 @@ impl PartitionReplicaState {
         self.pump_all(myself);
         self.maybe_change_isr(myself);
     }
-}
-
-fn f_phase_streaming(state: &PartitionReplicaState, id: NodeId) -> bool {
-    state
-        .followers
-        .get(&id)
-        .is_some_and(|f| f.phase == Phase::Streaming)
 }
 
 impl Actor for PartitionReplica {

@@ -113,7 +113,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.data_dir.display()
         )
     })?;
-    let cluster_id = cluster_id(&cfg.data_dir)?;
+    let seed_ids: Vec<String> = cfg
+        .cluster
+        .seed_map()?
+        .keys()
+        .map(|id| id.to_string())
+        .collect();
+    // Every node of a cluster must report the same cluster id (clients refuse to mix
+    // clusters): derive it from the seed ids, which every node is given identically.
+    let cluster_id = if seed_ids.is_empty() {
+        cluster_id(&cfg.data_dir)?
+    } else {
+        let name = format!("rivulet-cluster:{}", seed_ids.join(","));
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes())
+            .simple()
+            .to_string()
+    };
 
     let dir = cfg.data_dir.clone();
     let store_cfg = StoreConfig {

@@ -158,6 +158,21 @@ fn node_name(node: NodeId) -> String {
     format!("rivulet-{node}")
 }
 
+/// The host this node names itself by in ractor_cluster's handshake. ractor_cluster takes a
+/// peer whose `host:port` equals its own for a connection to itself and drops it, so this must
+/// differ between nodes: it is the host of this node's own seed address (`node1` in
+/// `1@node1:9093`), and only without one the listen IP. With the listen IP, nodes that all bind
+/// `0.0.0.0:9093` (one per container or machine) would each refuse every other one.
+fn session_host(config: &MembershipConfig) -> String {
+    config
+        .seeds
+        .get(&config.node_id)
+        .and_then(|a| a.rsplit_once(':').map(|(host, _)| host))
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| config.listen.ip().to_string())
+}
+
 /// What a node knows about its peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -345,7 +360,7 @@ impl Membership {
             addr.port(),
             config.cookie.clone(),
             node_name(config.node_id),
-            addr.ip().to_string(),
+            session_host(&config),
             tls.as_ref()
                 .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor.clone())),
             None,
@@ -708,5 +723,35 @@ impl crate::raft::RaftTransport for NoPeers {
                 reason: "single-node cluster".into(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(node_id: NodeId, listen: &str, seeds: &[(NodeId, &str)]) -> MembershipConfig {
+        MembershipConfig {
+            node_id,
+            listen: listen.parse().unwrap(),
+            seeds: seeds.iter().map(|(id, a)| (*id, a.to_string())).collect(),
+            cookie: String::new(),
+            heartbeat_interval: Duration::from_millis(250),
+            session_timeout: Duration::from_millis(2000),
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn session_host_is_the_own_seed_host_so_nodes_on_one_port_differ() {
+        let seeds = [(1, "node1:9093"), (2, "node2:9093"), (3, "[::1]:9095")];
+        assert_eq!(session_host(&config(1, "0.0.0.0:9093", &seeds)), "node1");
+        assert_eq!(session_host(&config(2, "0.0.0.0:9093", &seeds)), "node2");
+        assert_eq!(session_host(&config(3, "[::]:9095", &seeds)), "[::1]");
+        // Not among the seeds: the listen IP.
+        assert_eq!(
+            session_host(&config(4, "10.0.0.4:9093", &seeds)),
+            "10.0.0.4"
+        );
     }
 }

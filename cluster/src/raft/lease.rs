@@ -19,6 +19,11 @@ pub(crate) struct LeaderLeases {
     heard: HashMap<NodeId, Instant>,
     /// When preferred leaders were last checked (reset by a new leadership).
     last_preferred: Option<Instant>,
+    /// The last controller leader this node heartbeated while following.
+    observed_leader: Option<NodeId>,
+    /// The previous leader, when this node took over from it: an election happened because
+    /// it went silent, so it gets only a short grace instead of a full fresh lease.
+    suspect: Option<NodeId>,
 }
 
 impl LeaderLeases {
@@ -27,6 +32,7 @@ impl LeaderLeases {
         if self.leading.map(|(t, _)| t) != Some(term) {
             self.leading = Some((term, now));
             self.last_preferred = Some(now);
+            self.suspect = self.observed_leader.take();
         }
     }
 
@@ -39,6 +45,11 @@ impl LeaderLeases {
                 true
             }
         }
+    }
+
+    /// Records the controller leader this node follows (heartbeats go to it).
+    pub(crate) fn observe_leader(&mut self, leader: NodeId) {
+        self.observed_leader = Some(leader);
     }
 
     /// Forgets the leadership (this node is a follower now).
@@ -63,7 +74,15 @@ impl LeaderLeases {
         let since = if fenced {
             heard
         } else {
-            match (heard, self.leading.map(|(_, at)| at)) {
+            let start = self.leading.map(|(_, at)| {
+                // The leader we replaced has a quarter of a lease to show up.
+                if self.suspect == Some(node) && heard.is_none_or(|h| h < at) {
+                    at.checked_sub(timeout - timeout / 4).unwrap_or(at)
+                } else {
+                    at
+                }
+            });
+            match (heard, start) {
                 (Some(h), Some(l)) => Some(h.max(l)),
                 (h, l) => h.or(l),
             }
@@ -122,6 +141,24 @@ mod tests {
         assert!(!l.alive(3, true, t0 + T + T, T));
         l.not_leading();
         assert!(!l.alive(2, false, t0 + T, T));
+    }
+
+    #[test]
+    fn the_replaced_leader_gets_only_a_short_grace() {
+        let t0 = Instant::now() + T;
+        let mut l = LeaderLeases::default();
+        l.observe_leader(1);
+        l.leading(5, t0);
+        let grace = T / 4;
+        assert!(l.alive(1, false, t0 + grace - Duration::from_millis(1), T));
+        assert!(
+            !l.alive(1, false, t0 + grace, T),
+            "the old leader is fenced early"
+        );
+        assert!(l.alive(2, false, t0 + grace, T), "others keep a full lease");
+        // A heartbeat from the old leader after the takeover gives it a normal lease.
+        l.heard(1, t0 + Duration::from_millis(100));
+        assert!(l.alive(1, false, t0 + T, T));
     }
 
     #[test]

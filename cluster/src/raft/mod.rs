@@ -687,6 +687,7 @@ impl MetaRaft {
         {
             Ok(ControllerReply::HeartbeatAck { fenced }) => {
                 self.inner.node_lease.lock().ack(now, fenced);
+                self.inner.leader_leases.lock().observe_leader(leader);
             }
             Ok(other) => debug!(node = me, leader, reply = ?other, "heartbeat not accepted"),
             Err(e) => debug!(node = me, leader, error = %e, "heartbeat failed"),
