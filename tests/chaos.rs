@@ -432,6 +432,84 @@ fn wipe_follower() {
     run.finish();
 }
 
+/// A fourth node that is not among the seeds joins the running cluster through them, shows up
+/// in every node's Metadata, and can lead a partition created with an explicit replica
+/// assignment (CreateTopics with assignments); an acks=all workload on it checks out.
+#[test]
+fn a_new_node_joins_through_the_seeds() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let mut args = vec![
+        "--cluster-listen".to_string(),
+        SocketAddr::from(([127, 0, 0, 1], harness::free_port())).to_string(),
+    ];
+    for id in 1..=3 {
+        args.push("--seed".to_string());
+        args.push(format!("{id}@{}", cluster.cluster_addr(id)));
+    }
+    let newcomer = Node::start_with(harness::NodeOptions {
+        node_id: 4,
+        extra_args: args,
+        ..harness::NodeOptions::default()
+    });
+    harness::cluster::wait_cluster(&cluster, "every node to list node 4", || {
+        (1..=3).all(|id| {
+            cluster
+                .metadata(id)
+                .is_ok_and(|m| m.brokers.contains(&4) && m.brokers.len() == 4)
+        })
+    });
+    let bootstrap = format!("{},{}", cluster.bootstrap(), newcomer.bootstrap());
+    let topic = unique_name("joined");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let assignment: &[&[i32]] = &[&[4, 1, 2]];
+    let new_topic = NewTopic::new(&topic, 1, TopicReplication::Variable(assignment));
+    let created =
+        futures::executor::block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
+            .expect("CreateTopics answered");
+    assert!(
+        created.iter().all(Result::is_ok),
+        "CreateTopics: {created:?}"
+    );
+    // Node 4 is not one of the harness's nodes, so poll the metadata directly.
+    harness::cluster::wait_cluster(&cluster, "node 4 to lead the new partition", || {
+        (1..=3).all(|id| {
+            cluster.metadata(id).is_ok_and(|m| {
+                m.partition(&topic, 0)
+                    .is_some_and(|p| p.leader == 4 && p.replicas == vec![4, 1, 2])
+            })
+        })
+    });
+
+    let workload = Workload::start(
+        &bootstrap,
+        &topic,
+        WorkloadOptions {
+            partitions: 1,
+            ..WorkloadOptions::default()
+        },
+    );
+    if let Err(e) = workload.wait_for_acks_since(Instant::now(), 500, SETTLE_TIMEOUT) {
+        cluster.fail(&format!(
+            "no acknowledgements on the new node's partition: {e}"
+        ));
+    }
+    let history = workload.stop();
+    let log = chaos::read_back(&bootstrap, &topic, 1, SETTLE_TIMEOUT)
+        .unwrap_or_else(|e| cluster.fail(&e));
+    let report = chaos::check(&history, &log);
+    let mut logs = cluster.log_paths();
+    logs.extend(newcomer.log_paths());
+    chaos::finish("a_new_node_joins_through_the_seeds", &report, &logs);
+}
+
 /// SIGKILL the controller; the others elect a new one; leaderships on the dead node move.
 #[test]
 fn kill_controller() {

@@ -74,10 +74,25 @@ pub(crate) fn try_wait_until(
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, read, released).
+/// A port on 127.0.0.1 that was free a moment ago, chosen **below** the kernel's ephemeral
+/// range (32768 and up by default). A node's port must stay free while the node is down and
+/// others keep dialling it: with a port inside the ephemeral range, a connection attempt to
+/// the dead port can pick that same port as its source and connect to itself (a TCP
+/// self-connect), and the node cannot bind its port again when it restarts.
 pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Spread processes apart so concurrent test binaries rarely probe the same ports.
+    let base = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (base + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN);
 }
 
 /// A name unique within this test run, for topics.
