@@ -442,7 +442,7 @@ fn a_new_node_joins_through_the_seeds() {
     use rdkafka::config::ClientConfig;
 
     let _serial = serial();
-    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let cluster = Cluster::start(3, ClusterOptions::default());
     let mut args = vec![
         "--cluster-listen".to_string(),
         SocketAddr::from(([127, 0, 0, 1], harness::free_port())).to_string(),
