@@ -434,11 +434,8 @@ impl PartitionReplicaState {
                 self.send(id, AppendOp::Probe, leader_end);
             }
             Phase::Streaming if f.next < leader_end => {
-                let seq = {
-                    self.seq += 1;
-                    self.seq
-                };
-                let f = self.followers.get_mut(&id).expect("present");
+                self.seq += 1;
+                let seq = self.seq;
                 f.inflight = Some(Inflight {
                     seq,
                     sent: now,
@@ -478,11 +475,11 @@ impl PartitionReplicaState {
         }
     }
 
-    /// Where a probed follower's log stands against ours.
-    fn reconcile(&self, st: &FollowerLogState) -> AppendOp {
-        let (start, end) = (self.log.log_start_offset(), self.log.log_end_offset());
+    /// Where a probed follower's log stands against ours (`log`, the leader's).
+    fn reconcile(log: &PartitionLog, st: &FollowerLogState) -> AppendOp {
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
         if let Some(fe) = st.latest_epoch {
-            match self.log.last_epoch_end_offset(fe) {
+            match log.last_epoch_end_offset(fe) {
                 None => return AppendOp::Reset { start },
                 Some((e, e_end)) if e != fe || e_end < st.log_end_offset => {
                     return AppendOp::Truncate {
@@ -494,7 +491,7 @@ impl PartitionReplicaState {
             }
         }
         if st.log_end_offset > end {
-            let epoch = self.log.latest_epoch().unwrap_or(0);
+            let epoch = log.latest_epoch().unwrap_or(0);
             return AppendOp::Truncate { to: end, epoch };
         }
         if st.log_end_offset < start {
@@ -533,9 +530,8 @@ impl PartitionReplicaState {
             AppendResult::Ok(st) | AppendResult::Mismatch(st) => {
                 f.phase = Phase::Probing;
                 f.matched = None;
-                match self.reconcile(&st) {
+                match Self::reconcile(&self.log, &st) {
                     AppendOp::Records { base_offset, .. } => {
-                        let f = self.followers.get_mut(&id).expect("present");
                         f.last_ok = Some(now);
                         f.phase = Phase::Streaming;
                         f.next = base_offset;

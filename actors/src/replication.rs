@@ -176,12 +176,10 @@ pub trait ReplicaNetwork: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Encodes a message for the wire.
-pub fn encode(msg: &ReplicationMessage) -> Vec<u8> {
-    match rkyv::to_bytes::<rkyv::rancor::Error>(msg) {
-        Ok(bytes) => bytes.into_vec(),
-        // Serialising plain owned data into a growable buffer cannot fail short of OOM.
-        Err(e) => panic!("rkyv could not encode a replication message: {e}"),
-    }
+pub fn encode(msg: &ReplicationMessage) -> Result<Vec<u8>, String> {
+    rkyv::to_bytes::<rkyv::rancor::Error>(msg)
+        .map(|bytes| bytes.into_vec())
+        .map_err(|e| format!("could not encode a replication message: {e}"))
 }
 
 /// Decodes (and validates) a message from the wire.
@@ -225,7 +223,7 @@ mod tests {
             }),
         ];
         for m in msgs {
-            let bytes = encode(&m);
+            let bytes = encode(&m).unwrap();
             assert_eq!(decode(&bytes).unwrap(), m);
             assert!(decode(&bytes[..bytes.len() / 2]).is_err());
         }

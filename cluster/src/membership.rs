@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::{NodeServer, NodeServerMessage, RactorClusterMessage};
 use rivulet_actors::replication::{
     self, AppendResponse, AppendResult, BoxFuture, IsrChange, NodeId, ReplicaNetwork,
@@ -218,6 +218,17 @@ impl Shared {
         }
     }
 
+    /// Sends a replication message to `node`'s endpoint; false when it could not go out.
+    fn send_replication(&self, node: NodeId, msg: &ReplicationMessage) -> bool {
+        match replication::encode(msg) {
+            Ok(body) => self.deliver(node, frame(TAG_REPLICATION, &body)),
+            Err(e) => {
+                warn!(peer = node, error = %e, "dropping a replication message");
+                false
+            }
+        }
+    }
+
     fn on_replication(&self, bytes: &[u8]) {
         let msg = match replication::decode(bytes) {
             Ok(m) => m,
@@ -242,10 +253,7 @@ impl Shared {
                         seq: req.seq,
                         result: AppendResult::NotReplica,
                     });
-                    self.deliver(
-                        req.leader,
-                        frame(TAG_REPLICATION, &replication::encode(&resp)),
-                    );
+                    self.send_replication(req.leader, &resp);
                 }
             }
         }
@@ -652,8 +660,7 @@ impl ReplicaNetwork for ClusterNetwork {
     }
 
     fn send(&self, to: NodeId, msg: ReplicationMessage) -> bool {
-        let bytes = frame(TAG_REPLICATION, &replication::encode(&msg));
-        self.shared.deliver(to, bytes)
+        self.shared.send_replication(to, &msg)
     }
 
     fn change_isr(&self, change: IsrChange) -> BoxFuture<Result<i32, String>> {
@@ -664,26 +671,13 @@ impl ReplicaNetwork for ClusterNetwork {
     }
 }
 
-/// Local endpoint cell (for tests and diagnostics).
-pub fn local_endpoint(node: NodeId) -> Option<ActorCell> {
-    ractor::pg::get_members(&group_of(node))
-        .into_iter()
-        .find(|c| c.get_id().is_local())
-}
-
 impl crate::raft::RaftTransport for RpcTransport {
     fn call(
         &self,
         target: NodeId,
         request: Vec<u8>,
         timeout: Duration,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<Vec<u8>, crate::raft::TransportError>>
-                + Send
-                + '_,
-        >,
-    > {
+    ) -> crate::raft::TransportFuture<'_> {
         Box::pin(async move {
             RpcTransport::call(self, target, request, timeout)
                 .await
@@ -710,13 +704,7 @@ impl crate::raft::RaftTransport for NoPeers {
         target: NodeId,
         _request: Vec<u8>,
         _timeout: Duration,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<Vec<u8>, crate::raft::TransportError>>
-                + Send
-                + '_,
-        >,
-    > {
+    ) -> crate::raft::TransportFuture<'_> {
         Box::pin(async move {
             Err(crate::raft::TransportError::Unreachable {
                 node: target,

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-pub use network::{RaftTransport, TransportError};
+pub use network::{RaftTransport, TransportError, TransportFuture};
 pub use state::{
     place_replicas, MetaCommand, MetaErrorCode, MetaResponse, MetadataImage, NodeId, NodeRecord,
     PartitionRecord, PlacementError, TopicRecord,

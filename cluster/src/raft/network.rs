@@ -54,13 +54,12 @@ pub enum TransportError {
 /// must give up after `timeout`.
 pub trait RaftTransport: Send + Sync + 'static {
     /// One request/response exchange with `target`.
-    fn call(
-        &self,
-        target: NodeId,
-        request: Vec<u8>,
-        timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, TransportError>> + Send + '_>>;
+    fn call(&self, target: NodeId, request: Vec<u8>, timeout: Duration) -> TransportFuture<'_>;
 }
+
+/// What [`RaftTransport::call`] returns.
+pub type TransportFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<u8>, TransportError>> + Send + 'a>>;
 
 /// The request envelope.
 #[derive(Debug, Serialize, Deserialize)]
