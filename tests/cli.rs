@@ -279,3 +279,28 @@ fn cluster_status_without_a_node_says_what_to_do() {
         "expected an actionable error:\n{out}"
     );
 }
+
+#[test]
+fn group_commands_fail_fast_without_a_broker() {
+    // Nobody listens on this port: each group command must fail with a message, not hang.
+    let nowhere = format!("127.0.0.1:{}", harness::free_port());
+    for args in [
+        &["group", "list"][..],
+        &["group", "describe", "g"][..],
+        &["group", "reset-offsets", "g", "--topic", "t", "--to-latest"][..],
+    ] {
+        let out = rivulet(&nowhere, args, None);
+        assert!(
+            out.status.is_some(),
+            "`{args:?}` hung without a broker:\n{out}"
+        );
+        assert!(
+            !out.success(),
+            "`{args:?}` without a broker must fail:\n{out}"
+        );
+        assert!(
+            out.stderr.contains("error:") && out.stderr.contains("rivulet serve"),
+            "expected an actionable error from {args:?}:\n{out}"
+        );
+    }
+}

@@ -20,6 +20,7 @@
 //! exist: the controller (`rivulet-cluster`) tells the manager.
 
 pub mod error;
+pub mod group;
 pub mod manager;
 pub mod node;
 pub mod registry;

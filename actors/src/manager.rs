@@ -137,6 +137,7 @@ async fn start_replica(
         leader: spec.role.leader,
         leader_epoch: spec.role.leader_epoch,
         isr: spec.role.isr.clone(),
+        replicas: spec.role.replicas.clone(),
     });
     let args = PartitionReplicaArgs {
         tp: spec.tp.clone(),

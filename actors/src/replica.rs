@@ -105,6 +105,8 @@ pub struct ReplicaStatus {
     pub leader_epoch: i32,
     /// The committed in-sync replica set.
     pub isr: Vec<NodeId>,
+    /// Every replica of the partition.
+    pub replicas: Vec<NodeId>,
 }
 
 /// Messages of [`PartitionReplica`].
@@ -299,6 +301,7 @@ impl PartitionReplicaState {
             leader: self.role.leader,
             leader_epoch: self.role.leader_epoch,
             isr: self.role.isr.clone(),
+            replicas: self.role.replicas.clone(),
         };
         self.status.send_if_modified(|s| {
             if *s == status {

@@ -15,15 +15,20 @@
 //!
 //! [storage]
 //! cache_bytes = 268435456
+//!
+//! [groups]             # consumer group coordinators
+//! offsets_partitions = 16
 //! ```
 //! Nested keys come from the environment with `__`: `RIVULET_LOG__RETENTION_MS=3600000`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use rivulet_actors::group::GroupConfig;
 use rivulet_cluster::TopicDefaults;
 use serde::{Deserialize, Serialize};
 
@@ -191,6 +196,141 @@ impl Default for StorageSettings {
     }
 }
 
+/// Server assignors the group coordinator implements (KIP-848 `group.remote.assignor`).
+pub const SERVER_ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// The `[groups]` table: consumer group coordinators (Kafka's `group.*` and `offsets.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSettings {
+    /// Partitions of `__consumer_offsets` (fixed once the topic exists).
+    pub offsets_partitions: i32,
+    /// Replication factor of `__consumer_offsets` (capped by the live nodes at creation).
+    pub offsets_replication_factor: i16,
+    /// A new classic group waits this long for more members before its first rebalance.
+    pub initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a classic member may ask for.
+    pub min_session_timeout_ms: u64,
+    /// Largest session timeout a classic member may ask for.
+    pub max_session_timeout_ms: u64,
+    /// Most members in one group; unset: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<usize>,
+    /// Committed offsets of a group that has been empty this long are deleted.
+    pub offsets_retention_ms: u64,
+    /// Consumer protocol (KIP-848): session timeout of members.
+    pub consumer_session_timeout_ms: u64,
+    /// Consumer protocol: heartbeat interval given to members.
+    pub consumer_heartbeat_interval_ms: u64,
+    /// Consumer protocol: server assignors offered; the first is the default.
+    pub consumer_assignors: Vec<String>,
+    /// Longest a write to `__consumer_offsets` may take before the request fails.
+    pub write_timeout_ms: u64,
+    /// Largest metadata string of a committed offset (Kafka's `offset.metadata.max.bytes`).
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        let d = GroupConfig::default();
+        let ms = |x: Duration| u64::try_from(x.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            offsets_partitions: d.offsets_partitions,
+            offsets_replication_factor: d.offsets_replication_factor,
+            initial_rebalance_delay_ms: ms(d.initial_rebalance_delay),
+            min_session_timeout_ms: ms(d.min_session_timeout),
+            max_session_timeout_ms: ms(d.max_session_timeout),
+            max_size: d.max_size,
+            offsets_retention_ms: ms(d.offsets_retention),
+            consumer_session_timeout_ms: ms(d.consumer_session_timeout),
+            consumer_heartbeat_interval_ms: ms(d.consumer_heartbeat_interval),
+            consumer_assignors: d.consumer_assignors,
+            write_timeout_ms: ms(d.write_timeout),
+            offset_metadata_max_bytes: d.offset_metadata_max_bytes,
+        }
+    }
+}
+
+impl GroupSettings {
+    /// Checks the table; each message names the key and what to do.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=10_000).contains(&self.offsets_partitions) {
+            bail!(
+                "groups.offsets_partitions must be between 1 and 10000 (got {})",
+                self.offsets_partitions
+            );
+        }
+        if self.offsets_replication_factor < 1 {
+            bail!(
+                "groups.offsets_replication_factor must be >= 1 (got {})",
+                self.offsets_replication_factor
+            );
+        }
+        if self.min_session_timeout_ms == 0 {
+            bail!("groups.min_session_timeout_ms must be > 0");
+        }
+        if self.min_session_timeout_ms > self.max_session_timeout_ms {
+            bail!(
+                "groups.min_session_timeout_ms ({}) must not exceed groups.max_session_timeout_ms ({})",
+                self.min_session_timeout_ms,
+                self.max_session_timeout_ms
+            );
+        }
+        if self.max_size == Some(0) {
+            bail!("groups.max_size must be >= 1 (leave it out for no limit)");
+        }
+        if self.offsets_retention_ms == 0 {
+            bail!("groups.offsets_retention_ms must be > 0");
+        }
+        if self.consumer_heartbeat_interval_ms == 0 {
+            bail!("groups.consumer_heartbeat_interval_ms must be > 0");
+        }
+        if self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms {
+            bail!(
+                "groups.consumer_heartbeat_interval_ms ({}) must be below groups.consumer_session_timeout_ms ({})",
+                self.consumer_heartbeat_interval_ms,
+                self.consumer_session_timeout_ms
+            );
+        }
+        if self.consumer_assignors.is_empty() {
+            bail!(
+                "groups.consumer_assignors must name at least one assignor among {}",
+                SERVER_ASSIGNORS.join(", ")
+            );
+        }
+        for a in &self.consumer_assignors {
+            if !SERVER_ASSIGNORS.contains(&a.as_str()) {
+                bail!(
+                    "groups.consumer_assignors: unknown assignor {a:?}; available: {}",
+                    SERVER_ASSIGNORS.join(", ")
+                );
+            }
+        }
+        if self.write_timeout_ms == 0 {
+            bail!("groups.write_timeout_ms must be > 0");
+        }
+        Ok(())
+    }
+
+    /// The coordinator's settings.
+    pub fn to_group_config(&self) -> GroupConfig {
+        GroupConfig {
+            offsets_partitions: self.offsets_partitions,
+            offsets_replication_factor: self.offsets_replication_factor,
+            initial_rebalance_delay: Duration::from_millis(self.initial_rebalance_delay_ms),
+            min_session_timeout: Duration::from_millis(self.min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(self.max_session_timeout_ms),
+            max_size: self.max_size,
+            offsets_retention: Duration::from_millis(self.offsets_retention_ms),
+            consumer_session_timeout: Duration::from_millis(self.consumer_session_timeout_ms),
+            consumer_heartbeat_interval: Duration::from_millis(self.consumer_heartbeat_interval_ms),
+            consumer_assignors: self.consumer_assignors.clone(),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+        }
+    }
+}
+
 /// The whole node configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -225,6 +365,8 @@ pub struct Config {
     pub storage: StorageSettings,
     /// Cluster membership.
     pub cluster: ClusterSettings,
+    /// Consumer group coordinators.
+    pub groups: GroupSettings,
 }
 
 impl Default for Config {
@@ -245,6 +387,7 @@ impl Default for Config {
             log: TopicDefaults::default(),
             storage: StorageSettings::default(),
             cluster: ClusterSettings::default(),
+            groups: GroupSettings::default(),
         }
     }
 }
@@ -319,6 +462,7 @@ impl Config {
         self.log
             .validate(&Default::default())
             .map_err(|e| anyhow::anyhow!("invalid [log] defaults: {e}"))?;
+        self.groups.validate()?;
         Ok(())
     }
 
@@ -448,6 +592,84 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load_from(&bad, env_none()).is_err());
+    }
+
+    #[test]
+    fn groups_table_defaults_file_and_env() {
+        let cfg = Config::load_from(&ServeArgs::default(), env_none()).expect("defaults");
+        let g = cfg.groups.to_group_config();
+        assert_eq!(g.offsets_partitions, 16);
+        assert_eq!(g.offsets_replication_factor, 3);
+        assert_eq!(g.initial_rebalance_delay, Duration::from_secs(3));
+        assert_eq!(g.min_session_timeout, Duration::from_secs(6));
+        assert_eq!(g.max_session_timeout, Duration::from_secs(1800));
+        assert_eq!(g.max_size, None);
+        assert_eq!(g.offsets_retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(g.consumer_session_timeout, Duration::from_secs(45));
+        assert_eq!(g.consumer_heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(g.consumer_assignors, vec!["uniform", "range"]);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("r.toml");
+        std::fs::write(
+            &file,
+            "[groups]\noffsets_partitions = 4\nmax_size = 10\nconsumer_assignors = [\"range\"]\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let cfg = Config::load_from(&args, env_none()).expect("load");
+        assert_eq!(cfg.groups.offsets_partitions, 4);
+        assert_eq!(cfg.groups.max_size, Some(10));
+        assert_eq!(cfg.groups.consumer_assignors, vec!["range"]);
+
+        // Environment: RIVULET_GROUPS__* (with a private prefix so tests do not race).
+        std::env::set_var(
+            "RIVULET_TEST_GROUPS_A_GROUPS__MIN_SESSION_TIMEOUT_MS",
+            "1000",
+        );
+        std::env::set_var(
+            "RIVULET_TEST_GROUPS_A_GROUPS__OFFSETS_REPLICATION_FACTOR",
+            "1",
+        );
+        let cfg = Config::load_from(
+            &ServeArgs::default(),
+            Env::prefixed("RIVULET_TEST_GROUPS_A_").split("__"),
+        )
+        .expect("env");
+        assert_eq!(cfg.groups.min_session_timeout_ms, 1000);
+        assert_eq!(cfg.groups.offsets_replication_factor, 1);
+    }
+
+    #[test]
+    fn groups_table_is_validated() {
+        let bad = [
+            "offsets_partitions = 0",
+            "offsets_replication_factor = 0",
+            "min_session_timeout_ms = 10000\nmax_session_timeout_ms = 9000",
+            "max_size = 0",
+            "consumer_heartbeat_interval_ms = 50000",
+            "consumer_assignors = []",
+            "consumer_assignors = [\"sticky\"]",
+            "no_such_key = 1",
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (i, body) in bad.iter().enumerate() {
+            let file = dir.path().join(format!("g{i}.toml"));
+            std::fs::write(&file, format!("[groups]\n{body}\n")).expect("write");
+            let args = ServeArgs {
+                config: Some(file),
+                ..Default::default()
+            };
+            let err = Config::load_from(&args, env_none()).expect_err(body);
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains("groups") || msg.contains("no_such_key"),
+                "{body}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -13,12 +13,14 @@
 //! - [`config`]: figment layering (defaults, `rivulet.toml`, `RIVULET_*`, flags).
 //! - [`serve`]: starts a node (storage, actor tree, listener) and shuts it down on a signal.
 //! - [`server`]: the Kafka protocol listener and request handlers.
+//! - [`consumer_protocol`]: the consumer protocol's assignment bytes (DescribeGroups, the CLI).
 //! - [`cli`]: the user-facing command line (`topic`, `produce`, `consume`, `bench`), which talks
 //!   to a broker through librdkafka exactly as any other client would.
 
 pub mod alloc;
 pub mod cli;
 pub mod config;
+pub mod consumer_protocol;
 pub mod serve;
 pub mod server;
 

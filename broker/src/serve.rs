@@ -1,8 +1,9 @@
 //! `rivulet serve`: start a node, serve until SIGTERM/Ctrl-C, then shut down cleanly.
 //!
 //! Start-up order: configuration ─▶ storage (recovery) ─▶ actor tree ─▶ controller (starts a
-//! replica per partition) ─▶ Kafka listener. Shutdown runs it backwards: stop accepting,
-//! close connections, stop the actors (each replica syncs its log), sync the store.
+//! replica per partition) ─▶ group coordinators ─▶ Kafka listener. Shutdown runs it backwards:
+//! stop accepting, close connections, stop the group coordinators, stop the actors (each
+//! replica syncs its log), sync the store.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ractor::Actor;
+use rivulet_actors::group::Groups;
 use rivulet_actors::manager::ReplicaSettings;
 use rivulet_actors::{
     NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, ReplicaManagerArgs, ReplicaRegistry,
@@ -24,6 +26,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{error, info};
 
 use crate::config::{Config, ServeArgs};
+use crate::server::handlers::groups::ControllerCatalog;
 use crate::server::{self, BrokerState};
 
 /// Entry point of `rivulet serve`.
@@ -244,11 +247,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         },
         raft.clone(),
         manager,
-        registry,
+        registry.clone(),
         membership.clone(),
     )
     .await
     .context("could not start the controller")?;
+
+    let groups = Groups::start(
+        cfg.groups.to_group_config(),
+        registry,
+        Arc::new(ControllerCatalog(controller.clone())),
+    )
+    .await
+    .context("could not start the group coordinators")?;
 
     let inflight_kib = u32::try_from(cfg.produce_inflight_bytes_max / 1024)
         .unwrap_or(u32::MAX)
@@ -262,6 +273,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         produce_inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
         produce_inflight_kib_max: inflight_kib,
         fetch_wait_max: Duration::from_millis(cfg.fetch_wait_max_ms),
+        groups: groups.clone(),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listener_task = tokio::spawn(server::serve(
@@ -285,6 +297,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let _ = shutdown_tx.send(true);
     let _ = listener_task.await;
+    // Coordinators first: their last writes go to replicas that are still running.
+    groups.shutdown().await;
     if !failed {
         supervisor.stop(Some("shutdown".into()));
         let _ = supervisor_handle.await;

@@ -448,6 +448,79 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<()> {
     Ok(())
 }
 
+/// One record of an uncompressed batch, as [`decode_records`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    /// Absolute offset (base offset + offset delta).
+    pub offset: i64,
+    /// Timestamp (ms).
+    pub timestamp: i64,
+    /// Key, `None` when null.
+    pub key: Option<Vec<u8>>,
+    /// Value, `None` when null (a tombstone).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Decodes the records of one or more concatenated uncompressed v2 batches (headers skipped).
+/// Control batches are skipped; a compressed batch is an error. For internal topics whose
+/// batches the broker writes itself (`__consumer_offsets`).
+pub fn decode_records(mut buf: &[u8]) -> Result<Vec<DecodedRecord>> {
+    let mut out = Vec::new();
+    while buf.len() >= HEADER_LEN {
+        let h = BatchHeader::parse(buf)?;
+        let total = h.total_len();
+        if total > buf.len() {
+            return Err(corrupt(format!(
+                "batch at offset {} of {total} bytes is cut off at {} bytes",
+                h.base_offset,
+                buf.len()
+            )));
+        }
+        let batch = &buf[..total];
+        buf = &buf[total..];
+        if h.is_control() {
+            continue;
+        }
+        if h.compression() != 0 {
+            return Err(corrupt(format!(
+                "batch at offset {} is compressed; only uncompressed batches decode here",
+                h.base_offset
+            )));
+        }
+        let mut at = HEADER_LEN;
+        for _ in 0..h.records_count {
+            let rec = (|| -> std::result::Result<DecodedRecord, String> {
+                let len = read_varint(batch, &mut at)?;
+                let end = at
+                    .checked_add(usize::try_from(len).map_err(|_| "negative record length")?)
+                    .filter(|e| *e <= total)
+                    .ok_or("record runs past its batch")?;
+                at += 1; // attributes
+                let ts_delta = read_varint(batch, &mut at)?;
+                let offset_delta = read_varint(batch, &mut at)?;
+                let mut field = |what: &str| -> std::result::Result<Option<Vec<u8>>, String> {
+                    let l = read_varint(batch, &mut at)?;
+                    let start = at;
+                    skip_bytes(l, &mut at, end, what)?;
+                    Ok((l >= 0).then(|| batch[start..at].to_vec()))
+                };
+                let key = field("key")?;
+                let value = field("value")?;
+                at = end; // headers are not needed here
+                Ok(DecodedRecord {
+                    offset: h.base_offset + offset_delta,
+                    timestamp: h.base_timestamp + ts_delta,
+                    key,
+                    value,
+                })
+            })()
+            .map_err(|e| corrupt(format!("batch at offset {}: {e}", h.base_offset)))?;
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
 /// Builds uncompressed v2 batches of simple records (key, value, no headers): for tests,
 /// benchmarks and tools. Producers normally build batches themselves.
 #[derive(Debug, Clone)]
@@ -674,6 +747,25 @@ mod tests {
                 (700, 2, Some(b"k3".to_vec()), None),
             ]
         );
+    }
+
+    #[test]
+    fn decode_records_reads_what_the_builder_wrote() {
+        let mut two = BatchBuilder::new(1_000)
+            .offsets(10, 3)
+            .record(1_000, Some(b"k"), None)
+            .record(1_005, None, Some(b"v"))
+            .build();
+        two.extend_from_slice(&sample(3));
+        let recs = decode_records(&two).unwrap();
+        assert_eq!(recs.len(), 5);
+        assert_eq!(recs[0].offset, 10);
+        assert_eq!(recs[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(recs[0].value, None);
+        assert_eq!(recs[1].offset, 11);
+        assert_eq!(recs[1].timestamp, 1_005);
+        assert_eq!(recs[4].value.as_deref(), Some(&b"value-2"[..]));
+        assert!(decode_records(&two[..two.len() - 3]).is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`bench`]: `rivulet bench produce|consume`, the load generator
 //! - [`cluster`]: `rivulet cluster status` (nodes, controller, under-replicated and offline
 //!   partitions; speaks the Kafka protocol directly rather than through librdkafka)
+//! - [`group`]: `rivulet group list|describe|delete|reset-offsets` (consumer groups: members,
+//!   committed offsets, lag)
 //!
 //! Client subcommands take `--bootstrap HOST:PORT` (default `127.0.0.1:9092`, or
 //! `RIVULET_BOOTSTRAP`), log to stderr through `tracing` (`RUST_LOG`, default `warn`), print
@@ -20,6 +22,7 @@ pub mod bench;
 pub mod cluster;
 pub mod common;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod topic;
 
@@ -45,6 +48,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Cluster health: live nodes, controller, under-replicated and offline partitions.
     Cluster(cluster::ClusterArgs),
+    /// List, describe (members, committed offsets, lag), delete consumer groups and reset
+    /// their offsets.
+    Group(group::GroupArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -77,6 +83,7 @@ fn run_client(command: Command) -> ExitCode {
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
+            Command::Group(args) => group::run(args).await,
         }
     });
     // Dropping the runtime would wait for the Ctrl-C watcher task; do not.
@@ -193,6 +200,74 @@ mod tests {
         assert_eq!(args.client.bootstrap, "h:4");
         let cluster::ClusterCommand::Status { json } = args.command;
         assert!(!json);
+    }
+
+    #[test]
+    fn group_flags() {
+        let cli = parse(&["rivulet", "group", "--bootstrap", "h:5", "list"]);
+        let Command::Group(args) = cli.command else {
+            panic!("not group")
+        };
+        assert_eq!(args.client.bootstrap, "h:5");
+        assert!(matches!(args.command, group::GroupCommand::List));
+        let cli = parse(&[
+            "rivulet",
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--shift-by",
+            "-5",
+            "--partition",
+            "2",
+        ]);
+        let Command::Group(args) = cli.command else {
+            panic!("not group")
+        };
+        let group::GroupCommand::ResetOffsets(r) = args.command else {
+            panic!("not reset-offsets")
+        };
+        assert_eq!((r.group.as_str(), r.topic.as_str()), ("g", "t"));
+        assert_eq!(r.shift_by, Some(-5));
+        assert_eq!(r.partition, Some(2));
+        assert!(!r.execute);
+        // Exactly one target is required.
+        for bad in [
+            &["rivulet", "group", "reset-offsets", "g", "--topic", "t"][..],
+            &[
+                "rivulet",
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "t",
+                "--to-earliest",
+                "--to-latest",
+            ][..],
+            &["rivulet", "group", "reset-offsets", "g", "--to-latest"][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let cli = parse(&[
+            "rivulet",
+            "group",
+            "reset-offsets",
+            "g",
+            "-t",
+            "t",
+            "--to-offset",
+            "42",
+            "--execute",
+        ]);
+        let Command::Group(args) = cli.command else {
+            panic!("not group")
+        };
+        let group::GroupCommand::ResetOffsets(r) = args.command else {
+            panic!("not reset-offsets")
+        };
+        assert_eq!(r.to_offset, Some(42));
+        assert!(r.execute);
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub async fn run(
             f = read_frame(&mut rd, state.request_bytes_max) => f,
         };
         let result = match frame {
-            Ok(Some(frame)) => handle_frame(frame, &state).await,
+            Ok(Some(frame)) => handle_frame(frame, &state, peer).await,
             Ok(None) => break,
             Err(e) => Err(e),
         };
@@ -122,10 +122,12 @@ async fn write_response<W: AsyncWriteExt + Unpin>(
     wr.flush().await
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)`: no response is due (acks=0).
+/// Decodes, handles and encodes one request from `peer`. `Ok(None)`: no response is due
+/// (acks=0).
 pub async fn handle_frame(
     mut frame: Bytes,
     state: &BrokerState,
+    peer: SocketAddr,
 ) -> Result<Option<BytesMut>, ConnectionError> {
     let mut peek = &frame[..8];
     let key_raw = peek.get_i16();
@@ -159,7 +161,7 @@ pub async fn handle_frame(
         .map_err(|e| ConnectionError::Malformed(format!("header of {key:?} v{version}: {e}")))?;
     let request = RequestKind::decode(key, &mut frame, version)
         .map_err(|e| ConnectionError::Malformed(format!("{key:?} v{version}: {e}")))?;
-    match handlers::handle(state, &header, request).await {
+    match handlers::handle(state, &header, request, peer).await {
         Some(reply) => {
             let header_version = key.response_header_version(version);
             encode(correlation_id, header_version, version, &reply).map(Some)

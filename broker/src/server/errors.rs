@@ -1,6 +1,7 @@
 //! The one place where Rivulet errors become Kafka error codes.
 
 use kafka_protocol::error::ResponseError as E;
+use rivulet_actors::group::GroupError;
 use rivulet_actors::AppendError;
 use rivulet_cluster::ControllerError;
 use rivulet_storage::StorageError;
@@ -51,6 +52,45 @@ pub fn append(e: &AppendError) -> i16 {
     }
 }
 
+/// Error code and message for a group coordinator failure. Every [`GroupError`] has its Kafka
+/// code here, and nowhere else.
+pub fn group(e: &GroupError) -> (i16, String) {
+    let code = match e {
+        GroupError::NotCoordinator => E::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => E::CoordinatorLoadInProgress,
+        GroupError::CoordinatorNotAvailable(_) => E::CoordinatorNotAvailable,
+        GroupError::UnknownMemberId => E::UnknownMemberId,
+        GroupError::IllegalGeneration => E::IllegalGeneration,
+        GroupError::RebalanceInProgress => E::RebalanceInProgress,
+        GroupError::MemberIdRequired(_) => E::MemberIdRequired,
+        GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout { .. } => E::InvalidSessionTimeout,
+        GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached,
+        GroupError::FencedInstanceId => E::FencedInstanceId,
+        GroupError::GroupIdNotFound => E::GroupIdNotFound,
+        GroupError::NonEmptyGroup => E::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
+        GroupError::InvalidGroupId => E::InvalidGroupId,
+        GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
+        GroupError::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
+        GroupError::FencedMemberEpoch => E::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => E::StaleMemberEpoch,
+        GroupError::UnreleasedInstanceId => E::UnreleasedInstanceId,
+        GroupError::UnsupportedAssignor(_) => E::UnsupportedAssignor,
+        // Kafka has no dedicated code: a classic join to a consumer-protocol group (and the
+        // reverse) gets INCONSISTENT_GROUP_PROTOCOL. ConsumerGroupHeartbeat and
+        // ConsumerGroupDescribe answer GROUP_ID_NOT_FOUND instead, as Kafka does (their
+        // handlers override this).
+        GroupError::GroupIdTypeMismatch => E::InconsistentGroupProtocol,
+        GroupError::InvalidRequest(_) => E::InvalidRequest,
+        // Kafka's coordinator turns a write to the offsets topic that timed out into
+        // COORDINATOR_NOT_AVAILABLE: clients look the coordinator up again and retry, which they
+        // do not all do for REQUEST_TIMED_OUT.
+        GroupError::RequestTimedOut(_) => E::CoordinatorNotAvailable,
+    };
+    (code.code(), e.to_string())
+}
+
 /// Shorthands for codes used directly by handlers.
 pub mod code {
     use super::E;
@@ -99,4 +139,93 @@ pub mod code {
     pub const OFFSET_OUT_OF_RANGE: i16 = E::OffsetOutOfRange.code();
     /// INVALID_PRODUCER_EPOCH.
     pub const INVALID_PRODUCER_EPOCH: i16 = E::InvalidProducerEpoch.code();
+    /// OFFSET_METADATA_TOO_LARGE (12).
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = E::OffsetMetadataTooLarge.code();
+    /// COORDINATOR_LOAD_IN_PROGRESS (14).
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = E::CoordinatorLoadInProgress.code();
+    /// COORDINATOR_NOT_AVAILABLE (15).
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
+    /// NOT_COORDINATOR (16).
+    pub const NOT_COORDINATOR: i16 = E::NotCoordinator.code();
+    /// ILLEGAL_GENERATION (22).
+    pub const ILLEGAL_GENERATION: i16 = E::IllegalGeneration.code();
+    /// INCONSISTENT_GROUP_PROTOCOL (23).
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = E::InconsistentGroupProtocol.code();
+    /// INVALID_GROUP_ID (24).
+    pub const INVALID_GROUP_ID: i16 = E::InvalidGroupId.code();
+    /// UNKNOWN_MEMBER_ID (25).
+    pub const UNKNOWN_MEMBER_ID: i16 = E::UnknownMemberId.code();
+    /// INVALID_SESSION_TIMEOUT (26).
+    pub const INVALID_SESSION_TIMEOUT: i16 = E::InvalidSessionTimeout.code();
+    /// REBALANCE_IN_PROGRESS (27).
+    pub const REBALANCE_IN_PROGRESS: i16 = E::RebalanceInProgress.code();
+    /// TOPIC_AUTHORIZATION_FAILED (29).
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = E::TopicAuthorizationFailed.code();
+    /// NON_EMPTY_GROUP (68).
+    pub const NON_EMPTY_GROUP: i16 = E::NonEmptyGroup.code();
+    /// GROUP_ID_NOT_FOUND (69).
+    pub const GROUP_ID_NOT_FOUND: i16 = E::GroupIdNotFound.code();
+    /// MEMBER_ID_REQUIRED (79).
+    pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
+    /// GROUP_MAX_SIZE_REACHED (81).
+    pub const GROUP_MAX_SIZE_REACHED: i16 = E::GroupMaxSizeReached.code();
+    /// FENCED_INSTANCE_ID (82).
+    pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
+    /// GROUP_SUBSCRIBED_TO_TOPIC (86).
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
+    /// FENCED_MEMBER_EPOCH (110).
+    pub const FENCED_MEMBER_EPOCH: i16 = E::FencedMemberEpoch.code();
+    /// UNRELEASED_INSTANCE_ID (111).
+    pub const UNRELEASED_INSTANCE_ID: i16 = E::UnreleasedInstanceId.code();
+    /// UNSUPPORTED_ASSIGNOR (112).
+    pub const UNSUPPORTED_ASSIGNOR: i16 = E::UnsupportedAssignor.code();
+    /// STALE_MEMBER_EPOCH (113).
+    pub const STALE_MEMBER_EPOCH: i16 = E::StaleMemberEpoch.code();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_error_codes_are_kafkas() {
+        let cases: &[(GroupError, i16)] = &[
+            (GroupError::OffsetMetadataTooLarge, 12),
+            (GroupError::CoordinatorLoadInProgress, 14),
+            (GroupError::CoordinatorNotAvailable("x".into()), 15),
+            (GroupError::NotCoordinator, 16),
+            (GroupError::IllegalGeneration, 22),
+            (GroupError::InconsistentGroupProtocol, 23),
+            (GroupError::GroupIdTypeMismatch, 23),
+            (GroupError::InvalidGroupId, 24),
+            (GroupError::UnknownMemberId, 25),
+            (
+                GroupError::InvalidSessionTimeout {
+                    min_ms: 1,
+                    max_ms: 2,
+                },
+                26,
+            ),
+            (GroupError::RebalanceInProgress, 27),
+            (GroupError::UnknownTopicOrPartition, 3),
+            (GroupError::InvalidRequest("x".into()), 42),
+            (GroupError::NonEmptyGroup, 68),
+            (GroupError::GroupIdNotFound, 69),
+            (GroupError::MemberIdRequired("m".into()), 79),
+            (GroupError::GroupMaxSizeReached, 81),
+            (GroupError::FencedInstanceId, 82),
+            (GroupError::GroupSubscribedToTopic, 86),
+            (GroupError::FencedMemberEpoch, 110),
+            (GroupError::UnreleasedInstanceId, 111),
+            (GroupError::UnsupportedAssignor("x".into()), 112),
+            (GroupError::StaleMemberEpoch, 113),
+            (GroupError::RequestTimedOut("x".into()), 15),
+        ];
+        for (e, want) in cases {
+            assert_eq!(group(e).0, *want, "{e:?}");
+        }
+        assert_eq!(code::NOT_COORDINATOR, 16);
+        assert_eq!(code::MEMBER_ID_REQUIRED, 79);
+        assert_eq!(code::STALE_MEMBER_EPOCH, 113);
+    }
 }

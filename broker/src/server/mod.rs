@@ -18,6 +18,7 @@ pub mod versions;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivulet_actors::group::Groups;
 use rivulet_cluster::Controller;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -42,6 +43,8 @@ pub struct BrokerState {
     pub produce_inflight_kib_max: u32,
     /// Upper bound on a fetch's wait.
     pub fetch_wait_max: Duration,
+    /// This node's group coordinators (consumer groups and committed offsets).
+    pub groups: Groups,
 }
 
 impl BrokerState {

@@ -20,6 +20,22 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::InitProducerId => (0, 5),
         ApiKey::OffsetForLeaderEpoch => (2, 4),
         ApiKey::DescribeCluster => (0, 1),
+        // Consumer groups (handlers::groups).
+        ApiKey::FindCoordinator => (0, 6),
+        ApiKey::JoinGroup => (0, 9),
+        ApiKey::SyncGroup => (0, 5),
+        ApiKey::Heartbeat => (0, 4),
+        ApiKey::LeaveGroup => (0, 5),
+        // v10 names topics by id only.
+        ApiKey::OffsetCommit => (2, 9),
+        ApiKey::OffsetFetch => (1, 9),
+        ApiKey::ListGroups => (0, 5),
+        // v6 (per-group error messages) is not served: unknown groups are described as `Dead`.
+        ApiKey::DescribeGroups => (0, 5),
+        ApiKey::DeleteGroups => (0, 2),
+        ApiKey::OffsetDelete => (0, 0),
+        ApiKey::ConsumerGroupHeartbeat => (0, 1),
+        ApiKey::ConsumerGroupDescribe => (0, 1),
         _ => return None,
     };
     let crate_range = key.valid_versions();
@@ -48,7 +64,13 @@ mod tests {
         ] {
             assert!(supported(k).is_some(), "{k:?}");
         }
-        assert!(supported(ApiKey::JoinGroup).is_none());
-        assert!(all().len() >= 13);
+        assert_eq!(supported(ApiKey::JoinGroup), Some((0, 9)));
+        assert_eq!(supported(ApiKey::OffsetCommit), Some((2, 9)));
+        assert_eq!(supported(ApiKey::OffsetFetch), Some((1, 9)));
+        assert_eq!(supported(ApiKey::FindCoordinator), Some((0, 6)));
+        assert_eq!(supported(ApiKey::ConsumerGroupHeartbeat), Some((0, 1)));
+        assert!(supported(ApiKey::TxnOffsetCommit).is_none());
+        assert!(supported(ApiKey::ShareGroupHeartbeat).is_none());
+        assert!(all().len() >= 26);
     }
 }

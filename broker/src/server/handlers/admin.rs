@@ -30,6 +30,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DescribeConfigsRequest, InitProducerIdRequest, MetadataRequest,
     ProducerId, ResponseKind, TopicName,
 };
+use rivulet_actors::group::OFFSETS_TOPIC;
 use rivulet_cluster::{ConfigSource, NewTopic};
 use rivulet_storage::TopicMeta;
 use uuid::Uuid;
@@ -111,9 +112,24 @@ fn metadata_topic(state: &BrokerState, topic: &TopicMeta, version: i16) -> Metad
     if version >= 10 {
         t.topic_id = topic.id;
     }
+    if version >= 1 {
+        t.is_internal = is_internal(&topic.name);
+    }
     t.partitions = partitions_of(state, topic, version);
     t.topic_authorized_operations = i32::MIN;
     t
+}
+
+/// Topics the node manages itself: clients may read them but not write, delete or create them.
+pub(crate) fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
+/// Why clients may not change an internal topic.
+fn internal_topic_refusal(name: &str, what: &str) -> String {
+    format!(
+        "{name} is an internal topic holding consumer group state and committed offsets; it cannot be {what}"
+    )
 }
 
 fn metadata_error(
@@ -133,7 +149,7 @@ fn metadata_error(
 
 /// Live brokers; this node is always listed (a node serving the request is alive, and before
 /// it registered with the controller clients still need its address).
-fn live_brokers(state: &BrokerState) -> Vec<rivulet_cluster::BrokerInfo> {
+pub(crate) fn live_brokers(state: &BrokerState) -> Vec<rivulet_cluster::BrokerInfo> {
     let mut brokers = state.controller.brokers();
     if !brokers.iter().any(|b| b.node_id == state.node_id()) {
         brokers.push(rivulet_cluster::BrokerInfo {
@@ -189,6 +205,8 @@ pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -
             for t in list {
                 let name = t.name.as_ref().map(|n| n.0.as_str().to_string());
                 let found = match &name {
+                    // Created by FindCoordinator with its own settings, never with defaults.
+                    Some(n) if is_internal(n) => Ok(state.controller.topic(n)),
                     Some(n) if allow_create => state.controller.auto_create(n).await,
                     Some(n) => Ok(state.controller.topic(n)),
                     None => Ok(state.controller.topic_by_id(t.topic_id)),
@@ -232,6 +250,15 @@ pub async fn create_topics(state: &BrokerState, req: CreateTopicsRequest, versio
         let name = t.name.0.as_str().to_string();
         let mut res = CreatableTopicResult::default();
         res.name = t.name.clone();
+        if is_internal(&name) {
+            res.error_code = code::INVALID_REQUEST;
+            res.error_message = Some(s(internal_topic_refusal(
+                &name,
+                "created by clients (the node creates it when the first consumer group appears)",
+            )));
+            r.topics.push(res);
+            continue;
+        }
         let mut new = NewTopic {
             name: name.clone(),
             partitions: (t.num_partitions > 0).then_some(t.num_partitions),
@@ -355,6 +382,15 @@ pub async fn delete_topics(state: &BrokerState, req: DeleteTopicsRequest, versio
                     code::UNKNOWN_TOPIC_ID
                 };
             }
+            Some(meta) if is_internal(&meta.name) => {
+                if version >= 6 {
+                    res.topic_id = meta.id;
+                }
+                res.error_code = code::INVALID_REQUEST;
+                if version >= 5 {
+                    res.error_message = Some(s(internal_topic_refusal(&meta.name, "deleted")));
+                }
+            }
             Some(meta) => {
                 if version >= 6 {
                     res.topic_id = meta.id;
@@ -379,7 +415,14 @@ pub async fn create_partitions(state: &BrokerState, req: CreatePartitionsRequest
     for t in req.topics {
         let mut res = CreatePartitionsTopicResult::default();
         res.name = t.name.clone();
-        if let Err(e) = state
+        if is_internal(t.name.0.as_str()) {
+            // Groups hash onto its partitions: a new count would move every group's state.
+            res.error_code = code::INVALID_REQUEST;
+            res.error_message = Some(s(internal_topic_refusal(
+                t.name.0.as_str(),
+                "given more partitions",
+            )));
+        } else if let Err(e) = state
             .controller
             .create_partitions(t.name.0.as_str(), t.count, req.validate_only)
             .await

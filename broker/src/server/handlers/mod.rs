@@ -5,11 +5,16 @@
 //! - [`produce`]: the Produce API.
 //! - [`fetch`]: the Fetch API (long poll).
 //! - [`offsets`]: ListOffsets, OffsetForLeaderEpoch.
+//! - [`groups`]: FindCoordinator and the consumer group APIs (classic and KIP-848), which call
+//!   the group coordinators through [`rivulet_actors::group::Groups`].
 
 pub mod admin;
 pub mod fetch;
+pub mod groups;
 pub mod offsets;
 pub mod produce;
+
+use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
@@ -56,8 +61,10 @@ pub async fn handle(
     state: &BrokerState,
     header: &RequestHeader,
     request: RequestKind,
+    peer: SocketAddr,
 ) -> Option<Reply> {
     let v = header.request_api_version;
+    let client = || groups::ClientInfo::new(header.client_id.as_ref(), peer);
     let reply = match request {
         RequestKind::ApiVersions(_) => admin::api_versions(),
         RequestKind::Metadata(r) => admin::metadata(state, r, v).await,
@@ -72,6 +79,21 @@ pub async fn handle(
         RequestKind::Fetch(r) => fetch::fetch(state, r, v).await,
         RequestKind::ListOffsets(r) => offsets::list_offsets(state, r, v).await,
         RequestKind::OffsetForLeaderEpoch(r) => offsets::offset_for_leader_epoch(state, r),
+        RequestKind::FindCoordinator(r) => groups::find_coordinator(state, r, v).await,
+        RequestKind::JoinGroup(r) => groups::join_group(state, r, v, &client()).await,
+        RequestKind::SyncGroup(r) => groups::sync_group(state, r, v).await,
+        RequestKind::Heartbeat(r) => groups::heartbeat(state, r, v).await,
+        RequestKind::LeaveGroup(r) => groups::leave_group(state, r, v).await,
+        RequestKind::OffsetCommit(r) => groups::offset_commit(state, r, v).await,
+        RequestKind::OffsetFetch(r) => groups::offset_fetch(state, r, v).await,
+        RequestKind::OffsetDelete(r) => groups::offset_delete(state, r).await,
+        RequestKind::ListGroups(r) => groups::list_groups(state, r, v).await,
+        RequestKind::DescribeGroups(r) => groups::describe_groups(state, r, v).await,
+        RequestKind::DeleteGroups(r) => groups::delete_groups(state, r).await,
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            groups::consumer_group_heartbeat(state, r, v, &client()).await
+        }
+        RequestKind::ConsumerGroupDescribe(r) => groups::consumer_group_describe(state, r, v).await,
         other => {
             // versions::supported() gates every key that reaches here; keep the match total.
             tracing::error!(request = ?std::mem::discriminant(&other), "request reached no handler");

@@ -50,6 +50,15 @@ async fn append_one(
     acks: i16,
     timeout: Duration,
 ) -> PartitionResult {
+    if super::admin::is_internal(&tp.topic) {
+        return PartitionResult::error(
+            code::INVALID_TOPIC,
+            format!(
+                "{} is an internal topic: only the group coordinators write to it",
+                tp.topic
+            ),
+        );
+    }
     let Some(topic) = topic else {
         return PartitionResult::error(
             code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -229,7 +238,7 @@ pub async fn produce(state: &BrokerState, req: ProduceRequest, version: i16) -> 
         let meta = if !name.is_empty() {
             match state.controller.topic(name) {
                 Some(m) => Some(m),
-                None if refuse_all.is_none() => {
+                None if refuse_all.is_none() && !super::admin::is_internal(name) => {
                     state.controller.auto_create(name).await.ok().flatten()
                 }
                 None => None,

@@ -1,0 +1,423 @@
+//! `GroupManager`: loads and unloads the `__consumer_offsets` partitions this node leads and
+//! supervises one [`GroupCoordinator`] per group in them.
+//!
+//! ```text
+//!  Tick (100 ms) ─▶ for each offsets partition: led here, at which leader epoch?
+//!     newly led ─▶ route "loading" ─▶ read the log (blocking pool) ─▶ wait for the high
+//!                  watermark to cover it ─▶ Loaded ─▶ spawn_linked a coordinator per group
+//!                  ─▶ route "ready"
+//!     not led / new epoch ─▶ stop its coordinators ─▶ route removed (NOT_COORDINATOR)
+//!  coordinator failed ─▶ its in-memory state is gone: the partition is reloaded from the log
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::{error, info, warn};
+
+use super::consumer::TopicCatalog;
+use super::coordinator::{CoordinatorArgs, GroupCoordinator, GroupMsg};
+use super::records::{load, LoadedGroup, LoadedPartition};
+use super::types::GroupError;
+use super::{partition_for, GroupConfig, OFFSETS_TOPIC};
+use crate::registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// How requests find a group's coordinator: per offsets partition, whether it is loaded and
+/// the coordinators of its groups. Written by the manager, read by [`super::Groups`].
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    inner: Arc<RwLock<HashMap<i32, Route>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Route {
+    ready: bool,
+    groups: HashMap<String, ActorRef<GroupMsg>>,
+}
+
+/// Where a request for a group goes.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The group's running coordinator.
+    Running(ActorRef<GroupMsg>),
+    /// This node coordinates the group's partition, but the group has no coordinator (it does
+    /// not exist yet).
+    Absent,
+}
+
+impl Router {
+    /// Finds the coordinator of `group` in `partition`.
+    pub fn lookup(&self, partition: i32, group: &str) -> Result<Lookup, GroupError> {
+        let routes = self.inner.read();
+        let Some(route) = routes.get(&partition) else {
+            return Err(GroupError::NotCoordinator);
+        };
+        if !route.ready {
+            return Err(GroupError::CoordinatorLoadInProgress);
+        }
+        Ok(match route.groups.get(group) {
+            Some(a) => Lookup::Running(a.clone()),
+            None => Lookup::Absent,
+        })
+    }
+
+    /// Every running coordinator.
+    pub fn all(&self) -> Vec<ActorRef<GroupMsg>> {
+        self.inner
+            .read()
+            .values()
+            .flat_map(|r| r.groups.values().cloned())
+            .collect()
+    }
+
+    /// True while `partition` is being loaded here.
+    pub fn is_loading(&self, partition: i32) -> bool {
+        self.inner.read().get(&partition).is_some_and(|r| !r.ready)
+    }
+}
+
+/// Messages of [`GroupManager`].
+#[derive(Debug)]
+pub enum GroupManagerMsg {
+    /// Check leaderships.
+    Tick,
+    /// A partition finished loading.
+    Loaded {
+        /// Partition.
+        partition: i32,
+        /// Epoch it was loaded under.
+        epoch: i32,
+        /// What was read.
+        result: Result<LoadedPartition, String>,
+    },
+    /// The coordinator of a group, started if the group has none.
+    GetOrCreate(String, RpcReplyPort<Result<ActorRef<GroupMsg>, GroupError>>),
+}
+
+impl ractor::Message for GroupManagerMsg {}
+
+/// Arguments of [`GroupManager`].
+#[derive(Debug, Clone)]
+pub struct GroupManagerArgs {
+    /// Settings.
+    pub config: Arc<GroupConfig>,
+    /// Local replicas.
+    pub registry: ReplicaRegistry,
+    /// Topics.
+    pub catalog: Arc<dyn TopicCatalog>,
+    /// The routing table this manager keeps current.
+    pub router: Router,
+}
+
+#[derive(Debug)]
+struct Shard {
+    epoch: i32,
+    ready: bool,
+    /// A coordinator failed: reload the partition from the log.
+    reload: bool,
+    replica: ReplicaHandle,
+    groups: HashMap<String, ActorRef<GroupMsg>>,
+}
+
+/// State of [`GroupManager`].
+#[derive(Debug)]
+pub struct GroupManagerState {
+    args: GroupManagerArgs,
+    shards: HashMap<i32, Shard>,
+    by_actor: HashMap<ActorId, (i32, String)>,
+}
+
+/// The per-node supervisor of group coordinators.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupManager;
+
+impl GroupManagerState {
+    fn publish(&self, partition: i32) {
+        let mut routes = self.args.router.inner.write();
+        match self.shards.get(&partition) {
+            Some(s) => {
+                routes.insert(
+                    partition,
+                    Route {
+                        ready: s.ready,
+                        groups: s.groups.clone(),
+                    },
+                );
+            }
+            None => {
+                routes.remove(&partition);
+            }
+        }
+    }
+
+    fn unload(&mut self, partition: i32, why: &str) {
+        if let Some(shard) = self.shards.remove(&partition) {
+            info!(
+                partition,
+                epoch = shard.epoch,
+                groups = shard.groups.len(),
+                reason = why,
+                "unloading group coordinators"
+            );
+            for (_, a) in shard.groups {
+                self.by_actor.remove(&a.get_id());
+                a.stop(Some(format!("offsets partition {partition}: {why}")));
+            }
+        }
+        self.publish(partition);
+    }
+
+    fn start_load(&mut self, myself: &ActorRef<GroupManagerMsg>, replica: ReplicaHandle) {
+        let partition = replica.tp.partition;
+        let epoch = replica.leader_epoch();
+        info!(
+            partition,
+            epoch, "this node leads an offsets partition; loading its groups"
+        );
+        self.shards.insert(
+            partition,
+            Shard {
+                epoch,
+                ready: false,
+                reload: false,
+                replica: replica.clone(),
+                groups: HashMap::new(),
+            },
+        );
+        self.publish(partition);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = load_partition(replica, epoch).await;
+            let _ = myself.cast(GroupManagerMsg::Loaded {
+                partition,
+                epoch,
+                result,
+            });
+        });
+    }
+
+    async fn spawn_group(
+        &mut self,
+        myself: &ActorRef<GroupManagerMsg>,
+        partition: i32,
+        group: String,
+        loaded: LoadedGroup,
+    ) -> Result<ActorRef<GroupMsg>, GroupError> {
+        let Some(shard) = self.shards.get(&partition) else {
+            return Err(GroupError::NotCoordinator);
+        };
+        let args = CoordinatorArgs {
+            group_id: group.clone(),
+            partition,
+            epoch: shard.epoch,
+            replica: shard.replica.clone(),
+            config: self.args.config.clone(),
+            catalog: self.args.catalog.clone(),
+            loaded,
+        };
+        let (actor, _) = Actor::spawn_linked(None, GroupCoordinator, args, myself.get_cell())
+            .await
+            .map_err(|e| {
+                GroupError::CoordinatorNotAvailable(format!("could not start coordinator: {e}"))
+            })?;
+        self.by_actor
+            .insert(actor.get_id(), (partition, group.clone()));
+        if let Some(shard) = self.shards.get_mut(&partition) {
+            shard.groups.insert(group, actor.clone());
+        }
+        Ok(actor)
+    }
+
+    fn forget(&mut self, id: &ActorId) -> Option<i32> {
+        let (partition, group) = self.by_actor.remove(id)?;
+        if let Some(shard) = self.shards.get_mut(&partition) {
+            if shard.groups.get(&group).is_some_and(|a| a.get_id() == *id) {
+                shard.groups.remove(&group);
+            }
+        }
+        self.publish(partition);
+        Some(partition)
+    }
+}
+
+/// Reads a partition and waits until its high watermark covers what was read (a new leader's
+/// tail may not be committed yet).
+async fn load_partition(replica: ReplicaHandle, epoch: i32) -> Result<LoadedPartition, String> {
+    let log = replica.log.clone();
+    let started = std::time::Instant::now();
+    let loaded = tokio::task::spawn_blocking(move || load(&log))
+        .await
+        .map_err(|e| format!("load task failed: {e}"))?
+        .map_err(|e| format!("reading {}: {e}", replica.tp))?;
+    let mut hw = replica.high_watermark.clone();
+    let mut status = replica.status.clone();
+    loop {
+        {
+            let st = status.borrow_and_update();
+            if !st.is_leader || st.leader_epoch != epoch {
+                return Err("leadership moved while loading".into());
+            }
+            if *hw.borrow_and_update() >= loaded.end_offset {
+                break;
+            }
+        }
+        tokio::select! {
+            r = hw.changed() => if r.is_err() { return Err("replica stopped".into()) },
+            r = status.changed() => if r.is_err() { return Err("replica stopped".into()) },
+        }
+    }
+    info!(partition = replica.tp.partition, epoch, groups = loaded.groups.len(),
+        records = loaded.records, took = ?started.elapsed(), "offsets partition loaded");
+    Ok(loaded)
+}
+
+impl Actor for GroupManager {
+    type Msg = GroupManagerMsg;
+    type State = GroupManagerState;
+    type Arguments = GroupManagerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(TICK, || GroupManagerMsg::Tick);
+        Ok(GroupManagerState {
+            args,
+            shards: HashMap::new(),
+            by_actor: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GroupManagerMsg::Tick => {
+                let partitions =
+                    super::offsets_partitions(state.args.catalog.as_ref(), &state.args.config);
+                // Partitions beyond the count (the topic was re-created smaller) are unloaded.
+                let stale: Vec<i32> = state
+                    .shards
+                    .keys()
+                    .copied()
+                    .filter(|p| *p >= partitions)
+                    .collect();
+                for p in stale {
+                    state.unload(p, "partition no longer exists");
+                }
+                for p in 0..partitions {
+                    let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+                    let led = state.args.registry.get(&tp).filter(|h| h.is_leader());
+                    let current = state.shards.get(&p).map(|s| (s.epoch, s.reload));
+                    match (current, led) {
+                        (Some((epoch, false)), Some(h)) if epoch == h.leader_epoch() => {}
+                        (Some(_), led) => {
+                            state.unload(p, "leadership changed");
+                            if let Some(h) = led {
+                                state.start_load(&myself, h);
+                            }
+                        }
+                        (None, Some(h)) => state.start_load(&myself, h),
+                        (None, None) => {}
+                    }
+                }
+            }
+            GroupManagerMsg::Loaded {
+                partition,
+                epoch,
+                result,
+            } => {
+                let current = state.shards.get(&partition).map(|s| (s.epoch, s.ready));
+                if current != Some((epoch, false)) {
+                    return Ok(());
+                }
+                match result {
+                    Ok(loaded) => {
+                        for (group, g) in loaded.groups {
+                            if let Err(e) = state
+                                .spawn_group(&myself, partition, group.clone(), g)
+                                .await
+                            {
+                                error!(partition, %group, error = %e, "could not start a group coordinator");
+                            }
+                        }
+                        if let Some(s) = state.shards.get_mut(&partition) {
+                            s.ready = true;
+                        }
+                        state.publish(partition);
+                    }
+                    Err(e) => {
+                        warn!(partition, epoch, error = %e, "loading an offsets partition failed; retrying");
+                        state.unload(partition, "load failed");
+                    }
+                }
+            }
+            GroupManagerMsg::GetOrCreate(group, reply) => {
+                let partitions =
+                    super::offsets_partitions(state.args.catalog.as_ref(), &state.args.config);
+                let partition = partition_for(&group, partitions);
+                let r = match state.shards.get(&partition) {
+                    None => Err(GroupError::NotCoordinator),
+                    Some(s) if !s.ready => Err(GroupError::CoordinatorLoadInProgress),
+                    Some(s) => match s.groups.get(&group) {
+                        Some(a) => Ok(a.clone()),
+                        None => {
+                            let r = state
+                                .spawn_group(&myself, partition, group, LoadedGroup::default())
+                                .await;
+                            state.publish(partition);
+                            r
+                        }
+                    },
+                };
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.forget(&cell.get_id());
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(partition) = state.forget(&cell.get_id()) {
+                    error!(partition, error = %err,
+                        "a group coordinator failed; reloading its partition from the log");
+                    if let Some(s) = state.shards.get_mut(&partition) {
+                        s.reload = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let parts: Vec<i32> = state.shards.keys().copied().collect();
+        for p in parts {
+            state.unload(p, "node shutting down");
+        }
+        Ok(())
+    }
+}
