@@ -87,6 +87,12 @@ impl Actor for NodeSupervisor {
             {
                 myself.stop(reason);
             }
+            // The other linked child is the group manager (`group::Groups::start`): without it
+            // no group can be coordinated here, so the node stops and is restarted whole.
+            SupervisionEvent::ActorFailed(cell, err) => {
+                error!(actor = ?cell.get_id(), error = %err, "a node service failed; stopping the node");
+                myself.stop(Some(format!("node service failed: {err}")));
+            }
             _ => {}
         }
         Ok(())

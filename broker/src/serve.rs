@@ -257,6 +257,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.groups.to_group_config(),
         registry,
         Arc::new(ControllerCatalog(controller.clone())),
+        Some(supervisor.get_cell()),
     )
     .await
     .context("could not start the group coordinators")?;

@@ -29,8 +29,14 @@ use crate::replica::{AppendError, PartitionReplicaMsg};
 
 /// How often the coordinator checks its timers.
 const TICK: Duration = Duration::from_millis(100);
-/// How often offsets retention is checked.
+/// How often offsets retention is checked (more often when the retention itself is short).
 const RETENTION_CHECK: Duration = Duration::from_secs(30);
+
+fn retention_check(config: &GroupConfig) -> Duration {
+    RETENTION_CHECK
+        .min(config.offsets_retention / 4)
+        .max(Duration::from_millis(100))
+}
 
 /// Per-partition outcomes of an offset request.
 pub type PartitionOutcomes = Vec<(GroupTopicPartition, Option<GroupError>)>;
@@ -534,6 +540,7 @@ impl Actor for GroupCoordinator {
                 Membership::Consumer(g)
             }
         };
+        let check_every = retention_check(&args.config);
         Ok(CoordinatorState {
             group_id: args.group_id,
             partition: args.partition,
@@ -543,7 +550,7 @@ impl Actor for GroupCoordinator {
             catalog: args.catalog,
             membership,
             offsets: args.loaded.offsets,
-            next_retention_check: now + RETENTION_CHECK,
+            next_retention_check: now + check_every,
         })
     }
 
@@ -672,7 +679,7 @@ impl Actor for GroupCoordinator {
                     let _ = state.persist_group().await;
                 }
                 if now >= state.next_retention_check {
-                    state.next_retention_check = now + RETENTION_CHECK;
+                    state.next_retention_check = now + retention_check(&cfg);
                     state.enforce_retention().await;
                 }
                 if state.is_dead() {

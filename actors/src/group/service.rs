@@ -36,11 +36,13 @@ impl Groups {
     /// Starts this node's group manager and returns the handle. `registry` is the node's
     /// replica registry (the coordinators read and append to the `__consumer_offsets` replicas
     /// through it); `catalog` resolves topics for the server-side assignors and for
-    /// OffsetCommit validation.
+    /// OffsetCommit validation. With `supervisor` (the node supervisor's cell), the manager is
+    /// linked to it, and a failed manager stops the node as a failed replica manager does.
     pub async fn start(
         config: GroupConfig,
         registry: ReplicaRegistry,
         catalog: Arc<dyn TopicCatalog>,
+        supervisor: Option<ractor::ActorCell>,
     ) -> Result<Groups, ActorsError> {
         let config = Arc::new(config);
         let router = Router::default();
@@ -50,13 +52,14 @@ impl Groups {
             catalog: catalog.clone(),
             router: router.clone(),
         };
-        let (manager, _) =
-            Actor::spawn(None, GroupManager, args)
-                .await
-                .map_err(|e| ActorsError::Spawn {
-                    name: "group manager".into(),
-                    reason: e.to_string(),
-                })?;
+        let spawned = match supervisor {
+            Some(cell) => Actor::spawn_linked(None, GroupManager, args, cell).await,
+            None => Actor::spawn(None, GroupManager, args).await,
+        };
+        let (manager, _) = spawned.map_err(|e| ActorsError::Spawn {
+            name: "group manager".into(),
+            reason: e.to_string(),
+        })?;
         Ok(Groups {
             config,
             catalog,
