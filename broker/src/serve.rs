@@ -23,7 +23,7 @@ use rivulet_cluster::{
 use rivulet_storage::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, ServeArgs};
 use crate::server::handlers::groups::ControllerCatalog;
@@ -276,6 +276,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         fetch_wait_max: Duration::from_millis(cfg.fetch_wait_max_ms),
         groups: groups.clone(),
     });
+    // Start the replicas of what this node already knows before clients come in.
+    if !state
+        .controller
+        .wait_replicas_started(std::time::Duration::from_secs(30))
+        .await
+    {
+        warn!("local replicas are still starting after 30 s; serving anyway (clients retry)");
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listener_task = tokio::spawn(server::serve(
         listener,

@@ -494,6 +494,18 @@ impl Controller {
         Ok(id)
     }
 
+    /// Waits (up to `timeout`) until the local replicas reflect the metadata this node has now,
+    /// so a node that restarts does not answer NOT_LEADER_OR_FOLLOWER for partitions it is
+    /// about to lead. Returns false on timeout.
+    pub async fn wait_replicas_started(&self, timeout: Duration) -> bool {
+        let version = self.inner.image.borrow().version;
+        let mut rec = self.inner.reconciled.clone();
+        let started = tokio::time::timeout(timeout, rec.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        started
+    }
+
     /// Waits until this node's image and replicas reflect a change applied at `version` or
     /// later (bounded: a slow node answers anyway; clients retry on metadata errors).
     async fn wait_reconciled(&self, done: impl Fn(&MetadataImage) -> bool) {
