@@ -1921,7 +1921,11 @@ fn groups_survive_coordinator_kill_and_full_cluster_restart() {
     let mut cluster = Cluster::start(
         3,
         ClusterOptions {
-            config_toml: Some(groups_toml(3)),
+            // Compact the offsets partitions often, so that failover also reloads from
+            // compacted logs and followers drop segments below the leader's log start.
+            config_toml: Some(
+                groups_toml(3) + "offsets_compact_records = 200\noffsets_segment_bytes = 4096\n",
+            ),
             ..ClusterOptions::default()
         },
     );
@@ -2484,6 +2488,76 @@ fn committed_offsets_keep_their_metadata() {
     );
     assert_eq!(read(), expected, "a refused commit must change nothing");
     node.assert_alive("after the metadata commits");
+}
+
+/// `__consumer_offsets` does not grow without bound: after `offsets_compact_records` records
+/// the coordinators rewrite their live state and the segments below it are dropped; the
+/// committed offsets read the same before and after a restart (which reloads from the
+/// compacted log).
+#[test]
+fn offsets_partition_is_compacted_and_survives_a_restart() {
+    use rdkafka::consumer::CommitMode;
+    let _lock = light();
+    let mut node = Node::start_with(NodeOptions {
+        config_toml: Some(format!(
+            "{}offsets_compact_records = 300\noffsets_segment_bytes = 4096\n",
+            groups_toml(1)
+        )),
+        ..NodeOptions::default()
+    });
+    let b = node.bootstrap();
+    let topic = unique_name("grp-compact");
+    kafka::create_topic(&b, &topic, 2, &[]);
+    let group = unique_name("group-compact");
+    let consumer = checker(&b, &group);
+    let commits = 1500i64;
+    for i in 1..=commits {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, (i % 2) as i32, Offset::Offset(i))
+            .expect("set offset");
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .unwrap_or_else(|e| panic!("commit {i}: {e}"));
+    }
+    let expected: BTreeMap<Tp, Option<i64>> = [
+        ((topic.clone(), 0), Some(commits)),
+        ((topic.clone(), 1), Some(commits - 1)),
+    ]
+    .into();
+    let tps: BTreeSet<Tp> = expected.keys().cloned().collect();
+    let read = |b: &str| committed_offsets(b, &group, &tps).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(&b), expected, "committed offsets before the restart");
+    // The group's offsets partition lost its oldest segments.
+    let p = offsets_partition_for(&group, OFFSETS_PARTITIONS);
+    let (low, high) = consumer
+        .fetch_watermarks("__consumer_offsets", p, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("watermarks of __consumer_offsets/{p}: {e}"));
+    assert!(high >= commits, "every commit is a record: end {high}");
+    assert!(
+        low > 0 && high - low < commits / 2,
+        "__consumer_offsets/{p} was not compacted: log start {low}, end {high} (see {:?})",
+        node.log_paths()
+    );
+    drop(consumer);
+    node.kill9();
+    node.restart();
+    let b = node.bootstrap();
+    let mut last = BTreeMap::new();
+    let waited = try_wait_until(Duration::from_secs(30), "offsets after the restart", || {
+        match committed_offsets(&b, &group, &tps) {
+            Ok(m) => {
+                last = m;
+                last == expected
+            }
+            Err(_) => false,
+        }
+    });
+    assert!(
+        waited.is_ok(),
+        "committed offsets after a restart from the compacted log: {last:?}, expected {expected:?} (logs {:?})",
+        node.log_paths()
+    );
+    node.assert_alive("after compaction and restart");
 }
 
 /// The test's own Java `String.hashCode` partitioner (used to find the coordinator).

@@ -119,6 +119,15 @@ pub enum PartitionReplicaMsg {
         /// Where the outcome goes.
         reply: RpcReplyPort<Result<AppendOutcome, AppendError>>,
     },
+    /// Leader only: drop the whole segments below `offset` (capped at the high watermark);
+    /// followers follow through the log start offset carried by replication. Replies with
+    /// the new log start offset.
+    DeleteSegmentsBefore {
+        /// Everything below it is no longer needed.
+        offset: i64,
+        /// The new log start offset, or why nothing was done.
+        reply: RpcReplyPort<Result<i64, String>>,
+    },
     /// New topic configuration (retention, segment and flush settings).
     UpdateConfig(LogConfig),
     /// New leadership facts from the controller.
@@ -396,6 +405,7 @@ impl PartitionReplicaState {
             leader_epoch: self.role.leader_epoch,
             seq,
             high_watermark: hw,
+            log_start_offset: self.log.log_start_offset(),
             op,
         };
         let now = Instant::now();
@@ -731,6 +741,13 @@ impl PartitionReplicaState {
                 }
             }
         };
+        if outcome.is_ok() && req.log_start_offset > self.log.log_start_offset() {
+            let log = self.log.clone();
+            let start = req.log_start_offset;
+            if let Err(e) = blocking(move || log.delete_segments_before(start)).await? {
+                warn!(tp = %self.tp, error = %e, "could not drop segments below the leader's log start");
+            }
+        }
         match outcome {
             Ok(()) => {
                 let hw = req.high_watermark.min(self.log.log_end_offset());
@@ -943,6 +960,20 @@ impl Actor for PartitionReplica {
                 }
             }
             PartitionReplicaMsg::Tick => state.tick(&myself),
+            PartitionReplicaMsg::DeleteSegmentsBefore { offset, reply } => {
+                if !state.is_leader() {
+                    let _ = reply.send(Err(format!("{} is not the leader", state.tp)));
+                    return Ok(());
+                }
+                let log = state.log.clone();
+                let upto = offset.min(*state.high_watermark.borrow());
+                let r = blocking(move || {
+                    log.delete_segments_before(upto)
+                        .map(|_| log.log_start_offset())
+                })
+                .await?;
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
             PartitionReplicaMsg::UpdateConfig(cfg) => {
                 if let Some(t) = state.flush_timer.take() {
                     t.abort();

@@ -63,6 +63,9 @@ pub struct AppendRequest {
     pub seq: u64,
     /// The leader's high watermark.
     pub high_watermark: i64,
+    /// The leader's log start offset: a follower drops its whole segments below it, as the
+    /// leader did (retention, or records its owner declared superseded).
+    pub log_start_offset: i64,
     /// What to do.
     pub op: AppendOp,
 }
@@ -204,6 +207,7 @@ mod tests {
                 leader_epoch: 7,
                 seq: 42,
                 high_watermark: 100,
+                log_start_offset: 10,
                 op: AppendOp::Records {
                     base_offset: 100,
                     batches: vec![1, 2, 3, 4, 5],

@@ -168,10 +168,19 @@ fn role(leader: NodeId, epoch: i32, replicas: &[NodeId], isr: &[NodeId]) -> Repl
 }
 
 async fn ensure(node: &TestNode, id: PartitionId, role: ReplicaRole) -> ReplicaHandle {
+    ensure_with(node, id, role, LogConfig::default()).await
+}
+
+async fn ensure_with(
+    node: &TestNode,
+    id: PartitionId,
+    role: ReplicaRole,
+    config: LogConfig,
+) -> ReplicaHandle {
     let spec = ReplicaSpec {
         tp: TopicPartition::new("t", 0),
         id,
-        config: LogConfig::default(),
+        config,
         role,
     };
     ractor::call_t!(node.manager, ReplicaManagerMsg::Ensure, 10_000, spec)
@@ -370,4 +379,68 @@ async fn a_divergent_tail_is_truncated_and_a_deposed_leader_never_commits() {
         new.status.borrow().isr.len() == 2
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_drop_segments_below_the_leaders_log_start() {
+    let fabric = Arc::new(Fabric::default());
+    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
+    let id = pid();
+    let r = role(1, 1, &[1, 2], &[1, 2]);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (1, 1, 0));
+    let small = LogConfig {
+        segment_bytes_max: 300,
+        ..LogConfig::default()
+    };
+    let leader = ensure_with(&n1, id, r.clone(), small.clone()).await;
+    let follower = ensure_with(&n2, id, r, small).await;
+    // One batch per replication round, so the follower's segments roll like the leader's
+    // (a follower appends whatever one request carries into its active segment).
+    for i in 0..60 {
+        append(&leader, format!("v{i}").as_bytes()).await;
+        wait_for("the follower to catch up", || {
+            follower.log.log_end_offset() == i + 1
+        })
+        .await;
+    }
+    assert!(
+        follower.log.segment_count() > 3,
+        "small segments roll on the follower too"
+    );
+    wait_for("high watermark to reach 60", || {
+        *leader.high_watermark.borrow() == 60 && follower.log.log_end_offset() == 60
+    })
+    .await;
+    let start = ractor::call_t!(
+        leader.actor,
+        |reply| PartitionReplicaMsg::DeleteSegmentsBefore { offset: 40, reply },
+        10_000
+    )
+    .expect("leader answers")
+    .expect("segments dropped");
+    assert!(start > 0 && start <= 40, "leader log start {start}");
+    assert_eq!(leader.log.log_start_offset(), start);
+    // The next replication round carries the leader's log start to the follower.
+    append(&leader, b"after").await;
+    wait_for("the follower to drop its old segments", || {
+        let s = follower.log.log_start_offset();
+        s > 0 && s <= start && follower.log.log_end_offset() == 61
+    })
+    .await;
+    // What the follower kept is intact and equal to the leader's from there on.
+    let from = follower.log.log_start_offset().max(start);
+    let read = |h: &ReplicaHandle| h.log.read(from, usize::MAX, 61).expect("read").records;
+    assert_eq!(read(&leader), read(&follower));
+    // A follower never drops what the leader still has: asking a follower is refused.
+    let refused = ractor::call_t!(
+        follower.actor,
+        |reply| PartitionReplicaMsg::DeleteSegmentsBefore { offset: 61, reply },
+        10_000
+    )
+    .expect("follower answers");
+    assert!(refused.is_err());
 }

@@ -228,6 +228,10 @@ pub struct GroupSettings {
     pub write_timeout_ms: u64,
     /// Largest metadata string of a committed offset (Kafka's `offset.metadata.max.bytes`).
     pub offset_metadata_max_bytes: usize,
+    /// Records appended to an offsets partition before it is compacted.
+    pub offsets_compact_records: i64,
+    /// `segment.bytes` of `__consumer_offsets` when it is created.
+    pub offsets_segment_bytes: u64,
 }
 
 impl Default for GroupSettings {
@@ -247,6 +251,8 @@ impl Default for GroupSettings {
             consumer_assignors: d.consumer_assignors,
             write_timeout_ms: ms(d.write_timeout),
             offset_metadata_max_bytes: d.offset_metadata_max_bytes,
+            offsets_compact_records: d.offsets_compact_records,
+            offsets_segment_bytes: d.offsets_segment_bytes,
         }
     }
 }
@@ -306,6 +312,12 @@ impl GroupSettings {
                 );
             }
         }
+        if self.offsets_segment_bytes < 1024 {
+            bail!("groups.offsets_segment_bytes must be at least 1024");
+        }
+        if self.offsets_compact_records < 100 {
+            bail!("groups.offsets_compact_records must be at least 100");
+        }
         if self.write_timeout_ms == 0 {
             bail!("groups.write_timeout_ms must be > 0");
         }
@@ -327,6 +339,8 @@ impl GroupSettings {
             consumer_assignors: self.consumer_assignors.clone(),
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+            offsets_compact_records: self.offsets_compact_records,
+            offsets_segment_bytes: self.offsets_segment_bytes,
         }
     }
 }

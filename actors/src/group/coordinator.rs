@@ -27,6 +27,9 @@ use super::GroupConfig;
 use crate::registry::ReplicaHandle;
 use crate::replica::{AppendError, PartitionReplicaMsg};
 
+/// Largest batch a coordinator appends (the topic's batch limit is 1 MiB).
+const CHUNK_BYTES: usize = 256 * 1024;
+
 /// How often the coordinator checks its timers.
 const TICK: Duration = Duration::from_millis(100);
 /// How often offsets retention is checked (more often when the retention itself is short).
@@ -78,6 +81,8 @@ pub enum GroupMsg {
         Vec<GroupTopicPartition>,
         RpcReplyPort<Result<PartitionOutcomes, GroupError>>,
     ),
+    /// Compaction: rewrite the live state; answers the offset of the first record written.
+    Rewrite(RpcReplyPort<Result<Option<i64>, GroupError>>),
     /// ConsumerGroupHeartbeat.
     ConsumerHeartbeat(
         ConsumerHeartbeatRequest,
@@ -158,12 +163,14 @@ impl CoordinatorState {
             && matches!(self.membership, Membership::None)
     }
 
-    /// Appends `writes` to the partition and waits until the in-sync replicas have them.
-    async fn write(&self, writes: &[Write]) -> Result<(), GroupError> {
-        if writes.is_empty() {
-            return Ok(());
-        }
+    /// Appends `writes` to the partition (in batches of at most [`CHUNK_BYTES`], one after
+    /// another) and waits until the in-sync replicas have them. Returns the offset of the
+    /// first record written.
+    async fn write(&self, writes: &[Write]) -> Result<i64, GroupError> {
         let replica = &self.replica;
+        if writes.is_empty() {
+            return Ok(replica.log.log_end_offset());
+        }
         {
             let st = replica.status.borrow();
             if !st.is_leader || st.leader_epoch != self.epoch {
@@ -178,37 +185,51 @@ impl CoordinatorState {
                 )));
             }
         }
-        let records = Bytes::from(encode_batch(writes, now_ms()));
         let timeout = self.config.write_timeout;
-        let answer = replica
-            .actor
-            .call(
-                |reply| PartitionReplicaMsg::Append { records, reply },
-                Some(timeout),
-            )
-            .await;
-        let end = match answer {
-            Ok(CallResult::Success(Ok(outcome))) => outcome.info().last_offset + 1,
-            Ok(CallResult::Success(Err(AppendError::NotLeader { .. }))) => {
-                return Err(GroupError::NotCoordinator)
+        let mut first = None;
+        let mut end = 0;
+        let mut chunk_start = 0;
+        while chunk_start < writes.len() {
+            let mut chunk_end = chunk_start;
+            let mut bytes = 0;
+            while chunk_end < writes.len() && (chunk_end == chunk_start || bytes < CHUNK_BYTES) {
+                bytes += writes[chunk_end].encoded_len();
+                chunk_end += 1;
             }
-            Ok(CallResult::Success(Err(e))) => {
-                return Err(GroupError::CoordinatorNotAvailable(e.to_string()))
-            }
-            Ok(CallResult::Timeout) => {
-                return Err(GroupError::RequestTimedOut(format!(
-                    "{} did not take the write within {} ms",
-                    replica.tp,
-                    timeout.as_millis()
-                )))
-            }
-            Ok(CallResult::SenderError) | Err(_) => {
-                return Err(GroupError::CoordinatorNotAvailable(format!(
-                    "{} is restarting",
-                    replica.tp
-                )))
-            }
-        };
+            let records = Bytes::from(encode_batch(&writes[chunk_start..chunk_end], now_ms()));
+            chunk_start = chunk_end;
+            let answer = replica
+                .actor
+                .call(
+                    |reply| PartitionReplicaMsg::Append { records, reply },
+                    Some(timeout),
+                )
+                .await;
+            let info = match answer {
+                Ok(CallResult::Success(Ok(outcome))) => outcome.info(),
+                Ok(CallResult::Success(Err(AppendError::NotLeader { .. }))) => {
+                    return Err(GroupError::NotCoordinator)
+                }
+                Ok(CallResult::Success(Err(e))) => {
+                    return Err(GroupError::CoordinatorNotAvailable(e.to_string()))
+                }
+                Ok(CallResult::Timeout) => {
+                    return Err(GroupError::RequestTimedOut(format!(
+                        "{} did not take the write within {} ms",
+                        replica.tp,
+                        timeout.as_millis()
+                    )))
+                }
+                Ok(CallResult::SenderError) | Err(_) => {
+                    return Err(GroupError::CoordinatorNotAvailable(format!(
+                        "{} is restarting",
+                        replica.tp
+                    )))
+                }
+            };
+            first.get_or_insert(info.base_offset);
+            end = info.last_offset + 1;
+        }
         let mut hw = replica.high_watermark.clone();
         let mut status = replica.status.clone();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -219,7 +240,7 @@ impl CoordinatorState {
                     return Err(GroupError::NotCoordinator);
                 }
                 if *hw.borrow_and_update() >= end {
-                    return Ok(());
+                    return Ok(first.unwrap_or(end));
                 }
             }
             tokio::select! {
@@ -256,7 +277,7 @@ impl CoordinatorState {
         let Some(w) = self.group_write() else {
             return Ok(());
         };
-        let r = self.write(std::slice::from_ref(&w)).await;
+        let r = self.write(std::slice::from_ref(&w)).await.map(|_| ());
         if let Err(e) = &r {
             warn!(group = %self.group_id, error = %e, "could not persist the group state");
         }
@@ -348,7 +369,7 @@ impl CoordinatorState {
             outcomes.push((o.tp, error));
         }
         match self.write(&writes).await {
-            Ok(()) => {
+            Ok(_) => {
                 for (tp, c) in accepted {
                     self.offsets.insert(tp, c);
                 }
@@ -419,6 +440,23 @@ impl CoordinatorState {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Rewrites everything live about the group (its offsets and membership) so that all of
+    /// its older records are superseded. Returns the offset of the first record written: no
+    /// record of this group below it is needed any more. A group with nothing live writes
+    /// nothing and returns `None`.
+    async fn rewrite(&self) -> Result<Option<i64>, GroupError> {
+        let mut writes: Vec<Write> = self
+            .offsets
+            .iter()
+            .map(|(tp, c)| Write::offset(&self.group_id, tp.clone(), c))
+            .collect();
+        writes.extend(self.group_write());
+        if writes.is_empty() {
+            return Ok(None);
+        }
+        self.write(&writes).await.map(Some)
     }
 
     /// Deletes the group: its offsets and membership. Only an empty group.
@@ -646,6 +684,10 @@ impl Actor for GroupCoordinator {
             }
             GroupMsg::DeleteOffsets(parts, reply) => {
                 let r = state.delete_offsets(parts).await;
+                let _ = reply.send(r);
+            }
+            GroupMsg::Rewrite(reply) => {
+                let r = state.rewrite().await;
                 let _ = reply.send(r);
             }
             GroupMsg::ConsumerHeartbeat(req, reply) => {

@@ -122,6 +122,8 @@ struct Shard {
     reload: bool,
     replica: ReplicaHandle,
     groups: HashMap<String, ActorRef<GroupMsg>>,
+    /// Log end offset after the last compaction (or the load).
+    compacted_at: i64,
 }
 
 /// State of [`GroupManager`].
@@ -187,6 +189,8 @@ impl GroupManagerState {
                 reload: false,
                 replica: replica.clone(),
                 groups: HashMap::new(),
+                // A partition loaded with a long history is compacted soon after.
+                compacted_at: replica.log.log_start_offset(),
             },
         );
         self.publish(partition);
@@ -231,6 +235,63 @@ impl GroupManagerState {
             shard.groups.insert(group, actor.clone());
         }
         Ok(actor)
+    }
+
+    /// Compacts a partition: every coordinator rewrites its live state, so every record below
+    /// the smallest offset they wrote at is superseded, and the whole segments below it are
+    /// dropped (followers follow the leader's log start). Runs inside the manager's handler,
+    /// so no coordinator is created meanwhile (a new group's first record could otherwise land
+    /// below that offset).
+    async fn compact(&mut self, partition: i32) {
+        let Some(shard) = self.shards.get_mut(&partition) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let end_before = shard.replica.log.log_end_offset();
+        shard.compacted_at = end_before;
+        let groups: Vec<(String, ActorRef<GroupMsg>)> = shard
+            .groups
+            .iter()
+            .map(|(g, a)| (g.clone(), a.clone()))
+            .collect();
+        let replica = shard.replica.clone();
+        let timeout = self.args.config.write_timeout + Duration::from_secs(5);
+        let mut keep_from = end_before;
+        for (group, actor) in &groups {
+            match actor.call(GroupMsg::Rewrite, Some(timeout)).await {
+                Ok(ractor::rpc::CallResult::Success(Ok(Some(at)))) => {
+                    keep_from = keep_from.min(at);
+                }
+                Ok(ractor::rpc::CallResult::Success(Ok(None))) => {}
+                other => {
+                    warn!(partition, %group, answer = ?other.map(|r| format!("{r:?}")),
+                        "a coordinator could not rewrite its state; compaction skipped");
+                    return;
+                }
+            }
+        }
+        let answer = replica
+            .actor
+            .call(
+                |reply| crate::replica::PartitionReplicaMsg::DeleteSegmentsBefore {
+                    offset: keep_from,
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await;
+        match answer {
+            Ok(ractor::rpc::CallResult::Success(Ok(start))) => {
+                let end = replica.log.log_end_offset();
+                if let Some(s) = self.shards.get_mut(&partition) {
+                    s.compacted_at = end;
+                }
+                info!(partition, groups = groups.len(), log_start_offset = start,
+                    log_end_offset = end, took = ?started.elapsed(), "offsets partition compacted");
+            }
+            other => warn!(partition, answer = ?other.map(|r| format!("{r:?}")),
+                "dropping superseded segments failed"),
+        }
     }
 
     fn forget(&mut self, id: &ActorId) -> Option<i32> {
@@ -329,6 +390,18 @@ impl Actor for GroupManager {
                         (None, Some(h)) => state.start_load(&myself, h),
                         (None, None) => {}
                     }
+                }
+                let threshold = state.args.config.offsets_compact_records;
+                let due: Vec<i32> = state
+                    .shards
+                    .iter()
+                    .filter(|(_, s)| {
+                        s.ready && s.replica.log.log_end_offset() - s.compacted_at >= threshold
+                    })
+                    .map(|(p, _)| *p)
+                    .collect();
+                for p in due {
+                    state.compact(p).await;
                 }
             }
             GroupManagerMsg::Loaded {

@@ -61,6 +61,13 @@ pub struct GroupConfig {
     pub write_timeout: Duration,
     /// Largest metadata string of a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// After this many records were appended to an offsets partition since its last
+    /// compaction, its coordinators rewrite their live state and the segments below it are
+    /// dropped (`__consumer_offsets` is not compacted by key as Kafka's is).
+    pub offsets_compact_records: i64,
+    /// `segment.bytes` of `__consumer_offsets` when it is created: compaction drops whole
+    /// segments, so smaller segments free space sooner.
+    pub offsets_segment_bytes: u64,
 }
 
 impl Default for GroupConfig {
@@ -78,6 +85,8 @@ impl Default for GroupConfig {
             consumer_assignors: vec!["uniform".into(), "range".into()],
             write_timeout: Duration::from_secs(5),
             offset_metadata_max_bytes: 4096,
+            offsets_compact_records: 100_000,
+            offsets_segment_bytes: 8 << 20,
         }
     }
 }

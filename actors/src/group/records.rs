@@ -141,6 +141,11 @@ impl Write {
         }
     }
 
+    /// About how many bytes the write takes in a batch.
+    pub fn encoded_len(&self) -> usize {
+        24 + self.key.encode().len() + self.value.as_ref().map_or(0, Vec::len)
+    }
+
     /// Deletes a committed offset.
     pub fn delete_offset(group: &str, tp: GroupTopicPartition) -> Write {
         Write {

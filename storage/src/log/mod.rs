@@ -874,26 +874,52 @@ impl PartitionLog {
     /// Cost: one `delete_keyspace` per dropped segment (fast: files go when the last reader
     /// lets go of the segment), no data is rewritten.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let cfg = self.config();
+        self.drop_oldest_segments(|oldest, _, total| {
+            let by_size = u64::try_from(cfg.retention_bytes).is_ok_and(|max| total > max);
+            let by_time = cfg.retention_ms >= 0
+                && oldest.max_timestamp < now_ms.saturating_sub(cfg.retention_ms);
+            (by_size || by_time).then_some(if by_size {
+                "retention.bytes"
+            } else {
+                "retention.ms"
+            })
+        })
+    }
+
+    /// Drops every whole segment whose records all lie below `offset` (Kafka's DeleteRecords,
+    /// at segment granularity): the log start offset becomes the base offset of the first
+    /// segment kept. The active segment is never dropped. For logs whose owner knows that
+    /// everything below `offset` is superseded (`__consumer_offsets` after its coordinators
+    /// rewrote their live state). Returns the number of segments dropped.
+    pub fn delete_segments_before(&self, offset: i64) -> Result<usize> {
+        self.drop_oldest_segments(|_, next_base, _| {
+            (next_base <= offset).then_some("delete records")
+        })
+    }
+
+    /// Drops the oldest segment while `drop(oldest, base offset of the next segment, log
+    /// bytes)` names a reason, keeping at least one segment.
+    fn drop_oldest_segments(
+        &self,
+        mut drop_why: impl FnMut(&Segment, i64, u64) -> Option<&'static str>,
+    ) -> Result<usize> {
         let s = &self.shared;
         let mut w = s.writer.lock();
         self.ensure_open()?;
-        let cfg = self.config();
         let mut dropped = 0usize;
         loop {
-            let oldest = {
+            let (oldest, next_base) = {
                 let segments = s.segments.read();
                 if segments.len() < 2 {
                     break;
                 }
-                segments[0].clone()
+                (segments[0].clone(), segments[1].base_offset)
             };
             let total = s.size_bytes.load(Ordering::Acquire);
-            let by_size = u64::try_from(cfg.retention_bytes).is_ok_and(|max| total > max);
-            let by_time = cfg.retention_ms >= 0
-                && oldest.max_timestamp < now_ms.saturating_sub(cfg.retention_ms);
-            if !(by_size || by_time) {
+            let Some(why) = drop_why(&oldest, next_base, total) else {
                 break;
-            }
+            };
             s.db.delete_keyspace(oldest.keyspace.clone())?;
             let new_start = {
                 let mut segments = s.segments.write();
@@ -907,7 +933,7 @@ impl PartitionLog {
             dropped += 1;
             info!(
                 partition = %s.id, base_offset = oldest.base_offset, size_bytes = oldest.size_bytes,
-                log_start_offset = new_start, by_size, by_time, "segment deleted by retention"
+                log_start_offset = new_start, reason = why, "segment deleted"
             );
         }
         if dropped > 0 {

@@ -155,3 +155,37 @@ fn caches_after_retention_equal_a_rebuild_from_disk() {
     assert_eq!(log.epoch_entries(), epochs);
     assert_eq!(log.shared.writer.lock().producers, producers);
 }
+
+#[test]
+fn delete_segments_before_drops_only_whole_segments_below_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = {
+        let (_store, log) = open(dir.path());
+        log.set_config(LogConfig {
+            segment_bytes_max: 200,
+            ..cfg()
+        });
+        for i in 0..12i32 {
+            log.append_as_leader(&batch(1, 100), i / 3).unwrap();
+        }
+        let segments = log.segment_count();
+        assert!(segments > 3, "small segments roll: {segments}");
+        // Nothing lies wholly below offset 0.
+        assert_eq!(log.delete_segments_before(0).unwrap(), 0);
+        let dropped = log.delete_segments_before(7).unwrap();
+        assert!(dropped > 0);
+        let start = log.log_start_offset();
+        assert!(start > 0 && start <= 7, "log start {start}");
+        // Everything at or after 7 is still readable.
+        let read = log.read(7, 1 << 20, i64::MAX).unwrap();
+        assert_eq!(validate_all(&read.records).first().map(|b| b.0), Some(7));
+        // The active segment stays, even when asked to drop everything.
+        log.delete_segments_before(i64::MAX).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_end_offset(), 12);
+        log.log_start_offset()
+    };
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(log.log_end_offset(), 12);
+}

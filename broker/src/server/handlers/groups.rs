@@ -192,6 +192,12 @@ async fn offsets_topic(state: &BrokerState) -> Result<TopicMeta, CoordinatorAnsw
         // Offsets must never be deleted by time or size retention.
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
+        // Small segments, so that compaction (coordinators rewrite their live state, then the
+        // segments below it are dropped) frees space soon.
+        (
+            "segment.bytes".to_string(),
+            cfg.offsets_segment_bytes.to_string(),
+        ),
     ]);
     let created = state
         .controller
