@@ -390,8 +390,23 @@ def run_kafka_python(args, out):
         if not offsets:
             return True
         want = [[t, p, o] for (t, p), o in sorted(offsets.items())]
+        tpo = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
         try:
-            c.commit(offsets={TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+            c.commit(offsets=tpo)
+        except RuntimeError as e:
+            # kafka-python 3 may run the revoke callback on its IO thread, where a blocking
+            # commit is refused. Send the commit without waiting instead: it goes out on the
+            # coordinator connection ahead of the JoinGroup, so the coordinator applies it
+            # under the old generation before the partitions move.
+            if src != "revoke":
+                out.write("commit_failed", err=repr(e), offsets=want, src=src)
+                return False
+            try:
+                c.commit_async(offsets=tpo)
+            except Exception as e2:  # noqa: BLE001
+                out.write("commit_failed", err=repr(e2), offsets=want, src=src)
+                return False
+            src = "revoke-async"
         except Exception as e:  # noqa: BLE001 - kafka-python raises many types
             out.write("commit_failed", err=repr(e), offsets=want, src=src)
             return False
