@@ -58,8 +58,8 @@ use harness::cluster::{Cluster, ClusterOptions};
 use harness::kafka::{self, DeliveryLog};
 use harness::wire::{self, RawConn};
 use harness::{
-    clients_dir, require_python, run, try_wait_until, unique_name, CmdOutput, Node, NodeOptions,
-    RIVULET,
+    clients_dir, require_python, run, try_wait_until, unique_name, wait_until, CmdOutput, Node,
+    NodeOptions, RIVULET,
 };
 
 /// Partitions of `__consumer_offsets` in these tests (`[groups] offsets_partitions`).
@@ -1929,6 +1929,29 @@ fn groups_survive_coordinator_kill_and_full_cluster_restart() {
             ..ClusterOptions::default()
         },
     );
+    // With a node down, `__consumer_offsets` is not created with fewer replicas for good:
+    // FindCoordinator answers COORDINATOR_NOT_AVAILABLE (15) until every node is back.
+    cluster.kill9(3);
+    let addr1 = cluster.node(1).addr();
+    // Raw Metadata only: a librdkafka consumer with a group id would look the coordinator up
+    // at once, while node 3 still counts as alive.
+    wait_until(
+        Duration::from_secs(30),
+        "node 1 to stop listing the killed node 3",
+        || cluster.metadata(1).is_ok_and(|m| m.brokers.len() == 2),
+    );
+    let probe = unique_name("group-probe");
+    let refused = find_coordinator(addr1, &probe);
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("code 15")),
+        "FindCoordinator with 2 of 3 nodes alive must wait for the third: {refused:?}"
+    );
+    assert!(
+        cluster.partition_state("__consumer_offsets", 0).is_none(),
+        "__consumer_offsets must not be created while a node is down"
+    );
+    cluster.restart(3);
+
     let topic = unique_name("grp-cluster");
     cluster.create_topic(&topic, 6, 3, 2);
     let bootstrap = cluster.bootstrap();

@@ -184,10 +184,23 @@ async fn offsets_topic(state: &BrokerState) -> Result<TopicMeta, CoordinatorAnsw
     }
     let cfg = state.groups.config();
     let live = super::admin::live_brokers(state).len().max(1);
+    // Every node that ever registered counts: a cluster whose nodes are still starting (or
+    // one of whose nodes is down) must not get a less replicated offsets topic for good, as
+    // Kafka refuses too. A single node (or a smaller cluster) caps the factor.
+    let registered = state.controller.image().nodes.len().max(1);
     let rf = cfg
         .offsets_replication_factor
-        .min(i16::try_from(live).unwrap_or(i16::MAX))
+        .min(i16::try_from(registered).unwrap_or(i16::MAX))
         .max(1);
+    if live < rf as usize {
+        return Err(CoordinatorAnswer::error(
+            code::COORDINATOR_NOT_AVAILABLE,
+            format!(
+                "{OFFSETS_TOPIC} needs {rf} live nodes to be created but {live} are alive; \
+                 start the missing nodes, or lower [groups] offsets_replication_factor"
+            ),
+        ));
+    }
     let configs = BTreeMap::from([
         // Offsets must never be deleted by time or size retention.
         ("retention.ms".to_string(), "-1".to_string()),
