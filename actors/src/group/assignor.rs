@@ -100,9 +100,9 @@ pub fn range(
             let count = base + usize::from(i < extra);
             if count > 0 {
                 let parts: BTreeSet<i32> = (start..start + count).map(|p| p as i32).collect();
-                out.get_mut(&m.member_id)
-                    .expect("every member is in the output")
-                    .insert(topic.id, parts);
+                if let Some(assigned) = out.get_mut(&m.member_id) {
+                    assigned.insert(topic.id, parts);
+                }
             }
             start += count;
         }
@@ -175,10 +175,12 @@ pub fn uniform(
     }
     unassigned.sort_unstable();
     for (_, ti, p) in unassigned {
-        let mi = *subscribers[ti]
+        let Some(&mi) = subscribers[ti]
             .iter()
             .min_by_key(|&&mi| (held[mi].len(), mi))
-            .expect("topic has subscribers");
+        else {
+            continue;
+        };
         held[mi].insert((ti, p));
     }
 
@@ -208,11 +210,13 @@ pub fn uniform(
             let Some((_, to)) = best else {
                 continue;
             };
-            let tp = *held[from]
+            let Some(&tp) = held[from]
                 .iter()
                 .rev()
                 .find(|&&(ti, _)| subscribers[ti].contains(&to))
-                .expect("the target member subscribes to one of the topics");
+            else {
+                continue;
+            };
             held[from].remove(&tp);
             held[to].insert(tp);
             moved = true;

@@ -245,7 +245,9 @@ impl ConsumerGroup {
                 return Err(GroupError::FencedMemberEpoch);
             }
             let before = member.clone();
-            let member = self.members.get_mut(&req.member_id).expect("checked above");
+            let Some(member) = self.members.get_mut(&req.member_id) else {
+                return Err(GroupError::UnknownMemberId);
+            };
             if req.rebalance_timeout_ms >= 0 {
                 member.rebalance_timeout_ms = req.rebalance_timeout_ms;
             }
@@ -367,10 +369,9 @@ impl ConsumerGroup {
             left_static: false,
         };
         let previous = if let Some(old_id) = replaced {
-            let old = self
-                .members
-                .remove(&old_id)
-                .expect("static holder is a member");
+            let Some(old) = self.members.remove(&old_id) else {
+                return Err(GroupError::UnknownMemberId);
+            };
             self.runtime.remove(&old_id);
             if let Some(target) = self.target.remove(&old_id) {
                 self.target.insert(member_id.clone(), target);
@@ -1121,7 +1122,9 @@ impl TopicPattern {
                             return Err(unsupported(&format!("misplaced quantifier {c:?}")));
                         }
                         quantifiable = false;
-                        let last = atoms.last_mut().expect("a quantifiable atom precedes");
+                        let Some(last) = atoms.last_mut() else {
+                            return Err(unsupported(&format!("misplaced quantifier {c:?}")));
+                        };
                         match c {
                             '*' => last.repeat = Repeat::Star,
                             '?' => last.repeat = Repeat::Optional,
