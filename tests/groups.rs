@@ -2728,3 +2728,192 @@ fn describe_parser_reads_a_kafka_style_table() {
     );
     assert_eq!(rows.len(), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// KIP-848 edge cases (issue 9, defect 9)
+
+/// Runs `tests/clients/group_tool.py` with `args`; its last stdout line, as JSON.
+fn group_tool(args: &[&str], timeout: Duration) -> Value {
+    let python = require_python(&["confluent_kafka"]);
+    let out = run(
+        Command::new(&python)
+            .arg(clients_dir().join("group_tool.py"))
+            .args(args),
+        None,
+        timeout,
+    );
+    out.assert_success();
+    let last = out.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("group_tool.py printed no JSON result ({e}):\n{out}"))
+}
+
+/// A consumer that uses `assign()` commits with generation -1 (a *simple* commit). librdkafka's
+/// KIP-848 consumer also sends its own member id, which must not turn the commit into
+/// ILLEGAL_GENERATION: Kafka accepts a simple commit whenever the group has no members, with
+/// either protocol (six of librdkafka's own group tests failed on this).
+#[test]
+fn assign_consumers_commit_with_either_group_protocol() {
+    let _lock = light();
+    let mut node = start_node();
+    let b = node.bootstrap();
+    let topic = unique_name("grp-assign");
+    kafka::create_topic(&b, &topic, 1, &[]);
+    produce_each(&b, &[(topic.clone(), 1)], 10).unwrap_or_else(|e| panic!("produce: {e}"));
+    for protocol in ["consumer", "classic"] {
+        let group = unique_name("group-assign");
+        let out = group_tool(
+            &[
+                "assign-commit",
+                "--bootstrap",
+                &b,
+                "--group",
+                &group,
+                "--topic",
+                &topic,
+                "--offset",
+                "7",
+                "--protocol",
+                protocol,
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            out["error"],
+            Value::Null,
+            "group.protocol={protocol}: the commit of an assign() consumer must be accepted: {out}"
+        );
+        assert_eq!(
+            out["committed"], 7,
+            "group.protocol={protocol}: committed offset read back: {out}"
+        );
+    }
+    node.assert_alive("after the standalone commits");
+}
+
+/// ConsumerGroupHeartbeat v1 (the first with regexes) joining `group` with `regex`; (error
+/// code, error message).
+fn join_with_regex(addr: SocketAddr, group: &str, regex: &str) -> (i16, String) {
+    use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
+    let mut conn = RawConn::connect(addr).expect("connect");
+    let mut req = ConsumerGroupHeartbeatRequest::default();
+    req.group_id = kafka_protocol::messages::GroupId(StrBytes::from_string(group.to_string()));
+    // v1 members choose their own id (KIP-1082).
+    req.member_id = StrBytes::from_string(format!("{group}-member"));
+    req.member_epoch = 0;
+    req.rebalance_timeout_ms = 30_000;
+    req.subscribed_topic_regex = Some(StrBytes::from_string(regex.to_string()));
+    req.topic_partitions = Some(Vec::new());
+    let resp = conn
+        .request(&req, 1)
+        .unwrap_or_else(|e| panic!("ConsumerGroupHeartbeat v1 must be answered: {e}"));
+    (
+        resp.error_code,
+        resp.error_message
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// Regex subscriptions (group.protocol=consumer) use RE2 syntax with whole-name matching, as
+/// Kafka's RE2/J does: character classes, `\d` and counted repetition used to be refused with
+/// INVALID_REQUEST, which librdkafka treats as fatal. An invalid regex gets
+/// INVALID_REGULAR_EXPRESSION (128).
+#[test]
+fn regex_subscriptions_take_re2_syntax() {
+    let _lock = light();
+    let mut node = start_node();
+    let b = node.bootstrap();
+    let base = unique_name("rx");
+    let wanted = format!("{base}-orders-07");
+    kafka::create_topic(&b, &wanted, 2, &[]);
+    kafka::create_topic(&b, &format!("{base}-orders-7"), 1, &[]);
+    kafka::create_topic(&b, &format!("{base}-Orders-07"), 1, &[]);
+    let out = group_tool(
+        &[
+            "regex-assignment",
+            "--bootstrap",
+            &b,
+            "--group",
+            &unique_name("group-rx"),
+            "--topic",
+            &format!("{base}-[a-z]+-\\d{{2}}"),
+            "--protocol",
+            "consumer",
+            "--timeout",
+            "30",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out["assigned"],
+        serde_json::json!([wanted]),
+        "the regex must match exactly {wanted}: {out}"
+    );
+    assert_eq!(out["fatal"], false, "no fatal error: {out}");
+
+    let group = unique_name("group-rx-bad");
+    wait_until(
+        Duration::from_secs(30),
+        "the group coordinator is available",
+        || find_coordinator(node.addr(), &group).is_ok(),
+    );
+    let (code, message) = join_with_regex(node.addr(), &group, "orders-[a-z");
+    assert_eq!(
+        code, 128,
+        "an invalid regex gets INVALID_REGULAR_EXPRESSION ({message})"
+    );
+    assert!(
+        message.contains("orders-[a-z"),
+        "the message names the regex: {message:?}"
+    );
+    let (code, message) = join_with_regex(node.addr(), &group, "orders-\\d{2}");
+    assert_eq!(code, 0, "a valid regex joins ({message})");
+    node.assert_alive("after the regex subscriptions");
+}
+
+/// A member whose application stops polling: librdkafka stops heartbeating once
+/// `max.poll.interval.ms` passes and sends its leave only when the application polls again.
+/// The coordinator bounds its silence by that interval (the member's rebalance timeout) plus
+/// two heartbeat intervals, so the other member gets the partitions well before the session
+/// timeout (45 s here, Kafka's default) ends.
+#[test]
+fn stalled_consumer_protocol_member_loses_its_partitions_after_max_poll_interval() {
+    let _lock = light();
+    let mut node = Node::start_with(NodeOptions {
+        config_toml: Some(groups_toml(1).replace(
+            "consumer_session_timeout_ms = 4000",
+            "consumer_session_timeout_ms = 45000",
+        )),
+        ..NodeOptions::default()
+    });
+    let b = node.bootstrap();
+    let topic = unique_name("grp-stalled");
+    kafka::create_topic(&b, &topic, 4, &[]);
+    let out = group_tool(
+        &[
+            "stalled-member",
+            "--bootstrap",
+            &b,
+            "--group",
+            &unique_name("group-stalled"),
+            "--topic",
+            &topic,
+            "--max-poll-interval-ms",
+            "3000",
+            "--timeout",
+            "40",
+        ],
+        Duration::from_secs(90),
+    );
+    let took = out["stalled_s"].as_f64().unwrap_or_else(|| {
+        panic!("the polling member never got the stalled member's partitions in 40 s: {out}")
+    });
+    // 3 s until librdkafka gives up, then 3 s + 2 × 0.5 s of silence, then a heartbeat of B.
+    assert!(
+        took < 20.0,
+        "the polling member got every partition {took:.1} s after the other stopped polling \
+         (want < 20 s; the session timeout is 45 s): {out}"
+    );
+    node.assert_alive("after the stalled member");
+}

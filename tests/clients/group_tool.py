@@ -12,6 +12,17 @@ scripts/rebalance-time.py.
       {"end_offsets":{"0":..,..}} (high watermarks)
   committed --group G --topic T
       the group's committed offsets: {"committed":{"0":offset or null,..}}
+  assign-commit --group G --topic T --offset O [--protocol classic|consumer]
+      a consumer that never joins: assign() of partition 0, a synchronous commit of O, then
+      committed(); {"error":null or "...","committed":offset or null}
+  regex-assignment --group G --topic PATTERN [--protocol ...] [--timeout S]
+      subscribes to "^PATTERN" and polls until it has an assignment, a fatal error, or the
+      timeout; {"assigned":["topic",..],"errors":["...",..],"fatal":bool}
+  stalled-member --group G --topic T [--max-poll-interval-ms MS] [--timeout S]
+      two group.protocol=consumer members of G on T (every partition of it); once both own
+      partitions, member A stops polling (its process stays alive) and B keeps polling;
+      {"stalled_s": seconds until B owned every partition (null: not within the timeout),
+       "a_owned": [..], "errors": [..]}
 
 Common: --bootstrap HOST:PORT[,...]
 """
@@ -22,7 +33,7 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -90,6 +101,105 @@ def committed(bootstrap, group, topic, partitions=None, timeout=10.0):
     finally:
         c.close()
     return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in res}
+
+
+def assign_commit(bootstrap, group, topic, offset, protocol, timeout=30.0):
+    """Commits `offset` for partition 0 from a consumer that uses assign() and never joins."""
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "group.protocol": protocol,
+        "enable.auto.commit": False,
+    })
+    try:
+        c.assign([TopicPartition(topic, 0, offset)])
+        try:
+            res = c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        except KafkaException as e:
+            return {"error": str(e), "committed": None}
+        errs = [str(tp.error) for tp in res if tp.error is not None]
+        if errs:
+            return {"error": "; ".join(errs), "committed": None}
+        got = c.committed([TopicPartition(topic, 0)], timeout=timeout)
+        return {"error": None, "committed": got[0].offset if got[0].offset >= 0 else None}
+    finally:
+        c.close()
+
+
+def regex_assignment(bootstrap, group, pattern, protocol, timeout=30.0):
+    """Subscribes to the regex `pattern`; returns the assigned topics and the errors seen."""
+    errors = []
+    fatal = [False]
+
+    def on_error(err):
+        errors.append(str(err))
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            fatal[0] = True
+
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "group.protocol": protocol,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "error_cb": on_error,
+    })
+    assigned = []
+    try:
+        c.subscribe(["^" + pattern])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not fatal[0]:
+            msg = c.poll(0.2)
+            if msg is not None and msg.error() is not None:
+                errors.append(str(msg.error()))
+                if msg.error().fatal() or msg.error().code() == KafkaError._FATAL:
+                    fatal[0] = True
+            assigned = sorted({tp.topic for tp in c.assignment()})
+            if assigned:
+                break
+    except KafkaException as e:
+        errors.append(str(e))
+        fatal[0] = True
+    finally:
+        c.close()
+    return {"assigned": assigned, "errors": errors[:20], "fatal": fatal[0]}
+
+
+def stalled_member(bootstrap, group, topic, max_poll_interval_ms, timeout=60.0):
+    """How long a member that stops polling keeps its partitions from the other member."""
+    partitions = partitions_of(bootstrap, topic)
+    errors = []
+
+    def member(name):
+        c = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "group.protocol": "consumer",
+            "client.id": name,
+            "max.poll.interval.ms": max_poll_interval_ms,
+            "auto.offset.reset": "earliest",
+            "error_cb": lambda err: errors.append("%s: %s" % (name, err)),
+        })
+        c.subscribe([topic])
+        return c
+
+    a, b = member("A"), member("B")
+    start = time.monotonic()
+    stalled_at, a_owned, took = None, [], None
+    while time.monotonic() - start < timeout:
+        b.poll(0.1)
+        if stalled_at is None:
+            a.poll(0.1)
+            if a.assignment() and b.assignment():
+                stalled_at = time.monotonic()
+                a_owned = sorted(tp.partition for tp in a.assignment())
+                log("A stops polling, owning %s" % a_owned)
+        elif len(b.assignment()) == len(partitions):
+            took = time.monotonic() - stalled_at
+            break
+    b.close()
+    a.close()
+    return {"stalled_s": took, "a_owned": a_owned, "errors": errors[:20]}
 
 
 def producer(bootstrap, extra=None):
@@ -178,7 +288,8 @@ class Feeder:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["create-topic", "produce", "end-offsets", "committed"])
+    ap.add_argument("command", choices=["create-topic", "produce", "end-offsets", "committed", "assign-commit",
+                                        "regex-assignment", "stalled-member"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group")
@@ -186,6 +297,9 @@ def main():
     ap.add_argument("--replication-factor", type=int, default=1)
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--protocol", choices=["classic", "consumer"], default="classic")
+    ap.add_argument("--max-poll-interval-ms", type=int, default=3000)
     args = ap.parse_args()
     if args.command == "create-topic":
         if not args.partitions:
@@ -202,6 +316,20 @@ def main():
     elif args.command == "end-offsets":
         ends = end_offsets(args.bootstrap, args.topic)
         print(json.dumps({"end_offsets": {str(p): o for p, o in ends.items()}}))
+    elif args.command == "assign-commit":
+        if not args.group:
+            ap.error("assign-commit needs --group")
+        print(json.dumps(assign_commit(args.bootstrap, args.group, args.topic, args.offset, args.protocol,
+                                       args.timeout)))
+    elif args.command == "regex-assignment":
+        if not args.group:
+            ap.error("regex-assignment needs --group")
+        print(json.dumps(regex_assignment(args.bootstrap, args.group, args.topic, args.protocol, args.timeout)))
+    elif args.command == "stalled-member":
+        if not args.group:
+            ap.error("stalled-member needs --group")
+        print(json.dumps(stalled_member(args.bootstrap, args.group, args.topic, args.max_poll_interval_ms,
+                                        args.timeout)))
     else:
         if not args.group:
             ap.error("committed needs --group")

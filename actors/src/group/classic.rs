@@ -887,12 +887,14 @@ impl ClassicGroup {
         generation: i32,
         instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
-        if generation < 0 && member_id.is_empty() {
-            return if self.members.is_empty() {
-                Ok(())
-            } else {
-                Err(GroupError::UnknownMemberId)
-            };
+        // Kafka's classic `validateOffsetCommit`: an empty group takes a simple commit
+        // (negative generation) whatever member id it carries; a non-empty one only from its
+        // members.
+        if generation < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return Err(GroupError::UnknownMemberId);
         }
         self.check_member(member_id, instance_id)?;
         if generation != self.generation {
@@ -1173,6 +1175,10 @@ mod tests {
             g.validate_commit("", -1, None),
             Err(GroupError::UnknownMemberId)
         );
+        assert_eq!(
+            g.validate_commit("not-a-member", -1, None),
+            Err(GroupError::UnknownMemberId)
+        );
     }
 
     #[test]
@@ -1224,6 +1230,12 @@ mod tests {
         assert!(persist);
         assert_eq!(g.state(), ClassicState::Empty);
         assert_eq!(g.validate_commit("", -1, None), Ok(()));
+        // An `assign()` consumer's simple commit carries its member id: still accepted.
+        assert_eq!(g.validate_commit("not-a-member", -1, None), Ok(()));
+        assert_eq!(
+            g.validate_commit("not-a-member", 1, None),
+            Err(GroupError::UnknownMemberId)
+        );
     }
 
     #[test]

@@ -28,10 +28,10 @@
 //!   as [`GroupError::UnsupportedAssignor`] when requested, and never used as a default.
 //! * The `range` assignor is Kafka's classic range (not sticky); `uniform` is sticky and
 //!   balanced but not rack-aware.
-//! * Regex subscriptions support a subset of Java regular expressions (see [`TopicPattern`]),
-//!   resolved synchronously against the catalog on every heartbeat and tick; internal topics
-//!   (`__` prefix) never match a regex. Anything else is [`GroupError::InvalidRequest`]
-//!   (Kafka would answer INVALID_REGULAR_EXPRESSION).
+//! * Regex subscriptions use RE2 syntax with whole-name matching, as Kafka's RE2/J (see
+//!   [`TopicPattern`]), resolved synchronously against the catalog on every heartbeat and tick;
+//!   internal topics (`__` prefix) never match a regex. An invalid one is
+//!   [`GroupError::InvalidRegularExpression`].
 //! * A revocation is acknowledged only by a heartbeat *after* the one that asked for it, whose
 //!   `owned_partitions` no longer contain the revoked partitions (`None`, unchanged, means still
 //!   owned). Kafka also accepts the owned list of the very heartbeat that computes the
@@ -48,6 +48,10 @@
 //!   it then gets its target again. The group epoch is bumped only if its subscription changed.
 //!   (A static member that left with -2 and rejoins under the same member id gets its reserved
 //!   assignment back instead.)
+//! * A member silent for its rebalance timeout (its `max.poll.interval.ms`) plus two heartbeat
+//!   intervals is removed even when the session timeout is longer (see [`session_timeout`]):
+//!   librdkafka stops heartbeating when its application stops polling and leaves only once it
+//!   polls again. Kafka waits for the session timeout.
 //! * Expirations in one [`ConsumerGroup::tick`] (sessions, rebalance timeouts) and the metadata
 //!   refresh bump the group epoch once, not once per member removed; likewise one heartbeat
 //!   bumps it at most once. Rack ids are stored but not used by the assignors.
@@ -176,6 +180,9 @@ pub struct ConsumerGroup {
     metadata: BTreeMap<String, TopicMeta>,
     #[serde(skip)]
     runtime: HashMap<String, MemberRuntime>,
+    /// The members' subscription regexes, compiled (a cache kept by `refresh_metadata`).
+    #[serde(skip)]
+    compiled: HashMap<String, TopicPattern>,
 }
 
 impl Default for ConsumerGroup {
@@ -196,6 +203,7 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             metadata: BTreeMap::new(),
             runtime: HashMap::new(),
+            compiled: HashMap::new(),
         }
     }
 
@@ -279,7 +287,7 @@ impl ConsumerGroup {
 
         let member = &self.members[&member_id];
         let runtime = self.runtime.entry(member_id.clone()).or_default();
-        runtime.session_deadline = Some(now + cfg.consumer_session_timeout);
+        runtime.session_deadline = Some(now + session_timeout(member, cfg));
         let full_request = req.rebalance_timeout_ms != -1
             && req.subscribed_topic_names.is_some()
             && req.owned_partitions.is_some();
@@ -389,11 +397,12 @@ impl ConsumerGroup {
         let bump = previous
             .as_ref()
             .is_none_or(|old| !old.same_subscription(&member));
+        let session = session_timeout(&member, cfg);
         self.members.insert(member_id.clone(), member);
         self.runtime.insert(
             member_id.clone(),
             MemberRuntime {
-                session_deadline: Some(now + cfg.consumer_session_timeout),
+                session_deadline: Some(now + session),
                 ..MemberRuntime::default()
             },
         );
@@ -466,7 +475,7 @@ impl ConsumerGroup {
             let runtime = self.runtime.entry(id.clone()).or_default();
             let session = *runtime
                 .session_deadline
-                .get_or_insert(now + cfg.consumer_session_timeout);
+                .get_or_insert(now + session_timeout(member, cfg));
             let revocation = if member.pending_revocation.is_empty() {
                 runtime.revocation_deadline = None;
                 None
@@ -491,7 +500,29 @@ impl ConsumerGroup {
         epochs_before != (self.group_epoch, self.assignment_epoch)
     }
 
-    /// Checks an OffsetCommit / OffsetFetch from a member (`member_epoch` from the request).
+    /// Checks an OffsetCommit (Kafka's `ConsumerGroup.validateOffsetCommit`). A negative epoch
+    /// is a simple commit (`assign()`, the admin client): accepted while the group has no
+    /// members, whatever member id it carries. Otherwise the member must exist and carry its
+    /// current epoch.
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), GroupError> {
+        if member_epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        let member = self
+            .members
+            .get(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        if member_epoch != member.visible_epoch() {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    /// Checks an OffsetFetch from a member (`member_epoch` from the request).
     pub fn validate_offset_request(
         &self,
         member_id: &str,
@@ -569,7 +600,7 @@ impl ConsumerGroup {
             .values()
             .map(|m| {
                 let runtime = MemberRuntime {
-                    session_deadline: Some(now + cfg.consumer_session_timeout),
+                    session_deadline: Some(now + session_timeout(m, cfg)),
                     revocation_deadline: (!m.pending_revocation.is_empty())
                         .then(|| now + rebalance_timeout(m)),
                     last_sent: None,
@@ -698,7 +729,7 @@ impl ConsumerGroup {
         self.runtime.remove(member_id);
     }
 
-    /// The members' regexes (validated on the way in; an unparsable one matches nothing).
+    /// The members' regexes (validated on the way in; an invalid one matches nothing).
     fn patterns(&self) -> Vec<TopicPattern> {
         let regexes: BTreeSet<&str> = self
             .members
@@ -707,12 +738,39 @@ impl ConsumerGroup {
             .collect();
         regexes
             .into_iter()
-            .filter_map(|r| TopicPattern::parse(r).ok())
+            .filter_map(|r| self.pattern(r))
             .collect()
+    }
+
+    /// One regex, from the cache when `refresh_metadata` compiled it already.
+    fn pattern(&self, regex: &str) -> Option<TopicPattern> {
+        match self.compiled.get(regex) {
+            Some(p) => Some(p.clone()),
+            None => TopicPattern::parse(regex).ok(),
+        }
+    }
+
+    /// Keeps `compiled` to the members' regexes, so that heartbeats and ticks do not compile
+    /// them again.
+    fn compile_patterns(&mut self) {
+        let wanted: BTreeSet<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_topic_regex.clone())
+            .collect();
+        self.compiled.retain(|r, _| wanted.contains(r));
+        for r in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.compiled.entry(r) {
+                if let Ok(p) = TopicPattern::parse(slot.key()) {
+                    slot.insert(p);
+                }
+            }
+        }
     }
 
     /// Resolves the subscribed topics against the catalog; true when that changed them.
     fn refresh_metadata(&mut self, catalog: &dyn TopicCatalog) -> bool {
+        self.compile_patterns();
         let mut metadata = BTreeMap::new();
         let patterns = self.patterns();
         if !patterns.is_empty() {
@@ -762,7 +820,7 @@ impl ConsumerGroup {
         if let Some(pattern) = member
             .subscribed_topic_regex
             .as_deref()
-            .and_then(|r| TopicPattern::parse(r).ok())
+            .and_then(|r| self.pattern(r))
         {
             for (name, topic) in &self.metadata {
                 if !name.starts_with("__") && pattern.matches(name) {
@@ -964,7 +1022,7 @@ fn validate_request(req: &ConsumerHeartbeatRequest, cfg: &GroupConfig) -> Result
         .as_deref()
         .filter(|r| !r.is_empty())
     {
-        TopicPattern::parse(regex).map_err(GroupError::InvalidRequest)?;
+        TopicPattern::parse(regex).map_err(GroupError::InvalidRegularExpression)?;
     }
     Ok(())
 }
@@ -975,6 +1033,25 @@ fn heartbeat_interval_ms(cfg: &GroupConfig) -> i32 {
 
 fn rebalance_timeout(member: &Member) -> Duration {
     Duration::from_millis(u64::try_from(member.rebalance_timeout_ms).unwrap_or(0))
+}
+
+/// How long a member may stay silent before it is removed.
+///
+/// Kafka uses the group's session timeout alone. Rivulet also bounds it by the member's
+/// rebalance timeout (clients send their `max.poll.interval.ms`) plus two heartbeat intervals:
+/// librdkafka (2.15 and later) stops heartbeating once its application has not polled for
+/// `max.poll.interval.ms` and sends its leave (epoch -1) only when the application polls
+/// again, so a stalled consumer would otherwise keep its partitions for the whole session
+/// timeout (45 s by default). A healthy member heartbeats every interval whether or not its
+/// application polls; one silent that long has died, or has given its partitions up itself.
+/// A static member that left with epoch -2 keeps the session timeout: its slot is reserved.
+fn session_timeout(member: &Member, cfg: &GroupConfig) -> Duration {
+    if member.left_static {
+        return cfg.consumer_session_timeout;
+    }
+    let heartbeat = cfg.consumer_heartbeat_interval;
+    let stalled = rebalance_timeout(member).max(heartbeat) + heartbeat * 2;
+    cfg.consumer_session_timeout.min(stalled)
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -1051,182 +1128,59 @@ fn add_all(into: &mut TopicPartitions, from: &TopicPartitions) {
     }
 }
 
+/// The largest compiled form of one subscription regex. A pattern comes from the network, so
+/// its compiled program is bounded; one that needs more is refused as invalid.
+const PATTERN_COMPILED_BYTES_MAX: usize = 1 << 20;
+/// The longest subscription regex accepted (Kafka topic names are at most 249 characters; real
+/// patterns are short).
+const PATTERN_CHARS_MAX: usize = 4096;
+
 /// A topic-name pattern of a regex subscription (`subscribed_topic_regex`).
 ///
-/// Rivulet has no regex engine; it supports the subset of Java regular expressions that
-/// subscriptions use in practice, with Java's `matches()` semantics (the whole name must match):
-///
-/// * literal characters: letters, digits, `_`, `-`, and any punctuation escaped with `\`
-///   (`\.` is a literal dot);
-/// * `.`: any one character;
-/// * the quantifiers `*`, `+` and `?` after a literal or `.` (so `foo.*`, `.*`, `orders-.+`,
-///   `topic-?\d`... except classes like `\d`, see below);
-/// * alternation `a|b|c` at the top level, optionally in one enclosing group `(a|b)` or
-///   `(?:a|b)`;
-/// * the anchors `^` (start) and `$` (end), which change nothing under whole-name matching.
-///
-/// Everything else (character classes `[...]`, `\d`, `\w`, counted repetition `{n}`, nested
-/// groups, lazy or possessive quantifiers, ...) is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Kafka compiles these with RE2/J and matches with `matches()`: the whole name must match.
+/// The `regex` crate implements the same RE2 syntax (character classes, `\d`, `{n}`,
+/// alternation, groups, non-greedy quantifiers; no backreferences or lookaround, as in RE2/J)
+/// in linear time. The pattern is compiled anchored at both ends for the whole-name match.
+#[derive(Debug, Clone)]
 pub struct TopicPattern {
-    alternatives: Vec<Vec<Atom>>,
+    source: String,
+    regex: regex::Regex,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CharMatcher {
-    Literal(char),
-    Any,
+impl PartialEq for TopicPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repeat {
-    Once,
-    Optional,
-    Star,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Atom {
-    matcher: CharMatcher,
-    repeat: Repeat,
-}
+impl Eq for TopicPattern {}
 
 impl TopicPattern {
-    /// Parses a pattern; the error says what is not supported.
+    /// Compiles a pattern; the error says why it is not a valid regular expression.
     pub fn parse(pattern: &str) -> Result<TopicPattern, String> {
-        let unsupported = |what: &str| format!("unsupported regex {pattern:?}: {what}");
-        let mut body = strip_anchors(pattern);
-        if let Some(inner) = body
-            .strip_prefix("(?:")
-            .or_else(|| body.strip_prefix('('))
-            .and_then(|b| b.strip_suffix(')'))
-        {
-            body = inner;
+        if pattern.is_empty() {
+            return Err("the regular expression is empty".into());
         }
-        let mut alternatives = Vec::new();
-        for alternative in split_alternatives(body) {
-            let alternative = strip_anchors(alternative);
-            let mut atoms: Vec<Atom> = Vec::new();
-            let mut quantifiable = false;
-            let mut chars = alternative.chars();
-            while let Some(c) = chars.next() {
-                let matcher = match c {
-                    '.' => CharMatcher::Any,
-                    '\\' => match chars.next() {
-                        Some(e) if e.is_ascii_punctuation() => CharMatcher::Literal(e),
-                        Some(e) => return Err(unsupported(&format!("escape \\{e}"))),
-                        None => return Err(unsupported("trailing backslash")),
-                    },
-                    '*' | '+' | '?' => {
-                        if !quantifiable {
-                            return Err(unsupported(&format!("misplaced quantifier {c:?}")));
-                        }
-                        quantifiable = false;
-                        let Some(last) = atoms.last_mut() else {
-                            return Err(unsupported(&format!("misplaced quantifier {c:?}")));
-                        };
-                        match c {
-                            '*' => last.repeat = Repeat::Star,
-                            '?' => last.repeat = Repeat::Optional,
-                            _ => {
-                                // x+ is x x*.
-                                let copy = Atom {
-                                    matcher: last.matcher,
-                                    repeat: Repeat::Star,
-                                };
-                                atoms.push(copy);
-                            }
-                        }
-                        continue;
-                    }
-                    c if c.is_alphanumeric() || c == '_' || c == '-' => CharMatcher::Literal(c),
-                    c => return Err(unsupported(&format!("{c:?}"))),
-                };
-                atoms.push(Atom {
-                    matcher,
-                    repeat: Repeat::Once,
-                });
-                quantifiable = true;
-            }
-            if atoms.is_empty() {
-                return Err(unsupported("empty alternative"));
-            }
-            alternatives.push(atoms);
+        if pattern.chars().count() > PATTERN_CHARS_MAX {
+            return Err(format!(
+                "the regular expression is longer than {PATTERN_CHARS_MAX} characters"
+            ));
         }
-        Ok(TopicPattern { alternatives })
+        let regex = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(PATTERN_COMPILED_BYTES_MAX)
+            .dfa_size_limit(PATTERN_COMPILED_BYTES_MAX)
+            .build()
+            .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?;
+        Ok(TopicPattern {
+            source: pattern.to_string(),
+            regex,
+        })
     }
 
     /// Whether the whole of `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        self.alternatives
-            .iter()
-            .any(|atoms| matches_atoms(atoms, name))
+        self.regex.is_match(name)
     }
-}
-
-/// Removes a leading `^` and an unescaped trailing `$`.
-fn strip_anchors(s: &str) -> &str {
-    let s = s.strip_prefix('^').unwrap_or(s);
-    match s.strip_suffix('$') {
-        Some(rest) if !rest.ends_with('\\') => rest,
-        _ => s,
-    }
-}
-
-/// Splits on the unescaped `|`.
-fn split_alternatives(s: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '|' {
-            parts.push(&s[start..i]);
-            start = i + 1;
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-/// Simulates the pattern's automaton over `name` (linear in `name` times the pattern).
-fn matches_atoms(atoms: &[Atom], name: &str) -> bool {
-    let n = atoms.len();
-    let closure = |states: &mut Vec<bool>| {
-        for i in 0..n {
-            if states[i] && atoms[i].repeat != Repeat::Once {
-                states[i + 1] = true;
-            }
-        }
-    };
-    let mut states = vec![false; n + 1];
-    states[0] = true;
-    closure(&mut states);
-    for c in name.chars() {
-        let mut next = vec![false; n + 1];
-        for i in 0..n {
-            let hit = match atoms[i].matcher {
-                CharMatcher::Any => true,
-                CharMatcher::Literal(l) => l == c,
-            };
-            if states[i] && hit {
-                if atoms[i].repeat == Repeat::Star {
-                    next[i] = true;
-                } else {
-                    next[i + 1] = true;
-                }
-            }
-        }
-        closure(&mut next);
-        if !next.contains(&true) {
-            return false;
-        }
-        states = next;
-    }
-    states[n]
 }
 
 #[cfg(test)]
@@ -1311,7 +1265,8 @@ mod tests {
             member_epoch: 0,
             instance_id: None,
             rack_id: None,
-            rebalance_timeout_ms: 30_000,
+            // The clients' default max.poll.interval.ms.
+            rebalance_timeout_ms: 300_000,
             subscribed_topic_names: Some(topics.iter().map(|t| t.to_string()).collect()),
             subscribed_topic_regex: None,
             server_assignor: None,
@@ -1716,6 +1671,40 @@ mod tests {
     }
 
     #[test]
+    fn member_silent_past_its_max_poll_interval_is_removed_before_its_session_ends() {
+        let mut sim = Sim::new(&[("t", 4)]);
+        let t = sim.catalog.id("t");
+        // a polls with max.poll.interval.ms = 3 s: silent for max(3 s, one heartbeat interval)
+        // plus two intervals (5 s each by default) means it stalled or died.
+        let mut req = join_req("a", &["t"]);
+        req.rebalance_timeout_ms = 3_000;
+        let (resp, _) = sim.send(req).unwrap();
+        sim.apply(&resp);
+        // b uses the clients' default (300 s): the session timeout (45 s) is the bound.
+        let mut req = join_req("b", &["t"]);
+        req.rebalance_timeout_ms = 300_000;
+        let (resp, _) = sim.send(req).unwrap();
+        sim.apply(&resp);
+        sim.converge();
+        let start = sim.now;
+        sim.now = start + Duration::from_secs(14);
+        assert!(!sim.tick(), "a is within 15 s of its last heartbeat");
+        sim.now = start + Duration::from_secs(16);
+        assert!(sim.tick(), "a stalled past its max.poll.interval");
+        assert!(sim.group.member_epoch("a").is_none());
+        sim.clients.remove("a");
+        let (resp, _) = sim.beat("b");
+        assert_eq!(resp.assignment, Some(tps(t, &[0, 1, 2, 3])));
+        // b's own silence is bounded by the session timeout only.
+        let last = sim.now;
+        sim.now = last + Duration::from_secs(44);
+        assert!(!sim.tick());
+        sim.now = last + Duration::from_secs(46);
+        assert!(sim.tick());
+        assert!(sim.group.is_empty());
+    }
+
+    #[test]
     fn member_that_does_not_revoke_is_fenced_after_rebalance_timeout() {
         let mut sim = Sim::new(&[("t", 4)]);
         let t = sim.catalog.id("t");
@@ -1834,10 +1823,10 @@ mod tests {
         );
         let mut req = join_req("a", &[]);
         req.subscribed_topic_names = None;
-        req.subscribed_topic_regex = Some("[a-z]+".into());
+        req.subscribed_topic_regex = Some("[a-z".into());
         assert!(matches!(
             sim.send(req).unwrap_err(),
-            GroupError::InvalidRequest(_)
+            GroupError::InvalidRegularExpression(_)
         ));
         assert!(sim.group.is_empty(), "failed joins add nobody");
         // An empty subscription is allowed.
@@ -2151,6 +2140,24 @@ mod tests {
             sim.group.validate_offset_request("", 1),
             Err(GroupError::UnknownMemberId)
         );
+        // Commits: a simple commit (negative epoch) needs an empty group, whatever member id it
+        // carries (an `assign()` consumer sends its own).
+        assert_eq!(sim.group.validate_offset_commit("a", 1), Ok(()));
+        assert_eq!(
+            sim.group.validate_offset_commit("", -1),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(
+            sim.group.validate_offset_commit("outsider", -1),
+            Err(GroupError::UnknownMemberId)
+        );
+        let empty = ConsumerGroup::new("g".into());
+        assert_eq!(empty.validate_offset_commit("outsider", -1), Ok(()));
+        assert_eq!(empty.validate_offset_commit("", -1), Ok(()));
+        assert_eq!(
+            empty.validate_offset_commit("outsider", 3),
+            Err(GroupError::UnknownMemberId)
+        );
     }
 
     #[test]
@@ -2358,44 +2365,53 @@ mod tests {
         }
     }
 
-    // ---- the regex subset ----
+    // ---- subscription regexes ----
 
     #[test]
-    fn topic_pattern_matches_the_supported_subset() {
+    fn topic_pattern_matches_whole_names_with_re2_syntax() {
         let p = |s: &str| TopicPattern::parse(s).unwrap();
-        assert!(p("orders").matches("orders"));
-        assert!(!p("orders").matches("orders2"));
-        assert!(!p("orders").matches("order"));
-        assert!(p("orders.*").matches("orders"));
-        assert!(p("orders.*").matches("orders-eu"));
-        assert!(!p("orders.*").matches("my-orders"));
-        assert!(p(".*").matches("anything"));
-        assert!(p(".*").matches(""));
-        assert!(p("a|b.*|c").matches("b-1"));
-        assert!(p("a|b.*|c").matches("c"));
-        assert!(!p("a|b.*|c").matches("cc"));
-        assert!(p("^(orders|payments)$").matches("payments"));
-        assert!(p("(?:x|y)").matches("y"));
-        assert!(p("^events-.+$").matches("events-1"));
-        assert!(!p("events-.+").matches("events-"));
-        assert!(p("logs\\.app").matches("logs.app"));
-        assert!(!p("logs\\.app").matches("logsXapp"));
-        assert!(
-            p("logs.app").matches("logsXapp"),
-            "an unescaped dot is any char"
-        );
-        assert!(p("colou?r").matches("color"));
-        assert!(p("colou?r").matches("colour"));
-        assert!(p(".*-dlq").matches("orders-dlq"));
-        assert!(!p(".*-dlq").matches("orders-dlq2"));
-        assert!(p("a.*b.*c").matches("aXXbYYc"));
-        assert!(!p("a.*b.*c").matches("aXXbYY"));
+        let table: &[(&str, &str, bool)] = &[
+            ("orders", "orders", true),
+            ("orders", "orders2", false),
+            ("orders", "order", false),
+            ("orders.*", "orders-eu", true),
+            ("orders.*", "my-orders", false),
+            (".*", "", true),
+            ("a|b.*|c", "b-1", true),
+            ("a|b.*|c", "cc", false),
+            ("^(orders|payments)$", "payments", true),
+            ("events-.+", "events-", false),
+            ("logs\\.app", "logs.app", true),
+            ("logs\\.app", "logsXapp", false),
+            ("colou?r", "colour", true),
+            // What the hand-written subset refused (issue 9): classes, \d, counted repetition.
+            ("[a-z]+", "orders", true),
+            ("[a-z]+", "orders-1", false),
+            ("t\\d", "t7", true),
+            ("t\\d", "tx", false),
+            ("t\\d{2}", "t42", true),
+            ("t\\d{2}", "t4", false),
+            ("t\\d{2}", "t423", false),
+            ("topic_[0-9]{1,3}_(eu|us)", "topic_12_eu", true),
+            (
+                "rdkafkatest_rnd[0-9a-f]+_.*",
+                "rdkafkatest_rnd4f2a_0033",
+                true,
+            ),
+            ("\\w+-dlq", "orders-dlq", true),
+            ("(?i)ORDERS", "orders", true),
+        ];
+        for (pattern, name, want) in table {
+            assert_eq!(p(pattern).matches(name), *want, "{pattern:?} on {name:?}");
+        }
     }
 
     #[test]
-    fn topic_pattern_refuses_the_rest() {
+    fn topic_pattern_refuses_invalid_regexes() {
+        let too_long = "a".repeat(PATTERN_CHARS_MAX + 1);
+        let too_big = "(\\w{1000}){1000}";
         for bad in [
-            "[a-z]+", "t\\d", "t{2}", "*", "a**", "a+?", "a|", "((a))", "a b", "(a|b)(c)", "",
+            "", "*", "[a-z", "(a|b", "a{2,1}", "(?<=a)b", "\\1", too_big, &too_long,
         ] {
             assert!(
                 TopicPattern::parse(bad).is_err(),

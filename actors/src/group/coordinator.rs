@@ -316,24 +316,20 @@ impl CoordinatorState {
         }
     }
 
+    /// Kafka's `validateOffsetCommit`: a commit with a negative generation / member epoch comes
+    /// from a client outside group management (`assign()`, the admin client). It is a *simple*
+    /// commit and is accepted whenever the group has no members, whatever member id it carries
+    /// (librdkafka's KIP-848 consumer sends its own member id even when it never joined).
     fn validate_commit(&self, req: &CommitRequest) -> Result<(), GroupError> {
-        let simple = req.member_id.is_empty() && req.generation_id < 0;
         match &self.membership {
-            Membership::None if simple => Ok(()),
+            Membership::None if req.generation_id < 0 => Ok(()),
             Membership::None => Err(GroupError::IllegalGeneration),
             Membership::Classic(g) => g.validate_commit(
                 &req.member_id,
                 req.generation_id,
                 req.group_instance_id.as_deref(),
             ),
-            Membership::Consumer(g) if simple => {
-                if g.is_empty() {
-                    Ok(())
-                } else {
-                    Err(GroupError::UnknownMemberId)
-                }
-            }
-            Membership::Consumer(g) => g.validate_offset_request(&req.member_id, req.generation_id),
+            Membership::Consumer(g) => g.validate_offset_commit(&req.member_id, req.generation_id),
         }
     }
 

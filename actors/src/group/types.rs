@@ -86,6 +86,9 @@ pub enum GroupError {
     /// A malformed request.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Consumer protocol: the subscription regex does not compile (RE2 syntax).
+    #[error("{0}")]
+    InvalidRegularExpression(String),
     /// The write to the offsets topic did not complete in time.
     #[error("request timed out: {0}")]
     RequestTimedOut(String),

@@ -83,6 +83,7 @@ pub fn group(e: &GroupError) -> (i16, String) {
         // handlers override this).
         GroupError::GroupIdTypeMismatch => E::InconsistentGroupProtocol,
         GroupError::InvalidRequest(_) => E::InvalidRequest,
+        GroupError::InvalidRegularExpression(_) => E::InvalidRegularExpression,
         // Kafka's coordinator turns a write to the offsets topic that timed out into
         // COORDINATOR_NOT_AVAILABLE: clients look the coordinator up again and retry, which they
         // do not all do for REQUEST_TIMED_OUT.
