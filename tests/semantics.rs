@@ -3,6 +3,7 @@
 
 mod harness;
 
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -24,14 +25,28 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
 fn init_producer_id(conn: &mut RawConn, transactional_id: Option<&str>) -> (i16, i64, i16) {
+    init_producer_id_as(conn, transactional_id, -1, -1)
+}
+
+/// InitProducerId carrying a producer id and epoch (KIP-360's form; v3+ has the fields).
+fn init_producer_id_as(
+    conn: &mut RawConn,
+    transactional_id: Option<&str>,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> (i16, i64, i16) {
     let version = wire::negotiate::<InitProducerIdRequest>(conn, i16::MAX);
+    assert!(
+        producer_id < 0 || version >= 3,
+        "InitProducerId v{version} cannot carry a producer id"
+    );
     let req = InitProducerIdRequest::default()
         .with_transactional_id(
             transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
         )
         .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch);
     let resp = conn
         .request(&req, version)
         .unwrap_or_else(|e| panic!("InitProducerId v{version} must be answered: {e}"));
@@ -144,6 +159,103 @@ fn idempotent_batches_are_deduplicated_across_a_sigkill() {
     node.assert_alive("after the idempotence checks");
 }
 
+/// "Idempotent producers": InitProducerId without a transactional id always hands out a new
+/// producer id at epoch 0, as Kafka does. Passing another producer's id and epoch (any batch
+/// shows them) must neither fence that producer nor let a client claim the id the next producer
+/// will get (issue 9, defect 7).
+#[test]
+fn init_producer_id_cannot_take_over_another_producer() {
+    let mut node = Node::start();
+    let topic = unique_name("pid-takeover");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+
+    let mut victim = RawConn::connect(node.addr()).expect("connect");
+    let (code, pid, epoch) = init_producer_id(&mut victim, None);
+    assert_eq!(code, ERROR_NONE, "the victim's InitProducerId");
+    let version = wire::negotiate::<ProduceRequest>(&mut victim, 12);
+    let batch = |key: &str, pid: i64, epoch: i16, seq: i32| {
+        BatchSpec::new(&[(key, "v")])
+            .idempotent(pid, epoch, seq)
+            .encode()
+    };
+    assert_eq!(
+        wire::produce(
+            &mut victim,
+            version,
+            &topic,
+            batch("victim-0", pid, epoch, 0)
+        ),
+        (ERROR_NONE, 0),
+        "the victim's first batch"
+    );
+
+    let mut intruder = RawConn::connect(node.addr()).expect("connect");
+    let (code, taken, taken_epoch) = init_producer_id_as(&mut intruder, None, pid, epoch);
+    assert_eq!(code, ERROR_NONE, "the intruder's InitProducerId");
+    assert_ne!(
+        taken, pid,
+        "InitProducerId with another producer's id and epoch {epoch} must hand out a new id, \
+         not bump that producer's epoch (got epoch {taken_epoch})"
+    );
+    assert_eq!(taken_epoch, 0, "a new producer id starts at epoch 0");
+    assert_eq!(
+        wire::produce(
+            &mut intruder,
+            version,
+            &topic,
+            batch("intruder", taken, taken_epoch, 0)
+        ),
+        (ERROR_NONE, 1),
+        "the intruder writes under its own id"
+    );
+    assert_eq!(
+        wire::produce(
+            &mut victim,
+            version,
+            &topic,
+            batch("victim-1", pid, epoch, 1)
+        ),
+        (ERROR_NONE, 2),
+        "the victim's next batch must not be fenced"
+    );
+
+    // Claiming the id the next producer would get, at a high epoch.
+    let (code, claimed, claimed_epoch) = init_producer_id_as(&mut intruder, None, taken + 1, 7);
+    assert_eq!(code, ERROR_NONE, "the claiming InitProducerId");
+    assert_eq!(claimed_epoch, 0, "no epoch is taken over from the request");
+    let mut next = RawConn::connect(node.addr()).expect("connect");
+    let (code, next_pid, next_epoch) = init_producer_id(&mut next, None);
+    assert_eq!(code, ERROR_NONE, "the next producer's InitProducerId");
+    assert!(
+        next_pid != claimed && next_pid != pid && next_pid != taken,
+        "producer ids must not repeat: {pid}, {taken}, {claimed}, then {next_pid}"
+    );
+    assert_eq!(
+        wire::produce(
+            &mut next,
+            version,
+            &topic,
+            batch("next", next_pid, next_epoch, 0)
+        ),
+        (ERROR_NONE, 3),
+        "the next producer's first batch"
+    );
+    assert_eq!(
+        read_back(&node, &topic)
+            .into_iter()
+            .map(|(o, k, _)| (o, k))
+            .collect::<Vec<_>>(),
+        vec![
+            (0, "victim-0".to_string()),
+            (1, "intruder".to_string()),
+            (2, "victim-1".to_string()),
+            (3, "next".to_string()),
+        ],
+        "every accepted batch is stored once, nothing else"
+    );
+    node.assert_alive("after the takeover attempts");
+}
+
 /// "Acknowledgements": acks=0 is never answered; the next response on the connection belongs
 /// to the next request. The record is still stored.
 #[test]
@@ -223,6 +335,48 @@ fn min_insync_replicas_above_the_isr_refuses_acks_all() {
         "acks=1 is not subject to min.insync.replicas, and the refused batch was not stored"
     );
     node.assert_alive("after min.insync.replicas checks");
+}
+
+/// "Idempotent producers": until transactions exist, a transactional producer fails at once with
+/// a non-retriable error that says so, instead of retrying a retriable
+/// COORDINATOR_NOT_AVAILABLE for its whole timeout (30 s; aiokafka forever). Issue 9, defect 11.
+#[test]
+fn transactional_producers_fail_fast_saying_transactions_are_unsupported() {
+    let mut node = Node::start();
+    let python = harness::require_python(&["confluent_kafka", "kafka"]);
+    for client in ["confluent", "kafka-python"] {
+        let out = harness::run(
+            Command::new(&python)
+                .arg(harness::clients_dir().join("transactional_init.py"))
+                .args(["--bootstrap", &node.bootstrap(), "--client", client])
+                .args(["--timeout", "30"]),
+            None,
+            Duration::from_secs(90),
+        );
+        out.assert_success();
+        let last = out.stdout.lines().last().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("{client}: no JSON result ({e}):\n{out}"));
+        assert_eq!(v["ok"], false, "{client}: init_transactions must fail: {v}");
+        assert_eq!(
+            v["fatal"], true,
+            "{client}: the failure must not be retriable: {v}"
+        );
+        let seconds = v["seconds"].as_f64().unwrap_or(f64::MAX);
+        assert!(
+            seconds < 10.0,
+            "{client}: init_transactions failed after {seconds} s, not at once: {v}"
+        );
+        if client == "confluent" {
+            // librdkafka shows the broker's error message; kafka-python shows only the code.
+            let error = v["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("transactions are not supported"),
+                "{client}: the error must say why: {error:?}"
+            );
+        }
+    }
+    node.assert_alive("after the transactional producers");
 }
 
 /// "Idempotent producers" and "Retention": transactions and compaction are not supported and

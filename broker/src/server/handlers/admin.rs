@@ -582,11 +582,17 @@ pub async fn init_producer_id(state: &BrokerState, req: InitProducerIdRequest) -
         r.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
         return Reply::new(ResponseKind::InitProducerId(r));
     }
-    // KIP-360: a producer that knows its id asks for an epoch bump after a fatal sequence error.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        r.producer_id = req.producer_id;
-        r.producer_epoch = req.producer_epoch + 1;
-        return Reply::new(ResponseKind::InitProducerId(r));
+    // Without a transactional id the request proves nothing about who owns the producer id and
+    // epoch it carries (any batch shows them), so, as Kafka does, it always gets a fresh id at
+    // epoch 0. Bumping the given epoch instead (KIP-360) would let any client fence another
+    // producer, or claim the next id to be allocated. An idempotent producer that asks for a
+    // bump after a sequence error simply starts over under the new id.
+    if req.producer_id.0 >= 0 {
+        tracing::debug!(
+            producer_id = req.producer_id.0,
+            producer_epoch = req.producer_epoch,
+            "InitProducerId without a transactional id: handing out a new producer id"
+        );
     }
     match state.controller.allocate_producer_id().await {
         Ok(id) => {

@@ -290,6 +290,19 @@ fn group_coordinator(
     }
 }
 
+/// The answer for a transaction coordinator until transactions exist (issue 14). It must not
+/// be retriable, or transactional producers retry until their timeout (aiokafka forever).
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED is what librdkafka, kafka-python and aiokafka all
+/// treat as fatal at once, and librdkafka shows this message with it (INVALID_REQUEST, for
+/// one, makes librdkafka retry until its timeout).
+fn transactions_unsupported() -> CoordinatorAnswer {
+    CoordinatorAnswer::error(
+        code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        "transactions are not supported by Rivulet yet: producers with a transactional.id \
+         cannot be used (idempotent producers can)",
+    )
+}
+
 /// FindCoordinator v0-6 (v4+ looks up several keys at once).
 pub async fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, v: i16) -> Reply {
     let keys: Vec<String> = if v >= 4 {
@@ -316,15 +329,7 @@ pub async fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, 
                 })
                 .collect()
         }
-        KEY_TYPE_TRANSACTION => keys
-            .iter()
-            .map(|_| {
-                CoordinatorAnswer::error(
-                    code::COORDINATOR_NOT_AVAILABLE,
-                    "transactions are not supported: there is no transaction coordinator",
-                )
-            })
-            .collect(),
+        KEY_TYPE_TRANSACTION => keys.iter().map(|_| transactions_unsupported()).collect(),
         other => keys
             .iter()
             .map(|_| {
