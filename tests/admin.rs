@@ -147,6 +147,12 @@ fn kafka_python_admin_client_round_trip() {
         json!({"broker/1": "InvalidRequestError"}),
         "{show}"
     );
+    assert!(
+        v["alter_messages"]["broker/1"]
+            .as_str()
+            .is_some_and(|m| m.contains("Cannot update these configs dynamically")),
+        "{show}"
+    );
     assert_eq!(
         v["alter_group"],
         json!({"group/admin-tool-group": "InvalidRequestError"}),
@@ -170,12 +176,12 @@ fn kafka_python_admin_client_round_trip() {
     // CreatePartitions honours explicit assignments and refuses bad ones.
     for key in [
         "grow_unknown_node",
-        "grow_duplicate_node",
+        "grow_wrong_replication_factor",
         "grow_wrong_count",
     ] {
         assert_eq!(
             v[key],
-            json!("InvalidReplicaAssignmentError"),
+            json!("InvalidReplicationAssignmentError"),
             "{key}:\n{show}"
         );
     }

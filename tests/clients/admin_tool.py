@@ -10,7 +10,7 @@ of the exception the client raised, so a refusal reads like it does against Kafk
       earliest offset, a read below the log start, describe_configs (topic with synonyms and
       documentation, broker, group), incremental alter (SET, DELETE, APPEND on a non-list),
       alter of broker and group configs, describe_log_dirs, create_partitions with explicit
-      assignments (valid, unknown node, duplicate node, wrong count).
+      assignments (valid, unknown node, wrong replication factor, wrong count).
   earliest --topic T
       {"earliest": offset of partition 0}
 
@@ -19,6 +19,7 @@ Common: --bootstrap HOST:PORT
 
 import argparse
 import json
+import re
 import sys
 import time
 
@@ -60,16 +61,20 @@ def earliest(bootstrap, topic):
 
 
 def alter_result(res):
-    """The per-resource outcome of alter_configs: 'ok' or the error class name."""
-    out = {}
+    """The per-resource outcome of alter_configs: 'ok' or the error class name, and the
+    error messages by resource."""
+    out, messages = {}, {}
     for rtype, by_name in res.items():
         for name, r in by_name.items():
-            if isinstance(r, Exception) or (isinstance(r, type) and issubclass(r, Exception)):
-                out["%s/%s" % (rtype, name)] = r.__name__ if isinstance(r, type) else err_name(r)
+            key = "%s/%s" % (rtype, name)
+            if r == "OK":
+                out[key] = "ok"
             else:
-                code = getattr(r, "errno", None) or getattr(r, "error_code", 0)
-                out["%s/%s" % (rtype, name)] = "ok" if not code else type(r).__name__
-    return out
+                # kafka-python reports "[Error 40] InvalidConfigurationError: message".
+                m = re.match(r"\[Error -?\d+\] (\w+)(?:: (.*))?", str(r), re.S)
+                out[key] = m.group(1) if m else str(r)
+                messages[key] = (m.group(2) if m else None) or ""
+    return out, messages
 
 
 def configs_of(admin, rtype, name, **kw):
@@ -92,13 +97,21 @@ def scenario(bootstrap, topic):
     out["cluster_operations"] = sorted((cluster or {}).get("authorized_operations") or [])
     topics, out["describe_topics_error"] = attempt(lambda: admin.describe_topics([topic]))
     out["topic_operations"] = sorted(((topics or [{}])[0]).get("authorized_operations") or [])
-    groups, out["describe_groups_error"] = attempt(
-        lambda: admin.describe_groups(["admin-tool-group"], include_authorized_operations=True)
-    )
-    group = (groups or [None])[0]
-    ops = getattr(group, "authorized_operations", None)
-    if ops is None and isinstance(group, dict):
-        ops = group.get("authorized_operations")
+    # The offsets topic (and so the coordinator) appears with the first group request:
+    # retry while the coordinator is not there yet, as Kafka's own tools do.
+    deadline = time.monotonic() + 30
+    while True:
+        groups, out["describe_groups_error"] = attempt(
+            lambda: admin.describe_groups(["admin-tool-group"], include_authorized_operations=True)
+        )
+        if out["describe_groups_error"] not in ("CoordinatorNotAvailableError",
+                                                "CoordinatorLoadInProgressError",
+                                                "NotCoordinatorError") \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    group = (groups or {}).get("admin-tool-group") or {}
+    ops = group.get("authorized_operations")
     out["group_operations"] = sorted(ops or [])
 
     # DeleteRecords.
@@ -135,10 +148,16 @@ def scenario(bootstrap, topic):
     out["group_configs"] = {k: [v.get("value"), v.get("config_type")] for k, v in (gc or {}).items()}
 
     # IncrementalAlterConfigs.
+    messages = {}
+
     def alter(rtype, name, configs, **kw):
         r, e = attempt(lambda: admin.alter_configs(
             [ConfigResource(rtype, name, configs)], incremental=True, raise_on_unknown=False, **kw))
-        return e or alter_result(r)
+        if e:
+            return e
+        result, msgs = alter_result(r)
+        messages.update(msgs)
+        return result
 
     out["set_retention"] = alter(ConfigResourceType.TOPIC, topic, {
         "retention.ms": (AlterConfigOp.SET, "3600000"),
@@ -168,6 +187,8 @@ def scenario(bootstrap, topic):
         "consumer.session.timeout.ms": (AlterConfigOp.SET, "50000"),
     })
 
+    out["alter_messages"] = messages
+
     # DescribeLogDirs.
     dirs, out["describe_log_dirs_error"] = attempt(admin.describe_log_dirs)
     out["log_dirs"] = [
@@ -190,7 +211,7 @@ def scenario(bootstrap, topic):
         return e or "ok"
 
     out["grow_unknown_node"] = grow(2, [[7]])
-    out["grow_duplicate_node"] = grow(2, [[1, 1]])
+    out["grow_wrong_replication_factor"] = grow(2, [[1, 1]])
     out["grow_wrong_count"] = grow(3, [[1]])
     out["grow_valid"] = grow(2, [[1]])
     md = admin.describe_topics([topic])[0]
