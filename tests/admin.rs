@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use harness::wire::RawConn;
 use harness::{python_client, unique_name, Node};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::messages::{DescribeConfigsRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
@@ -225,4 +226,46 @@ fn metadata_authorized_operations_only_when_asked() {
             "asked={asked}"
         );
     }
+}
+
+/// DescribeConfigs v4 on the wire: Kafka's type codes and, when asked, documentation.
+#[test]
+fn describe_configs_reports_types_and_documentation() {
+    let node = Node::start();
+    let topic = unique_name("types");
+    harness::kafka::create_topic(&node.bootstrap(), &topic, 1, &[("retention.ms", "60000")]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_string(topic.clone());
+    // Null asks for every key (an empty list asks for none).
+    res.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    req.include_documentation = true;
+    req.include_synonyms = true;
+    let r = conn.request(&req, 4).expect("describe configs v4");
+    let configs = &r.results[0].configs;
+    let entry = |name: &str| {
+        configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} missing from {configs:?}"))
+    };
+    // Kafka's ConfigType codes: INT 3, LONG 5, LIST 7 (0, UNKNOWN, was reported before).
+    assert_eq!(entry("retention.ms").config_type, 5);
+    assert_eq!(entry("segment.bytes").config_type, 3);
+    assert_eq!(entry("cleanup.policy").config_type, 7);
+    assert!(configs.iter().all(|c| c.config_type != 0), "{configs:?}");
+    assert!(
+        configs.iter().all(|c| c.documentation.is_some()),
+        "{configs:?}"
+    );
+    // The override first, then the broker default it hides.
+    let synonyms: Vec<(&str, i8)> = entry("retention.ms")
+        .synonyms
+        .iter()
+        .map(|s| (s.name.as_str(), s.source))
+        .collect();
+    assert_eq!(synonyms, [("retention.ms", 1), ("log.retention.ms", 5)]);
 }
