@@ -128,6 +128,16 @@ pub enum PartitionReplicaMsg {
         /// The new log start offset, or why nothing was done.
         reply: RpcReplyPort<Result<i64, String>>,
     },
+    /// Leader only (Kafka's DeleteRecords): makes `offset` the log start offset, or the high
+    /// watermark for -1; an offset past the high watermark is refused with
+    /// `OffsetOutOfRange`. Followers follow through the log start offset carried by
+    /// replication. Replies with the new log start offset (the low watermark).
+    DeleteRecords {
+        /// First offset to keep; -1 for the high watermark.
+        offset: i64,
+        /// The new log start offset, or why not.
+        reply: RpcReplyPort<Result<i64, AppendError>>,
+    },
     /// New topic configuration (retention, segment and flush settings).
     UpdateConfig(LogConfig),
     /// New leadership facts from the controller.
@@ -743,9 +753,11 @@ impl PartitionReplicaState {
         };
         if outcome.is_ok() && req.log_start_offset > self.log.log_start_offset() {
             let log = self.log.clone();
-            let start = req.log_start_offset;
-            if let Err(e) = blocking(move || log.delete_segments_before(start)).await? {
-                warn!(tp = %self.tp, error = %e, "could not drop segments below the leader's log start");
+            // Exactly the leader's start (DeleteRecords moves it inside a segment), as far as
+            // this log reaches.
+            let start = req.log_start_offset.min(self.log.log_end_offset());
+            if let Err(e) = blocking(move || log.advance_log_start(start)).await? {
+                warn!(tp = %self.tp, error = %e, "could not follow the leader's log start");
             }
         }
         match outcome {
@@ -973,6 +985,41 @@ impl Actor for PartitionReplica {
                 })
                 .await?;
                 let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            PartitionReplicaMsg::DeleteRecords { offset, reply } => {
+                if !state.is_leader() {
+                    let _ = reply.send(Err(AppendError::NotLeader {
+                        tp: state.tp.clone(),
+                    }));
+                    return Ok(());
+                }
+                let hw = *state.high_watermark.borrow();
+                let target = if offset == -1 { hw } else { offset };
+                if !(0..=hw).contains(&target) {
+                    let _ =
+                        reply.send(Err(AppendError::Rejected(StorageError::OffsetOutOfRange {
+                            offset,
+                            log_start: state.log.log_start_offset(),
+                            log_end: hw,
+                        })));
+                    return Ok(());
+                }
+                let log = state.log.clone();
+                match blocking(move || log.advance_log_start(target)).await? {
+                    Ok(start) => {
+                        let _ = reply.send(Ok(start));
+                    }
+                    Err(e) if e.is_fatal() => {
+                        let _ = reply.send(Err(AppendError::ReplicaFailed {
+                            tp: state.tp.clone(),
+                            reason: e.to_string(),
+                        }));
+                        return Err(e.into());
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(AppendError::Rejected(e)));
+                    }
+                }
             }
             PartitionReplicaMsg::UpdateConfig(cfg) => {
                 if let Some(t) = state.flush_timer.take() {

@@ -381,6 +381,73 @@ async fn a_divergent_tail_is_truncated_and_a_deposed_leader_never_commits() {
     .await;
 }
 
+/// DeleteRecords: the leader's log start moves to an offset inside a segment (capped by the
+/// high watermark), and the follower's follows exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_follow_delete_records_inside_a_segment() {
+    let fabric = Arc::new(Fabric::default());
+    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
+    let id = pid();
+    let r = role(1, 1, &[1, 2], &[1, 2]);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (1, 1, 0));
+    let leader = ensure_with(&n1, id, r.clone(), LogConfig::default()).await;
+    let follower = ensure_with(&n2, id, r, LogConfig::default()).await;
+    for i in 0..10 {
+        append(&leader, format!("v{i}").as_bytes()).await;
+    }
+    wait_for("high watermark to reach 10", || {
+        *leader.high_watermark.borrow() == 10 && follower.log.log_end_offset() == 10
+    })
+    .await;
+    let delete = |h: &ReplicaHandle, offset: i64| {
+        let actor = h.actor.clone();
+        async move {
+            ractor::call_t!(
+                actor,
+                |reply| PartitionReplicaMsg::DeleteRecords { offset, reply },
+                10_000
+            )
+            .expect("replica answers")
+        }
+    };
+    assert_eq!(delete(&leader, 7).await.expect("deleted"), 7);
+    assert_eq!(leader.log.log_start_offset(), 7);
+    assert_eq!(
+        leader.log.segment_count(),
+        1,
+        "one segment: the start is logical"
+    );
+    let past_hw = delete(&leader, 11).await;
+    assert!(
+        matches!(
+            past_hw,
+            Err(rivulet_actors::AppendError::Rejected(
+                rivulet_storage::StorageError::OffsetOutOfRange { .. }
+            ))
+        ),
+        "{past_hw:?}"
+    );
+    assert!(matches!(
+        delete(&follower, 8).await,
+        Err(rivulet_actors::AppendError::NotLeader { .. })
+    ));
+    append(&leader, b"after").await;
+    wait_for("the follower to take the leader's log start", || {
+        follower.log.log_start_offset() == 7 && follower.log.log_end_offset() == 11
+    })
+    .await;
+    // -1 means the high watermark.
+    wait_for("high watermark to reach 11", || {
+        *leader.high_watermark.borrow() == 11
+    })
+    .await;
+    assert_eq!(delete(&leader, -1).await.expect("deleted"), 11);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_drop_segments_below_the_leaders_log_start() {
     let fabric = Arc::new(Fabric::default());

@@ -275,6 +275,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         produce_inflight_kib_max: inflight_kib,
         fetch_wait_max: Duration::from_millis(cfg.fetch_wait_max_ms),
         groups: groups.clone(),
+        data_dir: cfg.data_dir.clone(),
     });
     // Start the replicas of what this node already knows before clients come in.
     if !state

@@ -597,29 +597,32 @@ impl Controller {
         }
     }
 
+    /// Checks an explicit replica assignment: every node known, none repeated in a partition.
+    fn check_assignment(&self, a: &[Vec<i32>]) -> Result<Vec<Vec<u64>>, ControllerError> {
+        let img = self.image();
+        for r in a {
+            let mut seen = r.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != r.len()
+                || r.iter()
+                    .any(|n| *n < 0 || !img.nodes.contains_key(&(*n as u64)))
+            {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "replica assignment {r:?} repeats a node or names an unknown one"
+                )));
+            }
+        }
+        Ok(a.iter()
+            .map(|r| r.iter().map(|n| *n as u64).collect())
+            .collect())
+    }
+
     /// Creates a topic; returns once this node's replicas of it are running.
     pub async fn create_topic(&self, req: NewTopic) -> Result<TopicMeta, ControllerError> {
         let (partitions, replication_factor) = self.check_new_topic(&req)?;
         let assignment: Vec<Vec<u64>> = match &req.assignment {
-            Some(a) => {
-                let img = self.image();
-                for r in a {
-                    let mut seen = r.clone();
-                    seen.sort_unstable();
-                    seen.dedup();
-                    if seen.len() != r.len()
-                        || r.iter()
-                            .any(|n| *n < 0 || !img.nodes.contains_key(&(*n as u64)))
-                    {
-                        return Err(ControllerError::InvalidReplicaAssignment(format!(
-                            "replica assignment {r:?} repeats a node or names an unknown one"
-                        )));
-                    }
-                }
-                a.iter()
-                    .map(|r| r.iter().map(|n| *n as u64).collect())
-                    .collect()
-            }
+            Some(a) => self.check_assignment(a)?,
             None => self.place(partitions, replication_factor).await?,
         };
         let meta = TopicMeta {
@@ -689,11 +692,14 @@ impl Controller {
         Ok(meta)
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions, placing the new ones itself or on the nodes of
+    /// `assignment` (one replica list per new partition, each as long as the topic's
+    /// replication factor).
     pub async fn create_partitions(
         &self,
         name: &str,
         count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
         let meta = self
@@ -710,9 +716,27 @@ impl Controller {
                 "partition count {count} is above the limit of {PARTITIONS_MAX}"
             )));
         }
-        let assignment = self
-            .place(count - meta.partitions, meta.replication_factor.max(1))
-            .await?;
+        let added = count - meta.partitions;
+        let assignment = match assignment {
+            Some(a) => {
+                // Kafka's messages, so that tools show what they show against Kafka.
+                if a.len() as i32 != added {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!(
+                        "Increasing the number of partitions by {added} but {} assignments provided.",
+                        a.len()
+                    )));
+                }
+                let rf = meta.replication_factor.max(1) as usize;
+                if let Some(bad) = a.iter().find(|r| r.len() != rf) {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!(
+                        "Inconsistent replication factor: the topic has {rf} replicas per partition, the assignment {bad:?} has {}.",
+                        bad.len()
+                    )));
+                }
+                self.check_assignment(&a)?
+            }
+            None => self.place(added, meta.replication_factor.max(1)).await?,
+        };
         if validate_only {
             return Ok(());
         }

@@ -219,6 +219,187 @@ impl TopicDefaults {
     }
 }
 
+/// The value type of a config as Kafka's `ConfigDef` declares it (DescribeConfigs v3+ reports
+/// it; tools use it to parse and validate values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    /// `true` / `false`.
+    Boolean,
+    /// Free text or an enumerated word.
+    String,
+    /// 32-bit integer.
+    Int,
+    /// 16-bit integer.
+    Short,
+    /// 64-bit integer.
+    Long,
+    /// Floating point.
+    Double,
+    /// Comma-separated list (the only type IncrementalAlterConfigs may APPEND to / SUBTRACT from).
+    List,
+    /// A Java class name.
+    Class,
+    /// A secret (never shown).
+    Password,
+}
+
+/// Kafka's type and a one-line description of a topic config key, and the broker-level
+/// setting it falls back to (its synonym); `None` for keys Kafka does not define. Covers
+/// Kafka's topic keys beyond [`KNOWN_KEYS`] so that the type of any key a newer Rivulet
+/// accepts is already right.
+pub fn topic_config_info(key: &str) -> Option<(ConfigType, &'static str, &'static str)> {
+    use ConfigType::*;
+    Some(match key {
+        "cleanup.policy" => (
+            List,
+            "log.cleanup.policy",
+            "How old segments are discarded: delete (retention) or compact.",
+        ),
+        "compression.type" => (
+            String,
+            "compression.type",
+            "Compression of stored batches; producer keeps what the producer sent.",
+        ),
+        "flush.messages" => (
+            Long,
+            "log.flush.interval.messages",
+            "fsync after this many messages (any finite value fsyncs every batch).",
+        ),
+        "flush.ms" => (
+            Long,
+            "log.flush.interval.ms",
+            "fsync at least this often, in milliseconds.",
+        ),
+        "max.message.bytes" => (
+            Int,
+            "message.max.bytes",
+            "Largest record batch the topic accepts, in bytes.",
+        ),
+        "message.timestamp.type" => (
+            String,
+            "log.message.timestamp.type",
+            "CreateTime (the producer's) or LogAppendTime (the broker's).",
+        ),
+        "message.timestamp.before.max.ms" => (
+            Long,
+            "log.message.timestamp.before.max.ms",
+            "How far before the broker's time a record timestamp may be.",
+        ),
+        "message.timestamp.after.max.ms" => (
+            Long,
+            "log.message.timestamp.after.max.ms",
+            "How far after the broker's time a record timestamp may be.",
+        ),
+        "message.timestamp.difference.max.ms" => (
+            Long,
+            "log.message.timestamp.difference.max.ms",
+            "Deprecated: largest difference between record and broker time.",
+        ),
+        "min.insync.replicas" => (
+            Int,
+            "min.insync.replicas",
+            "acks=all writes need this many in-sync replicas.",
+        ),
+        "retention.bytes" => (
+            Long,
+            "log.retention.bytes",
+            "Delete old segments while a partition is larger than this; -1 = no limit.",
+        ),
+        "retention.ms" => (
+            Long,
+            "log.retention.ms",
+            "Delete segments older than this, in milliseconds; -1 = keep forever.",
+        ),
+        "segment.bytes" => (
+            Int,
+            "log.segment.bytes",
+            "Roll a new segment past this size, in bytes.",
+        ),
+        "segment.ms" => (
+            Long,
+            "log.roll.ms",
+            "Roll a new segment after this age, in milliseconds.",
+        ),
+        "segment.index.bytes" => (
+            Int,
+            "log.index.size.max.bytes",
+            "Size of a segment's offset index.",
+        ),
+        "segment.jitter.ms" => (
+            Long,
+            "log.roll.jitter.ms",
+            "Random jitter subtracted from segment.ms.",
+        ),
+        "index.interval.bytes" => (
+            Int,
+            "log.index.interval.bytes",
+            "Bytes between offset index entries.",
+        ),
+        "delete.retention.ms" => (
+            Long,
+            "log.cleaner.delete.retention.ms",
+            "How long compaction keeps tombstones.",
+        ),
+        "file.delete.delay.ms" => (
+            Long,
+            "log.segment.delete.delay.ms",
+            "Delay before a deleted segment's files go.",
+        ),
+        "min.cleanable.dirty.ratio" => (
+            Double,
+            "log.cleaner.min.cleanable.ratio",
+            "Dirty ratio above which compaction runs.",
+        ),
+        "min.compaction.lag.ms" => (
+            Long,
+            "log.cleaner.min.compaction.lag.ms",
+            "Records stay uncompacted at least this long.",
+        ),
+        "max.compaction.lag.ms" => (
+            Long,
+            "log.cleaner.max.compaction.lag.ms",
+            "Records are compacted at most this late.",
+        ),
+        "preallocate" => (Boolean, "log.preallocate", "Preallocate segment files."),
+        "unclean.leader.election.enable" => (
+            Boolean,
+            "unclean.leader.election.enable",
+            "Allow out-of-sync replicas to become leader.",
+        ),
+        "message.downconversion.enable" => (
+            Boolean,
+            "log.message.downconversion.enable",
+            "Down-convert batches for old consumers.",
+        ),
+        "local.retention.ms" => (
+            Long,
+            "log.local.retention.ms",
+            "Tiered storage: local retention time.",
+        ),
+        "local.retention.bytes" => (
+            Long,
+            "log.local.retention.bytes",
+            "Tiered storage: local retention size.",
+        ),
+        "remote.storage.enable" => (
+            Boolean,
+            "remote.log.storage.system.enable",
+            "Tiered storage for this topic.",
+        ),
+        "follower.replication.throttled.replicas" => (
+            List,
+            "follower.replication.throttled.replicas",
+            "Replicas throttled on followers.",
+        ),
+        "leader.replication.throttled.replicas" => (
+            List,
+            "leader.replication.throttled.replicas",
+            "Replicas throttled on leaders.",
+        ),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

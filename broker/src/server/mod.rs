@@ -45,6 +45,8 @@ pub struct BrokerState {
     pub fetch_wait_max: Duration,
     /// This node's group coordinators (consumer groups and committed offsets).
     pub groups: Groups,
+    /// The data directory (DescribeLogDirs reports it and its filesystem's space).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl BrokerState {

@@ -20,6 +20,9 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::InitProducerId => (0, 5),
         ApiKey::OffsetForLeaderEpoch => (2, 4),
         ApiKey::DescribeCluster => (0, 1),
+        ApiKey::IncrementalAlterConfigs => (0, 1),
+        ApiKey::DeleteRecords => (0, 2),
+        ApiKey::DescribeLogDirs => (1, 4),
         // Consumer groups (handlers::groups).
         ApiKey::FindCoordinator => (0, 6),
         ApiKey::JoinGroup => (0, 9),

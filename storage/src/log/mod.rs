@@ -296,8 +296,17 @@ impl PartitionLog {
     fn install(&self, w: &mut WriterState, scanned: Scan) {
         let s = &self.shared;
         debug_assert!(!scanned.segments.is_empty());
-        let start = scanned.segments.first().map_or(0, |g| g.base_offset);
         let end = scanned.segments.last().map_or(0, |g| g.next_offset);
+        // A DeleteRecords start inside the first segment, if one was recorded there.
+        let start =
+            scanned.segments.first().map_or(0, |g| {
+                read_start_marker(&g.keyspace)
+                .unwrap_or_else(|e| {
+                    warn!(partition = %s.id, error = %e, "unreadable log start marker: ignored");
+                    None
+                })
+                .map_or(g.base_offset, |m| m.clamp(g.base_offset, end.max(g.base_offset)))
+            });
         let size: u64 = scanned.segments.iter().map(|g| g.size_bytes).sum();
         *s.segments.write() = scanned.segments;
         *s.epochs.write() = scanned.epochs;
@@ -841,6 +850,7 @@ impl PartitionLog {
         let segment = match reuse.into_iter().next() {
             Some(g) => {
                 remove_from(&s.db, &g.keyspace, offset)?;
+                g.keyspace.remove(START_MARKER_KEY)?;
                 Segment::empty(offset, g.keyspace)
             }
             None => self.create_segment(offset)?,
@@ -896,6 +906,43 @@ impl PartitionLog {
         self.drop_oldest_segments(|_, next_base, _| {
             (next_base <= offset).then_some("delete records")
         })
+    }
+
+    /// Kafka's DeleteRecords: makes `offset` the log start offset, so records below it can no
+    /// longer be read. Whole segments below it are dropped; inside the (new) first segment the
+    /// start is a logical one, kept durably in a marker key of that segment's keyspace (it goes
+    /// with the segment, and a later drop of that segment moves the start past it anyway).
+    /// Offsets at or below the log start change nothing; offsets past the log end offset are
+    /// [`StorageError::OffsetOutOfRange`] (the caller caps at the high watermark). Durable on
+    /// return; returns the new log start offset.
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        let log_end = self.log_end_offset();
+        if offset > log_end || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end,
+            });
+        }
+        self.delete_segments_before(offset)?;
+        let s = &self.shared;
+        let _w = s.writer.lock();
+        self.ensure_open()?;
+        let start = self.log_start_offset();
+        if offset <= start {
+            return Ok(start);
+        }
+        let first = s
+            .segments
+            .read()
+            .first()
+            .map(|g| g.keyspace.clone())
+            .ok_or_else(|| StorageError::CorruptLog(format!("{} has no segments", s.id)))?;
+        first.insert(START_MARKER_KEY, offset.to_be_bytes())?;
+        s.db.persist(PersistMode::SyncData)?;
+        s.log_start.store(offset, Ordering::Release);
+        info!(partition = %s.id, log_start_offset = offset, "log start advanced (delete records)");
+        Ok(offset)
     }
 
     /// Drops the oldest segment while `drop(oldest, base offset of the next segment, log
@@ -1024,6 +1071,23 @@ fn floor_entry(keyspace: &Keyspace, seg_base: i64, offset: i64) -> Result<Option
             Ok(Some(IndexEntry::decode(&k, &v)?))
         }
         None => Ok(None),
+    }
+}
+
+/// Key of the logical log start inside a segment (DeleteRecords); sorts apart from the
+/// 9-byte `D`/`I` keys, which scans never mistake it for.
+const START_MARKER_KEY: &[u8] = b"S";
+
+/// The logical log start recorded in a segment, if any.
+fn read_start_marker(keyspace: &Keyspace) -> Result<Option<i64>> {
+    match keyspace.get(START_MARKER_KEY)? {
+        None => Ok(None),
+        Some(v) => {
+            let bytes: [u8; 8] = v[..].try_into().map_err(|_| {
+                StorageError::CorruptLog(format!("log start marker of {} bytes", v.len()))
+            })?;
+            Ok(Some(i64::from_be_bytes(bytes)))
+        }
     }
 }
 

@@ -189,3 +189,43 @@ fn delete_segments_before_drops_only_whole_segments_below_the_offset() {
     assert_eq!(log.log_start_offset(), start);
     assert_eq!(log.log_end_offset(), 12);
 }
+
+#[test]
+fn advance_log_start_is_logical_inside_a_segment_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.set_config(LogConfig {
+            segment_bytes_max: 200,
+            ..cfg()
+        });
+        for _ in 0..4 {
+            log.append_as_leader(&batch(5, 100), 0).unwrap();
+        }
+        let segments = log.segment_count();
+        // Mid-batch and mid-segment: the start is exactly the offset asked for.
+        assert_eq!(log.advance_log_start(7).unwrap(), 7);
+        assert_eq!(log.log_start_offset(), 7);
+        assert!(log.segment_count() <= segments);
+        assert!(matches!(
+            log.read(6, 1 << 20, i64::MAX),
+            Err(StorageError::OffsetOutOfRange { log_start: 7, .. })
+        ));
+        // The batch holding 7 comes back whole (clients skip what they did not ask for).
+        let read = log.read(7, 1 << 20, i64::MAX).unwrap();
+        assert_eq!(read.log_start_offset, 7);
+        assert_eq!(validate_all(&read.records).first().map(|b| b.0), Some(5));
+        // Lower offsets change nothing; past the log end is out of range.
+        assert_eq!(log.advance_log_start(3).unwrap(), 7);
+        assert!(log.advance_log_start(21).is_err());
+        assert_eq!(log.advance_log_start(12).unwrap(), 12);
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_start_offset(), 12);
+    assert_eq!(log.log_end_offset(), 20);
+    // Emptying the log at the start segment's base forgets the marker.
+    log.truncate_fully_and_start_at(log.log_start_offset())
+        .unwrap();
+    assert_eq!(log.log_start_offset(), 12);
+    assert_eq!(log.log_end_offset(), 12);
+}

@@ -1,10 +1,5 @@
 //! Cluster and topic administration APIs.
 
-use std::collections::BTreeMap;
-
-use kafka_protocol::messages::alter_configs_response::{
-    AlterConfigsResourceResponse, AlterConfigsResponse,
-};
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
@@ -18,17 +13,14 @@ use kafka_protocol::messages::delete_topics_response::{
 use kafka_protocol::messages::describe_cluster_response::{
     DescribeClusterBroker, DescribeClusterResponse,
 };
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
-};
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    AlterConfigsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, InitProducerIdRequest, MetadataRequest,
-    ProducerId, ResponseKind, TopicName,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, InitProducerIdRequest, MetadataRequest, ProducerId, ResponseKind,
+    TopicName,
 };
 use rivulet_actors::group::OFFSETS_TOPIC;
 use rivulet_cluster::{ConfigSource, NewTopic};
@@ -39,16 +31,71 @@ use super::{resolve_topic, s, Reply};
 use crate::server::errors::{self, code};
 use crate::server::{versions, BrokerState};
 
-/// Kafka's resource type for topics in config APIs.
-const RESOURCE_TOPIC: i8 = 2;
-/// Kafka's resource type for brokers in config APIs.
-const RESOURCE_BROKER: i8 = 4;
 /// DescribeConfigs config_source: a topic-level override.
 const SOURCE_TOPIC: i8 = 1;
-/// DescribeConfigs config_source: a static broker setting.
-const SOURCE_STATIC_BROKER: i8 = 4;
 /// DescribeConfigs config_source: the default.
 const SOURCE_DEFAULT: i8 = 5;
+
+/// Kafka's AclOperation codes (`org.apache.kafka.common.acl.AclOperation`).
+mod acl_op {
+    pub(super) const READ: u8 = 3;
+    pub(super) const WRITE: u8 = 4;
+    pub(super) const CREATE: u8 = 5;
+    pub(super) const DELETE: u8 = 6;
+    pub(super) const ALTER: u8 = 7;
+    pub(super) const DESCRIBE: u8 = 8;
+    pub(super) const CLUSTER_ACTION: u8 = 9;
+    pub(super) const DESCRIBE_CONFIGS: u8 = 10;
+    pub(super) const ALTER_CONFIGS: u8 = 11;
+    pub(super) const IDEMPOTENT_WRITE: u8 = 12;
+}
+
+const fn op_bits(ops: &[u8]) -> i32 {
+    let mut bits = 0i32;
+    let mut i = 0;
+    while i < ops.len() {
+        bits |= 1 << ops[i];
+        i += 1;
+    }
+    bits
+}
+
+// What a client asking for `include_*_authorized_operations` gets. Rivulet has no ACLs, so
+// everyone may do everything: like Kafka without an authorizer, the answer is every operation
+// that applies to the resource type (Kafka's `AclEntry.supportedOperations`). When not asked,
+// the field keeps Kafka's "not provided" value, i32::MIN, which clients must not decode as a
+// bitfield (kafka-python 2.x did, and failed on bit 31).
+/// Operations on a topic.
+pub(crate) const TOPIC_AUTHORIZED_OPERATIONS: i32 = op_bits(&[
+    acl_op::READ,
+    acl_op::WRITE,
+    acl_op::CREATE,
+    acl_op::DELETE,
+    acl_op::ALTER,
+    acl_op::DESCRIBE,
+    acl_op::DESCRIBE_CONFIGS,
+    acl_op::ALTER_CONFIGS,
+]);
+/// Operations on the cluster.
+pub(crate) const CLUSTER_AUTHORIZED_OPERATIONS: i32 = op_bits(&[
+    acl_op::CREATE,
+    acl_op::ALTER,
+    acl_op::DESCRIBE,
+    acl_op::CLUSTER_ACTION,
+    acl_op::DESCRIBE_CONFIGS,
+    acl_op::ALTER_CONFIGS,
+    acl_op::IDEMPOTENT_WRITE,
+]);
+/// Operations on a consumer group.
+pub(crate) const GROUP_AUTHORIZED_OPERATIONS: i32 = op_bits(&[
+    acl_op::READ,
+    acl_op::DELETE,
+    acl_op::DESCRIBE,
+    acl_op::DESCRIBE_CONFIGS,
+    acl_op::ALTER_CONFIGS,
+]);
+/// Kafka's value for authorized operations nobody asked for.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 fn api_keys() -> Vec<ApiVersion> {
     versions::all()
@@ -116,7 +163,7 @@ fn metadata_topic(state: &BrokerState, topic: &TopicMeta, version: i16) -> Metad
         t.is_internal = is_internal(&topic.name);
     }
     t.partitions = partitions_of(state, topic, version);
-    t.topic_authorized_operations = i32::MIN;
+    t.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     t
 }
 
@@ -185,7 +232,12 @@ pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -
     if version >= 1 {
         r.controller_id = BrokerId(controller_id(state));
     }
-    r.cluster_authorized_operations = i32::MIN;
+    r.cluster_authorized_operations = if req.include_cluster_authorized_operations {
+        CLUSTER_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    let include_topic_operations = req.include_topic_authorized_operations;
     // v0: an empty list means every topic; v1+: null means every topic.
     let requested = match req.topics {
         None => None,
@@ -225,6 +277,11 @@ pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -
             out
         }
     };
+    if include_topic_operations {
+        for t in r.topics.iter_mut().filter(|t| t.error_code == code::NONE) {
+            t.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+        }
+    }
     Reply::new(ResponseKind::Metadata(r))
 }
 
@@ -424,7 +481,16 @@ pub async fn create_partitions(state: &BrokerState, req: CreatePartitionsRequest
             )));
         } else if let Err(e) = state
             .controller
-            .create_partitions(t.name.0.as_str(), t.count, req.validate_only)
+            .create_partitions(
+                t.name.0.as_str(),
+                t.count,
+                t.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                }),
+                req.validate_only,
+            )
             .await
         {
             let (code, msg) = errors::controller(&e);
@@ -434,143 +500,6 @@ pub async fn create_partitions(state: &BrokerState, req: CreatePartitionsRequest
         r.results.push(res);
     }
     Reply::new(ResponseKind::CreatePartitions(r))
-}
-
-fn broker_configs(state: &BrokerState) -> Vec<(String, String)> {
-    let d = &state.controller.config().topic_defaults;
-    let c = state.controller.config();
-    vec![
-        (
-            "auto.create.topics.enable".into(),
-            c.auto_create_topics.to_string(),
-        ),
-        ("broker.id".into(), c.node_id.to_string()),
-        (
-            "default.replication.factor".into(),
-            c.default_replication_factor.to_string(),
-        ),
-        (
-            "log.flush.interval.messages".into(),
-            d.flush_messages.to_string(),
-        ),
-        ("log.flush.interval.ms".into(), d.flush_ms.to_string()),
-        ("log.retention.bytes".into(), d.retention_bytes.to_string()),
-        ("log.retention.ms".into(), d.retention_ms.to_string()),
-        ("log.roll.ms".into(), d.segment_ms.to_string()),
-        ("log.segment.bytes".into(), d.segment_bytes.to_string()),
-        ("message.max.bytes".into(), d.max_message_bytes.to_string()),
-        (
-            "min.insync.replicas".into(),
-            d.min_insync_replicas.to_string(),
-        ),
-        ("node.id".into(), c.node_id.to_string()),
-        ("num.partitions".into(), c.default_partitions.to_string()),
-    ]
-}
-
-/// DescribeConfigs for topics and this broker.
-pub fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest) -> Reply {
-    let mut r = DescribeConfigsResponse::default();
-    for res in req.resources {
-        let mut out = DescribeConfigsResult::default();
-        out.resource_type = res.resource_type;
-        out.resource_name = res.resource_name.clone();
-        let wanted = |name: &str| {
-            res.configuration_keys
-                .as_ref()
-                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
-        };
-        let entries: Vec<(String, String, i8, bool)> = match res.resource_type {
-            RESOURCE_TOPIC => match state.controller.topic(res.resource_name.as_str()) {
-                Some(meta) => config_entries(state, &meta)
-                    .into_iter()
-                    .map(|(n, v, src)| (n, v, src, false))
-                    .collect(),
-                None => {
-                    out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-                    out.error_message = Some(s(format!(
-                        "topic {:?} does not exist",
-                        res.resource_name.as_str()
-                    )));
-                    Vec::new()
-                }
-            },
-            RESOURCE_BROKER => {
-                let id_ok = res.resource_name.is_empty()
-                    || res.resource_name.as_str() == state.node_id().to_string();
-                if id_ok {
-                    broker_configs(state)
-                        .into_iter()
-                        .map(|(n, v)| (n, v, SOURCE_STATIC_BROKER, true))
-                        .collect()
-                } else {
-                    out.error_code = code::INVALID_REQUEST;
-                    out.error_message = Some(s(format!(
-                        "broker {:?} is not this node ({})",
-                        res.resource_name.as_str(),
-                        state.node_id()
-                    )));
-                    Vec::new()
-                }
-            }
-            other => {
-                out.error_code = code::INVALID_REQUEST;
-                out.error_message = Some(s(format!("resource type {other} is not supported")));
-                Vec::new()
-            }
-        };
-        out.configs = entries
-            .into_iter()
-            .filter(|(n, ..)| wanted(n))
-            .map(|(n, v, src, read_only)| {
-                let mut c = DescribeConfigsResourceResult::default();
-                c.name = s(n);
-                c.value = Some(s(v));
-                c.config_source = src;
-                c.read_only = read_only;
-                c
-            })
-            .collect();
-        r.results.push(out);
-    }
-    Reply::new(ResponseKind::DescribeConfigs(r))
-}
-
-/// AlterConfigs (replaces a topic's overrides with the given set, as Kafka does).
-pub async fn alter_configs(state: &BrokerState, req: AlterConfigsRequest) -> Reply {
-    let mut r = AlterConfigsResponse::default();
-    for res in req.resources {
-        let mut out = AlterConfigsResourceResponse::default();
-        out.resource_type = res.resource_type;
-        out.resource_name = res.resource_name.clone();
-        if res.resource_type != RESOURCE_TOPIC {
-            out.error_code = code::INVALID_REQUEST;
-            out.error_message = Some(s(
-                "only topic configs can be altered; broker settings come from the config file",
-            ));
-        } else {
-            let configs: BTreeMap<String, String> = res
-                .configs
-                .iter()
-                .filter_map(|c| {
-                    c.value
-                        .as_ref()
-                        .map(|v| (c.name.to_string(), v.to_string()))
-                })
-                .collect();
-            if let Err(e) = state
-                .controller
-                .alter_configs(res.resource_name.as_str(), configs, req.validate_only)
-                .await
-            {
-                let (code, msg) = errors::controller(&e);
-                out.error_code = code;
-                out.error_message = Some(s(msg));
-            }
-        }
-        r.responses.push(out);
-    }
-    Reply::new(ResponseKind::AlterConfigs(r))
 }
 
 /// InitProducerId for idempotent producers. Transactions are not supported yet.
@@ -608,11 +537,15 @@ pub async fn init_producer_id(state: &BrokerState, req: InitProducerIdRequest) -
 }
 
 /// DescribeCluster.
-pub fn describe_cluster(state: &BrokerState) -> Reply {
+pub fn describe_cluster(state: &BrokerState, req: DescribeClusterRequest) -> Reply {
     let mut r = DescribeClusterResponse::default();
     r.cluster_id = s(state.cluster_id.clone());
     r.controller_id = BrokerId(controller_id(state));
-    r.cluster_authorized_operations = i32::MIN;
+    r.cluster_authorized_operations = if req.include_cluster_authorized_operations {
+        CLUSTER_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     r.brokers = live_brokers(state)
         .into_iter()
         .map(|info| {

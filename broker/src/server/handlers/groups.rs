@@ -1051,6 +1051,7 @@ pub(crate) fn list_groups_response(
 /// are encoded in the classic consumer protocol, as Kafka does.
 pub async fn describe_groups(state: &BrokerState, req: DescribeGroupsRequest, v: i16) -> Reply {
     let mut r = DescribeGroupsResponse::default();
+    let include_operations = req.include_authorized_operations;
     for g in req.groups {
         let group = g.0.to_string();
         let result = match check_group_id(&group) {
@@ -1060,7 +1061,11 @@ pub async fn describe_groups(state: &BrokerState, req: DescribeGroupsRequest, v:
         if let Err(e) = &result {
             log_refusal("DescribeGroups", &group, e);
         }
-        r.groups.push(described_group(v, g, result));
+        let mut d = described_group(v, g, result);
+        if include_operations && d.error_code == 0 {
+            d.authorized_operations = super::admin::GROUP_AUTHORIZED_OPERATIONS;
+        }
+        r.groups.push(d);
     }
     Reply::new(ResponseKind::DescribeGroups(r))
 }
@@ -1234,6 +1239,7 @@ pub async fn consumer_group_describe(
     v: i16,
 ) -> Reply {
     let mut r = ConsumerGroupDescribeResponse::default();
+    let include_operations = req.include_authorized_operations;
     for g in req.group_ids {
         let group = g.0.to_string();
         let result = match check_group_id(&group) {
@@ -1244,7 +1250,11 @@ pub async fn consumer_group_describe(
             log_refusal("ConsumerGroupDescribe", &group, e);
         }
         let ids = |topic: &str| state.controller.topic(topic).map(|t| t.id);
-        r.groups.push(consumer_described_group(v, g, result, &ids));
+        let mut d = consumer_described_group(v, g, result, &ids);
+        if include_operations && d.error_code == 0 {
+            d.authorized_operations = super::admin::GROUP_AUTHORIZED_OPERATIONS;
+        }
+        r.groups.push(d);
     }
     Reply::new(ResponseKind::ConsumerGroupDescribe(r))
 }

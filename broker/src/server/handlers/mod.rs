@@ -1,7 +1,10 @@
 //! Request handlers: one function per Kafka API, grouped by concern.
 //!
 //! - [`admin`]: ApiVersions, Metadata, CreateTopics, DeleteTopics, CreatePartitions,
-//!   DescribeConfigs, AlterConfigs, InitProducerId, DescribeCluster.
+//!   InitProducerId, DescribeCluster.
+//! - [`configs`]: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs (topics, brokers,
+//!   groups).
+//! - [`logs`]: DeleteRecords, DescribeLogDirs.
 //! - [`produce`]: the Produce API.
 //! - [`fetch`]: the Fetch API (long poll).
 //! - [`offsets`]: ListOffsets, OffsetForLeaderEpoch.
@@ -9,8 +12,10 @@
 //!   the group coordinators through [`rivulet_actors::group::Groups`].
 
 pub mod admin;
+pub mod configs;
 pub mod fetch;
 pub mod groups;
+pub mod logs;
 pub mod offsets;
 pub mod produce;
 
@@ -71,10 +76,15 @@ pub async fn handle(
         RequestKind::CreateTopics(r) => admin::create_topics(state, r, v).await,
         RequestKind::DeleteTopics(r) => admin::delete_topics(state, r, v).await,
         RequestKind::CreatePartitions(r) => admin::create_partitions(state, r).await,
-        RequestKind::DescribeConfigs(r) => admin::describe_configs(state, r),
-        RequestKind::AlterConfigs(r) => admin::alter_configs(state, r).await,
+        RequestKind::DescribeConfigs(r) => configs::describe_configs(state, r, v),
+        RequestKind::AlterConfigs(r) => configs::alter_configs(state, r).await,
+        RequestKind::IncrementalAlterConfigs(r) => {
+            configs::incremental_alter_configs(state, r).await
+        }
+        RequestKind::DeleteRecords(r) => logs::delete_records(state, r).await,
+        RequestKind::DescribeLogDirs(r) => logs::describe_log_dirs(state, r, v),
         RequestKind::InitProducerId(r) => admin::init_producer_id(state, r).await,
-        RequestKind::DescribeCluster(_) => admin::describe_cluster(state),
+        RequestKind::DescribeCluster(r) => admin::describe_cluster(state, r),
         RequestKind::Produce(r) => return produce::produce(state, r, v).await,
         RequestKind::Fetch(r) => fetch::fetch(state, r, v).await,
         RequestKind::ListOffsets(r) => offsets::list_offsets(state, r, v).await,
