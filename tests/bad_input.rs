@@ -321,10 +321,26 @@ fn poison_batches_are_refused_and_consumers_keep_reading() {
     let one = |value: &str| BatchBuilder::new(now).record(now, Some(b"k"), Some(value.as_bytes()));
 
     let cases: Vec<(&str, Vec<u8>, i16)> = vec![
-        ("codec 5", one("x").attributes(5).build(), ERROR_UNSUPPORTED_COMPRESSION_TYPE),
-        ("codec 6", one("x").attributes(6).build(), ERROR_UNSUPPORTED_COMPRESSION_TYPE),
-        ("codec 7", one("x").attributes(7).build(), ERROR_UNSUPPORTED_COMPRESSION_TYPE),
-        ("control batch from a client", one("x").attributes(1 << 5).build(), ERROR_INVALID_RECORD),
+        (
+            "codec 5",
+            one("x").attributes(5).build(),
+            ERROR_UNSUPPORTED_COMPRESSION_TYPE,
+        ),
+        (
+            "codec 6",
+            one("x").attributes(6).build(),
+            ERROR_UNSUPPORTED_COMPRESSION_TYPE,
+        ),
+        (
+            "codec 7",
+            one("x").attributes(7).build(),
+            ERROR_UNSUPPORTED_COMPRESSION_TYPE,
+        ),
+        (
+            "control batch from a client",
+            one("x").attributes(1 << 5).build(),
+            ERROR_INVALID_RECORD,
+        ),
         (
             "garbage inside gzip",
             one("x").attributes(1).payload(garbage(3, 200)).build(),
@@ -337,7 +353,10 @@ fn poison_batches_are_refused_and_consumers_keep_reading() {
         ),
         (
             "gzip batch claiming 1,000,000 records",
-            one("x").compression(Compression::Gzip).declared_count(1_000_000).build(),
+            one("x")
+                .compression(Compression::Gzip)
+                .declared_count(1_000_000)
+                .build(),
             ERROR_CORRUPT_MESSAGE,
         ),
     ];
@@ -345,11 +364,17 @@ fn poison_batches_are_refused_and_consumers_keep_reading() {
     for (what, records, want) in cases {
         let (code, offset) = wire::produce(&mut conn, version, &topic, records);
         if code != want {
-            wrong.push(format!("{what}: error code {code} (want {want}), base offset {offset}"));
+            wrong.push(format!(
+                "{what}: error code {code} (want {want}), base offset {offset}"
+            ));
         }
         node.assert_alive(what);
     }
-    assert!(wrong.is_empty(), "poison batches not refused as Kafka does:\n  {}", wrong.join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "poison batches not refused as Kafka does:\n  {}",
+        wrong.join("\n  ")
+    );
 
     let good = [
         (Compression::Gzip, "gzip-value"),
@@ -358,9 +383,17 @@ fn poison_batches_are_refused_and_consumers_keep_reading() {
         (Compression::None, "plain-value"),
     ];
     for (i, (codec, value)) in good.iter().enumerate() {
-        let (code, offset) =
-            wire::produce(&mut conn, version, &topic, one(value).compression(*codec).build());
-        assert_eq!((code, offset), (ERROR_NONE, i as i64), "good {codec:?} batch");
+        let (code, offset) = wire::produce(
+            &mut conn,
+            version,
+            &topic,
+            one(value).compression(*codec).build(),
+        );
+        assert_eq!(
+            (code, offset),
+            (ERROR_NONE, i as i64),
+            "good {codec:?} batch"
+        );
     }
     let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(20));
     let values: Vec<_> = consumed

@@ -184,7 +184,9 @@ fn offsets_for_times_are_record_granular_and_max_timestamp_is_served() {
     let found = consumer
         .offsets_for_times(tpl, Duration::from_secs(10))
         .expect("offsets_for_times");
-    let elem = found.find_partition(&topic, 0).expect("partition in answer");
+    let elem = found
+        .find_partition(&topic, 0)
+        .expect("partition in answer");
     assert_eq!(
         elem.offset(),
         Offset::Offset(1),
@@ -192,7 +194,10 @@ fn offsets_for_times_are_record_granular_and_max_timestamp_is_served() {
     );
 
     let list_version = wire::negotiate::<ListOffsetsRequest>(&mut conn, 8);
-    assert!(list_version >= 7, "ListOffsets v7 (max timestamp) is served");
+    assert!(
+        list_version >= 7,
+        "ListOffsets v7 (max timestamp) is served"
+    );
     let at = |conn: &mut RawConn, ts| list_offset(conn, list_version, &topic, ts);
     assert_eq!(at(&mut conn, t0), (ERROR_NONE, 0, t0));
     assert_eq!(at(&mut conn, t0 + 1), (ERROR_NONE, 1, t0 + 30));

@@ -317,7 +317,10 @@ mod tests {
             ("message.timestamp.after.max.ms", "10"),
         ]));
         assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
-        assert_eq!((c.timestamp_before_max_ms, c.timestamp_after_max_ms), (5000, 10));
+        assert_eq!(
+            (c.timestamp_before_max_ms, c.timestamp_after_max_ms),
+            (5000, 10)
+        );
     }
 
     #[test]

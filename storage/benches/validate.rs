@@ -19,8 +19,22 @@ const NOW_MS: i64 = 1_700_000_000_000;
 /// Values of words from a small vocabulary: compressible like text, not like zeros.
 fn value(seed: u64) -> Vec<u8> {
     const WORDS: [&str; 16] = [
-        "alpha ", "bravo ", "charlie ", "delta ", "echo ", "foxtrot ", "golf ", "hotel ",
-        "india ", "juliet ", "kilo ", "lima ", "mike ", "november ", "oscar ", "papa ",
+        "alpha ",
+        "bravo ",
+        "charlie ",
+        "delta ",
+        "echo ",
+        "foxtrot ",
+        "golf ",
+        "hotel ",
+        "india ",
+        "juliet ",
+        "kilo ",
+        "lima ",
+        "mike ",
+        "november ",
+        "oscar ",
+        "papa ",
     ];
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(RECORD_BYTES);

@@ -628,12 +628,8 @@ pub fn visit_records(
     let h = BatchHeader::parse(batch)?;
     let codec = Compression::from_id(h.compression())
         .ok_or(StorageError::UnsupportedCompression(h.compression()))?;
-    walk_batch(&h, batch, codec, records_bytes_max, visit).map_err(|why| {
-        corrupt(format!(
-            "batch at offset {}: {why}",
-            h.base_offset
-        ))
-    })
+    walk_batch(&h, batch, codec, records_bytes_max, visit)
+        .map_err(|why| corrupt(format!("batch at offset {}: {why}", h.base_offset)))
 }
 
 fn check_counts(h: &BatchHeader, origin: BatchOrigin) -> Result<()> {
@@ -718,10 +714,7 @@ pub fn timestamps_patched(
     };
     head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    let crc = crc32c::crc32c_append(
-        crc32c::crc32c(&head[ATTRIBUTES_AT..]),
-        &batch[HEADER_LEN..],
-    );
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES_AT..]), &batch[HEADER_LEN..]);
     head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(head)
 }
@@ -951,9 +944,7 @@ impl BatchBuilder {
             None => compress(self.compression, &self.records),
         };
         let count = self.declared_count.unwrap_or(self.records_count);
-        let attributes = self
-            .attributes
-            .unwrap_or(i16::from(self.compression.id()));
+        let attributes = self.attributes.unwrap_or(i16::from(self.compression.id()));
         let total = HEADER_LEN + payload.len();
         let mut b = Vec::with_capacity(total);
         b.extend_from_slice(&self.base_offset.to_be_bytes());
@@ -1048,10 +1039,7 @@ mod tests {
         // librdkafka's snappy: one raw block, no xerial framing.
         let plain = records(5, NOW_MS).build();
         let raw = compress_snappy_raw(&plain[HEADER_LEN..]);
-        let b = records(5, NOW_MS)
-            .attributes(2)
-            .payload(raw)
-            .build();
+        let b = records(5, NOW_MS).attributes(2).payload(raw).build();
         assert!(validate(&b, &client_rules()).is_ok());
     }
 
@@ -1083,47 +1071,74 @@ mod tests {
             ),
             (
                 "garbage gzip",
-                records(1, NOW_MS).attributes(1).payload(vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5]).build(),
+                records(1, NOW_MS)
+                    .attributes(1)
+                    .payload(vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5])
+                    .build(),
                 corrupt_,
             ),
             (
                 "garbage zstd",
-                records(1, NOW_MS).attributes(4).payload(b"not zstd at all".to_vec()).build(),
+                records(1, NOW_MS)
+                    .attributes(4)
+                    .payload(b"not zstd at all".to_vec())
+                    .build(),
                 corrupt_,
             ),
             (
                 "garbage lz4",
-                records(1, NOW_MS).attributes(3).payload(b"not lz4 at all".to_vec()).build(),
+                records(1, NOW_MS)
+                    .attributes(3)
+                    .payload(b"not lz4 at all".to_vec())
+                    .build(),
                 corrupt_,
             ),
             (
                 "garbage snappy",
-                records(1, NOW_MS).attributes(2).payload(vec![0xff; 40]).build(),
+                records(1, NOW_MS)
+                    .attributes(2)
+                    .payload(vec![0xff; 40])
+                    .build(),
                 corrupt_,
             ),
             (
                 "gzip claiming 1,000,000 records",
-                records(3, NOW_MS).compression(Compression::Gzip).declared_count(1_000_000).build(),
+                records(3, NOW_MS)
+                    .compression(Compression::Gzip)
+                    .declared_count(1_000_000)
+                    .build(),
                 corrupt_,
             ),
             (
                 "gzip claiming 2 records, holding 3",
-                records(3, NOW_MS).compression(Compression::Gzip).declared_count(2).build(),
+                records(3, NOW_MS)
+                    .compression(Compression::Gzip)
+                    .declared_count(2)
+                    .build(),
                 corrupt_,
             ),
             (
                 "gzip of a truncated record",
-                records(3, NOW_MS).attributes(1).payload(gzip(&body[..body.len() - 1])).build(),
+                records(3, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&body[..body.len() - 1]))
+                    .build(),
                 corrupt_,
             ),
             (
                 "gzip with trailing bytes after the records",
-                records(3, NOW_MS).attributes(1).payload(gzip(&[&body[..], &[0u8]].concat())).build(),
+                records(3, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&[&body[..], &[0u8]].concat()))
+                    .build(),
                 corrupt_,
             ),
             (
                 "gzip with an offset delta out of order",
-                records(2, NOW_MS).attributes(1).payload(gzip(&bad_delta_body)).build(),
+                records(2, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&bad_delta_body))
+                    .build(),
                 corrupt_,
             ),
             (
@@ -1133,7 +1148,10 @@ mod tests {
             ),
             (
                 "gzip bomb past the decompression bound",
-                records(1, NOW_MS).attributes(1).payload(gzip(&zeros)).build(),
+                records(1, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&zeros))
+                    .build(),
                 corrupt_,
             ),
             (
@@ -1173,9 +1191,15 @@ mod tests {
             ..client()
         };
         assert!(at(NOW_MS - 1_000, window).is_ok());
-        assert!(matches!(at(NOW_MS - 1_001, window), Err(StorageError::InvalidTimestamp(_))));
+        assert!(matches!(
+            at(NOW_MS - 1_001, window),
+            Err(StorageError::InvalidTimestamp(_))
+        ));
         assert!(at(NOW_MS + 10, window).is_ok());
-        assert!(matches!(at(NOW_MS + 11, window), Err(StorageError::InvalidTimestamp(_))));
+        assert!(matches!(
+            at(NOW_MS + 11, window),
+            Err(StorageError::InvalidTimestamp(_))
+        ));
         // A record without a timestamp (-1) is not checked, as in Kafka.
         assert_eq!(at(NO_TIMESTAMP, window).unwrap(), NO_TIMESTAMP);
         // LogAppendTime topics ignore the producer's timestamps.

@@ -131,7 +131,8 @@ impl<'a> SnappyReader<'a> {
             if self.input.len() < 4 {
                 return Err(invalid("xerial snappy block length cut off"));
             }
-            let len = u32::from_be_bytes([self.input[0], self.input[1], self.input[2], self.input[3]]);
+            let len =
+                u32::from_be_bytes([self.input[0], self.input[1], self.input[2], self.input[3]]);
             let len = usize::try_from(len).map_err(|_| invalid("xerial block length"))?;
             let rest = &self.input[4..];
             if len > rest.len() {
@@ -263,7 +264,9 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips_and_respects_the_bound() {
-        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for codec in [
             Compression::None,
             Compression::Gzip,
@@ -272,7 +275,11 @@ mod tests {
             Compression::Zstd,
         ] {
             let packed = compress(codec, &data);
-            assert_eq!(all(codec, &packed, data.len() as u64).unwrap(), data, "{codec:?}");
+            assert_eq!(
+                all(codec, &packed, data.len() as u64).unwrap(),
+                data,
+                "{codec:?}"
+            );
             let err = all(codec, &packed, data.len() as u64 - 1).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{codec:?}: {err}");
         }

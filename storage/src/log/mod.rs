@@ -442,20 +442,22 @@ impl PartitionLog {
                 TimestampType::LogAppendTime => now_ms,
             };
             let log_append_time = cfg.timestamp_type == TimestampType::LogAppendTime;
-            let head = if h.max_timestamp != max_timestamp
-                || h.is_log_append_time() != log_append_time
-            {
-                let head =
-                    timestamps_patched(&records[vb.range.clone()], cfg.timestamp_type, max_timestamp)?;
-                h = BatchHeader {
-                    base_offset: h.base_offset,
-                    partition_leader_epoch: h.partition_leader_epoch,
-                    ..BatchHeader::parse(&head)?
+            let head =
+                if h.max_timestamp != max_timestamp || h.is_log_append_time() != log_append_time {
+                    let head = timestamps_patched(
+                        &records[vb.range.clone()],
+                        cfg.timestamp_type,
+                        max_timestamp,
+                    )?;
+                    h = BatchHeader {
+                        base_offset: h.base_offset,
+                        partition_leader_epoch: h.partition_leader_epoch,
+                        ..BatchHeader::parse(&head)?
+                    };
+                    Some(head)
+                } else {
+                    None
                 };
-                Some(head)
-            } else {
-                None
-            };
             if h.has_producer_id() {
                 if h.base_sequence < 0 {
                     return Err(StorageError::CorruptBatch(format!(
@@ -842,7 +844,10 @@ impl PartitionLog {
             .collect();
         let mut best: Option<(IndexEntry, Keyspace)> = None;
         for (_, seg_max, keyspace) in segments.into_iter().rev() {
-            if best.as_ref().is_some_and(|(b, _)| seg_max < b.max_timestamp) {
+            if best
+                .as_ref()
+                .is_some_and(|(b, _)| seg_max < b.max_timestamp)
+            {
                 continue;
             }
             let mut in_segment: Option<IndexEntry> = None;
