@@ -2,7 +2,7 @@
 //! seen through the public API is tested in `storage/tests/`.
 
 use super::*;
-use crate::batch::BatchBuilder;
+use crate::batch::{BatchBuilder, Compression, NO_TIMESTAMP};
 use crate::{Store, StoreConfig};
 
 fn id() -> PartitionId {
@@ -276,8 +276,6 @@ fn log_append_time_topics_stamp_the_append_time() {
         })
     );
 }
-
-use crate::batch::{Compression, NO_TIMESTAMP};
 
 /// Issue 9, defect 2: lookups by time answer the record, not the batch.
 #[test]
