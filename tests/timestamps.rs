@@ -208,3 +208,76 @@ fn offsets_for_times_are_record_granular_and_max_timestamp_is_served() {
         "-3: the first record with the largest timestamp"
     );
 }
+
+/// INVALID_TIMESTAMP.
+const ERROR_INVALID_TIMESTAMP: i16 = 32;
+
+/// `message.timestamp.before/after.max.ms` refuse records outside the window with
+/// INVALID_TIMESTAMP (the after-window defaults to an hour, as in Kafka 4.0), and
+/// `message.timestamp.type=LogAppendTime` stamps batches with the append time, which the
+/// Produce response and ListOffsets report.
+#[test]
+fn timestamp_topic_configs_are_enforced() {
+    let node = Node::start();
+    let windowed = unique_name("ts-window");
+    kafka::create_topic(
+        &node.bootstrap(),
+        &windowed,
+        1,
+        &[("message.timestamp.before.max.ms", "60000")],
+    );
+    let append_time = unique_name("ts-append");
+    kafka::create_topic(
+        &node.bootstrap(),
+        &append_time,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+    let one = |ts: i64| {
+        BatchBuilder::new(ts)
+            .record(ts, Some(b"k"), Some(b"v"))
+            .build()
+    };
+    let now = now_ms();
+    for (what, ts, want) in [
+        (
+            "two minutes old (before.max.ms=60000)",
+            now - 120_000,
+            ERROR_INVALID_TIMESTAMP,
+        ),
+        (
+            "two hours ahead (after.max.ms default)",
+            now + 7_200_000,
+            ERROR_INVALID_TIMESTAMP,
+        ),
+        ("now", now, ERROR_NONE),
+    ] {
+        let (code, _) = wire::produce(&mut conn, version, &windowed, one(ts));
+        assert_eq!(code, want, "{what}");
+    }
+
+    let before = now_ms();
+    let resp = conn
+        .request(
+            &wire::produce_request(&append_time, 0, -1, one(1_000)),
+            version,
+        )
+        .expect("produce answered");
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(
+        p.error_code, ERROR_NONE,
+        "LogAppendTime ignores the producer's time"
+    );
+    assert!(
+        p.log_append_time_ms >= before && p.log_append_time_ms <= now_ms(),
+        "log_append_time_ms {} is the append time",
+        p.log_append_time_ms
+    );
+    let list_version = wire::negotiate::<ListOffsetsRequest>(&mut conn, 8);
+    assert_eq!(
+        list_offset(&mut conn, list_version, &append_time, MAX_TIMESTAMP),
+        (ERROR_NONE, 0, p.log_append_time_ms)
+    );
+}
