@@ -1173,6 +1173,37 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever bytes a client puts in the records section under any codec, validation
+        /// answers (usually an error) without panicking or allocating from them.
+        #[test]
+        fn arbitrary_payloads_never_panic(
+            codec in 0u8..8,
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let b = records(1, NOW_MS).attributes(i16::from(codec)).payload(payload).build();
+            let _ = validate(&b, &client_rules());
+        }
+
+        /// Batches of any codec holding any records validate, and their max timestamp is
+        /// the records' largest whatever the header claims.
+        #[test]
+        fn any_records_round_trip_every_codec(
+            codec in 0usize..5,
+            deltas in proptest::collection::vec(-1_000i64..1_000, 1..40),
+        ) {
+            let mut b = BatchBuilder::new(NOW_MS).compression(CODECS[codec]);
+            for (i, d) in deltas.iter().enumerate() {
+                b.push(NOW_MS + d, Some(b"k"), Some(format!("v{i}").as_bytes()));
+            }
+            let v = validate(&b.declared_max_timestamp(-1).build(), &client_rules());
+            let max = deltas.iter().max().map(|d| NOW_MS + d);
+            proptest::prop_assert_eq!(v.ok().map(|v| v[0].records_max_timestamp), max);
+        }
+    }
+
     #[test]
     fn timestamp_window_follows_the_rules() {
         let at = |ts: i64, rules: ClientRules| {
