@@ -16,6 +16,7 @@ use harness::wire::{
 use harness::{unique_name, Node};
 use kafka_protocol::messages::{ApiVersionsResponse, ProduceRequest};
 use kafka_protocol::protocol::Decodable;
+use rivulet_storage::batch::{BatchBuilder, Compression};
 
 /// How long the server gets to close a connection it should give up on.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -298,6 +299,116 @@ fn corrupt_record_batches_are_rejected_and_not_stored() {
         "exactly the well-formed record should be stored"
     );
     assert_serving(&mut node, "after the corrupt batches");
+}
+
+/// UNSUPPORTED_COMPRESSION_TYPE.
+const ERROR_UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+
+/// Issue 9, defect 0: batches with a valid CRC that no consumer could read (an unknown codec,
+/// garbage compressed data, a record count the records do not have, a client's control batch)
+/// are refused, and a librdkafka consumer reads the partition's good batches of every codec it
+/// has afterwards.
+#[test]
+fn poison_batches_are_refused_and_consumers_keep_reading() {
+    let mut node = Node::start();
+    let topic = unique_name("poison");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let one = |value: &str| BatchBuilder::new(now).record(now, Some(b"k"), Some(value.as_bytes()));
+
+    let cases: Vec<(&str, Vec<u8>, i16)> = vec![
+        (
+            "codec 5",
+            one("x").attributes(5).build(),
+            ERROR_UNSUPPORTED_COMPRESSION_TYPE,
+        ),
+        (
+            "codec 6",
+            one("x").attributes(6).build(),
+            ERROR_UNSUPPORTED_COMPRESSION_TYPE,
+        ),
+        (
+            "codec 7",
+            one("x").attributes(7).build(),
+            ERROR_UNSUPPORTED_COMPRESSION_TYPE,
+        ),
+        (
+            "control batch from a client",
+            one("x").attributes(1 << 5).build(),
+            ERROR_INVALID_RECORD,
+        ),
+        (
+            "garbage inside gzip",
+            one("x").attributes(1).payload(garbage(3, 200)).build(),
+            ERROR_CORRUPT_MESSAGE,
+        ),
+        (
+            "garbage inside zstd",
+            one("x").attributes(4).payload(garbage(4, 200)).build(),
+            ERROR_CORRUPT_MESSAGE,
+        ),
+        (
+            "gzip batch claiming 1,000,000 records",
+            one("x")
+                .compression(Compression::Gzip)
+                .declared_count(1_000_000)
+                .build(),
+            ERROR_CORRUPT_MESSAGE,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, records, want) in cases {
+        let (code, offset) = wire::produce(&mut conn, version, &topic, records);
+        if code != want {
+            wrong.push(format!(
+                "{what}: error code {code} (want {want}), base offset {offset}"
+            ));
+        }
+        node.assert_alive(what);
+    }
+    assert!(
+        wrong.is_empty(),
+        "poison batches not refused as Kafka does:\n  {}",
+        wrong.join("\n  ")
+    );
+
+    let good = [
+        (Compression::Gzip, "gzip-value"),
+        (Compression::Snappy, "snappy-value"),
+        (Compression::Lz4, "lz4-value"),
+        (Compression::None, "plain-value"),
+    ];
+    for (i, (codec, value)) in good.iter().enumerate() {
+        let (code, offset) = wire::produce(
+            &mut conn,
+            version,
+            &topic,
+            one(value).compression(*codec).build(),
+        );
+        assert_eq!(
+            (code, offset),
+            (ERROR_NONE, i as i64),
+            "good {codec:?} batch"
+        );
+    }
+    let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(20));
+    let values: Vec<_> = consumed
+        .values()
+        .flatten()
+        .map(|r| (r.offset, r.value.clone()))
+        .collect();
+    assert_eq!(
+        values,
+        good.iter()
+            .enumerate()
+            .map(|(i, (_, v))| (i as i64, Some(v.to_string())))
+            .collect::<Vec<_>>(),
+        "librdkafka reads exactly the good batches"
+    );
 }
 
 #[test]

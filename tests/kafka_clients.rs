@@ -145,6 +145,39 @@ fn confluent_kafka_30k_keyed_records_across_partitions() {
     assert_python_summary(&out, summary, records);
 }
 
+/// The leader decompresses and walks every compressed batch (issue 9): what librdkafka
+/// sends with each codec (snappy as librdkafka frames it, zstd from the wheel's librdkafka)
+/// must be accepted and read back.
+#[test]
+fn confluent_kafka_compressed_batches_of_every_codec() {
+    let mut node = Node::start();
+    let records = 2_000u64;
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let args = [
+            "--bootstrap".to_string(),
+            node.bootstrap(),
+            "--topic".to_string(),
+            unique_name(&format!("compressed-{codec}")),
+            "--partitions".to_string(),
+            "2".to_string(),
+            "--records".to_string(),
+            records.to_string(),
+            "--compression".to_string(),
+            codec.to_string(),
+            "--timeout".to_string(),
+            "60".to_string(),
+        ];
+        let (out, summary) = python_client(
+            "confluent_produce_consume.py",
+            "confluent_kafka",
+            &args,
+            Duration::from_secs(120),
+        );
+        node.assert_alive(&format!("after confluent-kafka with {codec}"));
+        assert_python_summary(&out, summary, records);
+    }
+}
+
 #[test]
 fn kafka_python_10k_keyed_records_across_partitions() {
     let mut node = Node::start();

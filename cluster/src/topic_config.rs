@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::{Durability, LogConfig};
+use rivulet_storage::{Durability, LogConfig, TimestampType};
 use serde::Deserialize;
 
 /// Node-wide defaults for topic configurations (Kafka's `log.*` broker settings).
@@ -71,6 +71,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "flush.messages",
     "flush.ms",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
     "message.timestamp.type",
     "min.insync.replicas",
     "retention.bytes",
@@ -88,6 +91,12 @@ impl TopicDefaults {
             "flush.ms" => self.flush_ms.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "message.timestamp.type" => "CreateTime".into(),
+            // Kafka 4.0's defaults (KIP-937, KIP-1030): any past, at most an hour ahead.
+            "message.timestamp.before.max.ms" => i64::MAX.to_string(),
+            "message.timestamp.after.max.ms" => "3600000".into(),
+            // Deprecated by KIP-937 (removed in Kafka 4.0), still honoured: it stands in for
+            // before/after where those are not set.
+            "message.timestamp.difference.max.ms" => i64::MAX.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
@@ -123,11 +132,16 @@ impl TopicDefaults {
                         "compression.type={value:?} is not supported: batches are stored as the producer compressed them (\"producer\")"
                     ))
                 }
-                "message.timestamp.type" if value == "CreateTime" => {}
+                "message.timestamp.type" if value == "CreateTime" || value == "LogAppendTime" => {}
                 "message.timestamp.type" => {
                     return Err(format!(
-                        "message.timestamp.type={value:?} is not supported yet: only \"CreateTime\""
+                        "message.timestamp.type={value:?}: must be \"CreateTime\" or \"LogAppendTime\""
                     ))
+                }
+                "message.timestamp.before.max.ms"
+                | "message.timestamp.after.max.ms"
+                | "message.timestamp.difference.max.ms" => {
+                    int(0)?;
                 }
                 "retention.ms" | "retention.bytes" => {
                     int(-1)?;
@@ -198,7 +212,25 @@ impl TopicDefaults {
             batch_bytes_max: usize::try_from(self.effective_i64(configs, "max.message.bytes"))
                 .unwrap_or(1_048_588),
             durability,
+            timestamp_type: if self.effective(configs, "message.timestamp.type") == "LogAppendTime"
+            {
+                TimestampType::LogAppendTime
+            } else {
+                TimestampType::CreateTime
+            },
+            timestamp_before_max_ms: self.timestamp_window_ms(configs, "before"),
+            timestamp_after_max_ms: self.timestamp_window_ms(configs, "after"),
         }
+    }
+
+    /// `message.timestamp.{side}.max.ms`, or the legacy `difference.max.ms` where only that
+    /// one is set (Kafka 3.6-3.9's rule).
+    fn timestamp_window_ms(&self, configs: &BTreeMap<String, String>, side: &str) -> i64 {
+        let key = format!("message.timestamp.{side}.max.ms");
+        let set = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i64>().ok());
+        set(&key)
+            .or_else(|| set("message.timestamp.difference.max.ms"))
+            .unwrap_or_else(|| self.effective_i64(configs, &key))
     }
 
     /// Every known key with its effective value and source.
@@ -426,6 +458,11 @@ mod tests {
             (&[("no.such.key", "1")], false),
             (&[("compression.type", "producer")], true),
             (&[("compression.type", "zstd")], false),
+            (&[("message.timestamp.type", "LogAppendTime")], true),
+            (&[("message.timestamp.type", "AppendTime")], false),
+            (&[("message.timestamp.after.max.ms", "0")], true),
+            (&[("message.timestamp.before.max.ms", "-1")], false),
+            (&[("message.timestamp.difference.max.ms", "1000")], true),
         ];
         for (pairs, ok) in cases {
             assert_eq!(d.validate(&cfg(pairs)).is_ok(), *ok, "{pairs:?}");
@@ -443,6 +480,27 @@ mod tests {
         assert_eq!(
             d.log_config(&cfg(&[("flush.ms", "250")])).durability,
             Durability::IntervalMs(250)
+        );
+    }
+
+    #[test]
+    fn timestamp_configs_reach_the_log() {
+        let d = TopicDefaults::default();
+        let c = d.log_config(&cfg(&[]));
+        assert_eq!(c.timestamp_type, TimestampType::CreateTime);
+        assert_eq!(
+            (c.timestamp_before_max_ms, c.timestamp_after_max_ms),
+            (i64::MAX, 3_600_000)
+        );
+        let c = d.log_config(&cfg(&[
+            ("message.timestamp.type", "LogAppendTime"),
+            ("message.timestamp.difference.max.ms", "5000"),
+            ("message.timestamp.after.max.ms", "10"),
+        ]));
+        assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(
+            (c.timestamp_before_max_ms, c.timestamp_after_max_ms),
+            (5000, 10)
         );
     }
 

@@ -37,6 +37,7 @@ fn log_cfg(durability: Durability) -> LogConfig {
         retention_ms: -1,
         batch_bytes_max: 2 << 20,
         durability,
+        ..LogConfig::default()
     }
 }
 

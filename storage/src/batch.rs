@@ -20,12 +20,24 @@
 //! ```
 //!
 //! Because base offset and leader epoch lie outside the CRC'd region, assigning offsets needs
-//! no CRC recomputation and the records are stored exactly as the producer sent them.
+//! no CRC recomputation and the records are stored as the producer sent them. The one
+//! exception is the max timestamp (and timestamp type): the leader sets it to what the records
+//! say (or to the append time for `LogAppendTime` topics) and recomputes the CRC, as Kafka's
+//! log validator does, because time-based retention and offset-by-timestamp trust it.
 //!
-//! Validation checks the header only: it does not decompress or decode the records (the CRC
-//! already guards them against corruption in transit).
+//! Client batches are validated as Kafka's log validator does: header, CRC, codec (ids 5-7
+//! are refused), no control batches, and every record walked (framing, offset deltas
+//! `0..n`, count equal to the header's, timestamps in the topic's window). Compressed
+//! batches are decompressed as a stream with a bound on the output
+//! ([`records_bytes_max`]); nothing is allocated from a size or count in the batch.
+//! Replicated batches were validated by the leader: only header, CRC and counts are checked.
 
-use std::ops::Range;
+mod compression;
+
+use std::io::BufRead;
+use std::ops::{ControlFlow, Range};
+
+pub use compression::{compress, compress_snappy_raw, Compression};
 
 use crate::{Result, StorageError};
 
@@ -211,12 +223,41 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     batch.get(ATTRIBUTES_AT..).map_or(0, crc32c::crc32c)
 }
 
+/// How record timestamps are set: Kafka's `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// The producer's timestamps, checked against the topic's window.
+    #[default]
+    CreateTime,
+    /// The leader's clock at append; the producer's timestamps are ignored.
+    LogAppendTime,
+}
+
+/// Timestamp of a record without one (Kafka's `RecordBatch.NO_TIMESTAMP`).
+pub const NO_TIMESTAMP: i64 = -1;
+
+/// What a leader checks on a producer's batch besides its structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRules {
+    /// The leader's clock (ms since the epoch), for the timestamp window.
+    pub now_ms: i64,
+    /// The topic's `message.timestamp.type`; the window applies to `CreateTime` only.
+    pub timestamp_type: TimestampType,
+    /// A record timestamp older than `now_ms` minus this is refused
+    /// (`message.timestamp.before.max.ms`).
+    pub timestamp_before_max_ms: i64,
+    /// A record timestamp newer than `now_ms` plus this is refused
+    /// (`message.timestamp.after.max.ms`).
+    pub timestamp_after_max_ms: i64,
+}
+
 /// Who produced the batches being validated: stricter rules apply to client batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOrigin {
-    /// From a producer, through the leader: `recordsCount >= 1` and
-    /// `lastOffsetDelta == recordsCount - 1` (a producer's batch is dense).
-    Client,
+    /// From a producer, through the leader: a known codec, no control batch,
+    /// `recordsCount >= 1`, `lastOffsetDelta == recordsCount - 1` (a producer's batch is
+    /// dense), and every record walked (decompressed if need be) and its timestamp checked.
+    Client(ClientRules),
     /// From the leader, through replication: offsets are already assigned and compaction may
     /// have removed records, so only `lastOffsetDelta >= 0`, `recordsCount >= 0` and
     /// `recordsCount <= lastOffsetDelta + 1` are required.
@@ -239,10 +280,29 @@ pub struct ValidBatch {
     pub header: BatchHeader,
     /// Where it lies in the validated buffer.
     pub range: Range<usize>,
+    /// Largest record timestamp, from the records themselves for client batches (the header's
+    /// `maxTimestamp` may be wrong: some producers write -1), from the header for replicated
+    /// ones.
+    pub records_max_timestamp: i64,
+}
+
+/// Decompressed records allowed per byte of `max.message.bytes`. Bounds the work a batch
+/// can cause (a 1 MiB gzip batch of zeros would inflate to 1 GiB); honest batches compress
+/// text and JSON 3-20 times. Batches beyond it are refused as CORRUPT_MESSAGE, where Kafka
+/// would accept them: a documented limit.
+pub const DECOMPRESSION_RATIO_MAX: u64 = 64;
+
+/// Bound on the decompressed records of one batch for a `batch_bytes_max` limit (at least
+/// 1 MiB, so tiny limits still allow ordinary batches).
+pub fn records_bytes_max(batch_bytes_max: usize) -> u64 {
+    (batch_bytes_max as u64)
+        .saturating_mul(DECOMPRESSION_RATIO_MAX)
+        .max(1 << 20)
 }
 
 /// Splits `buf` into record batches and validates each: enough bytes, a sane `batchLength`
-/// that stays inside the buffer, magic 2, the CRC-32C, the record counts and the size limit.
+/// that stays inside the buffer, magic 2, the CRC-32C, the record counts and the size limit;
+/// for client batches also the codec, the control flag, every record and its timestamp.
 ///
 /// Returns every batch or the first failure; `buf` must hold at least one batch and nothing
 /// after the last one.
@@ -284,27 +344,170 @@ pub fn validate(buf: &[u8], rules: &ValidationRules) -> Result<Vec<ValidBatch>> 
             )));
         }
         check_counts(&header, rules.origin)?;
-        if header.compression() == 0 && rules.origin == BatchOrigin::Client {
-            check_records(&header, &batch[HEADER_LEN..])
-                .map_err(|why| corrupt(format!("batch at byte {at}: {why}")))?;
-        }
+        let records_max_timestamp = match rules.origin {
+            BatchOrigin::Client(client) => {
+                check_client_batch(&header, batch, rules.batch_bytes_max, &client, at)?
+            }
+            BatchOrigin::Replication => header.max_timestamp,
+        };
         out.push(ValidBatch {
             header,
             range: at..at + total,
+            records_max_timestamp,
         });
         at += total;
     }
     Ok(out)
 }
 
-/// Reads a zigzag varint (at most 10 bytes) from `buf` at `*at`.
-fn read_varint(buf: &[u8], at: &mut usize) -> std::result::Result<i64, String> {
+/// Codec, control flag, records and timestamps of a client batch; returns the largest record
+/// timestamp.
+fn check_client_batch(
+    h: &BatchHeader,
+    batch: &[u8],
+    batch_bytes_max: usize,
+    rules: &ClientRules,
+    at: usize,
+) -> Result<i64> {
+    let codec = Compression::from_id(h.compression())
+        .ok_or(StorageError::UnsupportedCompression(h.compression()))?;
+    if h.is_control() {
+        // Kafka's LogValidator: InvalidRecordException (INVALID_RECORD).
+        return Err(StorageError::InvalidRecord(format!(
+            "batch at byte {at}: clients may not write control batches"
+        )));
+    }
+    let check_window = rules.timestamp_type == TimestampType::CreateTime;
+    let oldest = rules
+        .now_ms
+        .saturating_sub(rules.timestamp_before_max_ms.max(0));
+    let newest = rules
+        .now_ms
+        .saturating_add(rules.timestamp_after_max_ms.max(0));
+    let mut out_of_window = None;
+    let mut max_timestamp = i64::MIN;
+    let count = walk_batch(h, batch, codec, records_bytes_max(batch_bytes_max), |r| {
+        max_timestamp = max_timestamp.max(r.timestamp);
+        if check_window && r.timestamp != NO_TIMESTAMP && !(oldest..=newest).contains(&r.timestamp)
+        {
+            out_of_window = Some(r);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|why| corrupt(format!("batch at byte {at}: {why}")))?;
+    if let Some(r) = out_of_window {
+        return Err(StorageError::InvalidTimestamp(format!(
+            "record {} of the batch at byte {at} has timestamp {} ms, outside [{oldest}, {newest}] \
+             (message.timestamp.before.max.ms / after.max.ms around the leader's clock {})",
+            r.offset_delta, r.timestamp, rules.now_ms
+        )));
+    }
+    if count != i64::from(h.records_count) {
+        return Err(corrupt(format!(
+            "batch at byte {at}: header says {} records, the batch holds {count}",
+            h.records_count
+        )));
+    }
+    Ok(max_timestamp)
+}
+
+/// A record as the walker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordInfo {
+    /// Its offset delta (checked to be its index in the batch).
+    pub offset_delta: i64,
+    /// Its absolute timestamp (`baseTimestamp + timestampDelta`).
+    pub timestamp: i64,
+}
+
+/// Byte source of the record walker: a slice (uncompressed batches, the hot path) or a
+/// decompressing stream. Counting `pos` lets the walker check each record's framing.
+trait Source {
+    fn at_end(&mut self) -> std::result::Result<bool, String>;
+    fn byte(&mut self) -> std::result::Result<u8, String>;
+    fn skip(&mut self, n: u64) -> std::result::Result<(), String>;
+    fn pos(&self) -> u64;
+}
+
+struct SliceSource<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Source for SliceSource<'_> {
+    fn at_end(&mut self) -> std::result::Result<bool, String> {
+        Ok(self.at >= self.buf.len())
+    }
+    fn byte(&mut self) -> std::result::Result<u8, String> {
+        let b = *self
+            .buf
+            .get(self.at)
+            .ok_or_else(|| format!("records cut off at byte {}", self.at))?;
+        self.at += 1;
+        Ok(b)
+    }
+    fn skip(&mut self, n: u64) -> std::result::Result<(), String> {
+        match usize::try_from(n).ok().and_then(|n| self.at.checked_add(n)) {
+            Some(next) if next <= self.buf.len() => {
+                self.at = next;
+                Ok(())
+            }
+            _ => Err(format!("{n} bytes run past the records")),
+        }
+    }
+    fn pos(&self) -> u64 {
+        self.at as u64
+    }
+}
+
+struct StreamSource<R> {
+    r: R,
+    pos: u64,
+}
+
+fn io_why(e: std::io::Error) -> String {
+    format!("decompression failed: {e}")
+}
+
+impl<R: BufRead> Source for StreamSource<R> {
+    fn at_end(&mut self) -> std::result::Result<bool, String> {
+        Ok(self.r.fill_buf().map_err(io_why)?.is_empty())
+    }
+    fn byte(&mut self) -> std::result::Result<u8, String> {
+        let b = *self
+            .r
+            .fill_buf()
+            .map_err(io_why)?
+            .first()
+            .ok_or_else(|| format!("decompressed records cut off at byte {}", self.pos))?;
+        self.r.consume(1);
+        self.pos += 1;
+        Ok(b)
+    }
+    fn skip(&mut self, mut n: u64) -> std::result::Result<(), String> {
+        while n > 0 {
+            let avail = self.r.fill_buf().map_err(io_why)?.len();
+            if avail == 0 {
+                return Err(format!("decompressed records cut off at byte {}", self.pos));
+            }
+            let k = usize::try_from(n).map_or(avail, |n| n.min(avail));
+            self.r.consume(k);
+            self.pos += k as u64;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+    fn pos(&self) -> u64 {
+        self.pos
+    }
+}
+
+/// Reads a zigzag varint (at most 10 bytes).
+fn read_varint(src: &mut impl Source) -> std::result::Result<i64, String> {
     let mut value: u64 = 0;
     for i in 0..10 {
-        let Some(&b) = buf.get(*at) else {
-            return Err(format!("varint cut off at byte {}", *at));
-        };
-        *at += 1;
+        let b = src.byte()?;
         value |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
@@ -313,74 +516,120 @@ fn read_varint(buf: &[u8], at: &mut usize) -> std::result::Result<i64, String> {
     Err("varint longer than 10 bytes".into())
 }
 
-/// Takes `len` bytes (-1 means null) starting at `*at`, staying inside `end`.
-fn skip_bytes(len: i64, at: &mut usize, end: usize, what: &str) -> std::result::Result<(), String> {
+/// Skips a field of `len` bytes (-1 means null) that must end by `end`.
+fn skip_field(
+    src: &mut impl Source,
+    len: i64,
+    end: u64,
+    what: &str,
+) -> std::result::Result<(), String> {
     if len == -1 {
         return Ok(());
     }
-    let len = usize::try_from(len).map_err(|_| format!("{what} length {len} is negative"))?;
-    match at.checked_add(len) {
-        Some(next) if next <= end => {
-            *at = next;
-            Ok(())
-        }
-        _ => Err(format!("{what} of {len} bytes runs past its record")),
+    let len = u64::try_from(len).map_err(|_| format!("{what} length {len} is negative"))?;
+    if len > end.saturating_sub(src.pos()) {
+        return Err(format!("{what} of {len} bytes runs past its record"));
     }
+    src.skip(len)
 }
 
-/// Walks the records of an uncompressed batch: each record's framing, key, value and headers
-/// must lie inside the record, the records must fill the batch exactly, and their number must
-/// match the header. Catches batches whose CRC was computed over malformed contents.
-fn check_records(h: &BatchHeader, records: &[u8]) -> std::result::Result<(), String> {
-    let mut at = 0usize;
+/// Walks records until the source ends (or `visit` breaks): each record's framing, key,
+/// value and headers must lie inside the record and its offset delta must be its index.
+/// Returns how many records were walked. Memory use is constant.
+fn walk<S: Source>(
+    src: &mut S,
+    base_timestamp: i64,
+    mut visit: impl FnMut(RecordInfo) -> ControlFlow<()>,
+) -> std::result::Result<i64, String> {
     let mut count = 0i64;
-    while at < records.len() {
-        let len = read_varint(records, &mut at)?;
-        let len = usize::try_from(len).map_err(|_| format!("record {count} has length {len}"))?;
-        let end = at
-            .checked_add(len)
-            .filter(|e| *e <= records.len())
-            .ok_or_else(|| format!("record {count} of {len} bytes runs past the batch"))?;
-        at += 1; // attributes
-        if at > end {
-            return Err(format!("record {count} is empty"));
-        }
-        read_varint(records, &mut at)?; // timestamp delta
-        let offset_delta = read_varint(records, &mut at)?;
+    while !src.at_end()? {
+        let len = read_varint(src)?;
+        let len = u64::try_from(len)
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| format!("record {count} has length {len}"))?;
+        let end = src.pos().saturating_add(len);
+        src.byte()?; // attributes
+        let timestamp_delta = read_varint(src)?;
+        let offset_delta = read_varint(src)?;
         if offset_delta != count {
             return Err(format!("record {count} has offset delta {offset_delta}"));
         }
-        let key_len = read_varint(records, &mut at)?;
-        skip_bytes(key_len, &mut at, end, "key")?;
-        let value_len = read_varint(records, &mut at)?;
-        skip_bytes(value_len, &mut at, end, "value")?;
-        let headers = read_varint(records, &mut at)?;
-        if headers < 0 {
+        let key_len = read_varint(src)?;
+        skip_field(src, key_len, end, "key")?;
+        let value_len = read_varint(src)?;
+        skip_field(src, value_len, end, "value")?;
+        let headers = read_varint(src)?;
+        // Each header takes at least two bytes: a larger count cannot fit in the record.
+        if headers < 0 || headers as u64 > end.saturating_sub(src.pos()) {
             return Err(format!("record {count} has {headers} headers"));
         }
         for _ in 0..headers {
-            let k = read_varint(records, &mut at)?;
+            let k = read_varint(src)?;
             if k < 0 {
                 return Err(format!("record {count} has a null header key"));
             }
-            skip_bytes(k, &mut at, end, "header key")?;
-            let v = read_varint(records, &mut at)?;
-            skip_bytes(v, &mut at, end, "header value")?;
+            skip_field(src, k, end, "header key")?;
+            let v = read_varint(src)?;
+            skip_field(src, v, end, "header value")?;
         }
-        if at != end {
+        if src.pos() != end {
             return Err(format!(
-                "record {count}: its fields end at byte {at}, its length says {end}"
+                "record {count}: its fields end at byte {}, its length says {end}",
+                src.pos()
             ));
         }
         count += 1;
+        let info = RecordInfo {
+            offset_delta,
+            timestamp: base_timestamp.saturating_add(timestamp_delta),
+        };
+        if visit(info).is_break() {
+            break;
+        }
     }
-    if count != i64::from(h.records_count) {
-        return Err(format!(
-            "header says {} records, the batch holds {count}",
-            h.records_count
-        ));
+    Ok(count)
+}
+
+/// Walks the records of one whole batch (`batch` starts at its header), decompressing with
+/// at most `records_bytes_max` bytes of output. See [`walk`].
+fn walk_batch(
+    h: &BatchHeader,
+    batch: &[u8],
+    codec: Compression,
+    records_bytes_max: u64,
+    visit: impl FnMut(RecordInfo) -> ControlFlow<()>,
+) -> std::result::Result<i64, String> {
+    let records = batch.get(HEADER_LEN..).unwrap_or_default();
+    match codec {
+        Compression::None => walk(
+            &mut SliceSource {
+                buf: records,
+                at: 0,
+            },
+            h.base_timestamp,
+            visit,
+        ),
+        _ => {
+            let r = compression::decompressor(codec, records, records_bytes_max).map_err(io_why)?;
+            walk(&mut StreamSource { r, pos: 0 }, h.base_timestamp, visit)
+        }
     }
-    Ok(())
+}
+
+/// Visits the records of one stored batch (`batch` is the whole batch; compressed batches are
+/// decompressed with at most `records_bytes_max` bytes of output) until `visit` breaks.
+/// Returns the number of records visited. For lookups by timestamp.
+pub fn visit_records(
+    batch: &[u8],
+    records_bytes_max: u64,
+    visit: impl FnMut(RecordInfo) -> ControlFlow<()>,
+) -> Result<i64> {
+    let h = BatchHeader::parse(batch)?;
+    let codec = Compression::from_id(h.compression())
+        .ok_or(StorageError::UnsupportedCompression(h.compression()))?;
+    walk_batch(&h, batch, codec, records_bytes_max, visit)
+        .map_err(|why| corrupt(format!("batch at offset {}: {why}", h.base_offset)))
 }
 
 fn check_counts(h: &BatchHeader, origin: BatchOrigin) -> Result<()> {
@@ -391,7 +640,7 @@ fn check_counts(h: &BatchHeader, origin: BatchOrigin) -> Result<()> {
         )));
     }
     match origin {
-        BatchOrigin::Client => {
+        BatchOrigin::Client(_) => {
             if h.records_count < 1 || h.last_offset_delta != h.records_count - 1 {
                 return Err(corrupt(format!(
                     "recordsCount {} does not match lastOffsetDelta {}",
@@ -437,15 +686,37 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], leader_epoch: i32) -> Result
 
 /// For topics with `message.timestamp.type=LogAppendTime`: marks the batch's timestamps as
 /// append time, sets its max timestamp to `timestamp_ms` and recomputes the CRC (these fields
-/// are inside the CRC'd region). Not used by the log itself.
+/// are inside the CRC'd region).
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<()> {
-    let h = header_mut(batch)?;
-    let attributes = be_i16(h, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
-    h[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    h[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
-    let crc = compute_crc(batch);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    let head = timestamps_patched(batch, TimestampType::LogAppendTime, timestamp_ms)?;
+    batch[..HEADER_LEN].copy_from_slice(&head);
     Ok(())
+}
+
+/// The header of `batch` with its timestamp type and max timestamp set and its CRC
+/// recomputed, leaving `batch` alone: the leader writes this header in front of the
+/// client's records (one CRC-32C pass over the batch, no copy of it).
+pub fn timestamps_patched(
+    batch: &[u8],
+    timestamp_type: TimestampType,
+    max_timestamp: i64,
+) -> Result<[u8; HEADER_LEN]> {
+    let mut head = [0u8; HEADER_LEN];
+    head.copy_from_slice(batch.get(..HEADER_LEN).ok_or_else(|| {
+        corrupt(format!(
+            "{} bytes cannot hold a record batch header",
+            batch.len()
+        ))
+    })?);
+    let attributes = match timestamp_type {
+        TimestampType::CreateTime => be_i16(&head, ATTRIBUTES_AT) & !TIMESTAMP_TYPE_BIT,
+        TimestampType::LogAppendTime => be_i16(&head, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT,
+    };
+    head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES_AT..]), &batch[HEADER_LEN..]);
+    head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(head)
 }
 
 /// One record of an uncompressed batch, as [`decode_records`] returns it.
@@ -487,38 +758,52 @@ pub fn decode_records(mut buf: &[u8]) -> Result<Vec<DecodedRecord>> {
                 h.base_offset
             )));
         }
-        let mut at = HEADER_LEN;
+        let mut src = SliceSource {
+            buf: batch,
+            at: HEADER_LEN,
+        };
         for _ in 0..h.records_count {
-            let rec = (|| -> std::result::Result<DecodedRecord, String> {
-                let len = read_varint(batch, &mut at)?;
-                let end = at
-                    .checked_add(usize::try_from(len).map_err(|_| "negative record length")?)
-                    .filter(|e| *e <= total)
-                    .ok_or("record runs past its batch")?;
-                at += 1; // attributes
-                let ts_delta = read_varint(batch, &mut at)?;
-                let offset_delta = read_varint(batch, &mut at)?;
-                let mut field = |what: &str| -> std::result::Result<Option<Vec<u8>>, String> {
-                    let l = read_varint(batch, &mut at)?;
-                    let start = at;
-                    skip_bytes(l, &mut at, end, what)?;
-                    Ok((l >= 0).then(|| batch[start..at].to_vec()))
-                };
-                let key = field("key")?;
-                let value = field("value")?;
-                at = end; // headers are not needed here
-                Ok(DecodedRecord {
-                    offset: h.base_offset + offset_delta,
-                    timestamp: h.base_timestamp + ts_delta,
-                    key,
-                    value,
-                })
-            })()
-            .map_err(|e| corrupt(format!("batch at offset {}: {e}", h.base_offset)))?;
+            let rec = decode_record(&mut src, &h)
+                .map_err(|e| corrupt(format!("batch at offset {}: {e}", h.base_offset)))?;
             out.push(rec);
         }
     }
     Ok(out)
+}
+
+fn decode_record(
+    src: &mut SliceSource<'_>,
+    h: &BatchHeader,
+) -> std::result::Result<DecodedRecord, String> {
+    let len = read_varint(src)?;
+    let len = u64::try_from(len).map_err(|_| "negative record length")?;
+    let end = src.pos().saturating_add(len);
+    if end > src.buf.len() as u64 {
+        return Err("record runs past its batch".into());
+    }
+    src.byte()?; // attributes
+    let ts_delta = read_varint(src)?;
+    let offset_delta = read_varint(src)?;
+    let key = take_field(src, end, "key")?;
+    let value = take_field(src, end, "value")?;
+    src.at = end as usize; // headers are not needed here
+    Ok(DecodedRecord {
+        offset: h.base_offset + offset_delta,
+        timestamp: h.base_timestamp + ts_delta,
+        key,
+        value,
+    })
+}
+
+fn take_field(
+    src: &mut SliceSource<'_>,
+    end: u64,
+    what: &str,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let l = read_varint(src)?;
+    let start = src.at;
+    skip_field(src, l, end, what)?;
+    Ok((l >= 0).then(|| src.buf[start..src.at].to_vec()))
 }
 
 /// Builds uncompressed v2 batches of simple records (key, value, no headers): for tests,
@@ -534,6 +819,12 @@ pub struct BatchBuilder {
     base_sequence: i32,
     records_count: i32,
     records: Vec<u8>,
+    compression: Compression,
+    /// Test overrides: written as given, with a valid CRC.
+    attributes: Option<i16>,
+    declared_max_timestamp: Option<i64>,
+    declared_count: Option<i32>,
+    payload: Option<Vec<u8>>,
 }
 
 impl BatchBuilder {
@@ -550,7 +841,45 @@ impl BatchBuilder {
             base_sequence: NO_SEQUENCE,
             records_count: 0,
             records: Vec::new(),
+            compression: Compression::None,
+            attributes: None,
+            declared_max_timestamp: None,
+            declared_count: None,
+            payload: None,
         }
+    }
+
+    /// Compresses the records with `codec` (snappy with xerial framing).
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.compression = codec;
+        self
+    }
+
+    /// Writes `attributes` as given instead of the codec's (for unknown codecs, control or
+    /// timestamp-type bits).
+    pub fn attributes(mut self, attributes: i16) -> Self {
+        self.attributes = Some(attributes);
+        self
+    }
+
+    /// Writes `max_timestamp` in the header instead of the records' largest timestamp (as
+    /// some producers do, e.g. -1).
+    pub fn declared_max_timestamp(mut self, max_timestamp: i64) -> Self {
+        self.declared_max_timestamp = Some(max_timestamp);
+        self
+    }
+
+    /// Claims `count` records (`recordsCount` and `lastOffsetDelta = count - 1`) whatever
+    /// the records are.
+    pub fn declared_count(mut self, count: i32) -> Self {
+        self.declared_count = Some(count);
+        self
+    }
+
+    /// Uses `payload` as the (possibly compressed) records section instead of the records.
+    pub fn payload(mut self, payload: Vec<u8>) -> Self {
+        self.payload = Some(payload);
+        self
     }
 
     /// Marks the batch as sent by an idempotent producer.
@@ -610,22 +939,33 @@ impl BatchBuilder {
     /// Encodes the batch with its CRC. A batch without records gets `lastOffsetDelta` 0 (it
     /// fails client validation, as it should).
     pub fn build(&self) -> Vec<u8> {
-        let total = HEADER_LEN + self.records.len();
+        let payload = match &self.payload {
+            Some(p) => p.clone(),
+            None => compress(self.compression, &self.records),
+        };
+        let count = self.declared_count.unwrap_or(self.records_count);
+        let attributes = self.attributes.unwrap_or(i16::from(self.compression.id()));
+        let total = HEADER_LEN + payload.len();
         let mut b = Vec::with_capacity(total);
         b.extend_from_slice(&self.base_offset.to_be_bytes());
         b.extend_from_slice(&((total - LOG_OVERHEAD) as i32).to_be_bytes());
         b.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
         b.push(MAGIC_V2 as u8);
         b.extend_from_slice(&0u32.to_be_bytes()); // CRC, below
-        b.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, create time
-        b.extend_from_slice(&(self.records_count - 1).max(0).to_be_bytes());
+        b.extend_from_slice(&attributes.to_be_bytes());
+        b.extend_from_slice(&(count - 1).max(0).to_be_bytes());
         b.extend_from_slice(&self.base_timestamp.to_be_bytes());
-        b.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        b.extend_from_slice(
+            &self
+                .declared_max_timestamp
+                .unwrap_or(self.max_timestamp)
+                .to_be_bytes(),
+        );
         b.extend_from_slice(&self.producer_id.to_be_bytes());
         b.extend_from_slice(&self.producer_epoch.to_be_bytes());
         b.extend_from_slice(&self.base_sequence.to_be_bytes());
-        b.extend_from_slice(&self.records_count.to_be_bytes());
-        b.extend_from_slice(&self.records);
+        b.extend_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(&payload);
         debug_assert_eq!(b.len(), total);
         let crc = compute_crc(&b);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
@@ -646,10 +986,288 @@ fn put_varlong(out: &mut Vec<u8>, v: i64) {
 mod tests {
     use super::*;
 
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    fn client() -> ClientRules {
+        ClientRules {
+            now_ms: NOW_MS,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
+        }
+    }
+
     fn client_rules() -> ValidationRules {
         ValidationRules {
             batch_bytes_max: 1 << 20,
-            origin: BatchOrigin::Client,
+            origin: BatchOrigin::Client(client()),
+        }
+    }
+
+    /// Records like a producer's: 1 KiB-ish values, increasing timestamps.
+    fn records(n: usize, base_ts: i64) -> BatchBuilder {
+        let mut b = BatchBuilder::new(base_ts);
+        for i in 0..n {
+            b.push(
+                base_ts + i as i64,
+                Some(format!("key-{i}").as_bytes()),
+                Some(format!("value-{i}-{}", "x".repeat(i % 50)).as_bytes()),
+            );
+        }
+        b
+    }
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    #[test]
+    fn compressed_batches_are_walked_and_their_max_timestamp_computed() {
+        for codec in CODECS {
+            let b = records(20, NOW_MS - 1_000)
+                .compression(codec)
+                .declared_max_timestamp(-1)
+                .build();
+            let v = validate(&b, &client_rules()).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert_eq!(v[0].header.max_timestamp, -1);
+            assert_eq!(v[0].records_max_timestamp, NOW_MS - 1_000 + 19, "{codec:?}");
+        }
+        // librdkafka's snappy: one raw block, no xerial framing.
+        let plain = records(5, NOW_MS).build();
+        let raw = compress_snappy_raw(&plain[HEADER_LEN..]);
+        let b = records(5, NOW_MS).attributes(2).payload(raw).build();
+        assert!(validate(&b, &client_rules()).is_ok());
+    }
+
+    /// Each poison batch (valid CRC) and the error it must get.
+    #[test]
+    fn poison_batches_are_refused() {
+        let plain = records(3, NOW_MS).build();
+        let body = plain[HEADER_LEN..].to_vec();
+        let gzip = |bytes: &[u8]| compress(Compression::Gzip, bytes);
+        let mut bad_delta = records(2, NOW_MS).build();
+        // The second record's offset delta (after length, attributes and timestamp delta).
+        let second = HEADER_LEN + 1 + bad_delta[HEADER_LEN] as usize / 2;
+        bad_delta[second + 3] = 2 * 5; // zigzag 5
+        let bad_delta_body = bad_delta[HEADER_LEN..].to_vec();
+        let zeros = vec![0u8; 2 << 20];
+        type Check = fn(&StorageError) -> bool;
+        let corrupt_: Check = |e| matches!(e, StorageError::CorruptBatch(_));
+        let cases: Vec<(&str, Vec<u8>, Check)> = vec![
+            ("codec 5", records(1, NOW_MS).attributes(5).build(), |e| {
+                matches!(e, StorageError::UnsupportedCompression(5))
+            }),
+            ("codec 7", records(1, NOW_MS).attributes(7).build(), |e| {
+                matches!(e, StorageError::UnsupportedCompression(7))
+            }),
+            (
+                "control batch",
+                records(1, NOW_MS).attributes(1 << 5).build(),
+                |e| matches!(e, StorageError::InvalidRecord(_)),
+            ),
+            (
+                "garbage gzip",
+                records(1, NOW_MS)
+                    .attributes(1)
+                    .payload(vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5])
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "garbage zstd",
+                records(1, NOW_MS)
+                    .attributes(4)
+                    .payload(b"not zstd at all".to_vec())
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "garbage lz4",
+                records(1, NOW_MS)
+                    .attributes(3)
+                    .payload(b"not lz4 at all".to_vec())
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "garbage snappy",
+                records(1, NOW_MS)
+                    .attributes(2)
+                    .payload(vec![0xff; 40])
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "gzip claiming 1,000,000 records",
+                records(3, NOW_MS)
+                    .compression(Compression::Gzip)
+                    .declared_count(1_000_000)
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "gzip claiming 2 records, holding 3",
+                records(3, NOW_MS)
+                    .compression(Compression::Gzip)
+                    .declared_count(2)
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "gzip of a truncated record",
+                records(3, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&body[..body.len() - 1]))
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "gzip with trailing bytes after the records",
+                records(3, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&[&body[..], &[0u8]].concat()))
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "gzip with an offset delta out of order",
+                records(2, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&bad_delta_body))
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "uncompressed offset delta out of order",
+                records(2, NOW_MS).payload(bad_delta_body.clone()).build(),
+                corrupt_,
+            ),
+            (
+                "gzip bomb past the decompression bound",
+                records(1, NOW_MS)
+                    .attributes(1)
+                    .payload(gzip(&zeros))
+                    .build(),
+                corrupt_,
+            ),
+            (
+                "timestamp 2 hours ahead",
+                records(1, NOW_MS + 7_200_000).build(),
+                |e| matches!(e, StorageError::InvalidTimestamp(_)),
+            ),
+        ];
+        let rules = ValidationRules {
+            // 32 KiB * 64 = 2 MiB of output allowed: the 2 MiB + 1 bomb is past it.
+            batch_bytes_max: 32 << 10,
+            ..client_rules()
+        };
+        for (what, batch, check) in cases {
+            match validate(&batch, &rules) {
+                Err(e) if check(&e) => {}
+                other => panic!("{what}: got {other:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever bytes a client puts in the records section under any codec, validation
+        /// answers (usually an error) without panicking or allocating from them.
+        #[test]
+        fn arbitrary_payloads_never_panic(
+            codec in 0u8..8,
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let b = records(1, NOW_MS).attributes(i16::from(codec)).payload(payload).build();
+            let _ = validate(&b, &client_rules());
+        }
+
+        /// Batches of any codec holding any records validate, and their max timestamp is
+        /// the records' largest whatever the header claims.
+        #[test]
+        fn any_records_round_trip_every_codec(
+            codec in 0usize..5,
+            deltas in proptest::collection::vec(-1_000i64..1_000, 1..40),
+        ) {
+            let mut b = BatchBuilder::new(NOW_MS).compression(CODECS[codec]);
+            for (i, d) in deltas.iter().enumerate() {
+                b.push(NOW_MS + d, Some(b"k"), Some(format!("v{i}").as_bytes()));
+            }
+            let v = validate(&b.declared_max_timestamp(-1).build(), &client_rules());
+            let max = deltas.iter().max().map(|d| NOW_MS + d);
+            proptest::prop_assert_eq!(v.ok().map(|v| v[0].records_max_timestamp), max);
+        }
+    }
+
+    #[test]
+    fn timestamp_window_follows_the_rules() {
+        let at = |ts: i64, rules: ClientRules| {
+            validate(
+                &records(1, ts).build(),
+                &ValidationRules {
+                    batch_bytes_max: 1 << 20,
+                    origin: BatchOrigin::Client(rules),
+                },
+            )
+            .map(|v| v[0].records_max_timestamp)
+        };
+        let window = ClientRules {
+            timestamp_before_max_ms: 1_000,
+            timestamp_after_max_ms: 10,
+            ..client()
+        };
+        assert!(at(NOW_MS - 1_000, window).is_ok());
+        assert!(matches!(
+            at(NOW_MS - 1_001, window),
+            Err(StorageError::InvalidTimestamp(_))
+        ));
+        assert!(at(NOW_MS + 10, window).is_ok());
+        assert!(matches!(
+            at(NOW_MS + 11, window),
+            Err(StorageError::InvalidTimestamp(_))
+        ));
+        // A record without a timestamp (-1) is not checked, as in Kafka.
+        assert_eq!(at(NO_TIMESTAMP, window).unwrap(), NO_TIMESTAMP);
+        // LogAppendTime topics ignore the producer's timestamps.
+        let append_time = ClientRules {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..window
+        };
+        assert!(at(NOW_MS + 1_000_000, append_time).is_ok());
+    }
+
+    #[test]
+    fn timestamps_patched_keeps_a_valid_crc() {
+        let b = records(4, NOW_MS).declared_max_timestamp(-1).build();
+        let head = timestamps_patched(&b, TimestampType::CreateTime, NOW_MS + 3).unwrap();
+        let patched = [&head[..], &b[HEADER_LEN..]].concat();
+        let h = BatchHeader::parse(&patched).unwrap();
+        assert_eq!(h.max_timestamp, NOW_MS + 3);
+        assert!(!h.is_log_append_time());
+        assert!(validate(&patched, &client_rules()).is_ok());
+    }
+
+    #[test]
+    fn visit_records_finds_records_in_compressed_batches() {
+        for codec in CODECS {
+            let b = records(10, NOW_MS).compression(codec).build();
+            let mut seen = Vec::new();
+            let n = visit_records(&b, 1 << 20, |r| {
+                seen.push(r.timestamp);
+                if r.timestamp >= NOW_MS + 4 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+            assert_eq!(n, 5, "{codec:?}");
+            assert_eq!(seen, (0..5).map(|i| NOW_MS + i).collect::<Vec<_>>());
         }
     }
 

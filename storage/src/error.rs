@@ -17,6 +17,15 @@ pub enum StorageError {
     /// A record batch failed validation (too short, bad length, bad CRC, bad counts).
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
+    /// The batch names a compression codec Kafka does not define (ids 5-7).
+    #[error("unknown compression codec {0} (known: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)")]
+    UnsupportedCompression(u8),
+    /// A well-formed batch a client may not write (a control batch).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A record timestamp outside the topic's `message.timestamp.before/after.max.ms` window.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// The batch is not record batch format v2.
     #[error("unsupported record batch magic {0}: only format v2 is accepted")]
     UnsupportedMagic(i8),

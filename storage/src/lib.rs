@@ -88,6 +88,7 @@ use std::collections::BTreeMap;
 
 pub use bytes::Bytes;
 
+pub use batch::TimestampType;
 pub use error::{Result, StorageError};
 pub use log::PartitionLog;
 pub use metadata::{MetadataStore, PRODUCER_ID_BLOCK_SIZE};
@@ -143,11 +144,20 @@ pub struct LogConfig {
     pub batch_bytes_max: usize,
     /// When appends are fsynced.
     pub durability: Durability,
+    /// `message.timestamp.type`: keep the producer's timestamps or use the append time.
+    pub timestamp_type: batch::TimestampType,
+    /// `message.timestamp.before.max.ms`: how far before the leader's clock a record's
+    /// timestamp may be (`CreateTime` only).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far after the leader's clock a record's
+    /// timestamp may be (`CreateTime` only).
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
     /// Kafka's topic defaults: 1 GiB / 7 day segments, 7 days retention, no size limit,
-    /// 1 MiB batches, fsync left to the OS.
+    /// 1 MiB batches, fsync left to the OS, `CreateTime` timestamps from any past up to one
+    /// hour ahead of the leader's clock (Kafka 4.0).
     fn default() -> Self {
         Self {
             segment_bytes_max: 1 << 30,
@@ -156,6 +166,9 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 3600 * 1000,
             batch_bytes_max: 1024 * 1024 + 12,
             durability: Durability::Os,
+            timestamp_type: batch::TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
         }
     }
 }
@@ -226,12 +239,13 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
-/// Answer of [`PartitionLog::offset_for_timestamp`].
+/// Answer of [`PartitionLog::offset_for_timestamp`] and
+/// [`PartitionLog::max_timestamp_offset`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampOffset {
-    /// Base offset of the first batch whose max timestamp is at or after the target.
+    /// Offset of the record found.
     pub offset: i64,
-    /// That batch's max timestamp.
+    /// Its timestamp.
     pub timestamp: i64,
 }
 

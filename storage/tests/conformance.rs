@@ -611,7 +611,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(dropped, model.retention(bytes, ms, now));
             }
             Op::OffsetForTime { ts } => {
-                let got = h.log().offset_for_timestamp(ts).expect("offset for time");
+                let got = h
+                    .log()
+                    .offset_for_timestamp(ts, i64::MAX)
+                    .expect("offset for time");
                 prop_assert_eq!(
                     got.map(|t| (t.offset, t.timestamp)),
                     model.offset_for_time(ts)

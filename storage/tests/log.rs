@@ -712,7 +712,7 @@ mod follower_and_epochs {
         for ts in [100, 300, 200, 500, 400] {
             log.append_as_leader(&b(ts), 0).unwrap();
         }
-        let at = |ts| log.offset_for_timestamp(ts).unwrap();
+        let at = |ts| log.offset_for_timestamp(ts, i64::MAX).unwrap();
         assert_eq!(
             at(0),
             Some(TimestampOffset {

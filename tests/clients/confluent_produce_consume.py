@@ -34,6 +34,7 @@ def parse_args():
     p.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-create", action="store_true")
     p.add_argument("--no-idempotence", action="store_true")
+    p.add_argument("--compression", default="none", help="producer compression.type")
     p.add_argument("--acked", metavar="FILE", help="where produce saves / check reads the acknowledged records")
     p.add_argument("--allow-failures", action="store_true")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for each phase")
@@ -71,6 +72,7 @@ def produce(args):
         "enable.idempotence": not args.no_idempotence,
         "linger.ms": 5,
         "message.timeout.ms": int(args.timeout * 1000),
+        "compression.type": args.compression,
     }
     producer = Producer(conf)
     acked, failed = [], []

@@ -28,6 +28,9 @@ pub fn storage(e: &StorageError) -> i16 {
     match e {
         StorageError::CorruptBatch(_) => E::CorruptMessage,
         StorageError::UnsupportedMagic(_) => E::UnsupportedForMessageFormat,
+        StorageError::UnsupportedCompression(_) => E::UnsupportedCompressionType,
+        StorageError::InvalidRecord(_) => E::InvalidRecord,
+        StorageError::InvalidTimestamp(_) => E::InvalidTimestamp,
         StorageError::BatchTooLarge { .. } => E::MessageTooLarge,
         StorageError::InvalidProducerEpoch { .. } => E::InvalidProducerEpoch,
         StorageError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
@@ -187,6 +190,20 @@ pub mod code {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_error_codes_are_kafkas() {
+        let cases = [
+            (StorageError::CorruptBatch("x".into()), 2),
+            (StorageError::UnsupportedMagic(1), 43),
+            (StorageError::UnsupportedCompression(5), 76),
+            (StorageError::InvalidRecord("x".into()), 87),
+            (StorageError::InvalidTimestamp("x".into()), 32),
+        ];
+        for (e, want) in cases {
+            assert_eq!(storage(&e), want, "{e:?}");
+        }
+    }
 
     #[test]
     fn group_error_codes_are_kafkas() {

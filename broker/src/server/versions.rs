@@ -8,8 +8,9 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
     let ours = match key {
         ApiKey::Produce => (3, 13),
         ApiKey::Fetch => (4, 17),
-        // v7+ adds the max-timestamp query (-3), which the log does not index yet.
-        ApiKey::ListOffsets => (1, 6),
+        // v7 adds the max-timestamp query (-3), v8 earliest-local (-4); v9's latest-tiered
+        // (-5) is not served.
+        ApiKey::ListOffsets => (1, 8),
         ApiKey::Metadata => (0, 12),
         ApiKey::ApiVersions => (0, 4),
         ApiKey::CreateTopics => (2, 7),

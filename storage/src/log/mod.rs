@@ -21,6 +21,7 @@ mod epoch;
 mod index;
 mod producer;
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -29,7 +30,10 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, Pers
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
-use crate::batch::{validate, BatchHeader, BatchOrigin, ValidationRules};
+use crate::batch::{
+    records_bytes_max, timestamps_patched, validate, visit_records, BatchHeader, BatchOrigin,
+    ClientRules, RecordInfo, TimestampType, ValidationRules, HEADER_LEN,
+};
 use crate::{
     AppendInfo, AppendOutcome, Durability, LogConfig, PartitionId, ReadResult, Result,
     StorageError, TimestampOffset,
@@ -59,6 +63,12 @@ struct Segment {
     max_timestamp: i64,
     /// Max timestamp of its first batch: the segment's age for rolling (Kafka's rule).
     first_batch_timestamp: Option<i64>,
+    /// When this handle created or found the segment (the leader's clock, ms): the age that
+    /// rolling and time retention use when the batches carry no usable timestamp (negative,
+    /// as some producers wrote before the leader recomputed timestamps). Kafka uses the
+    /// segment file's mtime; a recovered or rescanned segment counts from the time it was
+    /// opened, which can only delay its deletion, never hasten it.
+    created_ms: i64,
 }
 
 impl std::fmt::Debug for Segment {
@@ -81,6 +91,17 @@ impl Segment {
             size_bytes: 0,
             max_timestamp: i64::MIN,
             first_batch_timestamp: None,
+            created_ms: now_ms(),
+        }
+    }
+
+    /// The newest time the segment's data can be said to have: its largest record timestamp,
+    /// or its creation time when it has none that is usable.
+    fn newest_ms(&self) -> i64 {
+        if self.max_timestamp >= 0 {
+            self.max_timestamp
+        } else {
+            self.created_ms
         }
     }
 
@@ -95,6 +116,16 @@ impl Segment {
         self.first_batch_timestamp.get_or_insert(e.max_timestamp);
     }
 }
+
+/// The wall clock in ms since the epoch (0 if the clock is before 1970).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Attributes bit of a batch whose timestamps are the append time.
+const LOG_APPEND_TIME_BIT: i16 = 1 << 3;
 
 /// State only the writer touches.
 #[derive(Debug, Default)]
@@ -146,6 +177,8 @@ impl std::fmt::Debug for PartitionLog {
 struct Prepared {
     header: BatchHeader,
     range: std::ops::Range<usize>,
+    /// A header to write instead of the caller's (timestamps patched, CRC recomputed).
+    head: Option<[u8; HEADER_LEN]>,
 }
 
 /// What a scan of the index entries rebuilds.
@@ -367,6 +400,21 @@ impl PartitionLog {
     /// If any batch is a retry of a batch already in the log, nothing is written and the
     /// original batch's info comes back as [`AppendOutcome::Duplicate`].
     pub fn append_as_leader(&self, records: &[u8], leader_epoch: i32) -> Result<AppendOutcome> {
+        self.append_as_leader_at(records, leader_epoch, now_ms())
+    }
+
+    /// [`PartitionLog::append_as_leader`] with the leader's clock given (`now_ms`: the append
+    /// time, and the centre of the accepted timestamp window).
+    ///
+    /// Each batch's max timestamp becomes the largest record timestamp (or `now_ms` on a
+    /// `LogAppendTime` topic); where the header said otherwise it is patched and the CRC
+    /// recomputed, so the index, retention, offset lookups and fetchers agree.
+    pub fn append_as_leader_at(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome> {
         let s = &self.shared;
         let mut w = s.writer.lock();
         self.ensure_open()?;
@@ -375,7 +423,12 @@ impl PartitionLog {
             records,
             &ValidationRules {
                 batch_bytes_max: cfg.batch_bytes_max,
-                origin: BatchOrigin::Client,
+                origin: BatchOrigin::Client(ClientRules {
+                    now_ms,
+                    timestamp_type: cfg.timestamp_type,
+                    timestamp_before_max_ms: cfg.timestamp_before_max_ms,
+                    timestamp_after_max_ms: cfg.timestamp_after_max_ms,
+                }),
             },
         )?;
         if let Some(latest) = s.epochs.read().latest() {
@@ -393,6 +446,27 @@ impl PartitionLog {
             let mut h = vb.header;
             h.base_offset = next;
             h.partition_leader_epoch = leader_epoch;
+            let max_timestamp = match cfg.timestamp_type {
+                TimestampType::CreateTime => vb.records_max_timestamp,
+                TimestampType::LogAppendTime => now_ms,
+            };
+            let log_append_time = cfg.timestamp_type == TimestampType::LogAppendTime;
+            let head =
+                if h.max_timestamp != max_timestamp || h.is_log_append_time() != log_append_time {
+                    let head = timestamps_patched(
+                        &records[vb.range.clone()],
+                        cfg.timestamp_type,
+                        max_timestamp,
+                    )?;
+                    h = BatchHeader {
+                        base_offset: h.base_offset,
+                        partition_leader_epoch: h.partition_leader_epoch,
+                        ..BatchHeader::parse(&head)?
+                    };
+                    Some(head)
+                } else {
+                    None
+                };
             if h.has_producer_id() {
                 if h.base_sequence < 0 {
                     return Err(StorageError::CorruptBatch(format!(
@@ -434,10 +508,11 @@ impl PartitionLog {
             prepared.push(Prepared {
                 header: h,
                 range: vb.range,
+                head,
             });
         }
         let updates = pending.into_updates();
-        let info = self.commit(records, &prepared, &cfg, true)?;
+        let info = self.commit(records, &prepared, &cfg, true, now_ms)?;
         w.producers.apply(updates);
         Ok(AppendOutcome::Appended(info))
     }
@@ -470,9 +545,10 @@ impl PartitionLog {
             prepared.push(Prepared {
                 header: vb.header,
                 range: vb.range,
+                head: None,
             });
         }
-        let info = self.commit(records, &prepared, &cfg, false)?;
+        let info = self.commit(records, &prepared, &cfg, false, now_ms())?;
         for p in &prepared {
             let e = IndexEntry::of(&p.header);
             if e.producer_id >= 0 {
@@ -491,6 +567,7 @@ impl PartitionLog {
         prepared: &[Prepared],
         cfg: &LogConfig,
         patch: bool,
+        now_ms: i64,
     ) -> Result<AppendInfo> {
         let s = &self.shared;
         let (Some(first), Some(last)) = (prepared.first(), prepared.last()) else {
@@ -498,7 +575,7 @@ impl PartitionLog {
         };
         let info = info_of(&first.header, &last.header, prepared);
         let bytes: u64 = prepared.iter().map(|p| p.range.len() as u64).sum();
-        self.maybe_roll(cfg, bytes, info.max_timestamp)?;
+        self.maybe_roll(cfg, bytes, info.max_timestamp, now_ms)?;
         let keyspace = s
             .segments
             .read()
@@ -514,12 +591,16 @@ impl PartitionLog {
         for p in prepared {
             let src = &records[p.range.clone()];
             let value = if patch {
-                // baseOffset, batchLength, partitionLeaderEpoch: outside the CRC'd region.
-                let mut head = [0u8; 16];
-                head.copy_from_slice(&src[..16]);
+                // baseOffset, batchLength, partitionLeaderEpoch: outside the CRC'd region; the
+                // rest of the header as validation left it (timestamps maybe patched).
+                let mut head = p.head.unwrap_or_else(|| {
+                    let mut h = [0u8; HEADER_LEN];
+                    h.copy_from_slice(&src[..HEADER_LEN]);
+                    h
+                });
                 head[..8].copy_from_slice(&p.header.base_offset.to_be_bytes());
                 head[12..16].copy_from_slice(&p.header.partition_leader_epoch.to_be_bytes());
-                let mut reader = std::io::Read::chain(&head[..], &src[16..]);
+                let mut reader = std::io::Read::chain(&head[..], &src[HEADER_LEN..]);
                 Slice::from_reader(&mut reader, src.len())?
             } else {
                 Slice::from(src)
@@ -558,7 +639,13 @@ impl PartitionLog {
         Ok(info)
     }
 
-    fn maybe_roll(&self, cfg: &LogConfig, incoming_bytes: u64, incoming_max_ts: i64) -> Result<()> {
+    fn maybe_roll(
+        &self,
+        cfg: &LogConfig,
+        incoming_bytes: u64,
+        incoming_max_ts: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         let s = &self.shared;
         let reason = {
             let segments = s.segments.read();
@@ -570,9 +657,16 @@ impl PartitionLog {
             } else if active.size_bytes.saturating_add(incoming_bytes) > cfg.segment_bytes_max {
                 Some("size")
             } else if cfg.segment_age_max_ms >= 0
-                && active
-                    .first_batch_timestamp
-                    .is_some_and(|t| incoming_max_ts.saturating_sub(t) > cfg.segment_age_max_ms)
+                && active.first_batch_timestamp.is_some_and(|t| {
+                    // Kafka's rule, with its fallback to the segment's creation time when a
+                    // timestamp is unusable (-1 would make every segment look ancient).
+                    let age = if t >= 0 && incoming_max_ts >= 0 {
+                        incoming_max_ts.saturating_sub(t)
+                    } else {
+                        now_ms.saturating_sub(active.created_ms)
+                    };
+                    age > cfg.segment_age_max_ms
+                })
             {
                 Some("age")
             } else {
@@ -699,40 +793,150 @@ impl PartitionLog {
         self.shared.log_end.load(Ordering::Acquire)
     }
 
-    /// The first batch whose max timestamp is at or after `timestamp_ms`: its base offset and
-    /// max timestamp; `None` if there is none.
+    /// The first record whose timestamp is at or after `timestamp_ms`, below `max_offset`
+    /// (exclusive: the high watermark): its offset and timestamp; `None` if there is none.
     ///
-    /// Batch granularity, like Kafka's index: the batch found holds the first record at or
-    /// after the target time, but may start with earlier records (the returned offset is
-    /// then a little early, never late), and the returned timestamp is the batch's max
-    /// timestamp rather than that record's. Scans index entries only (no batch data).
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampOffset>> {
+    /// Kafka's answer: the index finds the first batch whose max timestamp reaches the time,
+    /// then that batch is read (decompressed, bounded) and its records walked. In a
+    /// `LogAppendTime` batch every record has the batch's timestamp. A stored batch that cannot
+    /// be walked (written before validation walked records) is answered at batch granularity.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+        max_offset: i64,
+    ) -> Result<Option<TimestampOffset>> {
         self.ensure_open()?;
-        let log_end = self.log_end_offset();
-        let candidates: Vec<(i64, Keyspace)> = self
+        let limit = self.log_end_offset().min(max_offset);
+        let candidates: Vec<Keyspace> = self
             .shared
             .segments
             .read()
             .iter()
-            .filter(|g| g.max_timestamp >= timestamp_ms)
-            .map(|g| (g.base_offset, g.keyspace.clone()))
+            .filter(|g| g.max_timestamp >= timestamp_ms && g.base_offset < limit)
+            .map(|g| g.keyspace.clone())
             .collect();
-        for (_, keyspace) in candidates {
+        for keyspace in candidates {
             for guard in keyspace.prefix([INDEX_PREFIX]) {
                 let (k, v) = guard.into_inner()?;
                 let e = IndexEntry::decode(&k, &v)?;
-                if e.base_offset >= log_end {
+                if e.base_offset >= limit {
                     return Ok(None);
                 }
-                if e.max_timestamp >= timestamp_ms {
-                    return Ok(Some(TimestampOffset {
-                        offset: e.base_offset,
-                        timestamp: e.max_timestamp,
-                    }));
+                if e.max_timestamp < timestamp_ms {
+                    continue;
+                }
+                if let Some(found) =
+                    self.record_in_batch(&keyspace, &e, |r| r.timestamp >= timestamp_ms)?
+                {
+                    return Ok(Some(found));
                 }
             }
         }
         Ok(None)
+    }
+
+    /// The record with the largest timestamp below `max_offset` (exclusive), the first one if
+    /// several share it (ListOffsets -3, KIP-734); `None` for an empty range.
+    ///
+    /// Segments are visited newest first and skipped when their max timestamp cannot beat
+    /// the best so far, so with ordered timestamps only the last segment's index is read.
+    pub fn max_timestamp_offset(&self, max_offset: i64) -> Result<Option<TimestampOffset>> {
+        self.ensure_open()?;
+        let limit = self.log_end_offset().min(max_offset);
+        let segments: Vec<(i64, i64, Keyspace)> = self
+            .shared
+            .segments
+            .read()
+            .iter()
+            .filter(|g| g.base_offset < limit && !g.is_empty())
+            .map(|g| (g.base_offset, g.max_timestamp, g.keyspace.clone()))
+            .collect();
+        let mut best: Option<(IndexEntry, Keyspace)> = None;
+        for (_, seg_max, keyspace) in segments.into_iter().rev() {
+            if best
+                .as_ref()
+                .is_some_and(|(b, _)| seg_max < b.max_timestamp)
+            {
+                continue;
+            }
+            let mut in_segment: Option<IndexEntry> = None;
+            for guard in keyspace.prefix([INDEX_PREFIX]) {
+                let (k, v) = guard.into_inner()?;
+                let e = IndexEntry::decode(&k, &v)?;
+                if e.base_offset >= limit {
+                    break;
+                }
+                if in_segment.is_none_or(|b| e.max_timestamp > b.max_timestamp) {
+                    in_segment = Some(e);
+                }
+            }
+            if let Some(e) = in_segment {
+                // Ties go to the earlier segment: it is visited later, so `>=`.
+                if best
+                    .as_ref()
+                    .is_none_or(|(b, _)| e.max_timestamp >= b.max_timestamp)
+                {
+                    best = Some((e, keyspace));
+                }
+            }
+        }
+        let Some((e, keyspace)) = best else {
+            return Ok(None);
+        };
+        let max = e.max_timestamp;
+        Ok(self
+            .record_in_batch(&keyspace, &e, |r| r.timestamp >= max)?
+            .or(Some(TimestampOffset {
+                offset: e.base_offset,
+                timestamp: max,
+            })))
+    }
+
+    /// The first record of the batch of `e` for which `hit` holds. `LogAppendTime` batches and
+    /// batches that cannot be walked answer with the batch (base offset, max timestamp) if
+    /// its max timestamp is a hit.
+    fn record_in_batch(
+        &self,
+        keyspace: &Keyspace,
+        e: &IndexEntry,
+        mut hit: impl FnMut(&RecordInfo) -> bool,
+    ) -> Result<Option<TimestampOffset>> {
+        let whole_batch = TimestampOffset {
+            offset: e.base_offset,
+            timestamp: e.max_timestamp,
+        };
+        let batch_hit = hit(&RecordInfo {
+            offset_delta: 0,
+            timestamp: e.max_timestamp,
+        });
+        if e.attributes & LOG_APPEND_TIME_BIT != 0 {
+            return Ok(batch_hit.then_some(whole_batch));
+        }
+        let Some(data) = keyspace.get(key(DATA_PREFIX, e.base_offset))? else {
+            // Truncated or deleted since the index was read.
+            return Ok(None);
+        };
+        let bound = records_bytes_max(self.shared.config.read().batch_bytes_max);
+        let mut found = None;
+        let walked = visit_records(&data, bound, |r| {
+            if hit(&r) {
+                found = Some(TimestampOffset {
+                    offset: e.base_offset.saturating_add(r.offset_delta),
+                    timestamp: r.timestamp,
+                });
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        match walked {
+            Ok(_) => Ok(found),
+            Err(err) => {
+                warn!(partition = %self.shared.id, offset = e.base_offset, %err,
+                    "stored batch cannot be walked: answering the lookup with the whole batch");
+                Ok(batch_hit.then_some(whole_batch))
+            }
+        }
     }
 
     /// For OffsetForLeaderEpoch: the largest epoch at or below `leader_epoch` and its end
@@ -874,8 +1078,10 @@ impl PartitionLog {
 
     /// Drops the oldest whole segments (never the active one) while the log is larger than
     /// `retention_bytes` (if >= 0) or the oldest segment's newest batch is older than
-    /// `now_ms - retention_ms` (if >= 0). Returns the number of segments dropped; the log
-    /// start offset moves to the first remaining segment.
+    /// `now_ms - retention_ms` (if >= 0). A segment whose largest timestamp is negative (no
+    /// usable timestamp) ages from its creation instead (see `Segment::created_ms`). Returns
+    /// the number of segments dropped; the log start offset moves to the first remaining
+    /// segment.
     ///
     /// Unlike Kafka, which stops dropping once one more segment would take the log *below*
     /// `retention.bytes`, this stops once the log is *at or below* it: `retention_bytes` is a
@@ -887,8 +1093,9 @@ impl PartitionLog {
         let cfg = self.config();
         self.drop_oldest_segments(|oldest, _, total| {
             let by_size = u64::try_from(cfg.retention_bytes).is_ok_and(|max| total > max);
+            // A segment without a usable timestamp ages from its creation, not from 1970.
             let by_time = cfg.retention_ms >= 0
-                && oldest.max_timestamp < now_ms.saturating_sub(cfg.retention_ms);
+                && oldest.newest_ms() < now_ms.saturating_sub(cfg.retention_ms);
             (by_size || by_time).then_some(if by_size {
                 "retention.bytes"
             } else {

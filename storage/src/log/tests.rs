@@ -2,7 +2,7 @@
 //! seen through the public API is tested in `storage/tests/`.
 
 use super::*;
-use crate::batch::BatchBuilder;
+use crate::batch::{BatchBuilder, Compression, NO_TIMESTAMP};
 use crate::{Store, StoreConfig};
 
 fn id() -> PartitionId {
@@ -20,6 +20,7 @@ fn cfg() -> LogConfig {
         retention_ms: -1,
         batch_bytes_max: 1 << 20,
         durability: Durability::Os,
+        ..LogConfig::default()
     }
 }
 
@@ -228,4 +229,134 @@ fn advance_log_start_is_logical_inside_a_segment_and_survives_reopen() {
         .unwrap();
     assert_eq!(log.log_start_offset(), 12);
     assert_eq!(log.log_end_offset(), 12);
+const NOW_MS: i64 = 1_700_000_000_000;
+
+/// Issue 9, defect 1: batches whose header says max timestamp -1 (as some producers write)
+/// must not make retention delete their segments at once.
+#[test]
+fn batches_with_max_timestamp_minus_one_survive_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, log) = open(dir.path());
+    log.set_config(LogConfig {
+        segment_bytes_max: 300,
+        retention_ms: 3_600_000,
+        ..cfg()
+    });
+    for i in 0..12i64 {
+        let b = BatchBuilder::new(NOW_MS + i)
+            .record(NOW_MS + i, None, Some(b"0123456789"))
+            .record(NOW_MS + i + 1, None, Some(b"0123456789"))
+            .declared_max_timestamp(-1)
+            .build();
+        log.append_as_leader_at(&b, 0, NOW_MS + i).unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    // The stored header carries the records' max timestamp, with a valid CRC.
+    let read = log.read(0, 1 << 20, i64::MAX).unwrap();
+    let batches = crate::batch::validate(
+        &read.records,
+        &ValidationRules {
+            batch_bytes_max: 1 << 20,
+            origin: BatchOrigin::Replication,
+        },
+    )
+    .unwrap();
+    assert_eq!(batches[0].header.max_timestamp, NOW_MS + 1);
+    assert_eq!(log.apply_retention(NOW_MS + 60_000).unwrap(), 0);
+    assert_eq!(log.log_start_offset(), 0);
+    // An hour after the newest record, the old segments go.
+    assert!(log.apply_retention(NOW_MS + 3_600_000 + 100).unwrap() > 0);
+}
+
+/// Data already stored with a negative max timestamp (before the leader recomputed it) ages
+/// from the segment's creation, not from 1970.
+#[test]
+fn segments_without_usable_timestamps_age_from_their_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, log) = open(dir.path());
+    log.set_config(LogConfig {
+        segment_bytes_max: 200,
+        retention_ms: 3_600_000,
+        ..cfg()
+    });
+    for _ in 0..8 {
+        // Records without timestamps: the computed max is -1 too.
+        log.append_as_leader(&batch(1, NO_TIMESTAMP), 0).unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    let created = log.shared.segments.read()[0].created_ms;
+    assert_eq!(log.apply_retention(created + 1_000).unwrap(), 0);
+    assert!(log.apply_retention(created + 3_600_000 + 1_000).unwrap() > 0);
+}
+
+#[test]
+fn log_append_time_topics_stamp_the_append_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, log) = open(dir.path());
+    log.set_config(LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..cfg()
+    });
+    let info = log
+        .append_as_leader_at(&batch(3, 5), 0, NOW_MS)
+        .unwrap()
+        .info();
+    assert_eq!(info.max_timestamp, NOW_MS);
+    let read = log.read(0, 1 << 20, i64::MAX).unwrap();
+    let h = BatchHeader::parse(&read.records).unwrap();
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, NOW_MS);
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS, i64::MAX).unwrap(),
+        Some(TimestampOffset {
+            offset: 0,
+            timestamp: NOW_MS
+        })
+    );
+}
+
+/// Issue 9, defect 2: lookups by time answer the record, not the batch.
+#[test]
+fn offset_for_timestamp_and_max_timestamp_are_record_granular() {
+    for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, log) = open(dir.path());
+        // Offsets 0..=3 with timestamps 100, 300, 200, 400; then 4..=5 with 400, 50.
+        let b1 = BatchBuilder::new(100)
+            .record(100, None, Some(b"a"))
+            .record(300, None, Some(b"b"))
+            .record(200, None, Some(b"c"))
+            .record(400, None, Some(b"d"))
+            .compression(codec)
+            .build();
+        let b2 = BatchBuilder::new(400)
+            .record(400, None, Some(b"e"))
+            .record(50, None, Some(b"f"))
+            .compression(codec)
+            .build();
+        log.append_as_leader(&b1, 0).unwrap();
+        log.append_as_leader(&b2, 0).unwrap();
+        let at = |ts| {
+            log.offset_for_timestamp(ts, i64::MAX)
+                .unwrap()
+                .map(|t| (t.offset, t.timestamp))
+        };
+        assert_eq!(at(0), Some((0, 100)), "{codec:?}");
+        assert_eq!(at(150), Some((1, 300)), "{codec:?}");
+        assert_eq!(at(301), Some((3, 400)), "{codec:?}");
+        assert_eq!(at(401), None, "{codec:?}");
+        let max = |limit| {
+            log.max_timestamp_offset(limit)
+                .unwrap()
+                .map(|t| (t.offset, t.timestamp))
+        };
+        // The first record with the largest timestamp.
+        assert_eq!(max(i64::MAX), Some((3, 400)), "{codec:?}");
+        // Only batches below the limit (the high watermark) count.
+        assert_eq!(
+            log.offset_for_timestamp(301, 4).unwrap().map(|t| t.offset),
+            Some(3)
+        );
+        assert_eq!(max(0), None);
+    }
 }

@@ -22,6 +22,7 @@ pub fn cfg() -> LogConfig {
         retention_ms: -1,
         batch_bytes_max: 1 << 20,
         durability: Durability::Os,
+        ..LogConfig::default()
     }
 }
 

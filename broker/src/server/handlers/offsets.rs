@@ -17,6 +17,11 @@ use crate::server::BrokerState;
 const EARLIEST: i64 = -2;
 /// ListOffsets timestamp asking for the latest offset.
 const LATEST: i64 = -1;
+/// ListOffsets (v7+) timestamp asking for the record with the largest timestamp (KIP-734).
+const MAX_TIMESTAMP: i64 = -3;
+/// ListOffsets (v8+) timestamp asking for the earliest offset on local disk (KIP-405): with
+/// no tiered storage, the earliest offset.
+const EARLIEST_LOCAL: i64 = -4;
 
 fn replica(state: &BrokerState, topic: &str, partition: i32) -> Result<ReplicaHandle, i16> {
     let meta = state
@@ -42,7 +47,9 @@ fn epoch_check(h: &ReplicaHandle, current_leader_epoch: i32) -> Result<(), i16> 
     Ok(())
 }
 
-/// ListOffsets: earliest, latest (high watermark) or by timestamp.
+/// ListOffsets: earliest, latest (high watermark), max timestamp, or the first record at or
+/// after a timestamp (record granularity, like Kafka). Only records below the high watermark
+/// are considered.
 pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> Reply {
     let mut r = ListOffsetsResponse::default();
     for t in req.topics {
@@ -63,14 +70,19 @@ pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version:
                         pr.leader_epoch = h.leader_epoch();
                     }
                     match p.timestamp {
-                        EARLIEST => pr.offset = h.log.log_start_offset(),
+                        EARLIEST | EARLIEST_LOCAL => pr.offset = h.log.log_start_offset(),
                         LATEST => pr.offset = *h.high_watermark.borrow(),
-                        ts if ts >= 0 => {
+                        ts if ts >= 0 || ts == MAX_TIMESTAMP => {
                             let log = h.log.clone();
                             let hw = *h.high_watermark.borrow();
-                            match tokio::task::spawn_blocking(move || log.offset_for_timestamp(ts))
-                                .await
-                            {
+                            let lookup = move || {
+                                if ts == MAX_TIMESTAMP {
+                                    log.max_timestamp_offset(hw)
+                                } else {
+                                    log.offset_for_timestamp(ts, hw)
+                                }
+                            };
+                            match tokio::task::spawn_blocking(lookup).await {
                                 Ok(Ok(Some(found))) if found.offset < hw => {
                                     pr.offset = found.offset;
                                     pr.timestamp = found.timestamp;

@@ -29,6 +29,8 @@ struct PartitionResult {
     error_message: Option<String>,
     base_offset: i64,
     log_start_offset: i64,
+    /// The append time on `LogAppendTime` topics, -1 otherwise (Kafka's answer).
+    log_append_time_ms: i64,
 }
 
 impl PartitionResult {
@@ -38,6 +40,7 @@ impl PartitionResult {
             error_message: Some(msg.into()),
             base_offset: -1,
             log_start_offset: -1,
+            log_append_time_ms: -1,
         }
     }
 }
@@ -125,11 +128,21 @@ async fn append_one(
                     return e;
                 }
             }
+            // The log stamped LogAppendTime batches with the append time as max timestamp.
+            let log_append_time = topic
+                .configs
+                .get("message.timestamp.type")
+                .is_some_and(|t| t == "LogAppendTime");
             PartitionResult {
                 error_code: code::NONE,
                 error_message: None,
                 base_offset: info.base_offset,
                 log_start_offset: replica.log.log_start_offset(),
+                log_append_time_ms: if log_append_time {
+                    info.max_timestamp
+                } else {
+                    -1
+                },
             }
         }
         Ok(CallResult::Success(Err(e))) => {
@@ -285,7 +298,7 @@ pub async fn produce(state: &BrokerState, req: ProduceRequest, version: i16) -> 
             pr.index = p.index;
             pr.error_code = res.error_code;
             pr.base_offset = res.base_offset;
-            pr.log_append_time_ms = -1;
+            pr.log_append_time_ms = res.log_append_time_ms;
             if version >= 5 {
                 pr.log_start_offset = res.log_start_offset;
             }
