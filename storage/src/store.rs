@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tracing::info;
 
 use crate::log::{parse_segment_name, segment_prefix, WeakLog};
+use crate::space::SpaceGuard;
 use crate::{LogConfig, MetadataStore, PartitionId, PartitionLog, Result, StoreConfig};
 
 const MIB: u64 = 1024 * 1024;
@@ -29,6 +30,8 @@ struct StoreInner {
     db: Database,
     dir: PathBuf,
     metadata: MetadataStore,
+    /// Refuses appends below the free-space floor; shared by every log.
+    space: Arc<SpaceGuard>,
     /// The live handle of each opened log, so a reopen or delete can close it first. The
     /// per-partition mutex serialises open/delete of one partition without blocking others.
     open_logs: Mutex<HashMap<PartitionId, Arc<Mutex<WeakLog>>>>,
@@ -67,6 +70,7 @@ impl Store {
                 db,
                 dir: dir.to_path_buf(),
                 metadata,
+                space: Arc::new(SpaceGuard::new(dir.to_path_buf(), cfg.free_bytes_min)),
                 open_logs: Mutex::new(HashMap::new()),
             }),
         })
@@ -105,7 +109,7 @@ impl Store {
     pub fn open_log(&self, id: PartitionId, cfg: LogConfig) -> Result<PartitionLog> {
         let slot = self.slot(id);
         let mut slot = slot.lock();
-        let open = || PartitionLog::open(self.inner.db.clone(), id, cfg);
+        let open = || PartitionLog::open(self.inner.db.clone(), self.inner.space.clone(), id, cfg);
         let log = match slot.upgrade() {
             Some(previous) => previous.close_and(open)?,
             None => open()?,
@@ -141,9 +145,10 @@ impl Store {
             Some(previous) => previous.close_and(|| {
                 previous.forget_segments();
                 delete()
-            })?,
-            None => delete()?,
-        };
+            }),
+            None => delete(),
+        }
+        .inspect_err(|e| self.inner.space.observe(e))?;
         *slot = WeakLog::default();
         drop(slot);
         self.inner.open_logs.lock().remove(&id);

@@ -30,6 +30,7 @@ use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
 use crate::batch::{validate, BatchHeader, BatchOrigin, ValidationRules};
+use crate::space::SpaceGuard;
 use crate::{
     AppendInfo, AppendOutcome, Durability, LogConfig, PartitionId, ReadResult, Result,
     StorageError, TimestampOffset,
@@ -105,6 +106,7 @@ struct WriterState {
 struct LogShared {
     id: PartitionId,
     db: Database,
+    space: Arc<SpaceGuard>,
     config: RwLock<LogConfig>,
     writer: Mutex<WriterState>,
     /// Sorted by base offset, never empty; the last one is the active segment.
@@ -230,7 +232,12 @@ fn info_of(first: &BatchHeader, last: &BatchHeader, prepared: &[Prepared]) -> Ap
 
 impl PartitionLog {
     /// Opens (creating or recovering) the log of `id`. Called by `Store::open_log`.
-    pub(crate) fn open(db: Database, id: PartitionId, cfg: LogConfig) -> Result<PartitionLog> {
+    pub(crate) fn open(
+        db: Database,
+        space: Arc<SpaceGuard>,
+        id: PartitionId,
+        cfg: LogConfig,
+    ) -> Result<PartitionLog> {
         let started = std::time::Instant::now();
         let mut bases = Vec::new();
         for name in db.list_keyspace_names() {
@@ -266,6 +273,7 @@ impl PartitionLog {
             shared: Arc::new(LogShared {
                 id,
                 db,
+                space,
                 config: RwLock::new(cfg),
                 writer: Mutex::new(WriterState::default()),
                 segments: RwLock::new(Vec::new()),
@@ -489,6 +497,8 @@ impl PartitionLog {
         };
         let info = info_of(&first.header, &last.header, prepared);
         let bytes: u64 = prepared.iter().map(|p| p.range.len() as u64).sum();
+        // Refused before anything is written, so fjall never meets a full disk here.
+        s.space.reserve(bytes)?;
         self.maybe_roll(cfg, bytes, info.max_timestamp)?;
         let keyspace = s
             .segments
@@ -525,7 +535,10 @@ impl PartitionLog {
             );
             entries.push(e);
         }
-        batch.commit()?;
+        batch
+            .commit()
+            .map_err(StorageError::from)
+            .inspect_err(|e| s.space.observe(e))?;
 
         {
             let mut segments = s.segments.write();
