@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use harness::kafka;
 use harness::wire::{self, BatchSpec, RawConn};
-use harness::{run, unique_name, wait_until, Node, NodeOptions};
+use harness::{run, try_wait_until, unique_name, wait_until, Node, NodeOptions};
 use kafka_protocol::messages::ProduceRequest;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -320,11 +320,21 @@ fn full_disk_refuses_writes_serves_reads_and_deletes_and_recovers_without_restar
         &data_dir,
     );
     let started = Instant::now();
-    wait_until(
+    if let Err(e) = try_wait_until(
         Duration::from_secs(20),
         "deleting the filler topic frees its space",
         || free_bytes(&data_dir) > FLOOR_BYTES * 2,
-    );
+    ) {
+        let du = run(
+            Command::new("sh")
+                .arg("-c")
+                .arg("du -ak . | sort -n | tail -25")
+                .current_dir(&data_dir),
+            None,
+            Duration::from_secs(10),
+        );
+        panic!("{e}; what uses the disk:\n{}", du.stdout);
+    }
     step(
         &format!(
             "space freed {} ms after the delete",

@@ -22,6 +22,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -34,13 +35,26 @@ use crate::{Result, StorageError};
 /// the figure so a burst cannot overshoot the floor.
 const REFRESH: Duration = Duration::from_millis(100);
 
+/// Makes fjall give back the disk space of deleted keyspaces (see [`SpaceGuard::deleted`]).
+pub(crate) type Reclaim = Box<dyn Fn() + Send + Sync>;
+
 /// The node's free-space check, shared by every log of a [`crate::Store`].
-#[derive(Debug)]
 pub(crate) struct SpaceGuard {
     dir: PathBuf,
     floor_bytes: u64,
     state: Mutex<SpaceState>,
     poisoned: AtomicBool,
+    reclaim: OnceLock<Reclaim>,
+}
+
+impl std::fmt::Debug for SpaceGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpaceGuard")
+            .field("dir", &self.dir)
+            .field("floor_bytes", &self.floor_bytes)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -64,7 +78,28 @@ impl SpaceGuard {
                 refusing: false,
             }),
             poisoned: AtomicBool::new(false),
+            reclaim: OnceLock::new(),
         }
+    }
+
+    /// Sets what [`SpaceGuard::deleted`] runs (once, when the store is built).
+    pub(crate) fn set_reclaim(&self, reclaim: Reclaim) {
+        let _ = self.reclaim.set(reclaim);
+    }
+
+    /// Keyspaces were deleted (a log, or segments by retention). Their files go only when
+    /// fjall drops its last handle of them, and fjall's sealed journals hold handles until
+    /// every keyspace written in them has flushed its memtable: on a quiet node, that can be
+    /// never. So while appends are refused, reclaim (flush every memtable) right away, and
+    /// measure again at the next append.
+    pub(crate) fn deleted(&self) {
+        if !self.state.lock().refusing {
+            return;
+        }
+        if let Some(reclaim) = self.reclaim.get() {
+            reclaim();
+        }
+        self.state.lock().checked_at = None;
     }
 
     /// Free bytes the filesystem gives unprivileged writers (what `df` calls available).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fjall::{Database, PersistMode};
 use parking_lot::Mutex;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::log::{parse_segment_name, segment_prefix, WeakLog};
 use crate::space::SpaceGuard;
@@ -65,7 +65,7 @@ impl Store {
         let db = builder.open()?;
         let metadata = MetadataStore::open(db.clone())?;
         info!(dir = %dir.display(), keyspaces = db.keyspace_count(), "store opened");
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(StoreInner {
                 db,
                 dir: dir.to_path_buf(),
@@ -73,7 +73,49 @@ impl Store {
                 space: Arc::new(SpaceGuard::new(dir.to_path_buf(), cfg.free_bytes_min)),
                 open_logs: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        let weak = Arc::downgrade(&store.inner);
+        store.inner.space.set_reclaim(Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                Store { inner }.flush_memtables();
+            }
+        }));
+        Ok(store)
+    }
+
+    /// Seals every memtable that holds data, so fjall's workers flush them, evict the sealed
+    /// journals, and with them drop the last handles of deleted keyspaces, whose files then
+    /// go. Costs one small table per keyspace written since its last flush.
+    fn flush_memtables(&self) {
+        let db = &self.inner.db;
+        // Keyspaces that are never deleted are opened by name. Segment keyspaces are taken
+        // from the open logs instead: opening a deleted segment by name would create it again.
+        let mut keyspaces: Vec<fjall::Keyspace> = db
+            .list_keyspace_names()
+            .iter()
+            .filter(|n| !n.starts_with("log."))
+            .filter_map(|n| db.keyspace(n, fjall::KeyspaceCreateOptions::default).ok())
+            .collect();
+        let slots: Vec<Arc<Mutex<WeakLog>>> =
+            self.inner.open_logs.lock().values().cloned().collect();
+        for slot in slots {
+            // A busy slot is being opened or deleted; never wait for it (lock order).
+            if let Some(log) = slot.try_lock().and_then(|s| s.upgrade()) {
+                keyspaces.extend(log.keyspaces());
+            }
+        }
+        let mut sealed = 0usize;
+        for ks in &keyspaces {
+            match ks.rotate_memtable() {
+                Ok(true) => sealed += 1,
+                Ok(false) => {}
+                Err(e) => warn!(keyspace = ?ks.name(), error = %e, "could not seal a memtable"),
+            }
+        }
+        info!(
+            keyspaces = keyspaces.len(),
+            sealed, "disk nearly full: flushing memtables so deleted data frees its space"
+        );
     }
 
     /// The directory the store lives in.
@@ -153,6 +195,7 @@ impl Store {
         drop(slot);
         self.inner.open_logs.lock().remove(&id);
         info!(partition = %id, segments = deleted, "log deleted");
+        self.inner.space.deleted();
         Ok(())
     }
 

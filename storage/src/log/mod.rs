@@ -323,6 +323,12 @@ impl PartitionLog {
         f()
     }
 
+    /// The keyspaces of the log's segments.
+    pub(crate) fn keyspaces(&self) -> Vec<Keyspace> {
+        let segments = self.shared.segments.read();
+        segments.iter().map(|g| g.keyspace.clone()).collect()
+    }
+
     /// Forgets the segment handles of a closed log so their keyspaces can be removed.
     pub(crate) fn forget_segments(&self) {
         self.shared.segments.write().clear();
@@ -960,6 +966,8 @@ impl PartitionLog {
             }
             drop(epochs);
             w.producers.remove_before(start);
+            drop(w);
+            s.space.deleted();
         }
         Ok(dropped)
     }
