@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::kafka;
+use harness::kafka::{self, TestProducer};
 use harness::wire::{self, BatchSpec, RawConn};
 use harness::{run, try_wait_until, unique_name, wait_until, Node, NodeOptions};
 use kafka_protocol::messages::ProduceRequest;
@@ -279,6 +279,10 @@ fn full_disk_refuses_writes_serves_reads_and_deletes_and_recovers_without_restar
         &data_dir,
     );
     assert_eq!(code, KAFKA_STORAGE_ERROR, "{msg}");
+    // librdkafka treats KAFKA_STORAGE_ERROR as retriable: this record waits in its producer,
+    // retried, until the disk has room again (within message.timeout.ms).
+    let mut rd = TestProducer::new(&bootstrap, &[("message.timeout.ms", "30000")]);
+    rd.send(&keep, "k", "rdkafka-while-full");
 
     // Reads of everything acknowledged are served while full.
     let read_keep = read_all(&bootstrap, &keep);
@@ -297,6 +301,11 @@ fn full_disk_refuses_writes_serves_reads_and_deletes_and_recovers_without_restar
         "filler records come back whole and in order"
     );
     step("every acknowledged record read back while full", &data_dir);
+    assert_eq!(
+        rd.log().acked_count(),
+        0,
+        "the rdkafka record was acknowledged while the disk is full"
+    );
 
     // DeleteTopics works (the controller is alive) and gives the space back.
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -365,6 +374,16 @@ fn full_disk_refuses_writes_serves_reads_and_deletes_and_recovers_without_restar
         let (code, _, msg, _) = produce_keep(&mut conn, &mut kept, n);
         assert_eq!(code, 0, "produce after recovery: {msg}");
     }
+    rd.flush(Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("rdkafka producer flush: {e}"));
+    let acked = rd.log().acked();
+    assert_eq!(acked.len(), 1, "failed: {:?}", rd.log().failed());
+    kept.push((acked[0].offset, "rdkafka-while-full".to_string()));
+    kept.sort();
+    step(
+        "the rdkafka producer's retried record was acknowledged after recovery",
+        &data_dir,
+    );
     // The controller still creates topics.
     let after = unique_name("after");
     kafka::create_topic(&bootstrap, &after, 1, &[]);
