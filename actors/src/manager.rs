@@ -4,8 +4,9 @@
 //! ```text
 //!  Ensure(spec) ─▶ open log (blocking pool) ─▶ spawn_linked(PartitionReplica) ─▶ registry.insert
 //!  child failed ─▶ registry.remove ─▶ wait backoff ─▶ Restart ─▶ reopen log from disk ─▶ spawn
-//!                  (more than `restarts_max` inside `restart_window`: the partition stays
-//!                   offline and an error is logged: an operator must look at the disk)
+//!                  (more than `restarts_max` inside `restart_window`: an error is logged
+//!                   and restarts slow down to one per `restart_backoff_max`, forever: the
+//!                   cause, e.g. a full disk, may go away, and then the partition comes back)
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -47,6 +48,8 @@ pub struct ReplicaSettings {
     pub restarts_max: usize,
     /// The window for `restarts_max`.
     pub restart_window: Duration,
+    /// Wait between restarts once `restarts_max` is used up.
+    pub restart_backoff_max: Duration,
     /// A follower not caught up for this long leaves the ISR.
     pub replica_lag_max: Duration,
 }
@@ -58,6 +61,7 @@ impl Default for ReplicaSettings {
             restart_backoff: Duration::from_millis(100),
             restarts_max: 5,
             restart_window: Duration::from_secs(60),
+            restart_backoff_max: Duration::from_secs(30),
             replica_lag_max: Duration::from_secs(5),
         }
     }
@@ -207,19 +211,21 @@ impl ReplicaManager {
         {
             entry.restarts.pop_front();
         }
-        if entry.restarts.len() >= state.args.settings.restarts_max {
+        let backoff = if entry.restarts.len() >= state.args.settings.restarts_max {
+            // Never give up for good (the disk may be freed), but stay bounded in rate.
+            let backoff = state.args.settings.restart_backoff_max;
             error!(
-                %tp, reason = %why, restarts = entry.restarts.len(),
-                "replica keeps failing; leaving it offline. Check the disk and the logs, then restart the node"
+                %tp, reason = %why, restarts = entry.restarts.len(), retry_in_ms = backoff.as_millis() as u64,
+                "replica keeps failing; it is offline until a restart succeeds. Check the disk and the logs"
             );
-            return;
-        }
-        entry.restarts.push_back(now);
-        warn!(%tp, reason = %why, "replica failed; restarting it from disk");
+            backoff
+        } else {
+            entry.restarts.push_back(now);
+            warn!(%tp, reason = %why, "replica failed; restarting it from disk");
+            state.args.settings.restart_backoff
+        };
         let tp2 = tp.clone();
-        myself.send_after(state.args.settings.restart_backoff, move || {
-            ReplicaManagerMsg::Restart(tp2)
-        });
+        myself.send_after(backoff, move || ReplicaManagerMsg::Restart(tp2));
     }
 }
 

@@ -742,6 +742,9 @@ impl PartitionReplicaState {
                 } else {
                     match blocking(move || log.append_as_follower(&batches)).await? {
                         Ok(_) => Ok(()),
+                        // Out of disk: answer Failed (not acked, the leader retries and
+                        // the ISR shrinks if it lasts); nothing was written.
+                        Err(e @ (StorageError::DiskFull { .. } | StorageError::Poisoned)) => Err(e),
                         Err(e) if e.is_fatal() => Err(e),
                         Err(e) => {
                             warn!(tp = %self.tp, error = %e, "replicated batches refused");
@@ -1046,7 +1049,12 @@ impl Actor for PartitionReplica {
             }
             PartitionReplicaMsg::Flush => {
                 let log = state.log.clone();
-                blocking(move || log.sync()).await??;
+                match blocking(move || log.sync()).await? {
+                    Ok(()) => {}
+                    Err(e) if e.is_fatal() => return Err(e.into()),
+                    // A poisoned store: restarting the replica cannot help (the store logs it).
+                    Err(e) => debug!(tp = %state.tp, error = %e, "flush failed"),
+                }
             }
         }
         Ok(())

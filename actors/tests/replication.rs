@@ -122,8 +122,12 @@ struct TestNode {
 }
 
 async fn start_node(id: NodeId, fabric: &Arc<Fabric>) -> TestNode {
+    start_node_with(id, fabric, StoreConfig::default()).await
+}
+
+async fn start_node_with(id: NodeId, fabric: &Arc<Fabric>, store_cfg: StoreConfig) -> TestNode {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
+    let store = Store::open(dir.path(), store_cfg).expect("store");
     let registry = ReplicaRegistry::default();
     fabric.registries.lock().insert(id, registry.clone());
     let settings = ReplicaSettings {
@@ -510,4 +514,47 @@ async fn followers_drop_segments_below_the_leaders_log_start() {
     )
     .expect("follower answers");
     assert!(refused.is_err());
+}
+
+/// A follower whose disk is below its free-space floor refuses replicated batches without
+/// writing or crashing (docs/semantics.md, "Full disk"): it leaves the ISR, and the leader's
+/// high watermark moves on without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_out_of_disk_space_refuses_stays_up_and_leaves_the_isr() {
+    let fabric = Arc::new(Fabric::default());
+    let n1 = start_node(1, &fabric).await;
+    let full = StoreConfig {
+        free_bytes_min: u64::MAX,
+        ..StoreConfig::default()
+    };
+    let n2 = start_node_with(2, &fabric, full).await;
+    let id = pid();
+    let r = role(1, 1, &[1, 2], &[1, 2]);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (1, 1, 0));
+    let leader = ensure(&n1, id, r.clone()).await;
+    let follower = ensure(&n2, id, r).await;
+    append(&leader, b"a").await;
+    append(&leader, b"b").await;
+    wait_for("ISR to shrink to the leader", || {
+        leader.status.borrow().isr == vec![1]
+    })
+    .await;
+    wait_for("hw 2 after the shrink", || {
+        *leader.high_watermark.borrow() == 2
+    })
+    .await;
+    assert_eq!(
+        follower.log.log_end_offset(),
+        0,
+        "the follower wrote nothing"
+    );
+    let same = n2
+        .registry
+        .get(&TopicPartition::new("t", 0))
+        .is_some_and(|h| h.actor.get_id() == follower.actor.get_id());
+    assert!(same, "the follower replica was not restarted");
 }

@@ -156,3 +156,55 @@ async fn removed_replica_is_not_restarted_and_its_data_is_deleted() {
     assert_eq!(again.log.log_end_offset(), 0);
     node.stop(None);
 }
+
+/// Waits until the registry holds a replica of `tp` other than `old`.
+async fn restarted(
+    registry: &ReplicaRegistry,
+    tp: &TopicPartition,
+    old: ractor::ActorId,
+) -> ReplicaHandle {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(h) = registry.get(tp) {
+            if h.actor.get_id() != old {
+                return h;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica was not restarted within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A replica that used up its restart budget is still restarted, at the slower pace: the
+/// cause (a full disk, say) may go away, and the partition must not stay offline for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_past_its_restart_budget_is_retried_slowly_not_abandoned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("store opens");
+    let settings = ReplicaSettings {
+        restart_backoff: Duration::from_millis(20),
+        restarts_max: 1,
+        restart_backoff_max: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (node, manager, registry) = start_node(store, settings).await;
+    let a = ensure(&manager, spec("orders", 0)).await;
+    assert_eq!(append(&a, b"first").await, 0);
+
+    a.actor.kill();
+    let second = restarted(&registry, &a.tp, a.actor.get_id()).await;
+    // The budget is used up now; this failure used to leave the partition offline.
+    let killed_at = Instant::now();
+    second.actor.kill();
+    let third = restarted(&registry, &a.tp, second.actor.get_id()).await;
+    assert!(
+        killed_at.elapsed() >= Duration::from_millis(250),
+        "restarted after {:?}, before the slow backoff",
+        killed_at.elapsed()
+    );
+    assert_eq!(append(&third, b"second").await, 1);
+    node.stop(None);
+}

@@ -184,6 +184,11 @@ pub struct StorageSettings {
     pub write_buffer_bytes_max: u64,
     /// Journal size that forces a flush of old memtables.
     pub journal_bytes_max: u64,
+    /// Produce and replication are refused (KAFKA_STORAGE_ERROR) while the data directory's
+    /// filesystem has fewer free bytes than this; they resume above it plus 10%. Keep it
+    /// above `write_buffer_bytes_max` (fjall must flush its memtables) plus room for the
+    /// metadata log. 0 disables the check (a full disk then stops writes until a restart).
+    pub free_bytes_min: u64,
 }
 
 impl Default for StorageSettings {
@@ -192,6 +197,8 @@ impl Default for StorageSettings {
             cache_bytes: 256 << 20,
             write_buffer_bytes_max: 256 << 20,
             journal_bytes_max: 1 << 30,
+            // The default write buffer (256 MiB) plus 64 MiB for metadata and compactions.
+            free_bytes_min: 320 << 20,
         }
     }
 }

@@ -138,7 +138,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cache_bytes: cfg.storage.cache_bytes,
         write_buffer_bytes_max: cfg.storage.write_buffer_bytes_max,
         journal_bytes_max: cfg.storage.journal_bytes_max,
+        free_bytes_min: cfg.storage.free_bytes_min,
     };
+    if cfg.storage.free_bytes_min < cfg.storage.write_buffer_bytes_max {
+        warn!(
+            free_bytes_min = cfg.storage.free_bytes_min,
+            write_buffer_bytes_max = cfg.storage.write_buffer_bytes_max,
+            "storage.free_bytes_min is below storage.write_buffer_bytes_max: on a full disk, \
+             flushing memtables may fail, and writes then stop until the node is restarted"
+        );
+    }
     info!(data_dir = %dir.display(), "opening storage (recovering if needed)");
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, store_cfg))
         .await?

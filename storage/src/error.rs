@@ -73,9 +73,27 @@ pub enum StorageError {
     /// Disk I/O failed.
     #[error("storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
-    /// fjall failed (I/O underneath, or the database is poisoned after a failed fsync).
+    /// fjall failed (I/O underneath).
     #[error("fjall failed: {0}")]
-    Fjall(#[from] fjall::Error),
+    Fjall(#[source] fjall::Error),
+    /// The append would take the store's filesystem below its free-space floor
+    /// (`free_bytes_min`); nothing was written. Appends resume by themselves once space is
+    /// freed (deleted topics, retention).
+    #[error(
+        "disk nearly full: {free_bytes} bytes free, the floor is {floor_bytes} bytes; \
+         appends are refused until space is freed"
+    )]
+    DiskFull {
+        /// Free bytes on the filesystem (as last measured, minus pending appends).
+        free_bytes: u64,
+        /// The configured floor.
+        floor_bytes: u64,
+    },
+    /// fjall refuses every write since one failed (out of disk, I/O error): the database
+    /// must be reopened, which means restarting the node. Reads still work. Not fatal for a
+    /// replica: reopening its log cannot help, so it stays up and refuses appends.
+    #[error("the storage engine refuses writes since a write failed (disk full or I/O error); restart the node after freeing space")]
+    Poisoned,
     /// Topic metadata could not be encoded or decoded.
     #[error("metadata encoding failed: {0}")]
     Encoding(#[from] serde_json::Error),
@@ -105,6 +123,15 @@ pub enum StorageError {
     /// missing batch, an unparsable keyspace name).
     #[error("corrupt log data: {0}")]
     CorruptLog(String),
+}
+
+impl From<fjall::Error> for StorageError {
+    fn from(e: fjall::Error) -> Self {
+        match e {
+            fjall::Error::Poisoned => StorageError::Poisoned,
+            e => StorageError::Fjall(e),
+        }
+    }
 }
 
 impl StorageError {

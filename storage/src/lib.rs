@@ -71,6 +71,8 @@
 //!   unit tests.
 //! - `metadata` ([`MetadataStore`]): topics and producer-id allocation.
 //! - `store` ([`Store`]): the database, opening and deleting logs.
+//! - `space`: the free-space floor ([`StoreConfig::free_bytes_min`]) that keeps fjall from
+//!   running out of disk, which would poison the whole database until a restart.
 //!
 //! # What this crate must not know
 //!
@@ -82,6 +84,7 @@ pub mod batch;
 mod error;
 mod log;
 mod metadata;
+mod space;
 mod store;
 
 use std::collections::BTreeMap;
@@ -184,6 +187,12 @@ pub struct StoreConfig {
     /// Journal size before fjall flushes memtables to reclaim it; at least 64 MiB (raised if
     /// lower, fjall's minimum).
     pub journal_bytes_max: u64,
+    /// Appends are refused ([`StorageError::DiskFull`]) while the filesystem of the store has
+    /// fewer free bytes than this, and accepted again above it plus 10%. It is the headroom
+    /// that keeps fjall from running out of disk (which poisons the whole database until a
+    /// restart): fjall must be able to flush its memtables (up to `write_buffer_bytes_max`),
+    /// and the Raft log, topic metadata and deletes keep writing. 0 turns the check off.
+    pub free_bytes_min: u64,
 }
 
 impl Default for StoreConfig {
@@ -192,6 +201,7 @@ impl Default for StoreConfig {
             cache_bytes: 64 * 1024 * 1024,
             write_buffer_bytes_max: 256 * 1024 * 1024,
             journal_bytes_max: 512 * 1024 * 1024,
+            free_bytes_min: 320 * 1024 * 1024,
         }
     }
 }

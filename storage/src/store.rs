@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use fjall::{Database, PersistMode};
 use parking_lot::Mutex;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::log::{parse_segment_name, segment_prefix, WeakLog};
+use crate::space::SpaceGuard;
 use crate::{LogConfig, MetadataStore, PartitionId, PartitionLog, Result, StoreConfig};
 
 const MIB: u64 = 1024 * 1024;
@@ -29,6 +30,8 @@ struct StoreInner {
     db: Database,
     dir: PathBuf,
     metadata: MetadataStore,
+    /// Refuses appends below the free-space floor; shared by every log.
+    space: Arc<SpaceGuard>,
     /// The live handle of each opened log, so a reopen or delete can close it first. The
     /// per-partition mutex serialises open/delete of one partition without blocking others.
     open_logs: Mutex<HashMap<PartitionId, Arc<Mutex<WeakLog>>>>,
@@ -62,14 +65,57 @@ impl Store {
         let db = builder.open()?;
         let metadata = MetadataStore::open(db.clone())?;
         info!(dir = %dir.display(), keyspaces = db.keyspace_count(), "store opened");
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(StoreInner {
                 db,
                 dir: dir.to_path_buf(),
                 metadata,
+                space: Arc::new(SpaceGuard::new(dir.to_path_buf(), cfg.free_bytes_min)),
                 open_logs: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        let weak = Arc::downgrade(&store.inner);
+        store.inner.space.set_reclaim(Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                Store { inner }.flush_memtables();
+            }
+        }));
+        Ok(store)
+    }
+
+    /// Seals every memtable that holds data, so fjall's workers flush them, evict the sealed
+    /// journals, and with them drop the last handles of deleted keyspaces, whose files then
+    /// go. Costs one small table per keyspace written since its last flush.
+    fn flush_memtables(&self) {
+        let db = &self.inner.db;
+        // Keyspaces that are never deleted are opened by name. Segment keyspaces are taken
+        // from the open logs instead: opening a deleted segment by name would create it again.
+        let mut keyspaces: Vec<fjall::Keyspace> = db
+            .list_keyspace_names()
+            .iter()
+            .filter(|n| !n.starts_with("log."))
+            .filter_map(|n| db.keyspace(n, fjall::KeyspaceCreateOptions::default).ok())
+            .collect();
+        let slots: Vec<Arc<Mutex<WeakLog>>> =
+            self.inner.open_logs.lock().values().cloned().collect();
+        for slot in slots {
+            // A busy slot is being opened or deleted; never wait for it (lock order).
+            if let Some(log) = slot.try_lock().and_then(|s| s.upgrade()) {
+                keyspaces.extend(log.keyspaces());
+            }
+        }
+        let mut sealed = 0usize;
+        for ks in &keyspaces {
+            match ks.rotate_memtable() {
+                Ok(true) => sealed += 1,
+                Ok(false) => {}
+                Err(e) => warn!(keyspace = ?ks.name(), error = %e, "could not seal a memtable"),
+            }
+        }
+        info!(
+            keyspaces = keyspaces.len(),
+            sealed, "disk nearly full: flushing memtables so deleted data frees its space"
+        );
     }
 
     /// The directory the store lives in.
@@ -105,7 +151,7 @@ impl Store {
     pub fn open_log(&self, id: PartitionId, cfg: LogConfig) -> Result<PartitionLog> {
         let slot = self.slot(id);
         let mut slot = slot.lock();
-        let open = || PartitionLog::open(self.inner.db.clone(), id, cfg);
+        let open = || PartitionLog::open(self.inner.db.clone(), self.inner.space.clone(), id, cfg);
         let log = match slot.upgrade() {
             Some(previous) => previous.close_and(open)?,
             None => open()?,
@@ -141,13 +187,15 @@ impl Store {
             Some(previous) => previous.close_and(|| {
                 previous.forget_segments();
                 delete()
-            })?,
-            None => delete()?,
-        };
+            }),
+            None => delete(),
+        }
+        .inspect_err(|e| self.inner.space.observe(e))?;
         *slot = WeakLog::default();
         drop(slot);
         self.inner.open_logs.lock().remove(&id);
         info!(partition = %id, segments = deleted, "log deleted");
+        self.inner.space.deleted();
         Ok(())
     }
 

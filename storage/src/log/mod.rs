@@ -34,6 +34,7 @@ use crate::batch::{
     records_bytes_max, timestamps_patched, validate, visit_records, BatchHeader, BatchOrigin,
     ClientRules, RecordInfo, TimestampType, ValidationRules, HEADER_LEN,
 };
+use crate::space::SpaceGuard;
 use crate::{
     AppendInfo, AppendOutcome, Durability, LogConfig, PartitionId, ReadResult, Result,
     StorageError, TimestampOffset,
@@ -136,6 +137,7 @@ struct WriterState {
 struct LogShared {
     id: PartitionId,
     db: Database,
+    space: Arc<SpaceGuard>,
     config: RwLock<LogConfig>,
     writer: Mutex<WriterState>,
     /// Sorted by base offset, never empty; the last one is the active segment.
@@ -263,7 +265,12 @@ fn info_of(first: &BatchHeader, last: &BatchHeader, prepared: &[Prepared]) -> Ap
 
 impl PartitionLog {
     /// Opens (creating or recovering) the log of `id`. Called by `Store::open_log`.
-    pub(crate) fn open(db: Database, id: PartitionId, cfg: LogConfig) -> Result<PartitionLog> {
+    pub(crate) fn open(
+        db: Database,
+        space: Arc<SpaceGuard>,
+        id: PartitionId,
+        cfg: LogConfig,
+    ) -> Result<PartitionLog> {
         let started = std::time::Instant::now();
         let mut bases = Vec::new();
         for name in db.list_keyspace_names() {
@@ -299,6 +306,7 @@ impl PartitionLog {
             shared: Arc::new(LogShared {
                 id,
                 db,
+                space,
                 config: RwLock::new(cfg),
                 writer: Mutex::new(WriterState::default()),
                 segments: RwLock::new(Vec::new()),
@@ -355,6 +363,12 @@ impl PartitionLog {
         let _writer = self.shared.writer.lock();
         self.shared.closed.store(true, Ordering::Release);
         f()
+    }
+
+    /// The keyspaces of the log's segments.
+    pub(crate) fn keyspaces(&self) -> Vec<Keyspace> {
+        let segments = self.shared.segments.read();
+        segments.iter().map(|g| g.keyspace.clone()).collect()
     }
 
     /// Forgets the segment handles of a closed log so their keyspaces can be removed.
@@ -575,6 +589,8 @@ impl PartitionLog {
         };
         let info = info_of(&first.header, &last.header, prepared);
         let bytes: u64 = prepared.iter().map(|p| p.range.len() as u64).sum();
+        // Refused before anything is written, so fjall never meets a full disk here.
+        s.space.reserve(bytes)?;
         self.maybe_roll(cfg, bytes, info.max_timestamp, now_ms)?;
         let keyspace = s
             .segments
@@ -615,7 +631,10 @@ impl PartitionLog {
             );
             entries.push(e);
         }
-        batch.commit()?;
+        batch
+            .commit()
+            .map_err(StorageError::from)
+            .inspect_err(|e| s.space.observe(e))?;
 
         {
             let mut segments = s.segments.write();
@@ -1201,6 +1220,8 @@ impl PartitionLog {
             }
             drop(epochs);
             w.producers.remove_before(start);
+            drop(w);
+            s.space.deleted();
         }
         Ok(dropped)
     }
