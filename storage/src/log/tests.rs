@@ -229,6 +229,8 @@ fn advance_log_start_is_logical_inside_a_segment_and_survives_reopen() {
         .unwrap();
     assert_eq!(log.log_start_offset(), 12);
     assert_eq!(log.log_end_offset(), 12);
+}
+
 const NOW_MS: i64 = 1_700_000_000_000;
 
 /// Issue 9, defect 1: batches whose header says max timestamp -1 (as some producers write)
