@@ -286,7 +286,10 @@ fn restart_with_many_partitions_advertises_only_serving_leaders() {
     use kafka_protocol::messages::{ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
-    const PARTITIONS: i32 = 1_000;
+    // Creating a partition costs a fjall keyspace (a metadata write and fsync under fjall's
+    // global lock, ~60 ms here), so the test keeps the count modest; BENCHMARKS.md has the
+    // start-up figures for thousands.
+    const PARTITIONS: i32 = 300;
     /// Generous for a loaded 2-core CI machine; the measured time is printed.
     const SERVE_BOUND: Duration = Duration::from_secs(60);
     let mut node = Node::start_with(NodeOptions {
