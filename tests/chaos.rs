@@ -569,6 +569,151 @@ fn isolate_leader() {
     run.finish();
 }
 
+/// When each record was sent and when its acknowledgement arrived (librdkafka's delivery
+/// reports), by send order.
+#[derive(Debug, Clone, Default)]
+struct AckClock {
+    sent: Arc<Mutex<Vec<Instant>>>,
+    acked: Arc<Mutex<Vec<(usize, Instant)>>>,
+}
+
+impl rdkafka::ClientContext for AckClock {}
+
+impl rdkafka::producer::ProducerContext for AckClock {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, seq: usize) {
+        if result.is_ok() {
+            let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+            acked.push((seq, Instant::now()));
+        }
+    }
+}
+
+impl AckClock {
+    /// The first acknowledgement, at or after `at`, of a record sent at or after `at`.
+    fn first_ack_of_sent_since(&self, at: Instant) -> Option<Instant> {
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        acked
+            .iter()
+            .filter(|(seq, _)| sent.get(*seq).is_some_and(|s| *s >= at))
+            .map(|(_, t)| *t)
+            .min()
+    }
+}
+
+/// Issue 9, defect 6: a partition leader cut off from its peers while acks=all writes wait
+/// on it. When its lease lapses (`session_timeout_ms`, 2 s) it must fail the waiting writes
+/// with the retriable NOT_LEADER_OR_FOLLOWER and stop naming itself leader in Metadata, so a
+/// librdkafka producer with default settings finds the new leader within seconds instead of
+/// waiting out its 30 s request timeout (docs/semantics.md, "Failover").
+#[test]
+fn isolated_leader_fails_waiting_writes_when_its_lease_lapses() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, ThreadedProducer};
+
+    /// The target is 5 s; the bound leaves room for a loaded 2-core CI machine.
+    const UNAVAILABLE_MAX: Duration = Duration::from_secs(8);
+    let _serial = serial();
+    let mut cluster = Cluster::start(NODES, ClusterOptions::default());
+    let topic = unique_name("lease-lapse");
+    cluster.create_replicated_topic(&topic, 1);
+    let leader = cluster.leader_of(&topic, 0);
+
+    let clock = AckClock::default();
+    // librdkafka's defaults (acks=all, 30 s request timeout, no idempotence).
+    let producer: ThreadedProducer<AckClock> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .create_with_context(clock.clone())
+        .expect("create producer");
+    let send = |n: usize| {
+        let seq = {
+            let mut sent = clock.sent.lock().unwrap_or_else(|e| e.into_inner());
+            sent.push(Instant::now());
+            sent.len() - 1
+        };
+        let value = format!("record {n}");
+        let record = BaseRecord::<(), _, usize>::with_opaque_to(&topic, seq)
+            .partition(0)
+            .payload(&value);
+        if let Err((e, _)) = producer.send(record) {
+            panic!("queue record {seq}: {e}");
+        }
+    };
+    let warm = Instant::now();
+    let mut n = 0;
+    wait_until(SETTLE_TIMEOUT, "the producer gets acknowledgements", || {
+        send(n);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        clock.first_ack_of_sent_since(warm).is_some()
+    });
+
+    // Records keep going out every 20 ms, so writes are waiting on the leader at the cut.
+    let cut = Instant::now();
+    cluster.isolate(leader);
+    let mut first_ack = None;
+    let mut disowned = None;
+    let mut last_view = None;
+    while first_ack.is_none() || disowned.is_none() {
+        if cut.elapsed() > SETTLE_TIMEOUT {
+            cluster.fail(&format!(
+                "after {:?}: first acknowledgement of a record sent after the cut: {first_ack:?}; \
+                 isolated node {leader} stopped naming itself leader: {disowned:?}; its last \
+                 view of the partition: {last_view:?}",
+                cut.elapsed()
+            ));
+        }
+        send(n);
+        n += 1;
+        if first_ack.is_none() {
+            first_ack = clock.first_ack_of_sent_since(cut);
+        }
+        if disowned.is_none() {
+            if let Ok(view) = cluster.metadata(leader) {
+                last_view = view.partition(&topic, 0).cloned();
+                if last_view
+                    .as_ref()
+                    .is_some_and(|p| p.leader != leader as i32)
+                {
+                    disowned = Some(cut.elapsed());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unavailable = first_ack.map(|t| t.duration_since(cut)).unwrap_or_default();
+    let disowned = disowned.unwrap_or_default();
+    eprintln!(
+        "isolated leader {leader}: first acks=all acknowledgement {} ms after the cut; the \
+         isolated node stopped naming itself leader after {} ms",
+        unavailable.as_millis(),
+        disowned.as_millis()
+    );
+    assert!(
+        unavailable < UNAVAILABLE_MAX,
+        "partition 0 was unavailable for {unavailable:?} after its leader was isolated"
+    );
+    // Its lease lapses within the session timeout of the last heartbeat reply.
+    assert!(
+        disowned < SESSION_TIMEOUT + Duration::from_secs(2),
+        "the isolated node named itself leader for {disowned:?} after the cut"
+    );
+    // ... and it keeps not naming itself while it stays cut off.
+    let view = cluster
+        .metadata(leader)
+        .unwrap_or_else(|e| cluster.fail(&format!("Metadata from node {leader}: {e}")));
+    let state = view.partition(&topic, 0).cloned();
+    assert!(
+        state
+            .as_ref()
+            .is_some_and(|p| p.leader != leader as i32 && p.error_code != 0),
+        "the isolated node names itself leader again: {state:?}"
+    );
+    cluster.heal();
+}
+
 /// SIGKILL every node at once, start them all again: everything acknowledged is still there.
 #[test]
 fn restart_all() {

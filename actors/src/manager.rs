@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  Ensure(spec) ─▶ open log (blocking pool) ─▶ spawn_linked(PartitionReplica) ─▶ registry.insert
+//!  EnsureMany(specs) ─▶ open up to `open_concurrency()` logs at once ─▶ spawn each as it opens
 //!  child failed ─▶ registry.remove ─▶ wait backoff ─▶ Restart ─▶ reopen log from disk ─▶ spawn
 //!                  (more than `restarts_max` inside `restart_window`: an error is logged
 //!                   and restarts slow down to one per `restart_backoff_max`, forever: the
@@ -14,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use rivulet_storage::{LogConfig, PartitionId, Store};
-use tokio::sync::watch;
+use rivulet_storage::{LogConfig, PartitionId, PartitionLog, Store};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
@@ -72,6 +74,14 @@ impl Default for ReplicaSettings {
 pub enum ReplicaManagerMsg {
     /// Start the replica if it is not running; apply the config if it is.
     Ensure(ReplicaSpec, RpcReplyPort<Result<ReplicaHandle, String>>),
+    /// [`ReplicaManagerMsg::Ensure`] for many replicas (a node starting with thousands of
+    /// partitions): their logs are opened concurrently. Answers one result per spec (in
+    /// completion order). Callers keep batches small (a few hundred) so the mailbox is not
+    /// held for long.
+    EnsureMany(
+        Vec<ReplicaSpec>,
+        RpcReplyPort<Vec<(TopicPartition, Result<(), String>)>>,
+    ),
     /// Stop the replica, and delete its data when `delete_data`.
     Remove {
         /// Which partition.
@@ -122,17 +132,38 @@ pub struct ReplicaManagerState {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplicaManager;
 
+/// How many logs [`ReplicaManagerMsg::EnsureMany`] opens at once: recovery is mostly reading
+/// index entries (CPU and page cache), so twice the cores keeps them busy without flooding
+/// the blocking pool.
+fn open_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 2)
+}
+
+/// Opens (recovers) a replica's log on the blocking pool.
+async fn open_log(store: Store, spec: &ReplicaSpec) -> Result<PartitionLog, String> {
+    let (id, cfg) = (spec.id, spec.config.clone());
+    tokio::task::spawn_blocking(move || store.open_log(id, cfg))
+        .await
+        .map_err(|e| format!("opening the log of {} panicked: {e}", spec.tp))?
+        .map_err(|e| format!("opening the log of {} failed: {e}", spec.tp))
+}
+
 async fn start_replica(
     myself: &ActorRef<ReplicaManagerMsg>,
     state: &mut ReplicaManagerState,
     spec: &ReplicaSpec,
 ) -> Result<ReplicaHandle, String> {
-    let store = state.args.store.clone();
-    let (id, cfg) = (spec.id, spec.config.clone());
-    let log = tokio::task::spawn_blocking(move || store.open_log(id, cfg))
-        .await
-        .map_err(|e| format!("opening the log of {} panicked: {e}", spec.tp))?
-        .map_err(|e| format!("opening the log of {} failed: {e}", spec.tp))?;
+    let log = open_log(state.args.store.clone(), spec).await?;
+    spawn_replica(myself, state, spec, log).await
+}
+
+/// Spawns the replica actor of `spec` on an opened log and registers it.
+async fn spawn_replica(
+    myself: &ActorRef<ReplicaManagerMsg>,
+    state: &mut ReplicaManagerState,
+    spec: &ReplicaSpec,
+    log: PartitionLog,
+) -> Result<ReplicaHandle, String> {
     // A leader's high watermark starts at zero after a restart and catches up as soon as
     // the in-sync followers answer (a sole replica's is its log end at once).
     let (hw_tx, hw_rx) = watch::channel(0);
@@ -181,6 +212,63 @@ async fn start_replica(
 }
 
 impl ReplicaManager {
+    /// Applies `spec` to its running replica; `None` if it is not running (start it).
+    fn update_running(
+        state: &mut ReplicaManagerState,
+        spec: &ReplicaSpec,
+    ) -> Option<ReplicaHandle> {
+        let entry = state.replicas.get_mut(&spec.tp)?;
+        let actor = entry.actor.clone()?;
+        if entry.spec.config != spec.config {
+            let _ = actor.cast(PartitionReplicaMsg::UpdateConfig(spec.config.clone()));
+            entry.spec.config = spec.config.clone();
+        }
+        if entry.spec.role != spec.role {
+            let _ = actor.cast(PartitionReplicaMsg::UpdateRole(spec.role.clone()));
+            entry.spec.role = spec.role.clone();
+        }
+        state.args.registry.get(&spec.tp)
+    }
+
+    /// Starts the replicas of `specs` that are not running, opening their logs concurrently
+    /// (bounded) and spawning each replica as soon as its log is open.
+    async fn ensure_many(
+        myself: &ActorRef<ReplicaManagerMsg>,
+        state: &mut ReplicaManagerState,
+        specs: Vec<ReplicaSpec>,
+    ) -> Vec<(TopicPartition, Result<(), String>)> {
+        let mut results = Vec::with_capacity(specs.len());
+        let permits = Arc::new(Semaphore::new(open_concurrency()));
+        let mut opening = JoinSet::new();
+        for spec in specs {
+            if Self::update_running(state, &spec).is_some() {
+                results.push((spec.tp, Ok(())));
+                continue;
+            }
+            let (store, permits) = (state.args.store.clone(), permits.clone());
+            opening.spawn(async move {
+                // The semaphore is never closed, so this only waits.
+                let _permit = permits.acquire_owned().await;
+                let log = open_log(store, &spec).await;
+                (spec, log)
+            });
+        }
+        while let Some(joined) = opening.join_next().await {
+            // A task only fails by panicking outside `open_log` (which maps its own panics):
+            // its partition gets no result and the caller retries it.
+            let Ok((spec, log)) = joined else { continue };
+            let result = match log {
+                Ok(log) => spawn_replica(myself, state, &spec, log).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &result {
+                error!(tp = %spec.tp, error = %e, "could not start replica");
+            }
+            results.push((spec.tp, result));
+        }
+        results
+    }
+
     fn on_child_exit(
         myself: &ActorRef<ReplicaManagerMsg>,
         state: &mut ReplicaManagerState,
@@ -255,19 +343,7 @@ impl Actor for ReplicaManager {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ReplicaManagerMsg::Ensure(spec, reply) => {
-                let running = state.replicas.get_mut(&spec.tp).and_then(|e| {
-                    let actor = e.actor.clone()?;
-                    if e.spec.config != spec.config {
-                        let _ = actor.cast(PartitionReplicaMsg::UpdateConfig(spec.config.clone()));
-                        e.spec.config = spec.config.clone();
-                    }
-                    if e.spec.role != spec.role {
-                        let _ = actor.cast(PartitionReplicaMsg::UpdateRole(spec.role.clone()));
-                        e.spec.role = spec.role.clone();
-                    }
-                    Some(())
-                });
-                let result = match running.and_then(|_| state.args.registry.get(&spec.tp)) {
+                let result = match Self::update_running(state, &spec) {
                     Some(handle) => Ok(handle),
                     None => start_replica(&myself, state, &spec).await,
                 };
@@ -275,6 +351,10 @@ impl Actor for ReplicaManager {
                     error!(tp = %spec.tp, error = %e, "could not start replica");
                 }
                 let _ = reply.send(result);
+            }
+            ReplicaManagerMsg::EnsureMany(specs, reply) => {
+                let results = Self::ensure_many(&myself, state, specs).await;
+                let _ = reply.send(results);
             }
             ReplicaManagerMsg::Remove {
                 tp,

@@ -83,6 +83,15 @@ impl ReplicaRegistry {
         self.inner.read().get(tp).cloned()
     }
 
+    /// True if this node runs `tp`'s replica as leader in `leader_epoch` (what Metadata may
+    /// advertise). Does not clone the handle: Metadata asks this for every partition.
+    pub fn leads(&self, tp: &TopicPartition, leader_epoch: i32) -> bool {
+        self.inner.read().get(tp).is_some_and(|h| {
+            let st = h.status.borrow();
+            st.is_leader && st.leader_epoch == leader_epoch
+        })
+    }
+
     /// Number of registered replicas.
     pub fn len(&self) -> usize {
         self.inner.read().len()

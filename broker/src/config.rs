@@ -380,6 +380,9 @@ pub struct Config {
     pub fetch_wait_max_ms: u64,
     /// How often retention runs.
     pub retention_check_interval_ms: u64,
+    /// Longest the Kafka listener waits at start-up for the replicas this node already knows
+    /// to open; partitions still opening after it answer LEADER_NOT_AVAILABLE.
+    pub replicas_start_wait_ms: u64,
     /// Defaults for topic configs.
     pub log: TopicDefaults,
     /// Storage engine settings.
@@ -405,6 +408,7 @@ impl Default for Config {
             connections_max: 10_000,
             fetch_wait_max_ms: 30_000,
             retention_check_interval_ms: 30_000,
+            replicas_start_wait_ms: 30_000,
             log: TopicDefaults::default(),
             storage: StorageSettings::default(),
             cluster: ClusterSettings::default(),

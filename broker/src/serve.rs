@@ -286,13 +286,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         groups: groups.clone(),
         data_dir: cfg.data_dir.clone(),
     });
-    // Start the replicas of what this node already knows before clients come in.
-    if !state
-        .controller
-        .wait_replicas_started(std::time::Duration::from_secs(30))
-        .await
-    {
-        warn!("local replicas are still starting after 30 s; serving anyway (clients retry)");
+    // Start the replicas of what this node already knows before clients come in. After the
+    // wait, Metadata names this node leader only of partitions whose replica already serves
+    // (the rest answer LEADER_NOT_AVAILABLE until they do).
+    let start_wait = Duration::from_millis(cfg.replicas_start_wait_ms);
+    let waited = std::time::Instant::now();
+    if state.controller.wait_replicas_started(start_wait).await {
+        info!(
+            replicas = state.controller.local_replicas(),
+            elapsed_ms = waited.elapsed().as_millis() as u64,
+            "local replicas started"
+        );
+    } else {
+        warn!(
+            replicas = state.controller.local_replicas(),
+            "local replicas are still starting after {} ms; serving those that are ready \
+             (the others answer LEADER_NOT_AVAILABLE)",
+            cfg.replicas_start_wait_ms
+        );
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listener_task = tokio::spawn(server::serve(

@@ -32,6 +32,9 @@ const TOPIC_NAME_MAX: usize = 249;
 /// Most partitions one topic may have on this node (bounds memory and open keyspaces).
 const PARTITIONS_MAX: i32 = 10_000;
 const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Replicas per `EnsureMany`: large enough to open logs in parallel at start-up, small enough
+/// that the replica manager's mailbox (restarts, removals) is not held for long.
+const ENSURE_BATCH: usize = 256;
 /// How long topic creation waits for enough live nodes to place replicas on.
 const PLACEMENT_WAIT: Duration = Duration::from_secs(5);
 
@@ -279,29 +282,45 @@ async fn reconcile_loop(
                 }
             }
         }
-        for (tp, spec) in desired {
-            if applied.get(&tp) == Some(&spec) {
-                continue;
-            }
+        let mut changed: Vec<ReplicaSpec> = desired
+            .into_values()
+            .filter(|spec| applied.get(&spec.tp) != Some(spec))
+            .collect();
+        // Partitions this node leads first: clients wait for those.
+        changed.sort_by_key(|spec| spec.role.leader != Some(node_id));
+        for batch in changed.chunks(ENSURE_BATCH) {
             let r = ractor::call_t!(
                 manager,
-                ReplicaManagerMsg::Ensure,
+                ReplicaManagerMsg::EnsureMany,
                 ACTOR_CALL_TIMEOUT.as_millis() as u64,
-                spec.clone()
+                batch.to_vec()
             );
-            match r {
-                Ok(Ok(_)) => {
-                    applied.insert(tp, spec);
-                }
-                Ok(Err(e)) => {
-                    warn!(%tp, error = %e, "could not start a replica; retrying");
-                    failed = true;
-                }
+            let results = match r {
+                Ok(results) => results,
                 Err(e) => {
-                    warn!(%tp, error = %e, "replica manager unavailable; retrying");
+                    warn!(error = %e, replicas = batch.len(), "replica manager unavailable; retrying");
                     failed = true;
+                    continue;
+                }
+            };
+            let mut specs: HashMap<&TopicPartition, &ReplicaSpec> =
+                batch.iter().map(|spec| (&spec.tp, spec)).collect();
+            for (tp, result) in results {
+                let Some(spec) = specs.remove(&tp) else {
+                    continue;
+                };
+                match result {
+                    Ok(()) => {
+                        applied.insert(tp, spec.clone());
+                    }
+                    Err(e) => {
+                        warn!(%tp, error = %e, "could not start a replica; retrying");
+                        failed = true;
+                    }
                 }
             }
+            // A replica the manager gave no answer for is retried too.
+            failed |= !specs.is_empty();
         }
         if !failed {
             reconciled.send_replace(img.version);
@@ -392,6 +411,12 @@ impl Controller {
         self.inner.raft.lease_valid()
     }
 
+    /// Watches [`Controller::lease_valid`]; it turns false the moment the lease lapses, so
+    /// `acks=all` waiters can fail at once with a retriable error.
+    pub fn lease_watch(&self) -> watch::Receiver<bool> {
+        self.inner.raft.lease_watch()
+    }
+
     /// Live (unfenced) brokers, sorted by id.
     pub fn brokers(&self) -> Vec<BrokerInfo> {
         self.image()
@@ -425,23 +450,47 @@ impl Controller {
         self.image().topics.values().map(topic_meta).collect()
     }
 
+    /// How many local replicas are running.
+    pub fn local_replicas(&self) -> usize {
+        self.inner.registry.len()
+    }
+
     /// The local replica serving a partition, if running.
     pub fn replica(&self, tp: &TopicPartition) -> Option<ReplicaHandle> {
         self.inner.registry.get(tp)
     }
 
     /// Where each partition of `topic` lives.
+    ///
+    /// This node names itself leader only of partitions it can serve as leader now: its lease
+    /// is valid and its replica runs as leader in the image's epoch. Otherwise the leader is
+    /// -1 (clients see LEADER_NOT_AVAILABLE and ask again, possibly another node) rather than
+    /// a leadership that produce would refuse with NOT_LEADER_OR_FOLLOWER: a node cut off
+    /// from the controller, or still opening its replicas after a restart.
     pub fn partitions(&self, topic: &TopicMeta) -> Vec<PartitionInfo> {
         let img = self.image();
         let Some(t) = img.topics.get(&topic.name) else {
             return Vec::new();
+        };
+        let me = self.inner.cfg.node_id;
+        let lease_valid = self.lease_valid();
+        let name: Arc<str> = Arc::from(t.name.as_str());
+        let serving = |p: i32, epoch: i32| {
+            lease_valid
+                && self
+                    .inner
+                    .registry
+                    .leads(&TopicPartition::new(name.clone(), p), epoch)
         };
         t.partitions
             .iter()
             .enumerate()
             .map(|(p, rec)| PartitionInfo {
                 partition: p as i32,
-                leader: rec.leader.map_or(-1, |l| l as i32),
+                leader: match rec.leader.map(|l| l as i32) {
+                    Some(l) if l == me && !serving(p as i32, rec.leader_epoch) => -1,
+                    l => l.unwrap_or(-1),
+                },
                 leader_epoch: rec.leader_epoch,
                 replicas: to_i32(&rec.replicas),
                 isr: to_i32(&rec.isr),

@@ -35,6 +35,11 @@ struct StoreInner {
     /// The live handle of each opened log, so a reopen or delete can close it first. The
     /// per-partition mutex serialises open/delete of one partition without blocking others.
     open_logs: Mutex<HashMap<PartitionId, Arc<Mutex<WeakLog>>>>,
+    /// Segment keyspace names found at open, by partition, for each log's first open. Without
+    /// it every open lists and parses every keyspace of the node: quadratic in partitions, and
+    /// what bounded start-up with thousands of them. Valid until the first open or delete of
+    /// that log (nothing else creates or drops its segments), which take their entry out.
+    recovered_segments: Mutex<HashMap<PartitionId, Vec<String>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -64,7 +69,21 @@ impl Store {
         }
         let db = builder.open()?;
         let metadata = MetadataStore::open(db.clone())?;
-        info!(dir = %dir.display(), keyspaces = db.keyspace_count(), "store opened");
+        let mut recovered_segments: HashMap<PartitionId, Vec<String>> = HashMap::new();
+        for name in db.list_keyspace_names() {
+            if let Some(id) = parse_log_id(&name) {
+                recovered_segments
+                    .entry(id)
+                    .or_default()
+                    .push(name.to_string());
+            }
+        }
+        info!(
+            dir = %dir.display(),
+            keyspaces = db.keyspace_count(),
+            logs = recovered_segments.len(),
+            "store opened"
+        );
         let store = Store {
             inner: Arc::new(StoreInner {
                 db,
@@ -72,6 +91,7 @@ impl Store {
                 metadata,
                 space: Arc::new(SpaceGuard::new(dir.to_path_buf(), cfg.free_bytes_min)),
                 open_logs: Mutex::new(HashMap::new()),
+                recovered_segments: Mutex::new(recovered_segments),
             }),
         };
         let weak = Arc::downgrade(&store.inner);
@@ -151,7 +171,10 @@ impl Store {
     pub fn open_log(&self, id: PartitionId, cfg: LogConfig) -> Result<PartitionLog> {
         let slot = self.slot(id);
         let mut slot = slot.lock();
-        let open = || PartitionLog::open(self.inner.db.clone(), self.inner.space.clone(), id, cfg);
+        let known = self.inner.recovered_segments.lock().remove(&id);
+        let open = || {
+            PartitionLog::open(self.inner.db.clone(), self.inner.space.clone(), id, cfg, known)
+        };
         let log = match slot.upgrade() {
             Some(previous) => previous.close_and(open)?,
             None => open()?,
@@ -165,6 +188,7 @@ impl Store {
     pub fn delete_log(&self, id: PartitionId) -> Result<()> {
         let slot = self.slot(id);
         let mut slot = slot.lock();
+        self.inner.recovered_segments.lock().remove(&id);
         let delete = || -> Result<usize> {
             let names: Vec<String> = self
                 .inner

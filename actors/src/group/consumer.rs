@@ -101,6 +101,12 @@ pub trait TopicCatalog: Send + Sync + fmt::Debug {
     fn topic_by_id(&self, id: Uuid) -> Option<TopicInfo>;
     /// Every topic (for regex subscriptions). Internal topics included; callers filter.
     fn topics(&self) -> Vec<TopicInfo>;
+    /// This node's controller lease (true while valid), if it has one: a coordinator waiting
+    /// for its high watermark gives up as soon as it turns false, since the controller is
+    /// about to move the partition. `None` (always valid) without a controller, as in tests.
+    fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
 }
 
 /// A subscribed topic as of the last group epoch (the metadata whose change bumps the epoch).

@@ -232,8 +232,16 @@ impl CoordinatorState {
         }
         let mut hw = replica.high_watermark.clone();
         let mut status = replica.status.clone();
+        // Without a lease watch, a sender that lives as long as this wait: never changes.
+        let (_always, always_valid) = tokio::sync::watch::channel(true);
+        let mut lease = self.catalog.lease().unwrap_or(always_valid);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            if !*lease.borrow_and_update() {
+                // The controller is about to move the partition: let the client find the
+                // next coordinator now instead of after the timeout.
+                return Err(GroupError::NotCoordinator);
+            }
             {
                 let st = status.borrow_and_update();
                 if !st.is_leader || st.leader_epoch != self.epoch {
@@ -246,6 +254,7 @@ impl CoordinatorState {
             tokio::select! {
                 r = hw.changed() => if r.is_err() { return Err(GroupError::NotCoordinator) },
                 r = status.changed() => if r.is_err() { return Err(GroupError::NotCoordinator) },
+                r = lease.changed() => if r.is_err() { return Err(GroupError::NotCoordinator) },
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(GroupError::RequestTimedOut(format!(
                         "the in-sync replicas of {} did not confirm the write within {} ms",

@@ -99,16 +99,23 @@ pub(crate) struct NodeLease {
 }
 
 impl NodeLease {
-    pub(crate) fn ack(&mut self, now: Instant, fenced: bool) {
-        self.last_ack = Some(now);
+    /// A heartbeat reply for a heartbeat sent at `sent` (never moves the lease backwards: a
+    /// late reply to an older heartbeat must not shorten a lease a newer one renewed).
+    pub(crate) fn ack(&mut self, sent: Instant, fenced: bool) {
+        self.last_ack = Some(self.last_ack.map_or(sent, |t| t.max(sent)));
         self.fenced = fenced;
     }
 
     pub(crate) fn valid(&self, now: Instant, timeout: Duration) -> bool {
-        !self.fenced
-            && self
-                .last_ack
-                .is_some_and(|t| now.saturating_duration_since(t) < timeout)
+        self.expires_at(timeout).is_some_and(|e| now < e)
+    }
+
+    /// When the lease runs out (`None` while fenced or never acknowledged).
+    pub(crate) fn expires_at(&self, timeout: Duration) -> Option<Instant> {
+        if self.fenced {
+            return None;
+        }
+        self.last_ack.map(|t| t + timeout)
     }
 }
 
@@ -169,7 +176,9 @@ mod tests {
         n.ack(t0, false);
         assert!(n.valid(t0 + Duration::from_millis(100), T));
         assert!(!n.valid(t0 + T, T));
+        assert_eq!(n.expires_at(T), Some(t0 + T));
         n.ack(t0, true);
         assert!(!n.valid(t0, T));
+        assert_eq!(n.expires_at(T), None);
     }
 }

@@ -169,6 +169,8 @@ struct Inner {
     image_rx: watch::Receiver<Arc<MetadataImage>>,
     leader_leases: Mutex<LeaderLeases>,
     node_lease: Mutex<NodeLease>,
+    /// Whether `node_lease` is valid now; flips to false the moment the lease runs out.
+    lease_tx: watch::Sender<bool>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -238,6 +240,7 @@ impl MetaRaft {
             .map_err(|e| RaftStartError::Raft(e.to_string()))?;
 
         let (shutdown_tx, _) = watch::channel(false);
+        let (lease_tx, _) = watch::channel(cfg.is_single_node());
         let meta = MetaRaft {
             inner: Arc::new(Inner {
                 cfg: cfg.clone(),
@@ -246,6 +249,7 @@ impl MetaRaft {
                 image_rx,
                 leader_leases: Mutex::new(LeaderLeases::default()),
                 node_lease: Mutex::new(NodeLease::default()),
+                lease_tx,
                 shutdown_tx,
                 tasks: Mutex::new(Vec::new()),
             }),
@@ -272,6 +276,9 @@ impl MetaRaft {
         meta.spawn_periodic(cfg.heartbeat_interval, |m| async move {
             m.heartbeat_once().await
         });
+        if !cfg.is_single_node() {
+            meta.spawn_lease_expiry();
+        }
         meta.spawn_periodic(
             LEASE_CHECK_INTERVAL,
             |m| async move { m.leader_duties().await },
@@ -311,6 +318,65 @@ impl MetaRaft {
             .node_lease
             .lock()
             .valid(Instant::now(), self.inner.cfg.session_timeout)
+    }
+
+    /// Watches [`MetaRaft::lease_valid`]: it turns false as soon as the lease runs out or the
+    /// controller says this node is fenced, so a leader can fail its waiting `acks=all`
+    /// writes at once instead of holding them until they time out.
+    pub fn lease_watch(&self) -> watch::Receiver<bool> {
+        self.inner.lease_tx.subscribe()
+    }
+
+    /// Publishes the lease's validity now; returns when it runs out if it is valid.
+    fn publish_lease(&self) -> Option<Instant> {
+        if self.inner.cfg.is_single_node() {
+            return None;
+        }
+        let expires = self
+            .inner
+            .node_lease
+            .lock()
+            .expires_at(self.inner.cfg.session_timeout);
+        let valid = expires.is_some_and(|e| Instant::now() < e);
+        self.inner.lease_tx.send_if_modified(|v| {
+            let changed = *v != valid;
+            *v = valid;
+            changed
+        });
+        expires.filter(|_| valid)
+    }
+
+    /// Wakes up when the lease is due to run out and publishes the lapse unless a heartbeat
+    /// renewed it meanwhile (renewals publish `true` themselves). Holds only a weak reference.
+    fn spawn_lease_expiry(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let mut stop = self.inner.shutdown_tx.subscribe();
+        let mut lease = self.inner.lease_tx.subscribe();
+        let handle = tokio::spawn(async move {
+            loop {
+                let expires = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    MetaRaft { inner }.publish_lease()
+                };
+                match expires {
+                    Some(at) => tokio::select! {
+                        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                        _ = stop.changed() => return,
+                    },
+                    None => {
+                        // A renewal between the publish above and here has set `true`.
+                        if *lease.borrow_and_update() {
+                            continue;
+                        }
+                        tokio::select! {
+                            r = lease.changed() => if r.is_err() { return },
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            }
+        });
+        self.inner.tasks.lock().push(handle);
     }
 
     /// Applies `cmd` through Raft and returns the state machine's response: locally on the
@@ -656,15 +722,20 @@ impl MetaRaft {
         };
         let now = Instant::now();
         if leader == me {
-            let quorum_fresh = {
+            // The lease runs from when a quorum last acknowledged this leader, not from now:
+            // otherwise an isolated controller leader would stretch its lease by up to a
+            // whole session timeout past the moment it lost its quorum.
+            let quorum_acked_at = {
                 let m = self.inner.raft.metrics();
                 let m = m.borrow();
-                m.state == ServerState::Leader
-                    && m.millis_since_quorum_ack.is_some_and(|ms| {
-                        Duration::from_millis(ms) < self.inner.cfg.session_timeout
-                    })
+                if m.state == ServerState::Leader {
+                    m.millis_since_quorum_ack
+                        .and_then(|ms| now.checked_sub(Duration::from_millis(ms)))
+                } else {
+                    None
+                }
             };
-            if quorum_fresh {
+            if let Some(acked_at) = quorum_acked_at {
                 let fenced = self
                     .inner
                     .image_rx
@@ -672,7 +743,8 @@ impl MetaRaft {
                     .nodes
                     .get(&me)
                     .is_some_and(|n| n.fenced);
-                self.inner.node_lease.lock().ack(now, fenced);
+                self.inner.node_lease.lock().ack(acked_at, fenced);
+                self.publish_lease();
             }
             return;
         }
@@ -687,6 +759,7 @@ impl MetaRaft {
         {
             Ok(ControllerReply::HeartbeatAck { fenced }) => {
                 self.inner.node_lease.lock().ack(now, fenced);
+                self.publish_lease();
                 self.inner.leader_leases.lock().observe_leader(leader);
             }
             Ok(other) => debug!(node = me, leader, reply = ?other, "heartbeat not accepted"),

@@ -265,17 +265,31 @@ fn info_of(first: &BatchHeader, last: &BatchHeader, prepared: &[Prepared]) -> Ap
 
 impl PartitionLog {
     /// Opens (creating or recovering) the log of `id`. Called by `Store::open_log`.
+    /// `known_segments`: the names of this log's segment keyspaces when the caller knows
+    /// them (the store's snapshot at start-up); otherwise every keyspace name is scanned.
     pub(crate) fn open(
         db: Database,
         space: Arc<SpaceGuard>,
         id: PartitionId,
         cfg: LogConfig,
+        known_segments: Option<Vec<String>>,
     ) -> Result<PartitionLog> {
         let started = std::time::Instant::now();
         let mut bases = Vec::new();
-        for name in db.list_keyspace_names() {
-            if let Some(base) = parse_segment_name(id, &name) {
-                bases.push(base?);
+        match known_segments {
+            Some(names) => {
+                for name in &names {
+                    if let Some(base) = parse_segment_name(id, name) {
+                        bases.push(base?);
+                    }
+                }
+            }
+            None => {
+                for name in db.list_keyspace_names() {
+                    if let Some(base) = parse_segment_name(id, &name) {
+                        bases.push(base?);
+                    }
+                }
             }
         }
         bases.sort_unstable();

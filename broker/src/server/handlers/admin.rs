@@ -194,10 +194,19 @@ fn metadata_error(
     t
 }
 
-/// Live brokers; this node is always listed (a node serving the request is alive, and before
-/// it registered with the controller clients still need its address).
+/// Live brokers; this node is listed (a node serving the request is alive, and before it
+/// registered with the controller clients still need its address) unless its controller lease
+/// lapsed while other brokers are known: it is being fenced, and like a fenced KRaft broker it
+/// leaves the list. librdkafka keeps asking the broker it used last for metadata, so without
+/// this a producer of a partition this node led would not look elsewhere for the new leader
+/// (librdkafka 2.10+ drops brokers a Metadata answer omits).
 pub(crate) fn live_brokers(state: &BrokerState) -> Vec<rivulet_cluster::BrokerInfo> {
     let mut brokers = state.controller.brokers();
+    let me = state.node_id();
+    if !state.controller.lease_valid() && brokers.iter().any(|b| b.node_id != me) {
+        brokers.retain(|b| b.node_id != me);
+        return brokers;
+    }
     if !brokers.iter().any(|b| b.node_id == state.node_id()) {
         brokers.push(rivulet_cluster::BrokerInfo {
             node_id: state.node_id(),

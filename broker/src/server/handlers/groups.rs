@@ -122,6 +122,10 @@ impl TopicCatalog for ControllerCatalog {
     fn topics(&self) -> Vec<TopicInfo> {
         self.0.topics().into_iter().map(topic_info).collect()
     }
+
+    fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.0.lease_watch())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -103,6 +103,8 @@ async fn append_one(
             format!("min.insync.replicas={min_isr} but {tp} has {isr_size} in-sync replica(s)"),
         );
     }
+    // Subscribed before the append, so a lapse during it is not missed.
+    let lease = state.controller.lease_watch();
     let started = tokio::time::Instant::now();
     let call = replica
         .actor
@@ -122,8 +124,15 @@ async fn append_one(
             };
             if acks == -1 {
                 let remaining = timeout.saturating_sub(started.elapsed());
-                if let Err(e) =
-                    wait_committed(&replica, epoch, info.last_offset + 1, min_isr, remaining).await
+                if let Err(e) = wait_committed(
+                    &replica,
+                    lease,
+                    epoch,
+                    info.last_offset + 1,
+                    min_isr,
+                    remaining,
+                )
+                .await
                 {
                     return e;
                 }
@@ -165,8 +174,12 @@ async fn append_one(
 /// Waits until the high watermark reaches `end` (every in-sync replica has the batch) while
 /// the replica stays leader in `epoch`. A change of epoch fails the wait: after a leader
 /// change the offsets may be truncated and reused, so only the new leader can acknowledge.
+/// A lapse of this node's lease fails the wait too: the controller is about to move the
+/// leadership (it fences a node whose lease ran out), so the client should look for the new
+/// leader now rather than after its request timeout.
 async fn wait_committed(
     replica: &rivulet_actors::ReplicaHandle,
+    mut lease: tokio::sync::watch::Receiver<bool>,
     epoch: i32,
     end: i64,
     min_isr: i64,
@@ -177,6 +190,12 @@ async fn wait_committed(
     let mut status = replica.status.clone();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
+        if !*lease.borrow_and_update() {
+            return Err(PartitionResult::error(
+                code::NOT_LEADER_OR_FOLLOWER,
+                format!("this node lost its controller lease while {tp} waited for its in-sync replicas; refresh metadata and retry"),
+            ));
+        }
         {
             let st = status.borrow_and_update();
             if !st.is_leader || st.leader_epoch != epoch {
@@ -201,6 +220,7 @@ async fn wait_committed(
         tokio::select! {
             r = hw.changed() => if r.is_err() { break },
             r = status.changed() => if r.is_err() { break },
+            r = lease.changed() => if r.is_err() { break },
             _ = tokio::time::sleep_until(deadline) => {
                 return Err(PartitionResult::error(
                     code::REQUEST_TIMED_OUT,
