@@ -119,9 +119,9 @@ pub async fn run(
     debug!(%peer, "connection closed");
 }
 
-/// Reads one frame: waits up to `connections_max_idle_ms` for its first byte, reserves its
-/// length from the node's budget, then reads the rest within `request_read_timeout_ms`,
-/// growing the buffer only as bytes arrive.
+/// Reads one frame: waits up to `connections_max_idle_ms` for its first byte, then reads the
+/// rest within `request_read_timeout_ms`, growing the buffer (and its reservation from the
+/// node's budget) only as bytes arrive.
 async fn read_frame<R: AsyncBufReadExt + Unpin>(
     rd: &mut R,
     state: &BrokerState,
@@ -152,14 +152,20 @@ async fn read_frame<R: AsyncBufReadExt + Unpin>(
         )));
     }
     let len = len as usize;
-    // Waiting for the budget is not the client's fault: its read deadline starts afterwards.
-    let reservation = limits.budget.acquire(len).await;
-    let deadline = tokio::time::Instant::now() + limits.read_timeout;
-    let mut buf: Vec<u8> = Vec::new();
+    let budget = &limits.budget;
+    let first = len.min(FRAME_CHUNK_BYTES);
+    let mut reservation = tokio::time::timeout_at(deadline, budget.acquire(first))
+        .await
+        .map_err(|_| timed_out())?;
+    let mut buf: Vec<u8> = Vec::with_capacity(first);
     while buf.len() < len {
         if buf.len() == buf.capacity() {
-            // Double as bytes arrive, never past the announced length.
-            let more = buf.len().max(FRAME_CHUNK_BYTES).min(len - buf.len());
+            // Double as bytes arrive, never past the announced length, and reserve each
+            // growth before allocating it: a client pays for what it sent, not what it promised.
+            let more = buf.len().min(len - buf.len());
+            tokio::time::timeout_at(deadline, budget.grow(&mut reservation, more))
+                .await
+                .map_err(|_| timed_out())?;
             buf.reserve_exact(more);
         }
         let room = (buf.capacity() - buf.len()) as u64;
@@ -175,7 +181,8 @@ async fn read_frame<R: AsyncBufReadExt + Unpin>(
     Ok(Some((Bytes::from(buf), reservation)))
 }
 
-/// The first read buffer of a frame; it doubles from here as the body arrives.
+/// The first read buffer of a frame (and its first reservation); it doubles from here as the
+/// body arrives.
 const FRAME_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Decodes, handles and encodes one request from `peer`. `Ok(None)`: no response is due
@@ -214,12 +221,18 @@ pub async fn handle_frame(
             version,
         });
     }
-    let (header, request) = decode_request(frame)?;
+    let (header, mut request) = decode_request(frame)?;
     // A fetch's response is reserved before the handler reads the log, so connections that
-    // never read their responses cannot pile up more than the budget between them.
+    // never read their responses cannot pile up more than the budget between them. It takes
+    // what is free rather than wait (see `limits`); a smaller `max_bytes` is within Kafka's
+    // rules, since a fetch may always return less.
     let estimate = limits::response_estimate_bytes(&request, handlers::fetch::RESPONSE_BYTES_MAX);
-    if estimate > 0 {
-        state.limits.budget.grow(&mut reservation, estimate).await;
+    if let (RequestKind::Fetch(fetch), true) = (&mut request, estimate > 0) {
+        let granted = state.limits.budget.grant_up_to(&mut reservation, estimate);
+        if granted < estimate {
+            debug!(%peer, estimate, granted, "fetch response limited by inflight_bytes_max");
+            fetch.max_bytes = i32::try_from(granted).unwrap_or(i32::MAX).max(1);
+        }
     }
     match handlers::handle(state, &header, request, peer).await {
         Some(reply) => {

@@ -4,19 +4,29 @@
 //!  accept ─▶ ConnectionLimits::admit (connections_max, connections_per_ip_max)
 //!  connection loop, one request at a time:
 //!    wait ≤ connections_max_idle_ms for a frame's first byte
-//!    MemoryBudget::acquire(frame length)        ── before any byte of the body is buffered
-//!    read the body in chunks, ≤ request_read_timeout_ms from the first byte
-//!    decode; Fetch: MemoryBudget::grow(estimate of its response) before reading the log
+//!    read the body ≤ request_read_timeout_ms from the first byte; the buffer grows as bytes
+//!      arrive, and each growth is reserved from the MemoryBudget first (waiting if need be)
+//!    decode; Fetch: MemoryBudget::grant_up_to its response size, without waiting, and the
+//!      fetch's max_bytes shrinks to the grant
 //!    handle, encode, write ≤ response_write_timeout_ms
 //!    release the reservation ── only now is the next request read
 //! ```
 //! `inflight_bytes_max` is the node-wide budget for request frames being read or handled and
-//! responses being written (Kafka's `queued.max.request.bytes`, which covers requests only:
-//! Kafka sends fetch data with `sendfile`, while Rivulet's fetch responses are in memory). A
-//! reservation is whole-frame and taken before the body is read, as Kafka does, so two large
-//! requests can never each hold half of the budget and wait for the other forever; the buffer
-//! itself grows only as bytes arrive, so a client that announces 100 MiB and sends 10 bytes
-//! costs 10 bytes of memory (and a reservation, until `request_read_timeout_ms`).
+//! responses being written (like Kafka's `queued.max.request.bytes`, which covers requests
+//! only: Kafka sends fetch data with `sendfile`, while Rivulet's fetch responses are in memory).
+//!
+//! Two choices keep misbehaving clients from locking others out:
+//! - Frames reserve what has arrived, not what their header announces: a slowloris client that
+//!   announces 100 MiB and sends 10 bytes holds 64 KiB until `request_read_timeout_ms`. The
+//!   price: if partial frames ever held the whole budget, they would all wait until their read
+//!   timeouts closed them (Kafka reserves whole frames to avoid that, and is open to slowloris
+//!   instead); the budget is sized well above `request_bytes_max` so that needs many
+//!   concurrent maximum-size requests.
+//! - Fetch responses never wait and never take the budget's last quarter: a fetch gets what is
+//!   free (its `max_bytes` shrinks to the grant), so consumers that never read their responses
+//!   slow other consumers down to one batch per fetch (Kafka's progress rule) but cannot stop
+//!   produce or metadata requests. Beyond the budget the node may hold one record batch per
+//!   such fetch.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -105,6 +115,26 @@ impl MemoryBudget {
             .await
             .unwrap_or_else(|_| unreachable!("the budget's semaphore is never closed"));
         reservation.permit.merge(more);
+    }
+
+    /// Adds up to `bytes` to `reservation` without waiting, leaving the budget's last quarter
+    /// free for request frames; returns the bytes granted (a multiple of 1 KiB, maybe 0).
+    pub fn grant_up_to(&self, reservation: &mut Reservation, bytes: usize) -> usize {
+        let reserve = (self.kib_max / 4) as usize;
+        for _ in 0..4 {
+            let free = self.permits.available_permits().saturating_sub(reserve);
+            let n = u32::try_from(free).unwrap_or(u32::MAX).min(kib(bytes));
+            if n == 0 {
+                return 0;
+            }
+            // Another connection may take permits between the count and the acquire; retry
+            // with the new count rather than wait.
+            if let Ok(more) = self.permits.clone().try_acquire_many_owned(n) {
+                reservation.permit.merge(more);
+                return n as usize * PERMIT_BYTES;
+            }
+        }
+        0
     }
 
     /// Adds `bytes` to `reservation` if they are free now; for memory that already exists (a
@@ -253,5 +283,13 @@ mod tests {
         drop(r);
         assert_eq!(waiter.await.unwrap(), 10 * 1024);
         assert_eq!(budget.available_bytes(), 10 * 1024);
+
+        // Grants never wait and leave a quarter (2 KiB of 10) for frames.
+        let budget = MemoryBudget::new(10 * 1024);
+        let mut r = budget.acquire(1024).await;
+        assert_eq!(budget.grant_up_to(&mut r, 100 * 1024), 7 * 1024);
+        let mut r2 = budget.acquire(1024).await;
+        assert_eq!(budget.grant_up_to(&mut r2, 100 * 1024), 0);
+        assert_eq!(budget.available_bytes(), 1024);
     }
 }
