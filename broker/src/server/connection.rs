@@ -33,8 +33,10 @@ pub enum ConnectionError {
         /// Limit.
         max: usize,
     },
-    /// An API or version we do not serve.
-    #[error("unsupported API {key} version {version}")]
+    /// An API or version we do not serve. Apache Kafka closes the connection for these too
+    /// (only ApiVersions gets an UNSUPPORTED_VERSION answer, KIP-511): a response could only be
+    /// encoded in a version the client did not ask for.
+    #[error("refused request: {}", describe_unsupported(*key, *version))]
     Unsupported {
         /// API key.
         key: i16,
@@ -251,6 +253,20 @@ pub async fn handle_frame(
     }
 }
 
+/// What an operator needs to tell why a client was refused: the API, the version it sent and
+/// the versions served (an old client sends versions below Kafka 4.0's floors, KIP-896).
+fn describe_unsupported(key: i16, version: i16) -> String {
+    match ApiKey::try_from(key) {
+        Err(_) => format!("unknown API key {key} (version {version})"),
+        Ok(api) => match versions::supported(api) {
+            None => format!("{api:?} (key {key}) version {version}: API not served"),
+            Some((min, max)) => {
+                format!("{api:?} (key {key}) version {version}: versions {min}..={max} are served")
+            }
+        },
+    }
+}
+
 /// Decodes a request frame (without its length prefix) of an API and version we serve. Every
 /// length inside is bounded by the frame (the vendored decoder checks them, vendor/README.md),
 /// so this allocates at most a small multiple of the frame's size whatever the bytes say.
@@ -302,4 +318,38 @@ fn encode(
         .map_err(|_| ConnectionError::Encode("response larger than 2 GiB".into()))?;
     out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(key: i16, version: i16) -> Bytes {
+        let mut f = BytesMut::new();
+        f.put_i16(key);
+        f.put_i16(version);
+        f.put_i32(7);
+        f.put_i16(-1);
+        f.put_slice(&[0; 16]);
+        f.freeze()
+    }
+
+    #[test]
+    fn refusals_name_the_api_and_the_served_versions() {
+        // Produce v2 is what a pre-0.11 client sends; below Kafka 4.0's floor (KIP-896).
+        let e = decode_request(frame(0, 2)).unwrap_err();
+        assert!(matches!(
+            e,
+            ConnectionError::Unsupported { key: 0, version: 2 }
+        ));
+        let text = e.to_string();
+        assert!(
+            text.contains("Produce (key 0) version 2: versions 3..="),
+            "{text}"
+        );
+        let e = decode_request(frame(9_999, 0)).unwrap_err();
+        assert!(e.to_string().contains("unknown API key 9999"), "{e}");
+        let e = decode_request(frame(ApiKey::TxnOffsetCommit as i16, 0)).unwrap_err();
+        assert!(e.to_string().contains("API not served"), "{e}");
+    }
 }
