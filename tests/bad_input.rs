@@ -202,6 +202,45 @@ fn unknown_api_keys_and_unsupported_versions() {
         );
     }
     assert_serving(&mut node, "after Metadata v999");
+
+    // Produce v2, as a pre-0.11 client (or an old sarama default) sends it: below Kafka 4.0's
+    // floor, but answered with UNSUPPORTED_FOR_MESSAGE_FORMAT on every partition instead of an
+    // EOF the client would retry forever (issue 9, defect 12).
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    conn.set_read_timeout(CLOSE_TIMEOUT).expect("timeout");
+    let mut body = Vec::new();
+    body.extend_from_slice(&1i16.to_be_bytes()); // acks
+    body.extend_from_slice(&5000i32.to_be_bytes()); // timeout
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&(b"old-client".len() as i16).to_be_bytes());
+    body.extend_from_slice(b"old-client");
+    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&0i32.to_be_bytes());
+    let message_set = [0u8; 34]; // one magic-v0 message's worth of bytes; never read
+    body.extend_from_slice(&(message_set.len() as i32).to_be_bytes());
+    body.extend_from_slice(&message_set);
+    let corr = conn
+        .send_request_bytes(API_KEY_PRODUCE, 2, 1, &body)
+        .expect("send Produce v2");
+    let mut resp = conn
+        .read_response_v0(corr)
+        .expect("Produce v2 must be answered, not dropped");
+    let mut expected = Vec::new();
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&(b"old-client".len() as i16).to_be_bytes());
+    expected.extend_from_slice(b"old-client");
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&0i32.to_be_bytes());
+    expected.extend_from_slice(&ERROR_UNSUPPORTED_FOR_MESSAGE_FORMAT.to_be_bytes());
+    expected.extend_from_slice(&(-1i64).to_be_bytes()); // base offset
+    expected.extend_from_slice(&(-1i64).to_be_bytes()); // log append time
+    expected.extend_from_slice(&0i32.to_be_bytes()); // throttle time
+    assert_eq!(
+        resp.split_to(resp.len()).to_vec(),
+        expected,
+        "Produce v2 response: UNSUPPORTED_FOR_MESSAGE_FORMAT (43) for the partition"
+    );
+    assert_serving(&mut node, "after Produce v2");
 }
 
 #[test]

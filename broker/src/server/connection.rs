@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::handlers::{self, Reply};
 use super::limits::{self, Reservation};
-use super::{versions, BrokerState};
+use super::{legacy, versions, BrokerState};
 
 /// Why a connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +218,18 @@ pub async fn handle_frame(
             )
             .map(|out| Some((out, reservation)));
         }
+        if key == ApiKey::Produce && legacy::PRODUCE_VERSIONS.contains(&version) {
+            // A pre-0.11 producer: refuse its message format with an error it can report,
+            // rather than the EOF Kafka 4.0 leaves it with (issue 9, defect 12).
+            let mut rest = frame.clone();
+            if decode_request_header_from_buffer(&mut rest).is_ok() {
+                if let Ok(body) = legacy::refuse_produce(version, rest) {
+                    debug!(%peer, version, "Produce v0-v2 (message format v0/v1) refused");
+                    let Some(body) = body else { return Ok(None) };
+                    return Ok(Some((frame_response(correlation_id, &body), reservation)));
+                }
+            }
+        }
         return Err(ConnectionError::Unsupported {
             key: key_raw,
             version,
@@ -296,6 +308,15 @@ pub fn decode_request(mut frame: Bytes) -> Result<(RequestHeader, RequestKind), 
     let request = RequestKind::decode(key, &mut frame, version)
         .map_err(|e| ConnectionError::Malformed(format!("{key:?} v{version}: {e}")))?;
     Ok((header, request))
+}
+
+/// A response frame from an already encoded body, with response header v0.
+fn frame_response(correlation_id: i32, body: &[u8]) -> BytesMut {
+    let mut out = BytesMut::with_capacity(body.len() + 8);
+    out.put_i32(i32::try_from(body.len() + 4).unwrap_or(i32::MAX));
+    out.put_i32(correlation_id);
+    out.put_slice(body);
+    out
 }
 
 fn encode(

@@ -15,6 +15,7 @@
 pub mod connection;
 pub mod errors;
 pub mod handlers;
+pub mod legacy;
 pub mod limits;
 pub mod versions;
 
