@@ -13,9 +13,12 @@ use harness::wire::{
     ERROR_CORRUPT_MESSAGE, ERROR_INVALID_RECORD, ERROR_NONE, ERROR_UNSUPPORTED_FOR_MESSAGE_FORMAT,
     ERROR_UNSUPPORTED_VERSION,
 };
-use harness::{unique_name, Node};
-use kafka_protocol::messages::{ApiVersionsResponse, ProduceRequest};
-use kafka_protocol::protocol::Decodable;
+use harness::{unique_name, Node, NodeOptions};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiVersionsResponse, BrokerId, FetchRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use rivulet_storage::batch::{BatchBuilder, Compression};
 
 /// How long the server gets to close a connection it should give up on.
@@ -200,6 +203,45 @@ fn unknown_api_keys_and_unsupported_versions() {
         );
     }
     assert_serving(&mut node, "after Metadata v999");
+
+    // Produce v2, as a pre-0.11 client (or an old sarama default) sends it: below Kafka 4.0's
+    // floor, but answered with UNSUPPORTED_FOR_MESSAGE_FORMAT on every partition instead of an
+    // EOF the client would retry forever (issue 9, defect 12).
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    conn.set_read_timeout(CLOSE_TIMEOUT).expect("timeout");
+    let mut body = Vec::new();
+    body.extend_from_slice(&1i16.to_be_bytes()); // acks
+    body.extend_from_slice(&5000i32.to_be_bytes()); // timeout
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&(b"old-client".len() as i16).to_be_bytes());
+    body.extend_from_slice(b"old-client");
+    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&0i32.to_be_bytes());
+    let message_set = [0u8; 34]; // one magic-v0 message's worth of bytes; never read
+    body.extend_from_slice(&(message_set.len() as i32).to_be_bytes());
+    body.extend_from_slice(&message_set);
+    let corr = conn
+        .send_request_bytes(API_KEY_PRODUCE, 2, 1, &body)
+        .expect("send Produce v2");
+    let mut resp = conn
+        .read_response_v0(corr)
+        .expect("Produce v2 must be answered, not dropped");
+    let mut expected = Vec::new();
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&(b"old-client".len() as i16).to_be_bytes());
+    expected.extend_from_slice(b"old-client");
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&0i32.to_be_bytes());
+    expected.extend_from_slice(&ERROR_UNSUPPORTED_FOR_MESSAGE_FORMAT.to_be_bytes());
+    expected.extend_from_slice(&(-1i64).to_be_bytes()); // base offset
+    expected.extend_from_slice(&(-1i64).to_be_bytes()); // log append time
+    expected.extend_from_slice(&0i32.to_be_bytes()); // throttle time
+    assert_eq!(
+        resp.split_to(resp.len()).to_vec(),
+        expected,
+        "Produce v2 response: UNSUPPORTED_FOR_MESSAGE_FORMAT (43) for the partition"
+    );
+    assert_serving(&mut node, "after Produce v2");
 }
 
 #[test]
@@ -439,4 +481,151 @@ fn huge_array_counts_in_a_small_frame_do_not_kill_the_node() {
             &format!("after API {api_key} v{version} with 2^31-1 elements"),
         );
     }
+}
+
+/// The node's resident memory, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+        * 1024
+}
+
+#[test]
+fn clients_that_never_read_or_never_finish_stay_within_the_memory_budget() {
+    // Issue 9, defect 5: 20 consumers that never read their fetch responses and 20 slowloris
+    // frames used to hold their full sizes each (GBs). With a 64 MiB budget the node's growth
+    // must stay near the budget, other clients must be served meanwhile, and the stalled
+    // connections must be closed by the read and write timeouts (ARCHITECTURE.md, "Everything
+    // is bounded").
+    const BUDGET: u64 = 64 << 20;
+    const STALLED: usize = 20;
+    let mut node = Node::start_with(NodeOptions {
+        config_toml: Some(format!(
+            "request_bytes_max = {}\ninflight_bytes_max = {BUDGET}\n\
+             request_read_timeout_ms = 4000\nresponse_write_timeout_ms = 4000\n",
+            32 << 20
+        )),
+        ..NodeOptions::default()
+    });
+    let topic = unique_name("budget");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+    // 24 MiB in batches just under the default max.message.bytes (1 MiB).
+    let value = "v".repeat(1000 << 10);
+    for i in 0..24 {
+        let (code, _) = wire::produce(
+            &mut conn,
+            version,
+            &topic,
+            BatchSpec::new(&[("k", value.as_str())]).encode(),
+        );
+        assert_eq!(code, ERROR_NONE, "produce of 1 MiB batch {i}");
+    }
+    let fetch_version = wire::negotiate::<FetchRequest>(&mut conn, 12);
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(64 << 20)])]);
+    // Everyone reads once so that the log's own caches are part of the baseline.
+    let warm = conn.request(&fetch, fetch_version).expect("warm-up fetch");
+    assert_eq!(warm.responses.len(), 1, "warm-up fetch: {warm:?}");
+    let baseline = rss_bytes(node.pid());
+
+    let mut fetchers = Vec::new();
+    for _ in 0..STALLED {
+        let mut c = RawConn::connect(node.addr()).expect("connect");
+        c.send_request(&fetch, fetch_version).expect("send fetch");
+        fetchers.push(c);
+    }
+    let mut slowloris = Vec::new();
+    for _ in 0..STALLED {
+        let mut c = RawConn::connect(node.addr()).expect("connect");
+        let mut bytes = (30i32 << 20).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 1]);
+        bytes.extend_from_slice(&[0u8; 4096]);
+        c.write_raw(&bytes).expect("write partial frame");
+        slowloris.push(c);
+    }
+    let mut peak = 0;
+    let sample_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < sample_until {
+        peak = peak.max(rss_bytes(node.pid()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Other clients are served while the stalled connections hold what they can.
+    assert_serving(
+        &mut node,
+        "while 20 fetchers do not read and 20 frames stall",
+    );
+    peak = peak.max(rss_bytes(node.pid()));
+    let growth = peak.saturating_sub(baseline);
+    // The budget, plus one 1 MiB batch per fetch that found the budget spent (read and
+    // encoded: twice), plus 32 MiB for allocator slack and the smoke client.
+    let bound = BUDGET + 2 * STALLED as u64 * (1 << 20) + (32 << 20);
+    eprintln!(
+        "RSS: baseline {} MiB, peak {} MiB, growth {} MiB (bound {} MiB)",
+        baseline >> 20,
+        peak >> 20,
+        growth >> 20,
+        bound >> 20
+    );
+    assert!(
+        growth <= bound,
+        "RSS grew by {} MiB under {STALLED} non-reading fetchers and {STALLED} stalled frames; \
+         bound {} MiB",
+        growth >> 20,
+        bound >> 20
+    );
+    for c in &mut slowloris {
+        assert!(
+            c.closed_by_peer(CLOSE_TIMEOUT),
+            "a frame stalled for longer than request_read_timeout_ms should be closed"
+        );
+    }
+    drop(fetchers);
+    assert_serving(&mut node, "after the stalled connections");
+}
+
+#[test]
+fn idle_connections_are_closed_and_one_address_cannot_take_every_slot() {
+    let mut node = Node::start_with(NodeOptions {
+        config_toml: Some(
+            "connections_per_ip_max = 4\nconnections_max_idle_ms = 1500\n".to_string(),
+        ),
+        ..NodeOptions::default()
+    });
+    // The per-address limit refuses the fifth connection from this address at once.
+    let mut idle: Vec<RawConn> = (0..4)
+        .map(|_| RawConn::connect(node.addr()).expect("connect"))
+        .collect();
+    let mut extra = RawConn::connect(node.addr()).expect("TCP accept");
+    assert!(
+        extra.closed_by_peer(Duration::from_secs(2)),
+        "a fifth connection from one address should be closed (connections_per_ip_max = 4)"
+    );
+    // Silent connections are closed after connections_max_idle_ms, which frees their places.
+    let started = std::time::Instant::now();
+    for c in &mut idle {
+        assert!(
+            c.closed_by_peer(CLOSE_TIMEOUT),
+            "an idle connection should be closed after connections_max_idle_ms = 1500"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "idle connections were closed before their idle time"
+    );
+    assert_serving(&mut node, "after the idle connections were closed");
 }

@@ -376,6 +376,17 @@ pub struct Config {
     pub produce_inflight_bytes_max: usize,
     /// Concurrent client connections.
     pub connections_max: usize,
+    /// Concurrent client connections from one IP address (Kafka's `max.connections.per.ip`).
+    pub connections_per_ip_max: usize,
+    /// Close a connection that sends no request for this long (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// Request and response bytes held by all connections together before new requests wait
+    /// (like Kafka's `queued.max.request.bytes`, but fetch responses count too).
+    pub inflight_bytes_max: usize,
+    /// Close a connection whose request is not complete this long after its first byte.
+    pub request_read_timeout_ms: u64,
+    /// Close a connection whose client does not take its response within this time.
+    pub response_write_timeout_ms: u64,
     /// Longest a fetch may wait, whatever the client asks.
     pub fetch_wait_max_ms: u64,
     /// How often retention runs.
@@ -406,6 +417,11 @@ impl Default for Config {
             request_bytes_max: 100 << 20,
             produce_inflight_bytes_max: 256 << 20,
             connections_max: 10_000,
+            connections_per_ip_max: 1_000,
+            connections_max_idle_ms: 600_000,
+            inflight_bytes_max: 512 << 20,
+            request_read_timeout_ms: 30_000,
+            response_write_timeout_ms: 30_000,
             fetch_wait_max_ms: 30_000,
             retention_check_interval_ms: 30_000,
             replicas_start_wait_ms: 30_000,
@@ -473,6 +489,18 @@ impl Config {
         }
         if self.produce_inflight_bytes_max < self.request_bytes_max {
             bail!("produce_inflight_bytes_max must be at least request_bytes_max");
+        }
+        if self.inflight_bytes_max < self.request_bytes_max {
+            bail!("inflight_bytes_max must be at least request_bytes_max");
+        }
+        if self.connections_max == 0 || self.connections_per_ip_max == 0 {
+            bail!("connections_max and connections_per_ip_max must be at least 1");
+        }
+        if self.connections_max_idle_ms == 0
+            || self.request_read_timeout_ms == 0
+            || self.response_write_timeout_ms == 0
+        {
+            bail!("connections_max_idle_ms, request_read_timeout_ms and response_write_timeout_ms must be at least 1");
         }
         let seeds = self.cluster.seed_map()?;
         self.cluster.tls()?;

@@ -24,6 +24,8 @@ pub mod consumer_protocol;
 pub mod serve;
 pub mod server;
 
-/// Every binary and test linking the broker gets the guarded allocator (see [`alloc`]).
+/// The `rivulet` binary installs the guarded allocator (see [`alloc`]); so do this crate's unit
+/// tests. Integration tests choose their own (`tests/decode_fuzz.rs` wraps it to count).
+#[cfg(test)]
 #[global_allocator]
 static GLOBAL: alloc::GuardedAlloc = alloc::GuardedAlloc;

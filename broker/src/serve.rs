@@ -285,6 +285,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         fetch_wait_max: Duration::from_millis(cfg.fetch_wait_max_ms),
         groups: groups.clone(),
         data_dir: cfg.data_dir.clone(),
+        limits: server::limits::ServerLimits {
+            budget: server::limits::MemoryBudget::new(cfg.inflight_bytes_max),
+            idle_timeout: Duration::from_millis(cfg.connections_max_idle_ms),
+            read_timeout: Duration::from_millis(cfg.request_read_timeout_ms),
+            response_write_timeout: Duration::from_millis(cfg.response_write_timeout_ms),
+        },
     });
     // Start the replicas of what this node already knows before clients come in. After the
     // wait, Metadata names this node leader only of partitions whose replica already serves
@@ -309,7 +315,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener_task = tokio::spawn(server::serve(
         listener,
         state,
-        cfg.connections_max,
+        server::limits::ConnectionLimits::new(cfg.connections_max, cfg.connections_per_ip_max),
         shutdown_rx,
     ));
     info!(

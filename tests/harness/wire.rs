@@ -140,6 +140,14 @@ impl RawConn {
         Ok(Bytes::from(frame).slice(4..))
     }
 
+    /// Sends a typed request at `version` without reading its response (a client that never
+    /// reads); returns its correlation id.
+    pub(crate) fn send_request<R: Request>(&mut self, req: &R, version: i16) -> io::Result<i32> {
+        let mut body = BytesMut::new();
+        req.encode(&mut body, version).map_err(proto_err)?;
+        self.send_request_bytes(R::KEY, version, R::header_version(version), &body)
+    }
+
     /// Sends a typed request at `version` and decodes its typed response.
     pub(crate) fn request<R: Request>(&mut self, req: &R, version: i16) -> io::Result<R::Response> {
         let mut body = BytesMut::new();

@@ -124,6 +124,8 @@ pub mod code {
     pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
     /// UNSUPPORTED_VERSION.
     pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
+    /// UNSUPPORTED_FOR_MESSAGE_FORMAT.
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = E::UnsupportedForMessageFormat.code();
     /// UNKNOWN_SERVER_ERROR.
     pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();
     /// KAFKA_STORAGE_ERROR.

@@ -6,6 +6,8 @@
 //!                                    (requests on one connection are answered in order,
 //!                                     one at a time, as Kafka does)
 //! ```
+//! Memory and connections are bounded by `limits` (node-wide budget for request and response
+//! bytes, idle / read / write timeouts, connection counts per node and per address).
 //! Bad input never takes the node down: an oversized, truncated or undecodable frame, an
 //! unknown API key or an unsupported version closes that one connection (ApiVersions answers
 //! UNSUPPORTED_VERSION instead, as clients expect); a bad record batch gets an error code.
@@ -13,6 +15,8 @@
 pub mod connection;
 pub mod errors;
 pub mod handlers;
+pub mod legacy;
+pub mod limits;
 pub mod versions;
 
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use rivulet_actors::group::Groups;
 use rivulet_cluster::Controller;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Settings and shared services every connection uses.
 #[derive(Debug)]
@@ -47,6 +51,8 @@ pub struct BrokerState {
     pub groups: Groups,
     /// The data directory (DescribeLogDirs reports it and its filesystem's space).
     pub data_dir: std::path::PathBuf,
+    /// Memory budget and connection timeouts.
+    pub limits: limits::ServerLimits,
 }
 
 impl BrokerState {
@@ -60,10 +66,9 @@ impl BrokerState {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<BrokerState>,
-    connections_max: usize,
+    connections: Arc<limits::ConnectionLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(connections_max));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -76,16 +81,27 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    warn!(%peer, connections_max, "connection limit reached; refusing client");
-                    drop(stream);
-                    continue;
+                // Refused by closing at once: Kafka has no error response before a request.
+                let slot = match connections.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refused @ limits::Refused::NodeFull(_)) => {
+                        // An operator may need to raise the limit or find who holds them all.
+                        warn!(%peer, %refused, "refusing connection");
+                        drop(stream);
+                        continue;
+                    }
+                    Err(refused) => {
+                        // One address over its share: that client's problem, not the node's.
+                        debug!(%peer, %refused, "refusing connection");
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let state = state.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     connection::run(stream, peer, state, shutdown).await;
-                    drop(permit);
+                    drop(slot);
                 });
             }
         }

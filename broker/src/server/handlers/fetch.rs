@@ -20,7 +20,7 @@ use crate::server::errors::{self, code};
 use crate::server::BrokerState;
 
 /// Largest response a single fetch builds, whatever the client allows.
-const RESPONSE_BYTES_MAX: usize = 64 << 20;
+pub const RESPONSE_BYTES_MAX: usize = 64 << 20;
 /// FETCH_SESSION_ID_NOT_FOUND: we keep no fetch sessions, so clients fall back to full fetches.
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 
