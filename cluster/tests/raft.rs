@@ -529,9 +529,12 @@ async fn group_forms_without_the_first_seed_and_it_catches_up_later() {
     assert_ne!(leader, 1);
     // An explicit assignment names registered nodes only: wait until both have registered
     // (under load, the leader is agreed on before node 2's registration is applied).
-    wait_image(&n3, Duration::from_secs(10), "nodes 2 and 3 registered", |i| {
-        all_registered(i, &[2, 3])
-    })
+    wait_image(
+        &n3,
+        Duration::from_secs(10),
+        "nodes 2 and 3 registered",
+        |i| all_registered(i, &[2, 3]),
+    )
     .await;
     let r = n3
         .propose(create_topic("t", vec![vec![2, 3]]))

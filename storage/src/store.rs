@@ -173,7 +173,13 @@ impl Store {
         let mut slot = slot.lock();
         let known = self.inner.recovered_segments.lock().remove(&id);
         let open = || {
-            PartitionLog::open(self.inner.db.clone(), self.inner.space.clone(), id, cfg, known)
+            PartitionLog::open(
+                self.inner.db.clone(),
+                self.inner.space.clone(),
+                id,
+                cfg,
+                known,
+            )
         };
         let log = match slot.upgrade() {
             Some(previous) => previous.close_and(open)?,
