@@ -13,7 +13,7 @@ use harness::wire::{
     ERROR_CORRUPT_MESSAGE, ERROR_INVALID_RECORD, ERROR_NONE, ERROR_UNSUPPORTED_FOR_MESSAGE_FORMAT,
     ERROR_UNSUPPORTED_VERSION,
 };
-use harness::{unique_name, Node, NodeOptions};
+use harness::{pseudo_random_bytes, unique_name, Node, NodeOptions};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, FetchRequest, ProduceRequest, TopicName,
@@ -47,19 +47,6 @@ fn assert_serving(node: &mut Node, after: &str) {
     kafka::assert_history(&acked, &consumed, true);
 }
 
-/// A deterministic byte soup; the seed is printed so a failure can be replayed.
-fn garbage(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn garbage_bytes_do_not_hurt_the_node() {
     let mut node = Node::start();
@@ -76,7 +63,7 @@ fn garbage_bytes_do_not_hurt_the_node() {
 
     for seed in [1u64, 0xdead_beef, 42_4242] {
         let mut conn = RawConn::connect(node.addr()).expect("connect");
-        let bytes = garbage(seed, 4096);
+        let bytes = pseudo_random_bytes(seed, 4096);
         eprintln!("garbage seed {seed:#x}, first bytes {:02x?}", &bytes[..8]);
         // The server may close while we write; that is a fine reaction.
         let _ = conn.write_raw(&bytes);
@@ -294,7 +281,7 @@ fn corrupt_record_batches_are_rejected_and_not_stored() {
     old_magic[batch_layout::MAGIC] = 1;
     cases.push(("magic 1 with a v2 layout", old_magic));
 
-    cases.push(("random bytes", garbage(7, 80)));
+    cases.push(("random bytes", pseudo_random_bytes(7, 80)));
 
     // Every case runs before anything is asserted, so one report shows all that slipped by.
     let mut accepted = Vec::new();
@@ -385,12 +372,18 @@ fn poison_batches_are_refused_and_consumers_keep_reading() {
         ),
         (
             "garbage inside gzip",
-            one("x").attributes(1).payload(garbage(3, 200)).build(),
+            one("x")
+                .attributes(1)
+                .payload(pseudo_random_bytes(3, 200))
+                .build(),
             ERROR_CORRUPT_MESSAGE,
         ),
         (
             "garbage inside zstd",
-            one("x").attributes(4).payload(garbage(4, 200)).build(),
+            one("x")
+                .attributes(4)
+                .payload(pseudo_random_bytes(4, 200))
+                .build(),
             ERROR_CORRUPT_MESSAGE,
         ),
         (

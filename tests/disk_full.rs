@@ -81,23 +81,15 @@ fn free_bytes(dir: &Path) -> u64 {
         .unwrap_or_else(|| panic!("unexpected df output:\n{out}"))
 }
 
-/// Incompressible bytes (xorshift), so that no compression in fjall makes the disk last.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn filler_batch(seq: u64) -> Vec<u8> {
     let mut spec = BatchSpec::new(&[]);
     spec.records = (0..3)
-        .map(|i| (Some(b"fill".to_vec()), Some(noise(256 * 1024, seq * 3 + i))))
+        .map(|i| {
+            (
+                Some(b"fill".to_vec()),
+                Some(harness::pseudo_random_bytes(seq * 3 + i, 256 * 1024)),
+            )
+        })
         .collect();
     spec.encode()
 }

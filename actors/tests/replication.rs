@@ -238,6 +238,17 @@ fn values(h: &ReplicaHandle) -> Vec<Vec<u8>> {
     out
 }
 
+/// Nodes 1 and 2 sharing one partition: node 1 leads it in epoch 1, both are in the ISR.
+async fn two_nodes(fabric: &Arc<Fabric>) -> (TestNode, TestNode, PartitionId, ReplicaRole) {
+    let (n1, n2) = (start_node(1, fabric).await, start_node(2, fabric).await);
+    fabric
+        .controller
+        .lock()
+        .epochs
+        .insert("t-0".into(), (1, 1, 0));
+    (n1, n2, pid(), role(1, 1, &[1, 2], &[1, 2]))
+}
+
 fn pid() -> PartitionId {
     PartitionId {
         topic_id: uuid::Uuid::new_v4(),
@@ -248,14 +259,7 @@ fn pid() -> PartitionId {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_copies_the_leader_and_the_high_watermark_follows() {
     let fabric = Arc::new(Fabric::default());
-    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
-    let id = pid();
-    let r = role(1, 1, &[1, 2], &[1, 2]);
-    fabric
-        .controller
-        .lock()
-        .epochs
-        .insert("t-0".into(), (1, 1, 0));
+    let (n1, n2, id, r) = two_nodes(&fabric).await;
     let leader = ensure(&n1, id, r.clone()).await;
     let follower = ensure(&n2, id, r).await;
     for i in 0..200 {
@@ -279,14 +283,7 @@ async fn follower_copies_the_leader_and_the_high_watermark_follows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_follower_leaves_the_isr_and_the_high_watermark_moves_on() {
     let fabric = Arc::new(Fabric::default());
-    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
-    let id = pid();
-    let r = role(1, 1, &[1, 2], &[1, 2]);
-    fabric
-        .controller
-        .lock()
-        .epochs
-        .insert("t-0".into(), (1, 1, 0));
+    let (n1, n2, id, r) = two_nodes(&fabric).await;
     let leader = ensure(&n1, id, r.clone()).await;
     let follower = ensure(&n2, id, r).await;
     append(&leader, b"a").await;
@@ -315,14 +312,7 @@ async fn a_cut_off_follower_leaves_the_isr_and_the_high_watermark_moves_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_divergent_tail_is_truncated_and_a_deposed_leader_never_commits() {
     let fabric = Arc::new(Fabric::default());
-    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
-    let id = pid();
-    let r1 = role(1, 1, &[1, 2], &[1, 2]);
-    fabric
-        .controller
-        .lock()
-        .epochs
-        .insert("t-0".into(), (1, 1, 0));
+    let (n1, n2, id, r1) = two_nodes(&fabric).await;
     let old = ensure(&n1, id, r1.clone()).await;
     let new = ensure(&n2, id, r1).await;
     for i in 0..10 {
@@ -390,14 +380,7 @@ async fn a_divergent_tail_is_truncated_and_a_deposed_leader_never_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_follow_delete_records_inside_a_segment() {
     let fabric = Arc::new(Fabric::default());
-    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
-    let id = pid();
-    let r = role(1, 1, &[1, 2], &[1, 2]);
-    fabric
-        .controller
-        .lock()
-        .epochs
-        .insert("t-0".into(), (1, 1, 0));
+    let (n1, n2, id, r) = two_nodes(&fabric).await;
     let leader = ensure_with(&n1, id, r.clone(), LogConfig::default()).await;
     let follower = ensure_with(&n2, id, r, LogConfig::default()).await;
     for i in 0..10 {
@@ -455,14 +438,7 @@ async fn followers_follow_delete_records_inside_a_segment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_drop_segments_below_the_leaders_log_start() {
     let fabric = Arc::new(Fabric::default());
-    let (n1, n2) = (start_node(1, &fabric).await, start_node(2, &fabric).await);
-    let id = pid();
-    let r = role(1, 1, &[1, 2], &[1, 2]);
-    fabric
-        .controller
-        .lock()
-        .epochs
-        .insert("t-0".into(), (1, 1, 0));
+    let (n1, n2, id, r) = two_nodes(&fabric).await;
     let small = LogConfig {
         segment_bytes_max: 300,
         ..LogConfig::default()

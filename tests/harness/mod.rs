@@ -95,6 +95,20 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN);
 }
 
+/// Deterministic pseudo-random bytes (xorshift) from `seed`: garbage for hostile-input tests,
+/// incompressible filler for disk tests. Print the seed so a failure can be replayed.
+pub(crate) fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// A name unique within this test run, for topics.
 pub(crate) fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);

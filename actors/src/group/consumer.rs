@@ -518,14 +518,7 @@ impl ConsumerGroup {
         if member_epoch < 0 && self.members.is_empty() {
             return Ok(());
         }
-        let member = self
-            .members
-            .get(member_id)
-            .ok_or(GroupError::UnknownMemberId)?;
-        if member_epoch != member.visible_epoch() {
-            return Err(GroupError::StaleMemberEpoch);
-        }
-        Ok(())
+        self.check_member_epoch(member_id, member_epoch)
     }
 
     /// Checks an OffsetFetch from a member (`member_epoch` from the request).
@@ -537,6 +530,11 @@ impl ConsumerGroup {
         if member_id.is_empty() && member_epoch < 0 {
             return Ok(());
         }
+        self.check_member_epoch(member_id, member_epoch)
+    }
+
+    /// The member exists and `member_epoch` is the epoch it was last told.
+    fn check_member_epoch(&self, member_id: &str, member_epoch: i32) -> Result<(), GroupError> {
         let member = self
             .members
             .get(member_id)
