@@ -225,6 +225,10 @@ struct Follower {
     retry_at: Option<Instant>,
     /// When the follower last answered a request successfully.
     last_ok: Option<Instant>,
+    /// When a failed request was last logged at warn, and failures since (a follower that
+    /// keeps failing, e.g. out of disk space, is retried every `RETRY_BACKOFF`).
+    failures_logged_at: Option<Instant>,
+    failures_unlogged: u64,
 }
 
 impl Follower {
@@ -239,6 +243,23 @@ impl Follower {
             hw_sent: -1,
             retry_at: None,
             last_ok: None,
+            failures_logged_at: None,
+            failures_unlogged: 0,
+        }
+    }
+
+    /// Whether a failed request should be logged at warn now: the first one, then at most one
+    /// per `FAILURE_LOG_INTERVAL`. Returns the failures not logged since the last warning.
+    fn failure_to_log(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .failures_logged_at
+            .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_INTERVAL);
+        if due {
+            self.failures_logged_at = Some(now);
+            Some(std::mem::take(&mut self.failures_unlogged))
+        } else {
+            self.failures_unlogged += 1;
+            None
         }
     }
 }
@@ -279,6 +300,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const FOLLOWER_KEEPALIVE: Duration = Duration::from_millis(500);
 /// Wait before retrying a follower that could not be reached or refused.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// At most one warning per follower this often about its failed requests.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 fn flush_timer(myself: &ActorRef<PartitionReplicaMsg>, cfg: &LogConfig) -> Option<JoinHandle<()>> {
     match cfg.durability {
@@ -585,7 +608,16 @@ impl PartitionReplicaState {
             }
             AppendResult::NotReplica | AppendResult::Failed(_) => {
                 if let AppendResult::Failed(e) = &resp.result {
-                    warn!(tp = %self.tp, follower = id, error = %e, "follower failed a request");
+                    match f.failure_to_log(now) {
+                        Some(since) => warn!(
+                            tp = %self.tp, follower = id, error = %e,
+                            failures_since_last_warning = since,
+                            "follower failed a request"
+                        ),
+                        None => {
+                            debug!(tp = %self.tp, follower = id, error = %e, "follower failed a request")
+                        }
+                    }
                 }
                 f.phase = Phase::Probing;
                 f.matched = None;
@@ -1089,4 +1121,25 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_follower_is_warned_about_once_per_interval() {
+        let t0 = Instant::now();
+        let mut f = Follower::new(t0);
+        assert_eq!(f.failure_to_log(t0), Some(0), "the first failure is logged");
+        for i in 1..150u64 {
+            // Retried every RETRY_BACKOFF: 149 more failures within the next 30 s.
+            assert_eq!(f.failure_to_log(t0 + RETRY_BACKOFF * i as u32), None);
+        }
+        assert_eq!(
+            f.failure_to_log(t0 + FAILURE_LOG_INTERVAL + RETRY_BACKOFF),
+            Some(149),
+            "the next warning counts the failures it summarises"
+        );
+    }
 }
