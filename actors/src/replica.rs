@@ -56,6 +56,12 @@ pub enum AppendError {
         /// Which replica.
         tp: TopicPartition,
     },
+    /// Too many DeleteRecords already wait for followers on this partition; retry later.
+    #[error("replica {tp} has too many DeleteRecords waiting for followers")]
+    TooManyWaiters {
+        /// Which replica.
+        tp: TopicPartition,
+    },
     /// The log is in doubt; the replica is stopping and will be restarted from disk.
     #[error("replica {tp} failed and is restarting: {reason}")]
     ReplicaFailed {
@@ -131,7 +137,11 @@ pub enum PartitionReplicaMsg {
     /// Leader only (Kafka's DeleteRecords): makes `offset` the log start offset, or the high
     /// watermark for -1; an offset past the high watermark is refused with
     /// `OffsetOutOfRange`. Followers follow through the log start offset carried by
-    /// replication. Replies with the new log start offset (the low watermark).
+    /// replication. Replies (Kafka's DelayedDeleteRecords) once the low watermark — the
+    /// smallest log start of the leader and of every alive follower whose log reaches the
+    /// leader's start — has reached the offset, with that low watermark; at most
+    /// `DELETE_WAITERS_MAX` wait (`TooManyWaiters` beyond), and `NotLeader` when leadership
+    /// moves first. The caller bounds the wait with its call timeout.
     DeleteRecords {
         /// First offset to keep; -1 for the high watermark.
         offset: i64,
@@ -222,6 +232,12 @@ struct Follower {
     last_caught_up: Instant,
     last_sent: Instant,
     hw_sent: i64,
+    /// The leader's log start offset last delivered to it.
+    start_sent: i64,
+    /// Its log start and end offsets as it last reported them (Kafka's follower
+    /// `logStartOffset` / `logEndOffset`), for the low watermark.
+    reported_start: Option<i64>,
+    reported_end: Option<i64>,
     retry_at: Option<Instant>,
     /// When the follower last answered a request successfully.
     last_ok: Option<Instant>,
@@ -241,6 +257,9 @@ impl Follower {
             last_caught_up: now,
             last_sent: now,
             hw_sent: -1,
+            start_sent: -1,
+            reported_start: None,
+            reported_end: None,
             retry_at: None,
             last_ok: None,
             failures_logged_at: None,
@@ -283,6 +302,8 @@ pub struct PartitionReplicaState {
     /// it has everything of the current epoch's start).
     epoch_start_offset: i64,
     seq: u64,
+    /// DeleteRecords answers waiting for the low watermark to reach their offset.
+    delete_waiters: Vec<(i64, RpcReplyPort<Result<i64, AppendError>>)>,
     retention_timer: JoinHandle<()>,
     flush_timer: Option<JoinHandle<()>>,
     tick_timer: Option<JoinHandle<()>>,
@@ -302,6 +323,8 @@ const FOLLOWER_KEEPALIVE: Duration = Duration::from_millis(500);
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// At most one warning per follower this often about its failed requests.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Most DeleteRecords answers one partition holds while followers catch up its log start.
+const DELETE_WAITERS_MAX: usize = 64;
 
 fn flush_timer(myself: &ActorRef<PartitionReplicaMsg>, cfg: &LogConfig) -> Option<JoinHandle<()>> {
     match cfg.durability {
@@ -389,6 +412,51 @@ impl PartitionReplicaState {
         }
     }
 
+    /// Kafka's `lowWatermarkIfLeader`: the smallest log start offset among the leader and
+    /// every follower that is alive (in the ISR, being added, or answering lately) and
+    /// whose log end has reached the leader's log start.
+    fn low_watermark(&self) -> i64 {
+        let start = self.log.log_start_offset();
+        let members = self.hw_members();
+        let now = Instant::now();
+        let mut low = start;
+        for (id, f) in &self.followers {
+            let alive = members.contains(id)
+                || f.last_ok
+                    .is_some_and(|t| now.duration_since(t) < 2 * FOLLOWER_KEEPALIVE);
+            if !alive || f.reported_end.is_none_or(|end| end < start) {
+                continue;
+            }
+            low = low.min(f.reported_start.unwrap_or(-1));
+        }
+        low
+    }
+
+    /// Answers the DeleteRecords whose offset the low watermark has reached.
+    fn release_delete_waiters(&mut self) {
+        if self.delete_waiters.is_empty() || !self.is_leader() {
+            return;
+        }
+        let low = self.low_watermark();
+        let (done, waiting) = std::mem::take(&mut self.delete_waiters)
+            .into_iter()
+            .partition(|(offset, _)| *offset <= low);
+        self.delete_waiters = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(Ok(low));
+        }
+    }
+
+    /// Answers every waiting DeleteRecords with NOT_LEADER (leadership moved or the replica
+    /// stops).
+    fn fail_delete_waiters(&mut self) {
+        for (_, reply) in self.delete_waiters.drain(..) {
+            let _ = reply.send(Err(AppendError::NotLeader {
+                tp: self.tp.clone(),
+            }));
+        }
+    }
+
     fn become_leader(&mut self, myself: &ActorRef<PartitionReplicaMsg>) {
         let now = Instant::now();
         self.followers = self
@@ -416,6 +484,7 @@ impl PartitionReplicaState {
     }
 
     fn become_follower(&mut self) {
+        self.fail_delete_waiters();
         self.followers.clear();
         self.pending_isr = None;
         debug!(
@@ -431,6 +500,7 @@ impl PartitionReplicaState {
         };
         let seq = self.next_seq();
         let hw = *self.high_watermark.borrow();
+        let start = self.log.log_start_offset();
         let req = AppendRequest {
             topic: self.tp.topic.to_string(),
             partition: self.tp.partition,
@@ -438,7 +508,7 @@ impl PartitionReplicaState {
             leader_epoch: self.role.leader_epoch,
             seq,
             high_watermark: hw,
-            log_start_offset: self.log.log_start_offset(),
+            log_start_offset: start,
             op,
         };
         let now = Instant::now();
@@ -447,6 +517,7 @@ impl PartitionReplicaState {
             f.last_sent = now;
             if ok {
                 f.hw_sent = hw;
+                f.start_sent = start;
                 f.inflight = Some(Inflight {
                     seq,
                     sent: now,
@@ -468,6 +539,7 @@ impl PartitionReplicaState {
         let now = Instant::now();
         let leader_end = self.log.log_end_offset();
         let hw = *self.high_watermark.borrow();
+        let start = self.log.log_start_offset();
         let Some(f) = self.followers.get_mut(&id) else {
             return;
         };
@@ -499,7 +571,10 @@ impl PartitionReplicaState {
                 });
             }
             Phase::Streaming => {
-                if f.hw_sent < hw || now.duration_since(f.last_sent) >= FOLLOWER_KEEPALIVE {
+                if f.hw_sent < hw
+                    || f.start_sent < start
+                    || now.duration_since(f.last_sent) >= FOLLOWER_KEEPALIVE
+                {
                     let base_offset = f.next;
                     self.send(
                         id,
@@ -561,6 +636,14 @@ impl PartitionReplicaState {
         let Some(inflight) = f.inflight.take_if(|i| i.seq == resp.seq) else {
             return;
         };
+        match &resp.result {
+            AppendResult::Ok(st) | AppendResult::Mismatch(st) => {
+                f.reported_end = Some(st.log_end_offset);
+            }
+            AppendResult::NotReplica => f.reported_end = None,
+            AppendResult::StaleEpoch { .. } | AppendResult::Failed(_) => {}
+        }
+        f.reported_start = (resp.log_start_offset >= 0).then_some(resp.log_start_offset);
         match resp.result {
             AppendResult::Ok(st) if f.phase == Phase::Streaming => {
                 f.last_ok = Some(now);
@@ -867,6 +950,7 @@ impl Actor for PartitionReplica {
             isr_retry_at: None,
             epoch_start_offset: 0,
             seq: 0,
+            delete_waiters: Vec::new(),
             retention_timer,
             flush_timer,
             tick_timer,
@@ -921,7 +1005,6 @@ impl Actor for PartitionReplica {
                     }
                 }
             }
-            PartitionReplicaMsg::UpdateRole(role) => state.update_role(&myself, role),
             PartitionReplicaMsg::Replication(ReplicationMessage::Append(req)) => {
                 let (leader, seq, epoch) = (req.leader, req.seq, req.leader_epoch);
                 let result = state.on_append(req).await?;
@@ -934,6 +1017,7 @@ impl Actor for PartitionReplica {
                             follower: state.me,
                             leader_epoch: epoch,
                             seq,
+                            log_start_offset: state.log.log_start_offset(),
                             result,
                         }),
                     );
@@ -941,6 +1025,7 @@ impl Actor for PartitionReplica {
             }
             PartitionReplicaMsg::Replication(ReplicationMessage::AppendResponse(resp)) => {
                 state.on_response(&myself, resp);
+                state.release_delete_waiters();
             }
             PartitionReplicaMsg::ChunkRead {
                 follower,
@@ -998,6 +1083,7 @@ impl Actor for PartitionReplica {
                         state.role.partition_epoch = partition_epoch;
                         state.publish_status();
                         state.recompute_high_watermark();
+                        state.release_delete_waiters();
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -1006,7 +1092,14 @@ impl Actor for PartitionReplica {
                     }
                 }
             }
-            PartitionReplicaMsg::Tick => state.tick(&myself),
+            PartitionReplicaMsg::Tick => {
+                state.tick(&myself);
+                state.release_delete_waiters();
+            }
+            PartitionReplicaMsg::UpdateRole(role) => {
+                state.update_role(&myself, role);
+                state.release_delete_waiters();
+            }
             PartitionReplicaMsg::DeleteSegmentsBefore { offset, reply } => {
                 if !state.is_leader() {
                     let _ = reply.send(Err(format!("{} is not the leader", state.tp)));
@@ -1041,8 +1134,25 @@ impl Actor for PartitionReplica {
                 }
                 let log = state.log.clone();
                 match blocking(move || log.advance_log_start(target)).await? {
-                    Ok(start) => {
-                        let _ = reply.send(Ok(start));
+                    Ok(_) => {
+                        // Kafka's DelayedDeleteRecords: answer once every alive, caught-up
+                        // replica's log start has reached the offset (the low watermark).
+                        let target = target.min(state.log.log_start_offset());
+                        let low = state.low_watermark();
+                        if low >= target {
+                            let _ = reply.send(Ok(low));
+                        } else {
+                            state.delete_waiters.retain(|(_, r)| !r.is_closed());
+                            if state.delete_waiters.len() >= DELETE_WAITERS_MAX {
+                                let _ = reply.send(Err(AppendError::TooManyWaiters {
+                                    tp: state.tp.clone(),
+                                }));
+                            } else {
+                                state.delete_waiters.push((target, reply));
+                            }
+                        }
+                        // Followers hear of the new start now, not at the next keepalive.
+                        state.pump_all(&myself);
                     }
                     Err(e) if e.is_fatal() => {
                         let _ = reply.send(Err(AppendError::ReplicaFailed {
@@ -1104,6 +1214,7 @@ impl Actor for PartitionReplica {
         {
             t.abort();
         }
+        state.fail_delete_waiters();
         // Waiters of this replica must not act on a high watermark nobody maintains.
         state.status.send_modify(|s| s.is_leader = false);
         let log = state.log.clone();

@@ -113,6 +113,9 @@ pub struct AppendResponse {
     pub leader_epoch: i32,
     /// The request's sequence number.
     pub seq: u64,
+    /// The follower's log start offset after handling the request, on every answer (-1 when
+    /// it does not run the replica): the leader's DeleteRecords waits for it (low watermark).
+    pub log_start_offset: i64,
     /// The outcome.
     pub result: AppendResult,
 }
@@ -219,6 +222,7 @@ mod tests {
                 follower: 1,
                 leader_epoch: 7,
                 seq: 42,
+                log_start_offset: 0,
                 result: AppendResult::Mismatch(FollowerLogState {
                     log_end_offset: 90,
                     log_start_offset: 0,

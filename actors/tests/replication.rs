@@ -79,6 +79,7 @@ impl ReplicaNetwork for LoopNet {
                         follower: to,
                         leader_epoch: req.leader_epoch,
                         seq: req.seq,
+                        log_start_offset: -1,
                         result: AppendResult::NotReplica,
                     });
                     let back = LoopNet {
@@ -376,7 +377,8 @@ async fn a_divergent_tail_is_truncated_and_a_deposed_leader_never_commits() {
 }
 
 /// DeleteRecords: the leader's log start moves to an offset inside a segment (capped by the
-/// high watermark), and the follower's follows exactly.
+/// high watermark), the follower's follows exactly, and the answer waits until it has
+/// (Kafka's low watermark).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_follow_delete_records_inside_a_segment() {
     let fabric = Arc::new(Fabric::default());
@@ -401,6 +403,32 @@ async fn followers_follow_delete_records_inside_a_segment() {
             .expect("replica answers")
         }
     };
+    // The follower cannot confirm its log start: the leader's moves, the answer waits.
+    fabric.cut.lock().insert(2);
+    let unconfirmed = leader
+        .actor
+        .call(
+            |reply| PartitionReplicaMsg::DeleteRecords { offset: 7, reply },
+            Some(Duration::from_millis(700)),
+        )
+        .await
+        .expect("replica reachable");
+    assert!(
+        matches!(unconfirmed, CallResult::Timeout),
+        "answered while the follower was cut off: {unconfirmed:?}"
+    );
+    assert_eq!(leader.log.log_start_offset(), 7);
+    assert_eq!(follower.log.log_start_offset(), 0);
+    let pending = tokio::spawn(delete(&leader, 7));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "still waiting for the follower");
+    fabric.cut.lock().clear();
+    assert_eq!(
+        pending.await.expect("task").expect("deleted"),
+        7,
+        "the low watermark once the follower took the new start"
+    );
+    assert_eq!(follower.log.log_start_offset(), 7);
     assert_eq!(delete(&leader, 7).await.expect("deleted"), 7);
     assert_eq!(leader.log.log_start_offset(), 7);
     assert_eq!(

@@ -251,6 +251,7 @@ impl Shared {
                         follower: self.config.node_id,
                         leader_epoch: req.leader_epoch,
                         seq: req.seq,
+                        log_start_offset: -1,
                         result: AppendResult::NotReplica,
                     });
                     self.send_replication(req.leader, &resp);

@@ -52,6 +52,8 @@ pub fn append(e: &AppendError) -> i16 {
         AppendError::ReplicaFailed { .. } | AppendError::NotLeader { .. } => {
             E::NotLeaderOrFollower.code()
         }
+        // Only DeleteRecords waits; as when its wait runs out, the client retries.
+        AppendError::TooManyWaiters { .. } => E::RequestTimedOut.code(),
     }
 }
 

@@ -5,7 +5,10 @@
 //!   DeleteRecords ──▶ leader's PartitionReplica (the log's only writer)
 //!                       ├─ offset > high watermark ──▶ OFFSET_OUT_OF_RANGE
 //!                       └─ advance_log_start: whole segments dropped, the rest is a
-//!                          durable logical start ──▶ low_watermark
+//!                          durable logical start; the answer waits until the low
+//!                          watermark (min log start of the leader and of the alive,
+//!                          caught-up followers, as they report it) reaches the offset
+//!                          ──▶ low_watermark, or REQUEST_TIMED_OUT after timeout_ms
 //!                     followers follow the log start carried by replication
 //! ```
 
