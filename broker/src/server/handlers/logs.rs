@@ -15,6 +15,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::future::join_all;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -42,35 +43,45 @@ const DELETE_RECORDS_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 pub async fn delete_records(state: &BrokerState, req: DeleteRecordsRequest) -> Reply {
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0))
         .clamp(Duration::from_millis(1), DELETE_RECORDS_TIMEOUT_MAX);
-    let mut r = DeleteRecordsResponse::default();
-    for t in req.topics {
+    // Every partition is deleted concurrently, so one request waits at most `timeout` in all
+    // (each partition's leader may hold its answer until the followers have caught up).
+    let topics = join_all(req.topics.iter().map(|t| async move {
         let name = t.name.0.to_string();
         let meta = state.controller.topic(&name);
+        let results = join_all(t.partitions.iter().map(|p| {
+            let (name, meta) = (&name, &meta);
+            async move {
+                match meta {
+                    None => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(m) if !(0..m.partitions).contains(&p.partition_index) => {
+                        Err(code::UNKNOWN_TOPIC_OR_PARTITION)
+                    }
+                    // Kafka refuses it too: the node owns what __consumer_offsets holds.
+                    Some(m) if is_internal(&m.name) => Err(code::INVALID_TOPIC),
+                    Some(_) => {
+                        delete_partition(state, name, p.partition_index, p.offset, timeout).await
+                    }
+                }
+            }
+        }))
+        .await;
         let mut out = DeleteRecordsTopicResult::default();
         out.name = t.name.clone();
-        for p in t.partitions {
+        for (p, result) in t.partitions.iter().zip(results) {
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
-            let result = match &meta {
-                None => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(m) if !(0..m.partitions).contains(&p.partition_index) => {
-                    Err(code::UNKNOWN_TOPIC_OR_PARTITION)
-                }
-                // Kafka refuses it too: the node owns what __consumer_offsets holds.
-                Some(m) if is_internal(&m.name) => Err(code::INVALID_TOPIC),
-                Some(_) => {
-                    delete_partition(state, &name, p.partition_index, p.offset, timeout).await
-                }
-            };
             match result {
                 Ok(low) => pr.low_watermark = low,
                 Err(c) => pr.error_code = c,
             }
             out.partitions.push(pr);
         }
-        r.topics.push(out);
-    }
+        out
+    }))
+    .await;
+    let mut r = DeleteRecordsResponse::default();
+    r.topics = topics;
     Reply::new(ResponseKind::DeleteRecords(r))
 }
 
