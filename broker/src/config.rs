@@ -231,6 +231,16 @@ pub struct GroupSettings {
     pub consumer_heartbeat_interval_ms: u64,
     /// Consumer protocol: server assignors offered; the first is the default.
     pub consumer_assignors: Vec<String>,
+    /// Consumer protocol: bounds of a group's own `consumer.session.timeout.ms` (Kafka's
+    /// `group.consumer.min/max.session.timeout.ms`).
+    pub consumer_min_session_timeout_ms: u64,
+    /// See `consumer_min_session_timeout_ms`.
+    pub consumer_max_session_timeout_ms: u64,
+    /// Consumer protocol: bounds of a group's own `consumer.heartbeat.interval.ms` (Kafka's
+    /// `group.consumer.min/max.heartbeat.interval.ms`).
+    pub consumer_min_heartbeat_interval_ms: u64,
+    /// See `consumer_min_heartbeat_interval_ms`.
+    pub consumer_max_heartbeat_interval_ms: u64,
     /// Longest a write to `__consumer_offsets` may take before the request fails.
     pub write_timeout_ms: u64,
     /// Largest metadata string of a committed offset (Kafka's `offset.metadata.max.bytes`).
@@ -256,6 +266,10 @@ impl Default for GroupSettings {
             consumer_session_timeout_ms: ms(d.consumer_session_timeout),
             consumer_heartbeat_interval_ms: ms(d.consumer_heartbeat_interval),
             consumer_assignors: d.consumer_assignors,
+            consumer_min_session_timeout_ms: ms(d.consumer_min_session_timeout),
+            consumer_max_session_timeout_ms: ms(d.consumer_max_session_timeout),
+            consumer_min_heartbeat_interval_ms: ms(d.consumer_min_heartbeat_interval),
+            consumer_max_heartbeat_interval_ms: ms(d.consumer_max_heartbeat_interval),
             write_timeout_ms: ms(d.write_timeout),
             offset_metadata_max_bytes: d.offset_metadata_max_bytes,
             offsets_compact_records: d.offsets_compact_records,
@@ -305,6 +319,11 @@ impl GroupSettings {
                 self.consumer_session_timeout_ms
             );
         }
+        if self.consumer_min_session_timeout_ms > self.consumer_max_session_timeout_ms
+            || self.consumer_min_heartbeat_interval_ms > self.consumer_max_heartbeat_interval_ms
+        {
+            bail!("groups.consumer_min_*_ms must not exceed the matching groups.consumer_max_*_ms");
+        }
         if self.consumer_assignors.is_empty() {
             bail!(
                 "groups.consumer_assignors must name at least one assignor among {}",
@@ -344,6 +363,18 @@ impl GroupSettings {
             consumer_session_timeout: Duration::from_millis(self.consumer_session_timeout_ms),
             consumer_heartbeat_interval: Duration::from_millis(self.consumer_heartbeat_interval_ms),
             consumer_assignors: self.consumer_assignors.clone(),
+            consumer_min_session_timeout: Duration::from_millis(
+                self.consumer_min_session_timeout_ms,
+            ),
+            consumer_max_session_timeout: Duration::from_millis(
+                self.consumer_max_session_timeout_ms,
+            ),
+            consumer_min_heartbeat_interval: Duration::from_millis(
+                self.consumer_min_heartbeat_interval_ms,
+            ),
+            consumer_max_heartbeat_interval: Duration::from_millis(
+                self.consumer_max_heartbeat_interval_ms,
+            ),
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             offset_metadata_max_bytes: self.offset_metadata_max_bytes,
             offsets_compact_records: self.offsets_compact_records,

@@ -20,10 +20,12 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::dynamic_config::{self, DynamicConfigError, GroupOverrides};
 use crate::membership::{IsrHandler, Membership, RpcHandler};
 use crate::raft::state::{place_replicas, PlacementError};
 use crate::raft::{
-    MetaCommand, MetaErrorCode, MetaRaft, MetaResponse, MetadataImage, ProposeError,
+    ConfigScope, DynamicConfigs, MetaCommand, MetaErrorCode, MetaRaft, MetaResponse, MetadataImage,
+    ProposeError,
 };
 use crate::topic_config::{ConfigEntry, TopicDefaults};
 
@@ -224,6 +226,10 @@ async fn reconcile_loop(
                 m.learn_address(n.id, n.cluster_addr.clone());
             }
         }
+        // Dynamic broker configs change the defaults of topics without overrides: a changed
+        // default changes those replicas' specs below, and the manager applies the new config.
+        let defaults =
+            defaults.with_dynamic(dynamic_config::layers_for(&img.dynamic_configs, node_id));
         let mut desired: HashMap<TopicPartition, ReplicaSpec> = HashMap::new();
         for t in img.topics.values() {
             let config = defaults.log_config(&t.configs);
@@ -500,17 +506,90 @@ impl Controller {
 
     /// Effective configuration of a topic.
     pub fn describe_configs(&self, topic: &TopicMeta) -> Vec<ConfigEntry> {
-        self.inner.cfg.topic_defaults.describe(&topic.configs)
+        self.topic_defaults().describe(&topic.configs)
+    }
+
+    /// This node's topic defaults as they stand now: the config file's `[log]` values with
+    /// the cluster-wide and this node's dynamic broker configs layered over them.
+    pub fn topic_defaults(&self) -> TopicDefaults {
+        let img = self.image();
+        self.inner
+            .cfg
+            .topic_defaults
+            .with_dynamic(dynamic_config::layers_for(
+                &img.dynamic_configs,
+                self.inner.cfg.node_id as u64,
+            ))
+    }
+
+    /// The dynamic broker and group configs of the cluster.
+    pub fn dynamic_configs(&self) -> DynamicConfigs {
+        self.image().dynamic_configs.clone()
+    }
+
+    /// A group's dynamic KIP-848 settings (none set: every field `None`).
+    pub fn group_overrides(&self, group_id: &str) -> GroupOverrides {
+        let img = self.image();
+        dynamic_config::group_overrides(
+            img.dynamic_configs
+                .get(&ConfigScope::Group(group_id.to_string())),
+        )
+    }
+
+    /// Sets (`Some`) or deletes (`None`) dynamic configs at `scope`, through Raft; with
+    /// `replace_all` every other key of the scope is deleted (legacy AlterConfigs). Broker
+    /// scopes are validated here; group configs are validated by the caller, which knows the
+    /// group coordinator's bounds. Returns once this node's replicas follow the change.
+    pub async fn alter_dynamic_configs(
+        &self,
+        scope: ConfigScope,
+        changes: BTreeMap<String, Option<String>>,
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<(), DynamicConfigError> {
+        let img = self.image();
+        match &scope {
+            ConfigScope::ClusterDefault => {}
+            ConfigScope::Broker(n) if img.nodes.contains_key(n) => {}
+            ConfigScope::Broker(n) => {
+                return Err(DynamicConfigError::Invalid(format!(
+                    "broker {n} is not a node of this cluster"
+                )))
+            }
+            ConfigScope::Group(g) if g.is_empty() => {
+                return Err(DynamicConfigError::Invalid("the group id is empty".into()))
+            }
+            ConfigScope::Group(_) => {}
+        }
+        if !matches!(scope, ConfigScope::Group(_)) {
+            dynamic_config::validate_broker(&self.inner.cfg.topic_defaults, &changes)?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let expected =
+            dynamic_config::after_change(img.dynamic_configs.get(&scope), &changes, replace_all);
+        match self
+            .propose(MetaCommand::AlterDynamicConfigs {
+                scope: scope.clone(),
+                changes,
+                replace_all,
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => return Err(DynamicConfigError::Unavailable(e.to_string())),
+        }
+        self.wait_reconciled(|i| i.dynamic_configs.get(&scope) == &expected)
+            .await;
+        info!(?scope, configs = ?expected, "dynamic configs changed");
+        Ok(())
     }
 
     /// Effective `min.insync.replicas` of a topic: the topic's or node's setting, and at
     /// least 2 for topics with 3 or more replicas unless the topic sets it explicitly.
     pub fn min_insync_replicas(&self, topic: &TopicMeta) -> i64 {
-        let configured = self
-            .inner
-            .cfg
-            .topic_defaults
-            .min_insync_replicas(&topic.configs);
+        let configured = self.topic_defaults().min_insync_replicas(&topic.configs);
         if topic.replication_factor >= 3 && !topic.configs.contains_key("min.insync.replicas") {
             configured.max(2)
         } else {

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod controller;
+pub mod dynamic_config;
 pub mod membership;
 pub mod raft;
 pub mod topic_config;

@@ -1,4 +1,19 @@
 //! Kafka topic configuration keys: validation, defaults, and the storage `LogConfig` they make.
+//!
+//! A topic key without an override takes its broker-level synonym, most specific first, as
+//! Kafka's synonym chain does:
+//!
+//! ```text
+//!   topic override (retention.ms)
+//!    > per-broker dynamic config   (log.retention.ms, kafka-configs --entity-name <node>)
+//!    > cluster-wide dynamic default (log.retention.ms, kafka-configs --entity-default)
+//!    > the node's config file      ([log] retention_ms)
+//!    > built-in default
+//! ```
+//!
+//! The two dynamic layers live in the controller's metadata image; [`TopicDefaults::dynamic`]
+//! holds this node's view of them, so every value computed from a `TopicDefaults` (log
+//! configs of replicas, min ISR, DescribeConfigs) follows them.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +40,20 @@ pub struct TopicDefaults {
     pub max_message_bytes: i64,
     /// `min.insync.replicas`: acks=all needs this many in-sync replicas.
     pub min_insync_replicas: i64,
+    /// Dynamic broker configs layered over the values above (never read from the config
+    /// file: they come from the controller).
+    #[serde(skip)]
+    pub dynamic: DynamicLayers,
+}
+
+/// Dynamic broker configs that stand in for topic defaults, with Kafka's broker key names
+/// (`log.retention.ms`, not `retention.ms`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicLayers {
+    /// Cluster-wide dynamic defaults.
+    pub cluster: BTreeMap<String, String>,
+    /// This node's own dynamic configs (win over the cluster-wide ones).
+    pub broker: BTreeMap<String, String>,
 }
 
 impl Default for TopicDefaults {
@@ -38,6 +67,7 @@ impl Default for TopicDefaults {
             flush_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             min_insync_replicas: 1,
+            dynamic: DynamicLayers::default(),
         }
     }
 }
@@ -47,8 +77,25 @@ impl Default for TopicDefaults {
 pub enum ConfigSource {
     /// Set on the topic.
     Topic,
-    /// The node's default.
+    /// A dynamic config of this broker.
+    DynamicBroker,
+    /// A cluster-wide dynamic default.
+    DynamicDefault,
+    /// The node's config file.
+    Static,
+    /// The built-in default.
     Default,
+}
+
+/// One link of a config's synonym chain: a broker-level key, its value, where it is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSynonym {
+    /// Kafka broker key, e.g. `log.retention.ms`.
+    pub name: String,
+    /// Value as text.
+    pub value: String,
+    /// Which layer sets it.
+    pub source: ConfigSource,
 }
 
 /// One described config entry.
@@ -83,7 +130,58 @@ pub const KNOWN_KEYS: &[&str] = &[
 ];
 
 impl TopicDefaults {
+    /// These static defaults with `dynamic` layered over them.
+    pub fn with_dynamic(&self, dynamic: DynamicLayers) -> TopicDefaults {
+        TopicDefaults {
+            dynamic,
+            ..self.clone()
+        }
+    }
+
+    /// The broker-level chain a topic key falls back to, most specific first (Kafka's
+    /// synonym order): per-broker dynamic, cluster dynamic, config file (where it differs
+    /// from the built-in value), built-in. Empty for keys without a broker synonym.
+    pub fn synonyms(&self, key: &str) -> Vec<ConfigSynonym> {
+        let Some(broker_key) = topic_config_info(key).map(|(_, b, _)| b) else {
+            return Vec::new();
+        };
+        let syn = |value: &String, source| ConfigSynonym {
+            name: broker_key.to_string(),
+            value: value.clone(),
+            source,
+        };
+        let mut out = Vec::with_capacity(4);
+        if let Some(v) = self.dynamic.broker.get(broker_key) {
+            out.push(syn(v, ConfigSource::DynamicBroker));
+        }
+        if let Some(v) = self.dynamic.cluster.get(broker_key) {
+            out.push(syn(v, ConfigSource::DynamicDefault));
+        }
+        let builtin = TopicDefaults::default().static_value(key);
+        let configured = self.static_value(key);
+        if configured != builtin {
+            out.push(syn(&configured, ConfigSource::Static));
+        }
+        out.push(syn(&builtin, ConfigSource::Default));
+        out
+    }
+
+    /// A topic key's default on this node: the first link of its synonym chain.
     fn default_value(&self, key: &str) -> String {
+        match topic_config_info(key).map(|(_, b, _)| b) {
+            Some(b) if KNOWN_KEYS.contains(&key) => self
+                .dynamic
+                .broker
+                .get(b)
+                .or_else(|| self.dynamic.cluster.get(b))
+                .cloned()
+                .unwrap_or_else(|| self.static_value(key)),
+            _ => self.static_value(key),
+        }
+    }
+
+    /// A topic key's default from the config file (or built in), ignoring dynamic configs.
+    fn static_value(&self, key: &str) -> String {
         match key {
             "cleanup.policy" => "delete".into(),
             "compression.type" => "producer".into(),
@@ -243,7 +341,9 @@ impl TopicDefaults {
                 source: if configs.contains_key(*key) {
                     ConfigSource::Topic
                 } else {
-                    ConfigSource::Default
+                    self.synonyms(key)
+                        .first()
+                        .map_or(ConfigSource::Default, |s| s.source)
                 },
                 read_only: false,
             })

@@ -107,6 +107,10 @@ pub trait TopicCatalog: Send + Sync + fmt::Debug {
     fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         None
     }
+    /// The group's own settings (dynamic group configs); none by default.
+    fn group_overrides(&self, _group_id: &str) -> super::GroupOverrides {
+        super::GroupOverrides::default()
+    }
 }
 
 /// A subscribed topic as of the last group epoch (the metadata whose change bumps the epoch).

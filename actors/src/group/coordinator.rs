@@ -148,6 +148,16 @@ fn now_ms() -> i64 {
 }
 
 impl CoordinatorState {
+    /// The node's settings with this group's dynamic configs over them.
+    fn effective_config(&self) -> Arc<GroupConfig> {
+        let overrides = self.catalog.group_overrides(&self.group_id);
+        if overrides.is_empty() {
+            self.config.clone()
+        } else {
+            Arc::new(overrides.apply(&self.config))
+        }
+    }
+
     fn has_members(&self) -> bool {
         match &self.membership {
             Membership::None => false,
@@ -579,7 +589,11 @@ impl Actor for GroupCoordinator {
                 Membership::Classic(g)
             }
             Some(GroupSnapshot::Consumer(mut g)) => {
-                g.after_load(now, &args.config);
+                let cfg = args
+                    .catalog
+                    .group_overrides(&args.group_id)
+                    .apply(&args.config);
+                g.after_load(now, &cfg);
                 Membership::Consumer(g)
             }
         };
@@ -626,7 +640,9 @@ impl Actor for GroupCoordinator {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
-        let cfg = state.config.clone();
+        // The group's dynamic configs are read per message, so a change reaches its members
+        // at their next heartbeat (the new interval) and the session deadline it sets.
+        let cfg = state.effective_config();
         match msg {
             GroupMsg::Join(req, reply) => match state.classic_mut() {
                 Ok(g) => {

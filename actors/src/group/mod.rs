@@ -57,6 +57,14 @@ pub struct GroupConfig {
     pub consumer_heartbeat_interval: Duration,
     /// Consumer protocol: server assignors offered; the first is the default.
     pub consumer_assignors: Vec<String>,
+    /// Smallest `consumer.session.timeout.ms` a group config may set.
+    pub consumer_min_session_timeout: Duration,
+    /// Largest `consumer.session.timeout.ms` a group config may set.
+    pub consumer_max_session_timeout: Duration,
+    /// Smallest `consumer.heartbeat.interval.ms` a group config may set.
+    pub consumer_min_heartbeat_interval: Duration,
+    /// Largest `consumer.heartbeat.interval.ms` a group config may set.
+    pub consumer_max_heartbeat_interval: Duration,
     /// How long a write to `__consumer_offsets` may take before the request fails.
     pub write_timeout: Duration,
     /// Largest metadata string of a committed offset.
@@ -83,10 +91,44 @@ impl Default for GroupConfig {
             consumer_session_timeout: Duration::from_secs(45),
             consumer_heartbeat_interval: Duration::from_secs(5),
             consumer_assignors: vec!["uniform".into(), "range".into()],
+            // Kafka's group.consumer.{min,max}.{session.timeout,heartbeat.interval}.ms.
+            consumer_min_session_timeout: Duration::from_secs(45),
+            consumer_max_session_timeout: Duration::from_secs(60),
+            consumer_min_heartbeat_interval: Duration::from_secs(5),
+            consumer_max_heartbeat_interval: Duration::from_secs(15),
             write_timeout: Duration::from_secs(5),
             offset_metadata_max_bytes: 4096,
             offsets_compact_records: 100_000,
             offsets_segment_bytes: 8 << 20,
+        }
+    }
+}
+
+/// A group's own KIP-848 settings (dynamic group configs), over the node's [`GroupConfig`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupOverrides {
+    /// `consumer.session.timeout.ms`, if the group sets it.
+    pub session_timeout: Option<Duration>,
+    /// `consumer.heartbeat.interval.ms`, if the group sets it.
+    pub heartbeat_interval: Option<Duration>,
+}
+
+impl GroupOverrides {
+    /// Whether the group sets nothing of its own.
+    pub fn is_empty(&self) -> bool {
+        self.session_timeout.is_none() && self.heartbeat_interval.is_none()
+    }
+
+    /// `config` with the group's own settings in place of the node's.
+    pub fn apply(&self, config: &GroupConfig) -> GroupConfig {
+        GroupConfig {
+            consumer_session_timeout: self
+                .session_timeout
+                .unwrap_or(config.consumer_session_timeout),
+            consumer_heartbeat_interval: self
+                .heartbeat_interval
+                .unwrap_or(config.consumer_heartbeat_interval),
+            ..config.clone()
         }
     }
 }
@@ -114,6 +156,23 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_overrides_replace_only_what_they_set() {
+        let node = GroupConfig::default();
+        assert!(GroupOverrides::default().is_empty());
+        let o = GroupOverrides {
+            session_timeout: Some(Duration::from_secs(50)),
+            heartbeat_interval: None,
+        };
+        let c = o.apply(&node);
+        assert_eq!(c.consumer_session_timeout, Duration::from_secs(50));
+        assert_eq!(
+            c.consumer_heartbeat_interval,
+            node.consumer_heartbeat_interval
+        );
+        assert_eq!(c.max_session_timeout, node.max_session_timeout);
+    }
 
     #[test]
     fn partition_matches_java_hash_code() {

@@ -42,8 +42,8 @@ use tracing::{debug, info, warn};
 
 pub use network::{RaftTransport, TransportError, TransportFuture};
 pub use state::{
-    place_replicas, MetaCommand, MetaErrorCode, MetaResponse, MetadataImage, NodeId, NodeRecord,
-    PartitionRecord, PlacementError, TopicRecord,
+    place_replicas, ConfigScope, DynamicConfigs, MetaCommand, MetaErrorCode, MetaResponse,
+    MetadataImage, NodeId, NodeRecord, PartitionRecord, PlacementError, TopicRecord,
 };
 
 use lease::{LeaderLeases, NodeLease};

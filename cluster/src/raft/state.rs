@@ -68,6 +68,88 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// Raft log index of the last applied entry (0 before anything was applied).
     pub version: u64,
+    /// Dynamic broker and group configs (Kafka's `kafka-configs --alter` on brokers and
+    /// groups). Absent from images written before they existed, hence the default.
+    #[serde(default)]
+    pub dynamic_configs: DynamicConfigs,
+}
+
+/// Where a dynamic config applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigScope {
+    /// Every broker (Kafka's `--entity-default`, resource name "").
+    ClusterDefault,
+    /// One broker (Kafka's `--entity-name <node id>`): wins over the cluster default.
+    Broker(NodeId),
+    /// One consumer group (KIP-848 group configs).
+    Group(String),
+}
+
+/// Dynamic configs by scope, with Kafka's key names. Values are stored as validated by the
+/// controller facade; the state machine only keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DynamicConfigs {
+    /// Cluster-wide broker defaults.
+    pub cluster: BTreeMap<String, String>,
+    /// Per-broker values, by node id.
+    pub brokers: BTreeMap<NodeId, BTreeMap<String, String>>,
+    /// Per-group values, by group id.
+    pub groups: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl DynamicConfigs {
+    /// The configs set at `scope` (empty when none are).
+    pub fn get(&self, scope: &ConfigScope) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        match scope {
+            ConfigScope::ClusterDefault => &self.cluster,
+            ConfigScope::Broker(n) => self.brokers.get(n).unwrap_or(&EMPTY),
+            ConfigScope::Group(g) => self.groups.get(g).unwrap_or(&EMPTY),
+        }
+    }
+
+    /// Applies `changes` (a value sets, `None` deletes) at `scope`; with `replace_all` every
+    /// key not named is deleted first (legacy AlterConfigs). An emptied scope is dropped so
+    /// that deleting every key leaves no trace in the image.
+    fn alter(
+        &mut self,
+        scope: &ConfigScope,
+        changes: &BTreeMap<String, Option<String>>,
+        replace_all: bool,
+    ) {
+        let map = match scope {
+            ConfigScope::ClusterDefault => &mut self.cluster,
+            ConfigScope::Broker(n) => self.brokers.entry(*n).or_default(),
+            ConfigScope::Group(g) => self.groups.entry(g.clone()).or_default(),
+        };
+        if replace_all {
+            map.clear();
+        }
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    map.insert(k.clone(), v.clone());
+                }
+                None => {
+                    map.remove(k);
+                }
+            }
+        }
+        match scope {
+            ConfigScope::ClusterDefault => {}
+            ConfigScope::Broker(n) => {
+                if self.brokers.get(n).is_some_and(BTreeMap::is_empty) {
+                    self.brokers.remove(n);
+                }
+            }
+            ConfigScope::Group(g) => {
+                if self.groups.get(g).is_some_and(BTreeMap::is_empty) {
+                    self.groups.remove(g);
+                }
+            }
+        }
+    }
 }
 
 /// A change to the metadata, proposed through Raft.
@@ -141,6 +223,16 @@ pub enum MetaCommand {
     AllocateProducerIds {
         /// Block size (> 0).
         count: i64,
+    },
+    /// Set or delete dynamic broker / group configs (added after the others: entries are
+    /// JSON in the Raft log, and existing logs must still decode).
+    AlterDynamicConfigs {
+        /// Where they apply.
+        scope: ConfigScope,
+        /// Kafka key to new value; `None` deletes the key.
+        changes: BTreeMap<String, Option<String>>,
+        /// Delete every key of the scope not in `changes` first (legacy AlterConfigs).
+        replace_all: bool,
     },
 }
 
@@ -354,6 +446,17 @@ impl MetadataImage {
                 let start = self.next_producer_id;
                 self.next_producer_id = start.saturating_add(*count);
                 MetaResponse::ProducerIds { start }
+            }
+            MetaCommand::AlterDynamicConfigs {
+                scope,
+                changes,
+                replace_all,
+            } => {
+                if matches!(scope, ConfigScope::Group(g) if g.is_empty()) {
+                    return reject(MetaErrorCode::InvalidRequest, "the group id is empty");
+                }
+                self.dynamic_configs.alter(scope, changes, *replace_all);
+                MetaResponse::Ok
             }
         }
     }
@@ -1019,6 +1122,118 @@ mod tests {
             place_replicas(&single, 2, 1).unwrap(),
             vec![vec![7], vec![7]]
         );
+    }
+
+    #[test]
+    fn dynamic_configs_set_delete_replace_and_roundtrip() {
+        let (mut img, mut idx) = image_with(&[1, 2]);
+        let mut alter = |img: &mut MetadataImage,
+                         scope: ConfigScope,
+                         pairs: &[(&str, Option<&str>)],
+                         replace_all: bool| {
+            idx += 1;
+            img.apply(
+                idx,
+                &MetaCommand::AlterDynamicConfigs {
+                    scope,
+                    changes: pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.map(String::from)))
+                        .collect(),
+                    replace_all,
+                },
+            )
+        };
+        let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cluster = ConfigScope::ClusterDefault;
+        let b2 = ConfigScope::Broker(2);
+        let g = ConfigScope::Group("g".into());
+        assert_eq!(
+            alter(
+                &mut img,
+                cluster.clone(),
+                &[
+                    ("log.retention.ms", Some("1")),
+                    ("message.max.bytes", Some("2048"))
+                ],
+                false
+            ),
+            MetaResponse::Ok
+        );
+        assert_eq!(
+            alter(
+                &mut img,
+                b2.clone(),
+                &[("log.retention.ms", Some("2"))],
+                false
+            ),
+            MetaResponse::Ok
+        );
+        assert_eq!(
+            alter(
+                &mut img,
+                g.clone(),
+                &[("consumer.session.timeout.ms", Some("50000"))],
+                false
+            ),
+            MetaResponse::Ok
+        );
+        assert_eq!(
+            img.dynamic_configs.get(&cluster),
+            &m(&[("log.retention.ms", "1"), ("message.max.bytes", "2048")])
+        );
+        assert_eq!(
+            img.dynamic_configs.get(&b2),
+            &m(&[("log.retention.ms", "2")])
+        );
+        assert!(img.dynamic_configs.get(&ConfigScope::Broker(1)).is_empty());
+        // Delete one key; replace_all drops the keys not named.
+        alter(
+            &mut img,
+            cluster.clone(),
+            &[("log.retention.ms", None)],
+            false,
+        );
+        assert_eq!(
+            img.dynamic_configs.get(&cluster),
+            &m(&[("message.max.bytes", "2048")])
+        );
+        alter(
+            &mut img,
+            cluster.clone(),
+            &[("log.roll.ms", Some("9"))],
+            true,
+        );
+        assert_eq!(
+            img.dynamic_configs.get(&cluster),
+            &m(&[("log.roll.ms", "9")])
+        );
+        // An emptied broker or group scope leaves nothing behind.
+        alter(&mut img, b2.clone(), &[("log.retention.ms", None)], false);
+        assert!(!img.dynamic_configs.brokers.contains_key(&2));
+        assert_eq!(
+            rejected(alter(
+                &mut img,
+                ConfigScope::Group(String::new()),
+                &[("x", Some("1"))],
+                false
+            )),
+            MetaErrorCode::InvalidRequest
+        );
+        // Snapshots carry them; an image written before they existed still decodes.
+        let bytes = serde_json::to_vec(&img).unwrap();
+        let back: MetadataImage = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, img);
+        let mut old = serde_json::to_value(&img).unwrap();
+        old.as_object_mut().unwrap().remove("dynamic_configs");
+        let back: MetadataImage = serde_json::from_value(old).unwrap();
+        assert_eq!(back.dynamic_configs, DynamicConfigs::default());
+        assert_eq!(back.topics, img.topics);
     }
 
     #[test]

@@ -23,18 +23,13 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use rivulet_actors::group::OFFSETS_TOPIC;
-use rivulet_cluster::{ConfigSource, NewTopic};
+use rivulet_cluster::NewTopic;
 use rivulet_storage::TopicMeta;
 use uuid::Uuid;
 
 use super::{resolve_topic, s, Reply};
 use crate::server::errors::{self, code};
 use crate::server::{versions, BrokerState};
-
-/// DescribeConfigs config_source: a topic-level override.
-const SOURCE_TOPIC: i8 = 1;
-/// DescribeConfigs config_source: the default.
-const SOURCE_DEFAULT: i8 = 5;
 
 /// Kafka's AclOperation codes (`org.apache.kafka.common.acl.AclOperation`).
 mod acl_op {
@@ -299,13 +294,7 @@ fn config_entries(state: &BrokerState, topic: &TopicMeta) -> Vec<(String, String
         .controller
         .describe_configs(topic)
         .into_iter()
-        .map(|e| {
-            let src = match e.source {
-                ConfigSource::Topic => SOURCE_TOPIC,
-                ConfigSource::Default => SOURCE_DEFAULT,
-            };
-            (e.name, e.value, src)
-        })
+        .map(|e| (e.name, e.value, super::configs::source_code(e.source)))
         .collect()
 }
 

@@ -2,16 +2,26 @@
 //! broker and group resources.
 //!
 //! ```text
-//!   TOPIC  (2)  describe: overrides + node defaults, with Kafka's types, docs and synonyms
+//!   TOPIC  (2)  describe: overrides + defaults, with Kafka's types, docs and synonym chain
 //!               alter / incremental alter: through the controller (Raft), validated there
-//!   BROKER (4)  describe: this node's effective settings that have Kafka names (read-only)
-//!               alter: refused per resource ("Cannot update these configs dynamically")
-//!   GROUP  (32) describe: the node's [groups] settings as KIP-848 group configs (read-only)
-//!               alter: refused per resource (no per-group overrides yet)
+//!   BROKER (4)  "" = cluster-wide dynamic defaults, "<node id>" = that broker
+//!               describe "<this node>": every setting with a Kafka name; the log/topic
+//!                 defaults are dynamic (synonyms: DYNAMIC_BROKER > DYNAMIC_DEFAULT_BROKER >
+//!                 STATIC_BROKER > DEFAULT), the rest read-only (config file)
+//!               describe "": only the dynamic defaults that are set (as Kafka answers)
+//!               alter / incremental alter: dynamic keys through the controller (Raft);
+//!                 read-only keys INVALID_REQUEST ("Cannot update these configs
+//!                 dynamically"), unknown keys and bad values INVALID_CONFIG
+//!   GROUP  (32) describe: consumer.session.timeout.ms / consumer.heartbeat.interval.ms,
+//!                 the group's own value (DYNAMIC_GROUP_CONFIG) or the node's [groups] one
+//!               alter / incremental alter: through the controller (Raft), within the
+//!                 node's groups.consumer_min/max_* bounds (INVALID_CONFIG otherwise)
 //! ```
 //!
-//! Broker and group settings come from the node's config file only: there are no dynamic
-//! (Raft-stored) broker or group configs yet, so both are described as read-only.
+//! Dynamic configs live in the controller's metadata image (see
+//! `rivulet_cluster::dynamic_config`): every node applies them to the topics without
+//! overrides of its replicas and to its group coordinators as soon as it learns of them, and
+//! they survive restarts and controller failover like the rest of the metadata.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +38,13 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, ResponseKind,
 };
-use rivulet_cluster::topic_config::{topic_config_info, ConfigType};
-use rivulet_cluster::ConfigSource;
+use rivulet_cluster::dynamic_config::{
+    self, dynamic_broker_key, DynamicConfigError, GroupConfigBounds, GROUP_HEARTBEAT_INTERVAL,
+    GROUP_SESSION_TIMEOUT,
+};
+use rivulet_cluster::raft::ConfigScope;
+use rivulet_cluster::topic_config::{topic_config_info, ConfigSynonym, ConfigType};
+use rivulet_cluster::{ConfigSource, TopicDefaults};
 use rivulet_storage::TopicMeta;
 
 use super::{s, Reply};
@@ -41,10 +56,28 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const RESOURCE_GROUP: i8 = 32;
 
-/// DescribeConfigs config_source values.
+/// DescribeConfigs config_source values (Kafka's `DescribeConfigsResponse.ConfigSource`).
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_DYNAMIC_GROUP: i8 = 8;
+
+/// Kafka's wire code of a config source (CreateTopics v5+ reports them too).
+pub(super) fn source_code(source: ConfigSource) -> i8 {
+    match source {
+        ConfigSource::Topic => SOURCE_TOPIC,
+        ConfigSource::DynamicBroker => SOURCE_DYNAMIC_BROKER,
+        ConfigSource::DynamicDefault => SOURCE_DYNAMIC_DEFAULT_BROKER,
+        ConfigSource::Static => SOURCE_STATIC_BROKER,
+        ConfigSource::Default => SOURCE_DEFAULT,
+    }
+}
+
+fn synonym(s: ConfigSynonym) -> (String, String, i8) {
+    (s.name, s.value, source_code(s.source))
+}
 
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
@@ -81,33 +114,19 @@ struct Described {
 }
 
 fn topic_configs(state: &BrokerState, topic: &TopicMeta) -> Vec<Described> {
-    let defaults: BTreeMap<String, String> = state
-        .controller
-        .config()
-        .topic_defaults
-        .describe(&BTreeMap::new())
-        .into_iter()
-        .map(|d| (d.name, d.value))
-        .collect();
-    state
-        .controller
-        .describe_configs(topic)
+    let defaults = state.controller.topic_defaults();
+    defaults
+        .describe(&topic.configs)
         .into_iter()
         .map(|e| {
-            let (config_type, broker_name, doc) =
+            let (config_type, _, doc) =
                 topic_config_info(&e.name).unwrap_or((ConfigType::String, "", ""));
-            let default = defaults.get(&e.name).cloned().unwrap_or_default();
-            let source = match e.source {
-                ConfigSource::Topic => SOURCE_TOPIC,
-                ConfigSource::Default => SOURCE_DEFAULT,
-            };
-            let mut synonyms = Vec::with_capacity(2);
+            let source = source_code(e.source);
+            let mut synonyms = Vec::with_capacity(4);
             if source == SOURCE_TOPIC {
                 synonyms.push((e.name.clone(), e.value.clone(), SOURCE_TOPIC));
             }
-            if !broker_name.is_empty() {
-                synonyms.push((broker_name.to_string(), default, SOURCE_DEFAULT));
-            }
+            synonyms.extend(defaults.synonyms(&e.name).into_iter().map(synonym));
             Described {
                 name: e.name,
                 value: e.value,
@@ -121,12 +140,68 @@ fn topic_configs(state: &BrokerState, topic: &TopicMeta) -> Vec<Described> {
         .collect()
 }
 
-/// This node's settings that have Kafka names, with Kafka's types (all read-only: there are
-/// no dynamic broker configs).
+/// A dynamic broker key's Kafka type and description (from its topic synonym).
+fn dynamic_broker_info(broker_key: &str) -> (ConfigType, &'static str) {
+    dynamic_broker_key(broker_key)
+        .and_then(topic_config_info)
+        .map_or((ConfigType::String, ""), |(t, _, doc)| (t, doc))
+}
+
+/// The dynamic broker configs as this node applies them: value and source from the first
+/// link of each key's synonym chain.
+fn dynamic_broker_configs(defaults: &TopicDefaults) -> Vec<Described> {
+    dynamic_config::dynamic_broker_keys()
+        .into_iter()
+        .filter_map(|broker_key| {
+            let topic_key = dynamic_broker_key(broker_key)?;
+            let chain: Vec<(String, String, i8)> = defaults
+                .synonyms(topic_key)
+                .into_iter()
+                .map(synonym)
+                .collect();
+            let (_, value, source) = chain.first()?.clone();
+            let (config_type, doc) = dynamic_broker_info(broker_key);
+            Some(Described {
+                name: broker_key.to_string(),
+                value,
+                source,
+                read_only: false,
+                config_type,
+                doc,
+                synonyms: chain,
+            })
+        })
+        .collect()
+}
+
+/// The cluster-wide dynamic defaults that are set (Kafka describes only those for the
+/// default broker resource "").
+fn cluster_default_configs(state: &BrokerState) -> Vec<Described> {
+    state
+        .controller
+        .dynamic_configs()
+        .cluster
+        .into_iter()
+        .map(|(name, value)| {
+            let (config_type, doc) = dynamic_broker_info(&name);
+            Described {
+                synonyms: vec![(name.clone(), value.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER)],
+                name,
+                value,
+                source: SOURCE_DYNAMIC_DEFAULT_BROKER,
+                read_only: false,
+                config_type,
+                doc,
+            }
+        })
+        .collect()
+}
+
+/// This node's settings that have Kafka names, with Kafka's types: the dynamic log/topic
+/// defaults, and the read-only rest from the config file.
 fn broker_configs(state: &BrokerState) -> Vec<Described> {
     use ConfigType::*;
     let c = state.controller.config();
-    let d = &c.topic_defaults;
     let g = state.groups.config();
     let ms = |v: std::time::Duration| v.as_millis().to_string();
     let entries: Vec<(&str, std::string::String, ConfigType, &'static str)> = vec![
@@ -185,54 +260,6 @@ fn broker_configs(state: &BrokerState) -> Vec<Described> {
             Int,
             "Smallest session timeout a classic member may ask for.",
         ),
-        (
-            "log.flush.interval.messages",
-            d.flush_messages.to_string(),
-            Long,
-            "Default flush.messages of topics.",
-        ),
-        (
-            "log.flush.interval.ms",
-            d.flush_ms.to_string(),
-            Long,
-            "Default flush.ms of topics.",
-        ),
-        (
-            "log.retention.bytes",
-            d.retention_bytes.to_string(),
-            Long,
-            "Default retention.bytes of topics.",
-        ),
-        (
-            "log.retention.ms",
-            d.retention_ms.to_string(),
-            Long,
-            "Default retention.ms of topics.",
-        ),
-        (
-            "log.roll.ms",
-            d.segment_ms.to_string(),
-            Long,
-            "Default segment.ms of topics.",
-        ),
-        (
-            "log.segment.bytes",
-            d.segment_bytes.to_string(),
-            Int,
-            "Default segment.bytes of topics.",
-        ),
-        (
-            "message.max.bytes",
-            d.max_message_bytes.to_string(),
-            Int,
-            "Default max.message.bytes of topics.",
-        ),
-        (
-            "min.insync.replicas",
-            d.min_insync_replicas.to_string(),
-            Int,
-            "Default min.insync.replicas of topics.",
-        ),
         ("node.id", c.node_id.to_string(), Int, "This node's id."),
         (
             "num.partitions",
@@ -265,7 +292,7 @@ fn broker_configs(state: &BrokerState) -> Vec<Described> {
             "Replication factor of __consumer_offsets.",
         ),
     ];
-    entries
+    let mut out: Vec<Described> = entries
         .into_iter()
         .map(|(name, value, config_type, doc)| Described {
             synonyms: vec![(name.to_string(), value.clone(), SOURCE_STATIC_BROKER)],
@@ -276,45 +303,65 @@ fn broker_configs(state: &BrokerState) -> Vec<Described> {
             config_type,
             doc,
         })
-        .collect()
+        .collect();
+    out.extend(dynamic_broker_configs(&state.controller.topic_defaults()));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
-/// KIP-848 group configs: every group gets the node's `[groups]` settings (no per-group
-/// overrides yet, hence read-only).
-fn group_configs(state: &BrokerState) -> Vec<Described> {
+/// KIP-848 group configs: the group's own value where it has one, else the node's
+/// `[groups]` setting.
+fn group_configs(state: &BrokerState, group_id: &str) -> Vec<Described> {
     let g = state.groups.config();
+    let own = state
+        .controller
+        .dynamic_configs()
+        .groups
+        .remove(group_id)
+        .unwrap_or_default();
     let ms = |v: std::time::Duration| v.as_millis().to_string();
     [
         (
-            "consumer.heartbeat.interval.ms",
+            GROUP_HEARTBEAT_INTERVAL,
             "group.consumer.heartbeat.interval.ms",
             ms(g.consumer_heartbeat_interval),
             "Heartbeat interval given to the group's consumer-protocol members.",
         ),
         (
-            "consumer.session.timeout.ms",
+            GROUP_SESSION_TIMEOUT,
             "group.consumer.session.timeout.ms",
             ms(g.consumer_session_timeout),
             "Session timeout of the group's consumer-protocol members.",
         ),
     ]
     .into_iter()
-    .map(|(name, broker_name, value, doc)| Described {
-        synonyms: vec![(broker_name.to_string(), value.clone(), SOURCE_DEFAULT)],
-        name: name.to_string(),
-        value,
-        source: SOURCE_DEFAULT,
-        read_only: true,
-        config_type: ConfigType::Int,
-        doc,
+    .map(|(name, broker_name, default, doc)| {
+        let mut synonyms = Vec::with_capacity(2);
+        let (value, source) = match own.get(name) {
+            Some(v) => {
+                synonyms.push((name.to_string(), v.clone(), SOURCE_DYNAMIC_GROUP));
+                (v.clone(), SOURCE_DYNAMIC_GROUP)
+            }
+            None => (default.clone(), SOURCE_DEFAULT),
+        };
+        synonyms.push((broker_name.to_string(), default, SOURCE_DEFAULT));
+        Described {
+            synonyms,
+            name: name.to_string(),
+            value,
+            source,
+            read_only: false,
+            config_type: ConfigType::Int,
+            doc,
+        }
     })
     .collect()
 }
 
-/// The broker-resource name must be this node (or "" for the cluster-wide default): each
-/// node answers for its own settings, as Kafka's brokers do.
+/// A broker-resource name describable here: this node's id (each node answers for its own
+/// static settings, as Kafka's brokers do).
 fn is_this_broker(state: &BrokerState, name: &str) -> bool {
-    name.is_empty() || name == state.node_id().to_string()
+    name == state.node_id().to_string()
 }
 
 /// DescribeConfigs for topics, this broker and groups.
@@ -334,6 +381,7 @@ pub fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest, versio
                     Vec::new()
                 }
             },
+            RESOURCE_BROKER if name.is_empty() => cluster_default_configs(state),
             RESOURCE_BROKER if is_this_broker(state, name) => broker_configs(state),
             RESOURCE_BROKER => {
                 out.error_code = code::INVALID_REQUEST;
@@ -348,7 +396,7 @@ pub fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest, versio
                 out.error_message = Some(s("the group id is empty"));
                 Vec::new()
             }
-            RESOURCE_GROUP => group_configs(state),
+            RESOURCE_GROUP => group_configs(state, name),
             other => {
                 out.error_code = code::INVALID_REQUEST;
                 out.error_message = Some(s(format!(
@@ -399,29 +447,21 @@ pub fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest, versio
     Reply::new(ResponseKind::DescribeConfigs(r))
 }
 
-/// Why broker or group configs cannot be changed, or `None` for topics (Kafka's code and
-/// message where it has one).
-fn refuse_non_topic(resource_type: i8, names: &[String]) -> Option<(i16, String)> {
+/// Where an alter of a non-topic resource applies, or Kafka's error.
+fn dynamic_scope(resource_type: i8, name: &str) -> Result<ConfigScope, (i16, String)> {
     match resource_type {
-        RESOURCE_TOPIC => None,
-        // Kafka's answer for configs that are not dynamically updatable.
-        RESOURCE_BROKER => Some((
-            code::INVALID_REQUEST,
-            format!(
-                "Cannot update these configs dynamically: {{{}}}; Rivulet's broker settings come \
-                 from its config file (restart the node to change them)",
-                names.join(", ")
-            ),
-        )),
-        RESOURCE_GROUP => Some((
-            code::INVALID_REQUEST,
-            format!(
-                "group configs cannot be changed per group yet ({}): every group uses the \
-                 node's [groups] settings",
-                names.join(", ")
-            ),
-        )),
-        other => Some((
+        RESOURCE_BROKER if name.is_empty() => Ok(ConfigScope::ClusterDefault),
+        RESOURCE_BROKER => name.parse::<u64>().map(ConfigScope::Broker).map_err(|_| {
+            (
+                code::INVALID_REQUEST,
+                format!("broker resource name {name:?} is not a node id (or \"\" for the cluster-wide default)"),
+            )
+        }),
+        RESOURCE_GROUP if name.is_empty() => {
+            Err((code::INVALID_GROUP_ID, "the group id is empty".to_string()))
+        }
+        RESOURCE_GROUP => Ok(ConfigScope::Group(name.to_string())),
+        other => Err((
             code::INVALID_REQUEST,
             format!(
                 "config resource type {other} is not supported (topics 2, brokers 4, groups 32)"
@@ -430,47 +470,109 @@ fn refuse_non_topic(resource_type: i8, names: &[String]) -> Option<(i16, String)
     }
 }
 
-/// AlterConfigs (replaces a topic's overrides with the given set, as Kafka does).
+fn dynamic_error(e: &DynamicConfigError) -> (i16, String) {
+    let c = match e {
+        DynamicConfigError::ReadOnly(_) => code::INVALID_REQUEST,
+        DynamicConfigError::Invalid(_) => code::INVALID_CONFIG,
+        DynamicConfigError::Unavailable(_) => code::REQUEST_TIMED_OUT,
+    };
+    (c, e.to_string())
+}
+
+/// Sets a broker or group scope's dynamic configs to `after` (only the keys that change are
+/// sent, so concurrent alters of other keys are kept). Group configs are checked here
+/// against the coordinator's bounds; broker configs by the controller.
+async fn alter_dynamic(
+    state: &BrokerState,
+    scope: ConfigScope,
+    after: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    if matches!(scope, ConfigScope::Group(_)) {
+        let g = state.groups.config();
+        let bounds = GroupConfigBounds {
+            session_timeout_min: g.consumer_min_session_timeout,
+            session_timeout_max: g.consumer_max_session_timeout,
+            heartbeat_interval_min: g.consumer_min_heartbeat_interval,
+            heartbeat_interval_max: g.consumer_max_heartbeat_interval,
+        };
+        dynamic_config::validate_group(
+            &after,
+            &bounds,
+            g.consumer_session_timeout,
+            g.consumer_heartbeat_interval,
+        )
+        .map_err(|e| dynamic_error(&e))?;
+    }
+    let dynamic = state.controller.dynamic_configs();
+    let current = dynamic.get(&scope);
+    let mut changes: BTreeMap<String, Option<String>> = current
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .map(|k| (k.clone(), None))
+        .collect();
+    for (k, v) in &after {
+        if current.get(k) != Some(v) {
+            changes.insert(k.clone(), Some(v.clone()));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    state
+        .controller
+        .alter_dynamic_configs(scope, changes, false, validate_only)
+        .await
+        .map_err(|e| dynamic_error(&e))
+}
+
+/// AlterConfigs: replaces the resource's configs with the given set, as Kafka does (a
+/// topic's overrides, a broker scope's or a group's dynamic configs).
 pub async fn alter_configs(state: &BrokerState, req: AlterConfigsRequest) -> Reply {
     let mut r = AlterConfigsResponse::default();
     for res in req.resources {
         let mut out = AlterConfigsResourceResponse::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
-        let names: Vec<String> = res.configs.iter().map(|c| c.name.to_string()).collect();
-        if let Some((c, msg)) = refuse_non_topic(res.resource_type, &names) {
+        let configs: BTreeMap<String, String> = res
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.to_string(), v.to_string()))
+            })
+            .collect();
+        let name = res.resource_name.as_str();
+        let result = if res.resource_type == RESOURCE_TOPIC {
+            state
+                .controller
+                .alter_configs(name, configs, req.validate_only)
+                .await
+                .map_err(|e| errors::controller(&e))
+        } else {
+            match dynamic_scope(res.resource_type, name) {
+                Ok(scope) => alter_dynamic(state, scope, configs, req.validate_only).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err((c, msg)) = result {
+            tracing::debug!(resource = %name, code = c, %msg, "AlterConfigs refused");
             out.error_code = c;
             out.error_message = Some(s(msg));
-        } else {
-            let configs: BTreeMap<String, String> = res
-                .configs
-                .iter()
-                .filter_map(|c| {
-                    c.value
-                        .as_ref()
-                        .map(|v| (c.name.to_string(), v.to_string()))
-                })
-                .collect();
-            if let Err(e) = state
-                .controller
-                .alter_configs(res.resource_name.as_str(), configs, req.validate_only)
-                .await
-            {
-                let (c, msg) = errors::controller(&e);
-                out.error_code = c;
-                out.error_message = Some(s(msg));
-            }
         }
         r.responses.push(out);
     }
     Reply::new(ResponseKind::AlterConfigs(r))
 }
 
-/// A topic's overrides after IncrementalAlterConfigs' operations, or Kafka's error.
+/// A resource's configs after IncrementalAlterConfigs' operations, or Kafka's error.
+/// `list_base(key)` is `Some(effective value)` for keys of list type (the only ones APPEND
+/// and SUBTRACT apply to), `None` for the rest.
 fn apply_incremental(
-    defaults: &rivulet_cluster::TopicDefaults,
     current: &BTreeMap<String, String>,
     res: &AlterConfigsResource,
+    list_base: impl Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, (i16, String)> {
     let mut seen = std::collections::BTreeSet::new();
     if let Some(dup) = res.configs.iter().find(|c| !seen.insert(c.name.as_str())) {
@@ -499,9 +601,7 @@ fn apply_incremental(
                 next.remove(&key);
             }
             OP_APPEND | OP_SUBTRACT => {
-                let is_list = topic_config_info(&key)
-                    .is_some_and(|(t, ..)| t == ConfigType::List);
-                if !is_list {
+                let Some(base) = list_base(&key) else {
                     let verb = if c.config_operation == OP_APPEND {
                         "append"
                     } else {
@@ -511,15 +611,8 @@ fn apply_incremental(
                         code::INVALID_CONFIG,
                         format!("Config value {verb} is not allowed for config key: {key}"),
                     ));
-                }
-                let effective = next.get(&key).cloned().unwrap_or_else(|| {
-                    defaults
-                        .describe(&BTreeMap::new())
-                        .into_iter()
-                        .find(|d| d.name == key)
-                        .map(|d| d.value)
-                        .unwrap_or_default()
-                });
+                };
+                let effective = next.get(&key).cloned().unwrap_or(base);
                 let mut items: Vec<String> = effective
                     .split(',')
                     .map(|v| v.trim().to_string())
@@ -553,8 +646,22 @@ fn apply_incremental(
     Ok(next)
 }
 
-/// IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT on a topic's overrides,
-/// validated like AlterConfigs (and applied through the controller the same way).
+/// The effective value of a list-typed topic key (the base of APPEND / SUBTRACT).
+fn topic_list_base(defaults: &TopicDefaults, topic_key: &str) -> Option<String> {
+    let is_list = topic_config_info(topic_key).is_some_and(|(t, ..)| t == ConfigType::List);
+    if !is_list {
+        return None;
+    }
+    defaults
+        .describe(&BTreeMap::new())
+        .into_iter()
+        .find(|d| d.name == topic_key)
+        .map(|d| d.value)
+}
+
+/// IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT on a topic's overrides or a
+/// broker scope's / group's dynamic configs, validated like AlterConfigs (and applied
+/// through the controller the same way).
 pub async fn incremental_alter_configs(
     state: &BrokerState,
     req: IncrementalAlterConfigsRequest,
@@ -564,20 +671,17 @@ pub async fn incremental_alter_configs(
         let mut out = iac::AlterConfigsResourceResponse::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
-        let names: Vec<String> = res.configs.iter().map(|c| c.name.to_string()).collect();
-        let result = match refuse_non_topic(res.resource_type, &names) {
-            Some(refusal) => Err(refusal),
-            None => match state.controller.topic(res.resource_name.as_str()) {
+        let name = res.resource_name.as_str();
+        let defaults = state.controller.topic_defaults();
+        let result = if res.resource_type == RESOURCE_TOPIC {
+            match state.controller.topic(name) {
                 None => Err((
                     code::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("topic {:?} does not exist", res.resource_name.as_str()),
+                    format!("topic {name:?} does not exist"),
                 )),
                 Some(meta) => {
-                    match apply_incremental(
-                        &state.controller.config().topic_defaults,
-                        &meta.configs,
-                        &res,
-                    ) {
+                    match apply_incremental(&meta.configs, &res, |k| topic_list_base(&defaults, k))
+                    {
                         Err(e) => Err(e),
                         Ok(configs) => state
                             .controller
@@ -586,10 +690,25 @@ pub async fn incremental_alter_configs(
                             .map_err(|e| errors::controller(&e)),
                     }
                 }
-            },
+            }
+        } else {
+            match dynamic_scope(res.resource_type, name) {
+                Err(e) => Err(e),
+                Ok(scope) => {
+                    let current = state.controller.dynamic_configs().get(&scope).clone();
+                    let list_base = |k: &str| match scope {
+                        ConfigScope::Group(_) => None,
+                        _ => dynamic_broker_key(k).and_then(|t| topic_list_base(&defaults, t)),
+                    };
+                    match apply_incremental(&current, &res, list_base) {
+                        Err(e) => Err(e),
+                        Ok(after) => alter_dynamic(state, scope, after, req.validate_only).await,
+                    }
+                }
+            }
         };
         if let Err((c, msg)) = result {
-            tracing::debug!(resource = %res.resource_name.as_str(), code = c, %msg, "IncrementalAlterConfigs refused");
+            tracing::debug!(resource = %name, code = c, %msg, "IncrementalAlterConfigs refused");
             out.error_code = c;
             out.error_message = Some(s(msg));
         }
@@ -625,7 +744,9 @@ mod tests {
         let cur: BTreeMap<String, String> = [("retention.ms".to_string(), "1000".to_string())]
             .into_iter()
             .collect();
-        let get = |ops: &[(&str, i8, Option<&str>)]| apply_incremental(&d, &cur, &res(ops));
+        let get = |ops: &[(&str, i8, Option<&str>)]| {
+            apply_incremental(&cur, &res(ops), |k| topic_list_base(&d, k))
+        };
         let ok = get(&[
             ("segment.ms", OP_SET, Some("5")),
             ("retention.ms", OP_DELETE, None),

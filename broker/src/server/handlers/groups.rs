@@ -126,6 +126,10 @@ impl TopicCatalog for ControllerCatalog {
     fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         Some(self.0.lease_watch())
     }
+
+    fn group_overrides(&self, group_id: &str) -> rivulet_actors::group::GroupOverrides {
+        self.0.group_overrides(group_id)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
