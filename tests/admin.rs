@@ -8,11 +8,13 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::wire::RawConn;
-use harness::{python_client, unique_name, Node};
+use harness::wire::{self, RawConn};
+use harness::{python_client, unique_name, wait_until, Node};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{DescribeConfigsRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, MetadataRequest, ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
@@ -154,9 +156,10 @@ fn kafka_python_admin_client_round_trip() {
             .is_some_and(|m| m.contains("Cannot update these configs dynamically")),
         "{show}"
     );
+    // Group configs are dynamic (within the broker's bounds).
     assert_eq!(
         v["alter_group"],
-        json!({"group/admin-tool-group": "InvalidRequestError"}),
+        json!({"group/admin-tool-group": "ok"}),
         "{show}"
     );
 
@@ -268,4 +271,396 @@ fn describe_configs_reports_types_and_documentation() {
         .map(|s| (s.name.as_str(), s.source))
         .collect();
     assert_eq!(synonyms, [("retention.ms", 1), ("log.retention.ms", 5)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic broker and group configs (kafka-configs --alter --entity-type brokers / groups)
+// ---------------------------------------------------------------------------------------------
+
+/// Kafka's DescribeConfigs sources.
+const DYNAMIC_BROKER: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER: i8 = 3;
+const DEFAULT: i8 = 5;
+const DYNAMIC_GROUP: i8 = 8;
+const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
+const MESSAGE_TOO_LARGE: i16 = 10;
+
+/// IncrementalAlterConfigs of one resource: (error code, message).
+fn incremental_alter(
+    conn: &mut RawConn,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+    validate_only: bool,
+) -> (i16, String) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    let mut res = AlterConfigsResource::default();
+    res.resource_type = resource_type;
+    res.resource_name = StrBytes::from_string(name.to_string());
+    res.configs = ops
+        .iter()
+        .map(|(k, op, v)| {
+            let mut c = AlterableConfig::default();
+            c.name = StrBytes::from_string(k.to_string());
+            c.config_operation = *op;
+            c.value = v.map(|v| StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![res];
+    req.validate_only = validate_only;
+    let r = conn
+        .request(&req, 1)
+        .expect("IncrementalAlterConfigs v1 must be answered");
+    let out = &r.responses[0];
+    (
+        out.error_code,
+        out.error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// Legacy AlterConfigs (replaces the resource's whole set): the error code.
+fn legacy_alter(
+    conn: &mut RawConn,
+    resource_type: i8,
+    name: &str,
+    configs: &[(&str, &str)],
+) -> i16 {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::AlterConfigsRequest;
+    let mut res = AlterConfigsResource::default();
+    res.resource_type = resource_type;
+    res.resource_name = StrBytes::from_string(name.to_string());
+    res.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = AlterableConfig::default();
+            c.name = StrBytes::from_string(k.to_string());
+            c.value = Some(StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut req = AlterConfigsRequest::default();
+    req.resources = vec![res];
+    let r = conn
+        .request(&req, 1)
+        .expect("AlterConfigs v1 must be answered");
+    r.responses[0].error_code
+}
+
+/// One described config: value, source and synonyms as (name, value, source).
+type DescribedConfig = (String, i8, Vec<(String, String, i8)>);
+
+/// DescribeConfigs v4 with synonyms: every config of the resource by name.
+fn describe(
+    conn: &mut RawConn,
+    resource_type: i8,
+    name: &str,
+) -> std::collections::BTreeMap<String, DescribedConfig> {
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = resource_type;
+    res.resource_name = StrBytes::from_string(name.to_string());
+    res.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    req.include_synonyms = true;
+    let r = conn
+        .request(&req, 4)
+        .expect("DescribeConfigs v4 must be answered");
+    assert_eq!(
+        r.results[0].error_code, 0,
+        "describe {name:?}: {:?}",
+        r.results[0]
+    );
+    r.results[0]
+        .configs
+        .iter()
+        .map(|c| {
+            let synonyms = c
+                .synonyms
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.to_string(),
+                        s.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                        s.source,
+                    )
+                })
+                .collect();
+            let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            (c.name.to_string(), (value, c.config_source, synonyms))
+        })
+        .collect()
+}
+
+/// A batch of `bytes` value bytes (plus ~70 bytes of framing).
+fn batch_of(bytes: usize) -> Vec<u8> {
+    let value = "x".repeat(bytes);
+    wire::BatchSpec::new(&[("k", value.as_str())]).encode()
+}
+
+/// ConsumerGroupHeartbeat v1 join of `group`: (error code, heartbeat interval it gives),
+/// once the group's coordinator is loaded (the first group lookup creates
+/// `__consumer_offsets`; until its partitions are loaded the answer is a coordinator error).
+fn consumer_join(conn: &mut RawConn, group: &str, topic: &str) -> (i16, i32) {
+    const COORDINATOR_ERRORS: [i16; 3] = [14, 15, 16];
+    let mut out = (0, 0);
+    wait_until(
+        Duration::from_secs(30),
+        "the group coordinator answers",
+        || {
+            out = consumer_join_once(conn, group, topic);
+            !COORDINATOR_ERRORS.contains(&out.0)
+        },
+    );
+    out
+}
+
+fn consumer_join_once(conn: &mut RawConn, group: &str, topic: &str) -> (i16, i32) {
+    use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, GroupId};
+    let mut req = ConsumerGroupHeartbeatRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    req.member_id = StrBytes::from_string(format!("{group}-member"));
+    req.member_epoch = 0;
+    req.rebalance_timeout_ms = 30_000;
+    req.subscribed_topic_names = Some(vec![TopicName(StrBytes::from_string(topic.to_string()))]);
+    req.topic_partitions = Some(Vec::new());
+    let r = conn
+        .request(&req, 1)
+        .expect("ConsumerGroupHeartbeat v1 must be answered");
+    (r.error_code, r.heartbeat_interval_ms)
+}
+
+/// Dynamic broker configs: a cluster-wide default reaches an existing topic without an
+/// override at once (a produce over the new message.max.bytes is refused), a per-broker value
+/// wins over it, DescribeConfigs shows Kafka's sources and synonym chain, read-only and
+/// unknown keys are refused with Kafka's codes, legacy AlterConfigs replaces the set, a group
+/// config changes what the KIP-848 coordinator gives that group's members, and all of it
+/// survives a restart.
+#[test]
+fn dynamic_broker_and_group_configs() {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    const BROKER: i8 = 4;
+    const GROUP: i8 = 32;
+    let mut node = Node::start();
+    let topic = unique_name("dyn");
+    harness::kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let pv = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+    let produce = |conn: &mut RawConn| wire::produce(conn, pv, &topic, batch_of(3000)).0;
+    assert_eq!(
+        produce(&mut conn),
+        0,
+        "a 3 KB batch fits the built-in 1 MB limit"
+    );
+
+    // Cluster-wide dynamic default: the topic follows it without a restart.
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "",
+        &[
+            ("message.max.bytes", SET, Some("2048")),
+            ("log.retention.ms", SET, Some("86400000")),
+        ],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+    assert_eq!(produce(&mut conn), MESSAGE_TOO_LARGE);
+    let t = describe(&mut conn, 2, &topic);
+    assert_eq!(
+        t["max.message.bytes"],
+        (
+            "2048".to_string(),
+            DYNAMIC_DEFAULT_BROKER,
+            vec![
+                (
+                    "message.max.bytes".into(),
+                    "2048".into(),
+                    DYNAMIC_DEFAULT_BROKER
+                ),
+                ("message.max.bytes".into(), "1048588".into(), DEFAULT),
+            ]
+        )
+    );
+    assert_eq!(t["retention.ms"].0, "86400000");
+    let d = describe(&mut conn, BROKER, "");
+    assert_eq!(
+        d.keys().cloned().collect::<Vec<_>>(),
+        ["log.retention.ms", "message.max.bytes"],
+        "the default resource lists only the dynamic defaults that are set"
+    );
+    assert_eq!(d["message.max.bytes"].1, DYNAMIC_DEFAULT_BROKER);
+
+    // Per-broker value wins over the cluster default.
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "1",
+        &[("message.max.bytes", SET, Some("100000"))],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+    assert_eq!(produce(&mut conn), 0, "the per-broker 100 KB limit applies");
+    let sources = |d: &DescribedConfig| d.2.iter().map(|s| s.2).collect::<Vec<_>>();
+    let t = describe(&mut conn, 2, &topic);
+    assert_eq!(
+        (t["max.message.bytes"].0.as_str(), t["max.message.bytes"].1),
+        ("100000", DYNAMIC_BROKER)
+    );
+    assert_eq!(
+        sources(&t["max.message.bytes"]),
+        [DYNAMIC_BROKER, DYNAMIC_DEFAULT_BROKER, DEFAULT]
+    );
+    let b = describe(&mut conn, BROKER, "1");
+    assert_eq!(b["message.max.bytes"].0, "100000");
+    assert_eq!(b["message.max.bytes"].1, DYNAMIC_BROKER);
+    assert_eq!(b["log.retention.ms"].1, DYNAMIC_DEFAULT_BROKER);
+
+    // Refusals: read-only (Kafka's INVALID_REQUEST and words), unknown keys and bad values
+    // (INVALID_CONFIG); validate_only changes nothing.
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "1",
+        &[("broker.id", SET, Some("5"))],
+        false,
+    );
+    assert_eq!(c, INVALID_REQUEST, "{m}");
+    assert!(m.contains("Cannot update these configs dynamically"), "{m}");
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "",
+        &[("no.such.config", SET, Some("1"))],
+        false,
+    );
+    assert_eq!(c, INVALID_CONFIG, "{m}");
+    assert!(m.contains("no.such.config"), "{m}");
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "",
+        &[("log.retention.ms", SET, Some("soon"))],
+        false,
+    );
+    assert_eq!(c, INVALID_CONFIG, "{m}");
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "",
+        &[("log.retention.ms", SET, Some("1000"))],
+        true,
+    );
+    assert_eq!(c, 0, "{m}");
+    assert_eq!(
+        describe(&mut conn, BROKER, "")["log.retention.ms"].0,
+        "86400000"
+    );
+
+    // Legacy AlterConfigs replaces the default resource's whole set.
+    assert_eq!(
+        legacy_alter(&mut conn, BROKER, "", &[("log.retention.ms", "90000000")]),
+        0
+    );
+    let d = describe(&mut conn, BROKER, "");
+    assert_eq!(d.keys().cloned().collect::<Vec<_>>(), ["log.retention.ms"]);
+
+    // Group config: bounded by the broker's group.consumer.min/max.*, applied by the
+    // coordinator to that group's members.
+    let group = unique_name("dyn-group");
+    let (c, m) = incremental_alter(
+        &mut conn,
+        GROUP,
+        &group,
+        &[("consumer.session.timeout.ms", SET, Some("1000"))],
+        false,
+    );
+    assert_eq!(
+        c, INVALID_CONFIG,
+        "below group.consumer.min.session.timeout.ms: {m}"
+    );
+    let (c, m) = incremental_alter(
+        &mut conn,
+        GROUP,
+        &group,
+        &[
+            ("consumer.heartbeat.interval.ms", SET, Some("7000")),
+            ("consumer.session.timeout.ms", SET, Some("50000")),
+        ],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+    let g = describe(&mut conn, GROUP, &group);
+    assert_eq!(
+        g["consumer.heartbeat.interval.ms"],
+        (
+            "7000".to_string(),
+            DYNAMIC_GROUP,
+            vec![
+                (
+                    "consumer.heartbeat.interval.ms".into(),
+                    "7000".into(),
+                    DYNAMIC_GROUP
+                ),
+                (
+                    "group.consumer.heartbeat.interval.ms".into(),
+                    "5000".into(),
+                    DEFAULT
+                ),
+            ]
+        )
+    );
+    assert_eq!(consumer_join(&mut conn, &group, &topic), (0, 7000));
+    let other = unique_name("plain-group");
+    assert_eq!(
+        consumer_join(&mut conn, &other, &topic),
+        (0, 5000),
+        "other groups keep the node's"
+    );
+
+    // Everything is in the controller's metadata: a restart keeps it.
+    drop(conn);
+    node.terminate();
+    node.restart();
+    let mut conn = RawConn::connect(node.addr()).expect("connect after restart");
+    let t = describe(&mut conn, 2, &topic);
+    assert_eq!(
+        (t["max.message.bytes"].0.as_str(), t["max.message.bytes"].1),
+        ("100000", DYNAMIC_BROKER)
+    );
+    assert_eq!(
+        (t["retention.ms"].0.as_str(), t["retention.ms"].1),
+        ("90000000", DYNAMIC_DEFAULT_BROKER)
+    );
+    assert_eq!(
+        describe(&mut conn, GROUP, &group)["consumer.heartbeat.interval.ms"].0,
+        "7000"
+    );
+
+    // Deleting the per-broker value restores the built-in limit.
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "1",
+        &[("message.max.bytes", DELETE, None)],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+    let t = describe(&mut conn, 2, &topic);
+    assert_eq!(
+        (t["max.message.bytes"].0.as_str(), t["max.message.bytes"].1),
+        ("1048588", DEFAULT)
+    );
+    let pv = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+    assert_eq!(wire::produce(&mut conn, pv, &topic, batch_of(3000)).0, 0);
 }

@@ -156,6 +156,9 @@ struct Inner {
     reconciled: watch::Receiver<u64>,
     reconciler: tokio::task::JoinHandle<()>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// [`Controller::topic_defaults`] for the image version it was computed from: produce
+    /// asks for min ISR on every request, and the layers only change with the image.
+    topic_defaults: parking_lot::Mutex<(u64, Arc<TopicDefaults>)>,
 }
 
 impl Drop for Inner {
@@ -371,6 +374,7 @@ impl Controller {
                 reconciled: rec_rx,
                 reconciler,
                 producer_ids: tokio::sync::Mutex::new((0, 0)),
+                topic_defaults: parking_lot::Mutex::new((u64::MAX, Arc::default())),
             }),
         };
         if let Some(m) = &controller.inner.membership {
@@ -511,15 +515,21 @@ impl Controller {
 
     /// This node's topic defaults as they stand now: the config file's `[log]` values with
     /// the cluster-wide and this node's dynamic broker configs layered over them.
-    pub fn topic_defaults(&self) -> TopicDefaults {
+    pub fn topic_defaults(&self) -> Arc<TopicDefaults> {
         let img = self.image();
-        self.inner
-            .cfg
-            .topic_defaults
-            .with_dynamic(dynamic_config::layers_for(
-                &img.dynamic_configs,
-                self.inner.cfg.node_id as u64,
-            ))
+        let mut cached = self.inner.topic_defaults.lock();
+        if cached.0 != img.version {
+            let d = self
+                .inner
+                .cfg
+                .topic_defaults
+                .with_dynamic(dynamic_config::layers_for(
+                    &img.dynamic_configs,
+                    self.inner.cfg.node_id as u64,
+                ));
+            *cached = (img.version, Arc::new(d));
+        }
+        cached.1.clone()
     }
 
     /// The dynamic broker and group configs of the cluster.

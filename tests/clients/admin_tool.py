@@ -9,7 +9,7 @@ of the exception the client raised, so a refusal reads like it does against Kafk
       describe_groups authorized operations, delete_records (4, past the high watermark),
       earliest offset, a read below the log start, describe_configs (topic with synonyms and
       documentation, broker, group), incremental alter (SET, DELETE, APPEND on a non-list),
-      alter of broker and group configs, describe_log_dirs, create_partitions with explicit
+      alter of a read-only broker config and of a group config, describe_log_dirs, create_partitions with explicit
       assignments (valid, unknown node, wrong replication factor, wrong count).
   earliest --topic T
       {"earliest": offset of partition 0}
@@ -180,8 +180,9 @@ def scenario(bootstrap, topic):
     }, validate_only=True)
     out["retention_after_validate_only"] = configs_of(
         admin, ConfigResourceType.TOPIC, topic)["retention.ms"]["value"]
+    # broker.id is read-only (log.* defaults are dynamic: tests/admin.rs covers those).
     out["alter_broker"] = alter(ConfigResourceType.BROKER, "1", {
-        "log.retention.ms": (AlterConfigOp.SET, "1000"),
+        "broker.id": (AlterConfigOp.SET, "7"),
     })
     out["alter_group"] = alter(ConfigResourceType.GROUP, "admin-tool-group", {
         "consumer.session.timeout.ms": (AlterConfigOp.SET, "50000"),
