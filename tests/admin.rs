@@ -664,3 +664,86 @@ fn dynamic_broker_and_group_configs() {
     let pv = wire::negotiate::<ProduceRequest>(&mut conn, 12);
     assert_eq!(wire::produce(&mut conn, pv, &topic, batch_of(3000)).0, 0);
 }
+
+/// On three nodes: a cluster-wide default set through one node reaches the leader on another
+/// node, survives the loss of the controller leader (the new one keeps it and commits further
+/// changes) and is in the image of the old controller when it comes back.
+#[test]
+fn dynamic_default_reaches_every_node_and_outlives_the_controller() {
+    use harness::cluster::{Cluster, ClusterOptions};
+    const SET: i8 = 0;
+    const BROKER: i8 = 4;
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let topic = unique_name("dyn3");
+    cluster.create_topic(&topic, 1, 3, 1);
+    let controller = cluster.controller();
+    let leader = cluster.leader_of(&topic, 0);
+    let via = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != controller && id != leader)
+        .unwrap_or(if leader == 1 { 2 } else { 1 });
+    let mut conn = RawConn::connect(cluster.node(via).addr()).expect("connect");
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "",
+        &[("message.max.bytes", SET, Some("2048"))],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+    drop(conn);
+
+    // The leader's replica refuses what its new limit does not allow.
+    let produce_to_leader = |cluster: &mut Cluster| {
+        let leader = cluster.leader_of(&topic, 0);
+        let Ok(mut conn) = RawConn::connect(cluster.node(leader).addr()) else {
+            return -1;
+        };
+        let pv = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+        wire::produce(&mut conn, pv, &topic, batch_of(3000)).0
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the leader applies the default",
+        || produce_to_leader(&mut cluster) == MESSAGE_TOO_LARGE,
+    );
+
+    // Without the controller leader: the new one has the value and commits a change.
+    cluster.kill9(controller);
+    let successor = cluster.wait_for_controller(|c| c != controller);
+    let mut conn = RawConn::connect(cluster.node(successor).addr()).expect("connect");
+    assert_eq!(
+        describe(&mut conn, BROKER, "")["message.max.bytes"].0,
+        "2048"
+    );
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        "",
+        &[("log.retention.ms", SET, Some("86400000"))],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+    drop(conn);
+    wait_until(
+        Duration::from_secs(30),
+        "a surviving leader applies the default",
+        || produce_to_leader(&mut cluster) == MESSAGE_TOO_LARGE,
+    );
+
+    // The old controller comes back with both values in its image.
+    cluster.restart(controller);
+    let mut conn = RawConn::connect(cluster.node(controller).addr()).expect("connect");
+    let mut seen = None;
+    wait_until(
+        Duration::from_secs(30),
+        "the restarted node has the defaults",
+        || {
+            let t = describe(&mut conn, 2, &topic);
+            seen = Some((t["max.message.bytes"].clone(), t["retention.ms"].clone()));
+            t["max.message.bytes"].1 == DYNAMIC_DEFAULT_BROKER && t["retention.ms"].0 == "86400000"
+        },
+    );
+    assert_eq!(seen.map(|s| s.0 .0), Some("2048".to_string()));
+}
