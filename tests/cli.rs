@@ -304,3 +304,72 @@ fn group_commands_fail_fast_without_a_broker() {
         );
     }
 }
+
+/// `rivulet config`: a cluster-wide dynamic default is set, shown on the default resource
+/// and in a topic's synonyms, deleted again; a read-only broker key is refused with Kafka's
+/// words and a non-zero exit.
+#[test]
+fn config_set_describe_delete_dynamic_defaults() {
+    let mut node = Node::start();
+    let b = node.bootstrap();
+    let topic = unique_name("cfg");
+    rivulet(&b, &["topic", "create", &topic], None).assert_success();
+
+    rivulet(
+        &b,
+        &[
+            "config",
+            "set",
+            "--cluster-default",
+            "log.retention.ms=86400000",
+        ],
+        None,
+    )
+    .assert_success();
+    let out = rivulet(&b, &["config", "describe", "--cluster-default"], None);
+    out.assert_success();
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("log.retention.ms"))
+        .unwrap_or_else(|| panic!("the default is not listed:\n{out}"));
+    assert!(
+        row.contains("86400000") && row.contains("DYNAMIC_DEFAULT_BROKER_CONFIG"),
+        "{row:?}\n{out}"
+    );
+    let out = rivulet(
+        &b,
+        &["config", "describe", "--topic", &topic, "--all"],
+        None,
+    );
+    out.assert_success();
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("retention.ms"))
+        .unwrap_or_else(|| panic!("retention.ms is not listed:\n{out}"));
+    assert!(
+        row.contains("86400000")
+            && row.contains("DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=86400000"),
+        "{row:?}\n{out}"
+    );
+
+    let out = rivulet(&b, &["config", "set", "--broker", "1", "broker.id=2"], None);
+    assert!(!out.success(), "a read-only key must be refused:\n{out}");
+    assert!(
+        out.stderr
+            .contains("Cannot update these configs dynamically"),
+        "{out}"
+    );
+
+    rivulet(
+        &b,
+        &["config", "delete", "--cluster-default", "log.retention.ms"],
+        None,
+    )
+    .assert_success();
+    let out = rivulet(&b, &["config", "describe", "--cluster-default"], None);
+    out.assert_success();
+    assert!(out.stdout.contains("No configs are set"), "{out}");
+    node.assert_alive("after rivulet config");
+}

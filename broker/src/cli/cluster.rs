@@ -343,7 +343,7 @@ fn ids(list: &[i32]) -> String {
         .join(",")
 }
 
-fn error_name(code: i16) -> String {
+pub(crate) fn error_name(code: i16) -> String {
     match kafka_protocol::ResponseError::try_from_code(code) {
         Some(err) => format!("{err} ({code})"),
         None => "no error".to_string(),
@@ -390,6 +390,28 @@ async fn fetch_status(bootstrap: &str) -> anyhow::Result<ClusterStatus> {
     bail!(
         "no node at {bootstrap} answered the cluster status requests ({}); check that \
          --bootstrap names Kafka listeners of Rivulet (or Kafka) nodes",
+        unreachable.join("; ")
+    )
+}
+
+/// A connection to the first bootstrap address that accepts one, and that address (for
+/// `rivulet config`, whose requests any node answers).
+pub(crate) async fn connect_first(bootstrap: &str) -> anyhow::Result<(KafkaConnection, String)> {
+    let mut unreachable = Vec::new();
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(with_default_port)
+    {
+        match KafkaConnection::connect(&addr).await {
+            Ok(conn) => return Ok((conn, addr)),
+            Err(err) => unreachable.push(format!("{addr}: {err:#}")),
+        }
+    }
+    bail!(
+        "could not reach any node at {bootstrap:?} ({}); pass --bootstrap HOST:PORT of a \
+         running node",
         unreachable.join("; ")
     )
 }
@@ -455,7 +477,7 @@ async fn status_from(conn: &mut KafkaConnection, addr: &str) -> anyhow::Result<C
 /// One Kafka protocol connection: 4-byte big-endian length, request header, body; responses
 /// come back in request order.
 #[derive(Debug)]
-struct KafkaConnection {
+pub(crate) struct KafkaConnection {
     stream: TcpStream,
     correlation_id: i32,
 }
@@ -489,7 +511,11 @@ impl KafkaConnection {
     }
 
     /// Sends `request` as `version` and decodes its response.
-    async fn send<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
+    pub(crate) async fn send<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> anyhow::Result<R::Response> {
         let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown API key {}", R::KEY))?;
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;

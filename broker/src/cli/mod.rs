@@ -9,6 +9,8 @@
 //!   partitions; speaks the Kafka protocol directly rather than through librdkafka)
 //! - [`group`]: `rivulet group list|describe|delete|reset-offsets` (consumer groups: members,
 //!   committed offsets, lag)
+//! - [`config`]: `rivulet config describe|set|delete` (topic, broker, cluster-wide default and
+//!   group configs, as `kafka-configs` shows and changes them)
 //!
 //! Client subcommands take `--bootstrap HOST:PORT` (default `127.0.0.1:9092`, or
 //! `RIVULET_BOOTSTRAP`), log to stderr through `tracing` (`RUST_LOG`, default `warn`), print
@@ -21,6 +23,7 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod cluster;
 pub mod common;
+pub mod config;
 pub mod consume;
 pub mod group;
 pub mod produce;
@@ -51,6 +54,9 @@ pub enum Command {
     /// List, describe (members, committed offsets, lag), delete consumer groups and reset
     /// their offsets.
     Group(group::GroupArgs),
+    /// Show and change configs: dynamic broker defaults (cluster-wide or one node), group
+    /// and topic configs.
+    Config(config::ConfigArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -84,6 +90,7 @@ fn run_client(command: Command) -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
             Command::Group(args) => group::run(args).await,
+            Command::Config(args) => config::run(args).await,
         }
     });
     // Dropping the runtime would wait for the Ctrl-C watcher task; do not.
