@@ -634,6 +634,34 @@ mod truncation {
 mod follower_and_epochs {
     use super::*;
 
+    /// A follower copies the leader's log whatever its own `max.message.bytes`: the limit is
+    /// checked when a client produces, and it may differ between nodes (a per-broker dynamic
+    /// default) or have been lowered after larger batches were written (Kafka's followers do
+    /// not apply it either). Refusing stalled replication for good.
+    #[test]
+    fn follower_appends_ignore_the_batch_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(
+            dir.path(),
+            LogConfig {
+                batch_bytes_max: 100,
+                ..cfg()
+            },
+        );
+        let big = BatchBuilder::new(7)
+            .offsets(0, 1)
+            .record(7, None, Some(&[b'x'; 3000]))
+            .build();
+        assert!(big.len() > 3000);
+        let info = log.append_as_follower(&big).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (0, 0));
+        // A client batch over the limit is still refused.
+        assert!(matches!(
+            log.append_as_leader(&batch(1, 3000, 7), 1),
+            Err(StorageError::BatchTooLarge { .. })
+        ));
+    }
+
     #[test]
     fn follower_appends_must_continue_the_log() {
         let dir = tempfile::tempdir().unwrap();

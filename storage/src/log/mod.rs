@@ -553,10 +553,14 @@ impl PartitionLog {
         let mut w = s.writer.lock();
         self.ensure_open()?;
         let cfg = self.config();
+        // No size limit: the leader checked it when the client produced, and this node's
+        // limit may differ (a per-broker dynamic `message.max.bytes`) or have been lowered
+        // since; refusing the leader's batches would stall replication for good. The buffer
+        // is already in memory and every batch must lie inside it.
         let batches = validate(
             records,
             &ValidationRules {
-                batch_bytes_max: cfg.batch_bytes_max,
+                batch_bytes_max: usize::MAX,
                 origin: BatchOrigin::Replication,
             },
         )?;
