@@ -665,7 +665,39 @@ fn dynamic_broker_and_group_configs() {
     assert_eq!(wire::produce(&mut conn, pv, &topic, batch_of(3000)).0, 0);
 }
 
-/// On three nodes: a cluster-wide default set through one node reaches the leader on another
+/// A replica of `topic`/0 that is not `leader`.
+fn follower_of(cluster: &mut harness::cluster::Cluster, topic: &str, leader: u32) -> u32 {
+    let state = cluster
+        .partition_state(topic, 0)
+        .unwrap_or_else(|| panic!("no node knows {topic}/0"));
+    state
+        .replicas
+        .iter()
+        .filter_map(|r| u32::try_from(*r).ok())
+        .find(|r| *r != leader)
+        .unwrap_or_else(|| panic!("{topic}/0 has no follower: {state:?}"))
+}
+
+/// Bytes of `topic`/0 in the log dir of the node `conn` talks to (DescribeLogDirs v4).
+fn partition_size(conn: &mut RawConn, topic: &str) -> i64 {
+    use kafka_protocol::messages::DescribeLogDirsRequest;
+    let mut req = DescribeLogDirsRequest::default();
+    // Null asks for every topic (an empty list for none).
+    req.topics = None;
+    let r = conn
+        .request(&req, 4)
+        .expect("DescribeLogDirs v4 must be answered");
+    r.results
+        .iter()
+        .flat_map(|d| d.topics.iter())
+        .filter(|t| t.name.as_str() == topic)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == 0)
+        .map_or(0, |p| p.partition_size)
+}
+
+/// On three nodes: a follower whose per-broker limit is lower still replicates the leader's
+/// batches; a cluster-wide default set through one node reaches the leader on another
 /// node, survives the loss of the controller leader (the new one keeps it and commits further
 /// changes) and is in the image of the old controller when it comes back.
 #[test]
@@ -684,6 +716,58 @@ fn dynamic_default_reaches_every_node_and_outlives_the_controller() {
         .find(|&id| id != controller && id != leader)
         .unwrap_or(if leader == 1 { 2 } else { 1 });
     let mut conn = RawConn::connect(cluster.node(via).addr()).expect("connect");
+
+    // A follower with a smaller per-broker limit still copies the leader's larger batches
+    // (the limit is the leader's, for clients; a follower refusing them stalled replication).
+    let follower_name = follower_of(&mut cluster, &topic, leader).to_string();
+    let follower: u32 = follower_name.parse().unwrap_or(0);
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        &follower_name,
+        &[("message.max.bytes", SET, Some("2048"))],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+    let mut to_leader = RawConn::connect(cluster.node(leader).addr()).expect("connect");
+    let pv = wire::negotiate::<ProduceRequest>(&mut to_leader, 12);
+    assert_eq!(
+        wire::produce(&mut to_leader, pv, &topic, batch_of(3000)).0,
+        0
+    );
+    drop(to_leader);
+    let mut on_follower = RawConn::connect(cluster.node(follower).addr()).expect("connect");
+    let mut size = 0;
+    harness::try_wait_until(
+        Duration::from_secs(30),
+        "the follower copies the batch",
+        || {
+            size = partition_size(&mut on_follower, &topic);
+            size >= 3000
+        },
+    )
+    .unwrap_or_else(|e| {
+        let sizes: Vec<(u32, i64)> = cluster
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let size = RawConn::connect(cluster.node(id).addr())
+                    .map_or(-1, |mut c| partition_size(&mut c, &topic));
+                (id, size)
+            })
+            .collect();
+        panic!("{e}: node {follower} holds {size} bytes of {topic}/0; (node, bytes): {sizes:?}, leader {leader}")
+    });
+    drop(on_follower);
+    let (c, m) = incremental_alter(
+        &mut conn,
+        BROKER,
+        &follower_name,
+        &[("message.max.bytes", 1, None)],
+        false,
+    );
+    assert_eq!(c, 0, "{m}");
+
     let (c, m) = incremental_alter(
         &mut conn,
         BROKER,
