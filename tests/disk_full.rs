@@ -412,3 +412,272 @@ fn full_disk_refuses_writes_serves_reads_and_deletes_and_recovers_without_restar
         node.log_tail(40)
     );
 }
+
+/// CreateTopics v5 of one single-partition topic on `replicas` (the first leads), with
+/// `min.insync.replicas`.
+fn create_on(conn: &mut RawConn, topic: &str, replicas: &[u32], min_insync: &str) {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
+    use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut a = CreatableReplicaAssignment::default();
+    a.partition_index = 0;
+    a.broker_ids = replicas.iter().map(|r| BrokerId(*r as i32)).collect();
+    let mut c = CreatableTopicConfig::default();
+    c.name = StrBytes::from_static_str("min.insync.replicas");
+    c.value = Some(StrBytes::from_string(min_insync.to_string()));
+    let mut t = CreatableTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.num_partitions = -1;
+    t.replication_factor = -1;
+    t.assignments = vec![a];
+    t.configs = vec![c];
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 30_000;
+    let r = conn
+        .request(&req, 5)
+        .expect("CreateTopics v5 must be answered");
+    assert_eq!(
+        r.topics[0].error_code, 0,
+        "create {topic}: {:?}",
+        r.topics[0]
+    );
+}
+
+/// One produce of `records` to partition 0 of `topic` with `acks`: (error code, base offset).
+fn produce_acks(
+    conn: &mut RawConn,
+    version: i16,
+    topic: &str,
+    acks: i16,
+    records: Vec<u8>,
+) -> (i16, i64) {
+    wire::produce_acks(conn, version, topic, acks, records)
+}
+
+/// A follower's disk fills (three nodes, the follower's data dir on a small tmpfs): the leader
+/// keeps acks=1 working, acks=all with min.insync.replicas=3 gets NOT_ENOUGH_REPLICAS once the
+/// follower leaves the ISR, and when space returns the follower catches up and rejoins by
+/// itself; no acknowledged record is lost, even when that follower then becomes leader.
+#[test]
+fn full_disk_on_a_follower_leaves_the_leader_serving_and_loses_nothing() {
+    use harness::cluster::{Cluster, ClusterOptions};
+    const NOT_ENOUGH_REPLICAS: i16 = 19;
+    let t0 = Instant::now();
+    let config = format!(
+        "[storage]\ncache_bytes = {}\nwrite_buffer_bytes_max = {}\nfree_bytes_min = {FLOOR_BYTES}\n",
+        16 * MIB,
+        8 * MIB
+    );
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            config_toml: Some(config),
+            ..ClusterOptions::default()
+        },
+    );
+    let controller = cluster.controller();
+    // The follower to fill: not the controller (its Raft log is not what is under test).
+    let full = if controller == 3 { 2 } else { 3 };
+    let others: Vec<u32> = cluster.ids().into_iter().filter(|&i| i != full).collect();
+    let (leader, third) = (others[0], others[1]);
+    // Move its data onto a small filesystem, keeping what it has (it is a Raft voter).
+    cluster.kill9(full);
+    let data_dir = cluster.node(full).data_dir();
+    let backup = data_dir.with_extension("bak");
+    std::fs::rename(&data_dir, &backup).expect("move the data dir aside");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let _fs = Tmpfs::mount(&data_dir, FS_BYTES);
+    let copied = run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(backup.join("."))
+            .arg(&data_dir),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(copied.success(), "copy the data back:\n{copied}");
+    cluster.restart(full);
+    println!(
+        "[{:>6.2} s] node {full} on a {} MiB tmpfs; leader {leader}",
+        t0.elapsed().as_secs_f64(),
+        FS_BYTES / MIB
+    );
+
+    let keep = unique_name("keep");
+    let filler = unique_name("filler");
+    let mut conn = RawConn::connect(cluster.node(leader).addr()).expect("connect");
+    // `full` second: it takes over when the leader goes, so its copy is what is read then.
+    create_on(&mut conn, &keep, &[leader, full, third], "3");
+    create_on(&mut conn, &filler, &[leader, third, full], "1");
+    cluster.wait_for_full_isr(&keep, 1);
+    cluster.wait_for_full_isr(&filler, 1);
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 9);
+
+    // Acknowledged (offset, value), and values whose produce failed: those may or may not be
+    // in the log (NOT_ENOUGH_REPLICAS_AFTER_APPEND means written, not acknowledged).
+    let mut kept: Vec<(i64, String)> = Vec::new();
+    let mut unacked: Vec<String> = Vec::new();
+    let mut send_keep = |conn: &mut RawConn, acks: i16, n: usize| {
+        let value = format!("keep-{n}");
+        let r = produce_acks(
+            conn,
+            version,
+            &keep,
+            acks,
+            BatchSpec::new(&[("k", &value)]).encode(),
+        );
+        if r.0 == 0 {
+            kept.push((r.1, value));
+        } else {
+            unacked.push(value);
+        }
+        r.0
+    };
+    for n in 0..10 {
+        assert_eq!(
+            send_keep(&mut conn, -1, n),
+            0,
+            "acks=all with every replica in sync"
+        );
+    }
+
+    // Fill the follower through replication (acks=1: the leader does not wait for it) until
+    // it stops taking the leader's batches at its floor and is out of the filler's ISR.
+    let mut batches = 0u64;
+    let filler_out = |cluster: &mut Cluster| {
+        cluster
+            .partition_state(&filler, 0)
+            .is_some_and(|p| !p.isr.contains(&(full as i32)))
+    };
+    // Out of the ISR and near its floor: a follower may also fall out of the ISR by lagging
+    // behind this fast acks=1 producer while it still has room.
+    loop {
+        if batches.is_multiple_of(8)
+            && free_bytes(&data_dir) < FLOOR_BYTES + FLOOR_BYTES / 4
+            && filler_out(&mut cluster)
+        {
+            break;
+        }
+        assert!(
+            batches < FS_BYTES / (700 * 1024) * 4,
+            "node {full} never left the ISR of {filler}: {} MiB free",
+            free_bytes(&data_dir) / MIB
+        );
+        let (code, _) = produce_acks(&mut conn, version, &filler, 1, filler_batch(batches));
+        assert_eq!(code, 0, "acks=1 filler produce {batches}");
+        batches += 1;
+    }
+    let free = free_bytes(&data_dir);
+    assert!(
+        free > FLOOR_BYTES / 2,
+        "the floor keeps headroom on node {full}: {free} bytes free"
+    );
+    println!(
+        "[{:>6.2} s] node {full} out of the filler's ISR after {batches} filler batches ({} MiB free)",
+        t0.elapsed().as_secs_f64(),
+        free_bytes(&data_dir) / MIB
+    );
+
+    // acks=1 keeps working; acks=all needs the follower until it leaves the ISR, then is
+    // refused with NOT_ENOUGH_REPLICAS (min.insync.replicas=3).
+    assert_eq!(
+        send_keep(&mut conn, 1, 100),
+        0,
+        "acks=1 while a follower is full"
+    );
+    let started = Instant::now();
+    let first = send_keep(&mut conn, -1, 101);
+    println!(
+        "[{:>6.2} s] first acks=all while full: error {first} after {} ms",
+        t0.elapsed().as_secs_f64(),
+        started.elapsed().as_millis()
+    );
+    let mut n = 200;
+    wait_until(
+        Duration::from_secs(30),
+        "acks=all is refused with NOT_ENOUGH_REPLICAS",
+        || {
+            n += 1;
+            send_keep(&mut conn, -1, n) == NOT_ENOUGH_REPLICAS
+        },
+    );
+    let isr = cluster.partition_state(&keep, 0).map(|p| p.isr);
+    assert!(
+        isr.as_ref().is_some_and(|i| !i.contains(&(full as i32))),
+        "node {full} left the ISR of {keep}: {isr:?}"
+    );
+    for n in 300..310 {
+        assert_eq!(
+            send_keep(&mut conn, 1, n),
+            0,
+            "acks=1 while the follower is out"
+        );
+    }
+    println!(
+        "[{:>6.2} s] acks=1 served, acks=all refused",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Space returns: the follower catches up and rejoins without a restart.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .create()
+        .expect("admin client");
+    let opts = AdminOptions::new()
+        .request_timeout(Some(Timeout::After(Duration::from_secs(30))))
+        .operation_timeout(Some(Timeout::After(Duration::from_secs(30))));
+    let results = futures::executor::block_on(admin.delete_topics(&[filler.as_str()], &opts))
+        .unwrap_or_else(|e| panic!("DeleteTopics: {e}"));
+    for r in results {
+        r.unwrap_or_else(|(t, code)| panic!("DeleteTopics {t}: {code:?}"));
+    }
+    cluster.wait_for_full_isr(&keep, 1);
+    println!(
+        "[{:>6.2} s] node {full} back in the ISR ({} MiB free)",
+        t0.elapsed().as_secs_f64(),
+        free_bytes(&data_dir) / MIB
+    );
+    assert_eq!(send_keep(&mut conn, -1, 400), 0, "acks=all after recovery");
+    drop(conn);
+
+    // Nothing acknowledged is lost, from the leader and from the follower that was full:
+    // every acknowledged record at its offset, anything else only from a refused produce.
+    let check = |bootstrap: &str, from: &str| -> Vec<(i64, String)> {
+        let read: Vec<(i64, String)> = read_all(bootstrap, &keep)
+            .into_iter()
+            .map(|(o, _, v)| (o, v.unwrap_or_default()))
+            .collect();
+        let missing: Vec<&(i64, String)> = kept.iter().filter(|k| !read.contains(k)).collect();
+        assert!(
+            missing.is_empty(),
+            "{keep} from {from} lost acknowledged {missing:?}"
+        );
+        let extra: Vec<&(i64, String)> = read
+            .iter()
+            .filter(|r| !kept.contains(r) && !unacked.contains(&r.1))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{keep} from {from} has records nobody sent: {extra:?}"
+        );
+        read
+    };
+    let from_leader = check(&cluster.bootstrap(), "the leader");
+    cluster.kill9(leader);
+    let successor = cluster.wait_for_leader(&keep, 0, |l| l != leader);
+    assert_eq!(successor, full, "the follower that was full takes over");
+    let from_full = check(
+        &cluster.node(full).bootstrap(),
+        "the follower that was full",
+    );
+    assert_eq!(from_full, from_leader, "the same log on both");
+
+    println!(
+        "[{:>6.2} s] {} acknowledged records read back from node {full} as leader",
+        t0.elapsed().as_secs_f64(),
+        kept.len()
+    );
+}
