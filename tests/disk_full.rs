@@ -2,10 +2,12 @@
 //! KAFKA_STORAGE_ERROR as soon as free space falls below `storage.free_bytes_min`, keeps
 //! serving reads, metadata and DeleteTopics, and accepts appends again by itself once space
 //! is freed. No acknowledged record is lost, and fjall is never poisoned (which used to take
-//! every partition and the Raft controller of the node down until a restart).
+//! every partition and the Raft controller of the node down until a restart). On three nodes,
+//! a follower whose disk fills leaves the ISR while its leader keeps serving, and catches up
+//! when space returns.
 //!
 //! The data directory is a tmpfs mounted for the test (the tests run as root, here and on CI).
-//! The test prints each step with its timing and the free space `df` reports.
+//! The tests print each step with its timing and the free space `df` reports.
 
 mod harness;
 
