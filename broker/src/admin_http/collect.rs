@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -98,12 +98,12 @@ impl Collector for Exposition {
                 Kind::Counter => MetricType::Counter,
             };
             let mut family = encoder.encode_descriptor(f.name, f.help, f.unit.as_ref(), kind)?;
-            for (labels, value) in &f.samples {
-                let metric = family.encode_family(labels)?;
-                match f.kind {
-                    Kind::Gauge => ConstGauge::new(*value).encode(metric)?,
-                    Kind::Counter => {
-                        ConstCounter::new(u64::try_from(*value).unwrap_or(0)).encode(metric)?
+            match f.samples.as_slice() {
+                // A single sample without labels: `name value`, not `name{} value`.
+                [(labels, value)] if labels.is_empty() => encode_value(f.kind, *value, family)?,
+                samples => {
+                    for (labels, value) in samples {
+                        encode_value(f.kind, *value, family.encode_family(labels)?)?;
                     }
                 }
             }
@@ -112,6 +112,13 @@ impl Collector for Exposition {
             encode_requests(m, &mut encoder)?;
         }
         Ok(())
+    }
+}
+
+fn encode_value(kind: Kind, value: i64, metric: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+    match kind {
+        Kind::Gauge => ConstGauge::new(value).encode(metric),
+        Kind::Counter => ConstCounter::new(u64::try_from(value).unwrap_or(0)).encode(metric),
     }
 }
 
@@ -613,5 +620,10 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        let mut x = Exposition::default();
+        x.gauge("rivulet_controller_active", "active")
+            .push((Vec::new(), 1));
+        let text = x.render().expect("render");
+        assert!(text.contains("\nrivulet_controller_active 1\n"), "{text}");
     }
 }
