@@ -193,7 +193,15 @@ fn metrics_and_json_match_what_clients_see() {
         .expect("offset");
     consumer.commit(&commit, CommitMode::Sync).expect("commit");
 
-    // One refused produce: a partition the topic does not have.
+    // One refused produce: a partition the topic does not have. (Counted against the figure
+    // before it: a client may have met the same code while the topic was being created.)
+    let errors_before = Scrape::take(&node)
+        .all(
+            "rivulet_kafka_request_errors_total",
+            &[("api", "Produce"), ("error_code", "3")],
+        )
+        .first()
+        .map_or(0.0, |(_, v)| *v);
     let mut conn = RawConn::connect(node.addr()).expect("connect");
     let v = wire::negotiate::<ProduceRequest>(&mut conn, 9);
     let bad = wire::produce_request(&topic, 7, -1, vec![0; 70]);
@@ -240,7 +248,7 @@ fn metrics_and_json_match_what_clients_see() {
     let unknown_partition = [("api", "Produce"), ("error_code", "3")];
     assert_eq!(
         m.value("rivulet_kafka_request_errors_total", &unknown_partition),
-        1.0
+        errors_before + 1.0
     );
     // Histogram buckets are cumulative and end with +Inf = count (the OpenMetrics parser
     // checks this too; here it is checked on the values).
@@ -362,9 +370,12 @@ fn ready_only_when_a_restarted_node_serves_and_under_replication_is_reported() {
     assert_eq!(m.value("rivulet_partition_isr_size", &tp), 2.0);
     assert_eq!(m.value("rivulet_partition_replicas", &tp), 3.0);
     let status = get_json(leader_admin, "/v1/cluster");
-    assert_eq!(
-        status["under_replicated"][0]["topic"],
-        topic.as_str(),
+    assert!(
+        status["under_replicated"]
+            .as_array()
+            .expect("under_replicated")
+            .iter()
+            .any(|p| p["topic"] == topic.as_str() && p["isr"].as_array().map(Vec::len) == Some(2)),
         "{status}"
     );
 
