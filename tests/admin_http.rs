@@ -321,6 +321,25 @@ fn metrics_and_json_match_what_clients_see() {
     drop(consumer);
 }
 
+/// A client over `connections_per_ip_max` is refused, and the refusal is counted by reason.
+#[test]
+fn refused_connections_are_counted() {
+    let node = Node::start_with(NodeOptions {
+        config_toml: Some("connections_per_ip_max = 1\n".into()),
+        ..Default::default()
+    });
+    let _first = RawConn::connect(node.addr()).expect("connect");
+    let _second = RawConn::connect(node.addr()).expect("the kernel accepts the handshake");
+    let refused = "rivulet_connections_refused_total{reason=\"ip_limit\"} ";
+    wait_until(TIMEOUT, "the refusal is counted", || {
+        get(node.admin_addr(), "/metrics").is_some_and(|(_, body)| {
+            body.lines()
+                .filter_map(|l| l.strip_prefix(refused))
+                .any(|v| v.parse::<u64>().is_ok_and(|n| n >= 1))
+        })
+    });
+}
+
 fn under_replicated_line(topic: &str, value: u8) -> String {
     format!("rivulet_partition_under_replicated{{topic=\"{topic}\",partition=\"0\"}} {value}\n")
 }
