@@ -19,6 +19,8 @@
 #                         (default target/release/rivulet, built by cargo as needed)
 #   RIVULET_LOCAL_KAFKA_PORT    Kafka port of node 1; node N uses this + N - 1  (default 19092)
 #   RIVULET_LOCAL_CLUSTER_PORT  cluster port of node 1; node N uses this + N - 1 (default 19192)
+#   RIVULET_LOCAL_ADMIN_PORT    admin HTTP port of node 1 (/metrics, /ready); node N uses
+#                               this + N - 1 (default 19644)
 #   RIVULET_COOKIE        shared secret of the node-to-node protocol (passed on as
 #                         RIVULET_CLUSTER__COOKIE when set)
 #   START_TIMEOUT         seconds to wait for each node's Kafka port (default 60)
@@ -33,6 +35,7 @@ DIR="${RIVULET_LOCAL_DIR:-$ROOT/local-cluster}"
 NODES=3
 KAFKA_PORT="${RIVULET_LOCAL_KAFKA_PORT:-19092}"
 CLUSTER_PORT="${RIVULET_LOCAL_CLUSTER_PORT:-19192}"
+ADMIN_PORT="${RIVULET_LOCAL_ADMIN_PORT:-19644}"
 START_TIMEOUT="${START_TIMEOUT:-60}"
 HOST=127.0.0.1
 case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
@@ -50,6 +53,7 @@ die() { printf 'local-cluster.sh: %s\n' "$*" >&2; exit 1; }
 
 kafka_port() { echo $((KAFKA_PORT + $1 - 1)); }
 cluster_port() { echo $((CLUSTER_PORT + $1 - 1)); }
+admin_port() { echo $((ADMIN_PORT + $1 - 1)); }
 node_dir() { echo "$DIR/node$1"; }
 pid_file() { echo "$DIR/node$1/pid"; }
 log_file() { echo "$DIR/node$1/node.log"; }
@@ -118,6 +122,7 @@ start_node() {
     # Other RIVULET_* settings (RIVULET_LOG__RETENTION_MS=...) reach every node.
     local cookie="${RIVULET_COOKIE:-}"
     unset RIVULET_BIN RIVULET_LOCAL_DIR RIVULET_LOCAL_KAFKA_PORT RIVULET_LOCAL_CLUSTER_PORT \
+      RIVULET_LOCAL_ADMIN_PORT \
       RIVULET_COOKIE RIVULET_BOOTSTRAP
     if [ -n "$cookie" ]; then export RIVULET_CLUSTER__COOKIE="$cookie"; fi
     export RUST_LOG="${RUST_LOG:-info}"
@@ -129,6 +134,7 @@ start_node() {
       --listen "$HOST:$(kafka_port "$n")" \
       --advertised "$HOST:$(kafka_port "$n")" \
       --cluster-listen "$HOST:$(cluster_port "$n")" \
+      --admin-listen "$HOST:$(admin_port "$n")" \
       "${seeds[@]}" \
       >>"$(log_file "$n")" 2>&1 </dev/null &
   )

@@ -18,6 +18,9 @@
 //!
 //! [groups]             # consumer group coordinators
 //! offsets_partitions = 16
+//!
+//! [admin]              # HTTP: /health, /ready, /metrics, /v1/... ("" or "off" disables)
+//! listen = "127.0.0.1:9644"
 //! ```
 //! Nested keys come from the environment with `__`: `RIVULET_LOG__RETENTION_MS=3600000`.
 
@@ -62,6 +65,46 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(skip_serializing_if = "ClusterArgs::is_empty")]
     pub cluster: ClusterArgs,
+    /// Admin endpoint settings.
+    #[command(flatten)]
+    #[serde(skip_serializing_if = "AdminArgs::is_empty")]
+    pub admin: AdminArgs,
+}
+
+/// Admin endpoint flags of `rivulet serve` (the `[admin]` table of the config).
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct AdminArgs {
+    /// Address of the admin HTTP endpoint (/health, /ready, /metrics, /v1/...); "off"
+    /// disables it. Default: 127.0.0.1:9644.
+    #[arg(long = "admin-listen", value_name = "HOST:PORT")]
+    #[serde(rename = "listen", skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
+}
+
+impl AdminArgs {
+    fn is_empty(&self) -> bool {
+        self.admin_listen.is_none()
+    }
+}
+
+/// Default address of the admin HTTP endpoint: loopback only, so a node does not expose its
+/// metrics and cluster view beyond the host unless told to.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9644";
+
+/// The `[admin]` table: the admin HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// `HOST:PORT` to serve on; empty or `off` disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_ADMIN_LISTEN.into(),
+        }
+    }
 }
 
 /// Cluster flags of `rivulet serve` (the `[cluster]` table of the config).
@@ -433,6 +476,8 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// Consumer group coordinators.
     pub groups: GroupSettings,
+    /// Admin HTTP endpoint.
+    pub admin: AdminSettings,
 }
 
 impl Default for Config {
@@ -460,6 +505,7 @@ impl Default for Config {
             storage: StorageSettings::default(),
             cluster: ClusterSettings::default(),
             groups: GroupSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -547,6 +593,7 @@ impl Config {
             .validate(&Default::default())
             .map_err(|e| anyhow::anyhow!("invalid [log] defaults: {e}"))?;
         self.groups.validate()?;
+        self.admin_listen_addr()?;
         Ok(())
     }
 
@@ -559,6 +606,20 @@ impl Config {
             format!(
                 "cluster.listen = {:?} is not HOST:PORT with an IP host",
                 self.cluster.listen
+            )
+        })
+    }
+
+    /// The admin endpoint's address, `None` when disabled.
+    pub fn admin_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let listen = self.admin.listen.trim();
+        if listen.is_empty() || listen.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        listen.parse().map(Some).with_context(|| {
+            format!(
+                "admin.listen = {:?} is not HOST:PORT with an IP host (or \"off\")",
+                self.admin.listen
             )
         })
     }
@@ -754,6 +815,44 @@ mod tests {
                 "{body}: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn admin_endpoint_is_on_by_default_and_can_be_moved_or_disabled() {
+        let cfg = Config::load_from(&ServeArgs::default(), env_none()).expect("defaults");
+        assert_eq!(
+            cfg.admin_listen_addr().expect("addr"),
+            Some("127.0.0.1:9644".parse().expect("addr"))
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("r.toml");
+        std::fs::write(&file, "[admin]\nlisten = \"off\"\n").expect("write");
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let cfg = Config::load_from(&from_file, env_none()).expect("load");
+        assert_eq!(cfg.admin_listen_addr().expect("off"), None);
+        let flag = ServeArgs {
+            config: Some(file),
+            admin: AdminArgs {
+                admin_listen: Some("127.0.0.1:19644".into()),
+            },
+            ..Default::default()
+        };
+        let cfg = Config::load_from(&flag, env_none()).expect("load");
+        assert_eq!(
+            cfg.admin_listen_addr().expect("addr").map(|a| a.port()),
+            Some(19644)
+        );
+        let bad = ServeArgs {
+            admin: AdminArgs {
+                admin_listen: Some("localhost".into()),
+            },
+            ..Default::default()
+        };
+        let err = Config::load_from(&bad, env_none()).expect_err("bad address");
+        assert!(format!("{err:#}").contains("admin.listen"), "{err:#}");
     }
 
     #[test]

@@ -14,13 +14,17 @@
 //! - [`serve`]: starts a node (storage, actor tree, listener) and shuts it down on a signal.
 //! - [`server`]: the Kafka protocol listener and request handlers.
 //! - [`consumer_protocol`]: the consumer protocol's assignment bytes (DescribeGroups, the CLI).
+//! - [`metrics`]: what the Kafka server records (requests, bytes per topic, connections).
+//! - [`admin_http`]: the admin HTTP endpoint (/health, /ready, /metrics, /v1/...).
 //! - [`cli`]: the user-facing command line (`topic`, `produce`, `consume`, `bench`), which talks
 //!   to a broker through librdkafka exactly as any other client would.
 
+pub mod admin_http;
 pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod consumer_protocol;
+pub mod metrics;
 pub mod serve;
 pub mod server;
 

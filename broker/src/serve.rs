@@ -271,6 +271,34 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .await
     .context("could not start the group coordinators")?;
 
+    // Admin endpoint (crate::admin_http): up before the replicas start, so /ready can say
+    // what the node waits for; `serving` turns true once the Kafka listener accepts.
+    let metrics = crate::metrics::Metrics::new();
+    let (serving, admin_stop, admin_task) = {
+        let (serving_tx, serving_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = match cfg.admin_listen_addr()? {
+            None => None,
+            Some(addr) => {
+                let listener = crate::admin_http::bind(addr).await?;
+                let ctx = crate::admin_http::AdminContext {
+                    controller: controller.clone(),
+                    groups: groups.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    cluster_id: cluster_id.clone(),
+                    advertised_host: advertised_host.clone(),
+                    advertised_port,
+                    serving: serving_rx,
+                };
+                Some(tokio::spawn(crate::admin_http::serve(
+                    listener, ctx, stop_rx,
+                )))
+            }
+        };
+        (serving_tx, stop_tx, task)
+    };
+
     let inflight_kib = u32::try_from(cfg.produce_inflight_bytes_max / 1024)
         .unwrap_or(u32::MAX)
         .max(1);
@@ -291,6 +319,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             read_timeout: Duration::from_millis(cfg.request_read_timeout_ms),
             response_write_timeout: Duration::from_millis(cfg.response_write_timeout_ms),
         },
+        metrics,
     });
     // Start the replicas of what this node already knows before clients come in. After the
     // wait, Metadata names this node leader only of partitions whose replica already serves
@@ -318,6 +347,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         server::limits::ConnectionLimits::new(cfg.connections_max, cfg.connections_per_ip_max),
         shutdown_rx,
     ));
+    let _ = serving.send(true);
     info!(
         node_id = cfg.node_id,
         %listen,
@@ -332,6 +362,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         _ = &mut supervisor_handle => { error!("the actor tree stopped unexpectedly; shutting down"); true }
     };
     let _ = shutdown_tx.send(true);
+    let _ = serving.send(false);
     let _ = listener_task.await;
     // Coordinators first: their last writes go to replicas that are still running.
     groups.shutdown().await;
@@ -342,6 +373,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     raft.shutdown().await;
     if let Some(m) = &membership {
         m.shutdown().await;
+    }
+    let _ = admin_stop.send(true);
+    if let Some(task) = admin_task {
+        let _ = task.await;
     }
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.sync())

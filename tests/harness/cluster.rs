@@ -210,7 +210,7 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {id}"))
     }
 
-    fn node_mut(&mut self, id: u32) -> &mut Node {
+    pub(crate) fn node_mut(&mut self, id: u32) -> &mut Node {
         self.nodes
             .get_mut(&id)
             .unwrap_or_else(|| panic!("no node {id}"))
@@ -466,6 +466,12 @@ impl Cluster {
             }
         }
         self.wait_for_membership();
+    }
+
+    /// Starts a killed node again without waiting for it (a node cut off from the others
+    /// cannot join; see [`Cluster::restart`] for the waiting form).
+    pub(crate) fn respawn(&mut self, id: u32) {
+        self.node_mut(id).respawn();
     }
 
     /// SIGKILL every node, then start them all again.

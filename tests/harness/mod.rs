@@ -150,6 +150,9 @@ pub(crate) struct Node {
     dir: Option<tempfile::TempDir>,
     dir_path: PathBuf,
     port: u16,
+    /// Port of the admin HTTP endpoint (`--admin-listen`): every node gets its own, since
+    /// the default (9644) would collide between nodes on one host.
+    admin_port: u16,
     child: Option<Child>,
     /// Increments on every (re)start; each incarnation logs to its own files.
     incarnation: u32,
@@ -185,6 +188,7 @@ impl Node {
             dir: Some(dir),
             dir_path,
             port: free_port(),
+            admin_port: free_port(),
             child: None,
             incarnation: 0,
         };
@@ -208,6 +212,7 @@ impl Node {
                         node.log_tail(20)
                     );
                     node.port = free_port();
+                    node.admin_port = free_port();
                     node.spawn();
                 }
                 Err(e) => panic!("node did not start: {e}\n{}", node.log_tail(LOG_TAIL_LINES)),
@@ -227,6 +232,11 @@ impl Node {
 
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin HTTP endpoint (`/health`, `/ready`, `/metrics`, `/v1/...`).
+    pub(crate) fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
     }
 
     /// The node's `--data-dir`.
@@ -276,7 +286,9 @@ impl Node {
             .arg("--listen")
             .arg(&listen)
             .arg("--advertised")
-            .arg(&listen);
+            .arg(&listen)
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{}", self.admin_port));
         if self.options.config_toml.is_some() {
             cmd.arg("--config").arg(self.dir_path.join("rivulet.toml"));
         }

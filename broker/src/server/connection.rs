@@ -235,6 +235,7 @@ pub async fn handle_frame(
             version,
         });
     }
+    let started = std::time::Instant::now();
     let (header, mut request) = decode_request(frame)?;
     // A fetch's response is reserved before the handler reads the log, so connections that
     // never read their responses cannot pile up more than the budget between them. It takes
@@ -248,11 +249,21 @@ pub async fn handle_frame(
             fetch.max_bytes = i32::try_from(granted).unwrap_or(i32::MAX).max(1);
         }
     }
-    match handlers::handle(state, &header, request, peer).await {
+    let replied = handlers::handle(state, &header, request, peer).await;
+    if let Some(reply) = &replied {
+        crate::metrics::responses::error_codes(reply.kind(), |c| {
+            if c != 0 {
+                state.metrics.errors(key_raw, [c]);
+            }
+        });
+    }
+    match replied {
         Some(reply) => {
             let header_version = key.response_header_version(version);
-            let out = encode(correlation_id, header_version, version, &reply)?;
+            let out = encode(correlation_id, header_version, version, &reply);
             drop(reply);
+            state.metrics.request(key_raw, started.elapsed());
+            let out = out?;
             let beyond = out.len().saturating_sub(reservation.bytes());
             if beyond > 0 && !state.limits.budget.try_grow(&mut reservation, beyond) {
                 // Only a fetch's first batch may exceed its estimate (Kafka's progress rule);
@@ -261,7 +272,10 @@ pub async fn handle_frame(
             }
             Ok(Some((out, reservation)))
         }
-        None => Ok(None),
+        None => {
+            state.metrics.request(key_raw, started.elapsed());
+            Ok(None)
+        }
     }
 }
 

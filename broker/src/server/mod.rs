@@ -19,6 +19,7 @@ pub mod legacy;
 pub mod limits;
 pub mod versions;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct BrokerState {
     pub data_dir: std::path::PathBuf,
     /// Memory budget and connection timeouts.
     pub limits: limits::ServerLimits,
+    /// Figures the admin endpoint exports (requests, bytes per topic, connections).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl BrokerState {
@@ -85,12 +88,14 @@ pub async fn serve(
                 let slot = match connections.admit(peer.ip()) {
                     Ok(slot) => slot,
                     Err(refused @ limits::Refused::NodeFull(_)) => {
+                        state.metrics.connections.refused_node_limit.fetch_add(1, Ordering::Relaxed);
                         // An operator may need to raise the limit or find who holds them all.
                         warn!(%peer, %refused, "refusing connection");
                         drop(stream);
                         continue;
                     }
                     Err(refused) => {
+                        state.metrics.connections.refused_ip_limit.fetch_add(1, Ordering::Relaxed);
                         // One address over its share: that client's problem, not the node's.
                         debug!(%peer, %refused, "refusing connection");
                         drop(stream);
@@ -99,9 +104,11 @@ pub async fn serve(
                 };
                 let state = state.clone();
                 let shutdown = shutdown.clone();
+                let open = state.metrics.connection_opened();
                 tokio::spawn(async move {
                     connection::run(stream, peer, state, shutdown).await;
                     drop(slot);
+                    drop(open);
                 });
             }
         }

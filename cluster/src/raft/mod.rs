@@ -175,6 +175,22 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// A copy of a node's Raft figures (openraft's metrics), taken when asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftFigures {
+    /// Current term.
+    pub term: u64,
+    /// True while this node is the Raft leader (the active controller).
+    pub is_leader: bool,
+    /// False on a learner (a node that joined after the seeds).
+    pub is_voter: bool,
+    /// Index of the last entry in this node's Raft log.
+    pub last_log_index: u64,
+    /// Index of the last entry applied to the metadata image here. Only committed entries
+    /// are applied, so this is the commit index as this node knows it.
+    pub applied_index: u64,
+}
+
 /// A node's handle on the metadata controller. Cheap to clone.
 #[derive(Clone)]
 pub struct MetaRaft {
@@ -299,6 +315,19 @@ impl MetaRaft {
     /// The current controller leader, as this node knows it.
     pub fn controller_leader(&self) -> Option<NodeId> {
         self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// Figures of this node's Raft state, for the admin endpoint's metrics.
+    pub fn figures(&self) -> RaftFigures {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        RaftFigures {
+            term: m.current_term,
+            is_leader: m.state == ServerState::Leader,
+            is_voter: !matches!(m.state, ServerState::Learner),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+        }
     }
 
     fn is_leader(&self) -> bool {

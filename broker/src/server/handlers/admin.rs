@@ -196,17 +196,31 @@ fn metadata_error(
 /// this a producer of a partition this node led would not look elsewhere for the new leader
 /// (librdkafka 2.10+ drops brokers a Metadata answer omits).
 pub(crate) fn live_brokers(state: &BrokerState) -> Vec<rivulet_cluster::BrokerInfo> {
-    let mut brokers = state.controller.brokers();
-    let me = state.node_id();
-    if !state.controller.lease_valid() && brokers.iter().any(|b| b.node_id != me) {
+    live_brokers_of(
+        &state.controller,
+        &state.advertised_host,
+        state.advertised_port,
+    )
+}
+
+/// [`live_brokers`] from the controller and this node's advertised address (the admin
+/// endpoint's cluster view uses it too).
+pub(crate) fn live_brokers_of(
+    controller: &rivulet_cluster::Controller,
+    advertised_host: &str,
+    advertised_port: i32,
+) -> Vec<rivulet_cluster::BrokerInfo> {
+    let mut brokers = controller.brokers();
+    let me = controller.node_id();
+    if !controller.lease_valid() && brokers.iter().any(|b| b.node_id != me) {
         brokers.retain(|b| b.node_id != me);
         return brokers;
     }
-    if !brokers.iter().any(|b| b.node_id == state.node_id()) {
+    if !brokers.iter().any(|b| b.node_id == me) {
         brokers.push(rivulet_cluster::BrokerInfo {
-            node_id: state.node_id(),
-            host: state.advertised_host.clone(),
-            port: state.advertised_port,
+            node_id: me,
+            host: advertised_host.to_string(),
+            port: advertised_port,
         });
     }
     brokers

@@ -259,6 +259,9 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
         p.preferred_read_replica = BrokerId(-1);
         p.aborted_transactions = Some(Vec::new());
         bytes_hint += g.records.len() + 64;
+        if let Some((name, _)) = topics.get(w.topic_index) {
+            state.metrics.fetched(name, &g.records);
+        }
         p.records = Some(g.records);
         if let Some(t) = by_topic.get_mut(w.topic_index) {
             t.partitions.push(p);

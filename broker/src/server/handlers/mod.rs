@@ -50,6 +50,11 @@ impl Reply {
         Self { kind, bytes_hint }
     }
 
+    /// The response.
+    pub fn kind(&self) -> &ResponseKind {
+        &self.kind
+    }
+
     /// Expected encoded size.
     pub fn size_hint(&self, _version: i16) -> usize {
         self.bytes_hint

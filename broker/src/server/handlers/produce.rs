@@ -105,6 +105,7 @@ async fn append_one(
     }
     // Subscribed before the append, so a lapse during it is not missed.
     let lease = state.controller.lease_watch();
+    let batch_bytes = records.len();
     let started = tokio::time::Instant::now();
     let call = replica
         .actor
@@ -116,7 +117,11 @@ async fn append_one(
     match call {
         Ok(CallResult::Success(Ok(outcome))) => {
             let info = match outcome {
-                AppendOutcome::Appended(i) => i,
+                AppendOutcome::Appended(i) => {
+                    let records = u64::try_from(i.last_offset - i.base_offset + 1).unwrap_or(0);
+                    state.metrics.produced(&tp.topic, batch_bytes, records);
+                    i
+                }
                 AppendOutcome::Duplicate(i) => {
                     debug!(%tp, base_offset = i.base_offset, "duplicate batch from idempotent producer");
                     i
