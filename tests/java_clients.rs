@@ -1,0 +1,90 @@
+//! The Java reference client (`org.apache.kafka:kafka-clients` 4.3.1, the protocol's reference
+//! implementation) against one `rivulet serve` node.
+//!
+//! The scenarios live in `tests/clients/java` (one Java program, a subcommand each; it checks
+//! what the client sees and says what differed). Each test here starts its own node and runs
+//! one scenario, so a failure names the feature. The program is built once per test process
+//! (harness/java.rs). docs/compat.md cites these tests.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::java::{assert_scenario_ok, scenario};
+use harness::{Node, NodeOptions};
+
+/// One scenario's run: a JVM start plus a few seconds of client work; generous for a loaded
+/// 2-core machine. The program bounds every call it makes by 30 s itself.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Fast group timings, as in tests/groups.rs: the default 3 s initial rebalance delay would
+/// dominate the group scenarios.
+const GROUPS_TOML: &str = "[groups]\n\
+    offsets_partitions = 4\n\
+    initial_rebalance_delay_ms = 300\n\
+    min_session_timeout_ms = 1000\n\
+    consumer_session_timeout_ms = 6000\n\
+    consumer_heartbeat_interval_ms = 300\n";
+
+fn run_scenario(name: &str) {
+    // Build (or find) the program before the node starts, so the node's clock-driven work does
+    // not run while Maven does.
+    harness::java::program();
+    let mut node = Node::start_with(NodeOptions {
+        config_toml: Some(GROUPS_TOML.to_string()),
+        ..NodeOptions::default()
+    });
+    let out = scenario(&node, name, SCENARIO_TIMEOUT);
+    node.assert_alive(&format!("after the Java scenario {name}"));
+    assert_scenario_ok(name, &out);
+    eprintln!("{}", out.stdout);
+}
+
+/// Every codec (none, gzip, snappy, lz4, zstd) with the idempotent acks=all producer, and
+/// acks=1 and acks=0; keys (murmur2 partitioning), headers, CreateTime timestamps; all read back.
+#[test]
+fn java_producer_codecs_acks_headers_timestamps() {
+    run_scenario("producer");
+}
+
+/// group.protocol=classic: two members, a rebalance seen by the listener, commits, a leave.
+#[test]
+fn java_classic_group_rebalances_and_commits() {
+    run_scenario("group-classic");
+}
+
+/// group.protocol=consumer (KIP-848, ConsumerGroupHeartbeat): the same checks.
+#[test]
+fn java_consumer_protocol_group_rebalances_and_commits() {
+    run_scenario("group-consumer");
+}
+
+/// assign() + commit without a subscription, seek, seekToBeginning, offsetsForTimes (classic).
+#[test]
+fn java_assign_commit_seek_offsets_for_times_classic() {
+    run_scenario("assign-classic");
+}
+
+/// The same with group.protocol=consumer.
+#[test]
+fn java_assign_commit_seek_offsets_for_times_consumer_protocol() {
+    run_scenario("assign-consumer");
+}
+
+/// subscribe(Pattern) with the classic protocol, including a topic created later.
+#[test]
+fn java_pattern_subscribe_classic() {
+    run_scenario("pattern-classic");
+}
+
+/// subscribe(Pattern) with group.protocol=consumer.
+#[test]
+fn java_pattern_subscribe_consumer_protocol() {
+    run_scenario("pattern-consumer");
+}
+
+/// AdminClient: topics, configs, partitions, records, offsets, groups, cluster and log dirs.
+#[test]
+fn java_admin_client() {
+    run_scenario("admin");
+}
