@@ -10,7 +10,8 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::java::{assert_scenario_ok, scenario};
+use harness::cluster::{Cluster, ClusterOptions};
+use harness::java::{assert_scenario_ok, scenario, scenario_at};
 use harness::{Node, NodeOptions};
 
 /// One scenario's run: a JVM start plus a few seconds of client work; generous for a loaded
@@ -53,6 +54,14 @@ fn java_classic_group_rebalances_and_commits() {
     run_scenario("group-classic");
 }
 
+/// group.protocol=classic with static members and the cooperative-sticky assignor: only the
+/// moving partitions are revoked; a closed static member keeps its partitions until its session
+/// times out; an explicit leave (KIP-1092) empties the group.
+#[test]
+fn java_classic_static_members_cooperative_sticky() {
+    run_scenario("group-classic-static-coop");
+}
+
 /// group.protocol=consumer (KIP-848, ConsumerGroupHeartbeat): the same checks.
 #[test]
 fn java_consumer_protocol_group_rebalances_and_commits() {
@@ -87,4 +96,25 @@ fn java_pattern_subscribe_consumer_protocol() {
 #[test]
 fn java_admin_client() {
     run_scenario("admin");
+}
+
+/// A three-node cluster, topics with three replicas: the producer scenario (leaders spread over
+/// the nodes, acks=all waits for the followers) and both group protocols (the group coordinator
+/// is on whichever node owns the group's offsets partition).
+#[test]
+fn java_producer_and_groups_on_a_three_node_cluster() {
+    harness::java::program();
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            config_toml: Some(GROUPS_TOML.to_string()),
+            ..ClusterOptions::default()
+        },
+    );
+    for name in ["producer", "group-classic", "group-consumer"] {
+        let out = scenario_at(&cluster.bootstrap(), name, 3, SCENARIO_TIMEOUT);
+        assert_scenario_ok(name, &out);
+        eprintln!("{}", out.stdout);
+    }
+    assert_eq!(cluster.live_ids().len(), 3, "every node still running");
 }

@@ -143,14 +143,26 @@ pub(crate) fn program() -> &'static str {
 /// Runs one scenario of the program against `node`, with topic and group names unique to this
 /// call. The caller checks the result with [`assert_scenario_ok`].
 pub(crate) fn scenario(node: &Node, name: &str, timeout: Duration) -> CmdOutput {
+    scenario_at(&node.bootstrap(), name, 1, timeout)
+}
+
+/// Like [`scenario`], against any bootstrap list (a cluster's), creating topics with
+/// `replication` replicas.
+pub(crate) fn scenario_at(
+    bootstrap: &str,
+    name: &str,
+    replication: u16,
+    timeout: Duration,
+) -> CmdOutput {
     let classpath = program();
     run(
         Command::new(java())
+            .arg(format!("-Drivulet.replication={replication}"))
             .arg("-cp")
             .arg(classpath)
             .arg(MAIN_CLASS)
             .arg(name)
-            .arg(node.bootstrap())
+            .arg(bootstrap)
             .arg(unique_name(&format!("java-{name}"))),
         None,
         timeout,

@@ -40,6 +40,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.GroupState;
+import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.config.ConfigResource;
@@ -118,7 +119,11 @@ final class AdminScenario {
                 checkEq(1, p.replicas().size(), "replicas of partition " + p.partition());
                 checkEq(1, p.isr().size(), "ISR of partition " + p.partition());
             }
-            step("listTopics and describeTopics");
+            TopicDescription byId = get(admin.describeTopics(TopicCollection.ofTopicIds(List.of(td.topicId())))
+                    .allTopicIds()).get(td.topicId());
+            checkEq(topic, byId.name(), "name of the topic described by its id");
+            checkEq(3, byId.partitions().size(), "partitions of the topic described by its id");
+            step("listTopics and describeTopics, by name and by id");
 
             ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
             Config config = get(admin.describeConfigs(List.of(res)).all()).get(res);

@@ -24,6 +24,7 @@ import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.CloseOptions;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -47,7 +48,7 @@ final class GroupScenarios {
 
     static void createTopics(String bootstrap, Map<String, Integer> partitions) throws Exception {
         List<NewTopic> topics = new ArrayList<>();
-        partitions.forEach((name, n) -> topics.add(new NewTopic(name, n, (short) 1)));
+        partitions.forEach((name, n) -> topics.add(new NewTopic(name, n, Main.REPLICATION)));
         try (Admin admin = Admin.create(Main.common(bootstrap, "java-admin"))) {
             admin.createTopics(topics).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
         }
@@ -174,8 +175,22 @@ final class GroupScenarios {
      * the admin client.
      */
     static void subscribe(String bootstrap, String prefix, String protocol) throws Exception {
-        String topic = prefix + "-sub-" + protocol;
-        String group = prefix + "-group-" + protocol;
+        subscribe(bootstrap, prefix, protocol, false);
+    }
+
+    /**
+     * The classic protocol with static members (group.instance.id) and the cooperative-sticky
+     * assignor: only the partitions that move are revoked; a static member that closes stays in
+     * the group until its session times out; an explicit leave (KIP-1092) empties the group.
+     */
+    static void subscribeStaticCooperative(String bootstrap, String prefix) throws Exception {
+        subscribe(bootstrap, prefix, "classic", true);
+    }
+
+    static void subscribe(String bootstrap, String prefix, String protocol, boolean staticCoop) throws Exception {
+        String variant = protocol + (staticCoop ? "-static-coop" : "");
+        String topic = prefix + "-sub-" + variant;
+        String group = prefix + "-group-" + variant;
         int partitions = 4;
         int perPartition = 10;
         Set<TopicPartition> all = partitionsOf(topic, partitions);
@@ -183,8 +198,19 @@ final class GroupScenarios {
         produce(bootstrap, topic, partitions, perPartition, System.currentTimeMillis());
         step("created " + topic + " and wrote " + perPartition + " records to each of " + partitions + " partitions");
 
-        Member a = new Member("A", consumerProps(bootstrap, "java-member-a", group, protocol));
-        Member b = new Member("B", consumerProps(bootstrap, "java-member-b", group, protocol));
+        Properties pa = consumerProps(bootstrap, "java-member-a", group, protocol);
+        Properties pb = consumerProps(bootstrap, "java-member-b", group, protocol);
+        if (staticCoop) {
+            for (Properties p : List.of(pa, pb)) {
+                p.put("partition.assignment.strategy", CooperativeStickyAssignor.class.getName());
+            }
+            pa.put("group.instance.id", "instance-a");
+            pb.put("group.instance.id", "instance-b");
+        }
+        // Eager classic rebalances revoke everything; cooperative and KIP-848 ones only what moves.
+        boolean incremental = staticCoop || protocol.equals("consumer");
+        Member a = new Member("A", pa);
+        Member b = new Member("B", pb);
         try {
             a.consumer.subscribe(List.of(topic), a);
             pollUntil("A alone owns every partition and has read every record", a::poll,
@@ -210,8 +236,11 @@ final class GroupScenarios {
                             && union(a.owned, b.owned).equals(all),
                     () -> a.state() + "; " + b.state());
             List<String> aNew = a.events.subList(eventsBefore, a.events.size());
-            check(aNew.stream().anyMatch(e -> e.startsWith("revoked ") && !e.equals("revoked []")),
-                    () -> "A's listener was not told of a revocation; its calls since B joined: " + aNew);
+            String expectRevoked = "revoked " + new TreeSet<>(
+                    (incremental ? b.owned : all).stream().map(Object::toString).toList());
+            check(aNew.contains(expectRevoked),
+                    () -> "A's listener should have been told `" + expectRevoked + "` ("
+                            + (incremental ? "incremental" : "eager") + " rebalance); its calls since B joined: " + aNew);
             step("rebalanced: " + a.state() + "; " + b.state());
 
             // The coordinator's view of the active group matches what the members were told
@@ -235,6 +264,9 @@ final class GroupScenarios {
                             Map<String, Set<TopicPartition>> byClient = new HashMap<>();
                             for (MemberDescription m : d.members()) {
                                 byClient.put(m.clientId(), m.assignment().topicPartitions());
+                                if (staticCoop && m.groupInstanceId().isEmpty()) {
+                                    return false;
+                                }
                             }
                             return d.groupState() == GroupState.STABLE
                                     && byClient.size() == 2
@@ -276,12 +308,23 @@ final class GroupScenarios {
             b.consumer.commitSync();
             step("each record of the second round read once; both members committed");
 
+            long closedAt = System.nanoTime();
             b.consumer.close(CloseOptions.timeout(Duration.ofMillis(TIMEOUT_MS)));
             pollUntil("A owns every partition again after B left", a::poll,
                     () -> a.owned.equals(all), a::state);
-            step("B left; A owns all partitions again");
+            long handBackMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - closedAt);
+            if (staticCoop) {
+                // A static member's close is not a leave: its partitions wait for its session
+                // timeout (6 s here) in case it comes back.
+                check(handBackMs >= 4_000,
+                        () -> "B's partitions moved " + handBackMs + " ms after a static member closed; "
+                                + "they should wait for its session timeout");
+            }
+            step("B closed; A owns all partitions again after " + handBackMs + " ms");
         } finally {
-            a.consumer.close(CloseOptions.timeout(Duration.ofMillis(TIMEOUT_MS)));
+            // Static members stay in the group on close unless told to leave (KIP-1092).
+            a.consumer.close(CloseOptions.timeout(Duration.ofMillis(TIMEOUT_MS))
+                    .withGroupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP));
             b.consumer.close(CloseOptions.timeout(Duration.ofMillis(TIMEOUT_MS)));
         }
 

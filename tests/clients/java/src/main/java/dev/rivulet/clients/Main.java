@@ -23,6 +23,9 @@ public final class Main {
     /** Longest any single client call or polled condition may take. */
     static final long TIMEOUT_MS = 30_000;
 
+    /** Replication factor of the topics the scenarios create (-Drivulet.replication=3 on a cluster). */
+    static final short REPLICATION = Short.parseShort(System.getProperty("rivulet.replication", "1"));
+
     private Main() {}
 
     /** A check that did not hold: the scenario fails with this message. */
@@ -83,7 +86,7 @@ public final class Main {
     public static void main(String[] args) {
         if (args.length != 3) {
             System.err.println("usage: Main SCENARIO BOOTSTRAP NAME_PREFIX\n"
-                    + "scenarios: producer, group-classic, group-consumer, assign-classic, "
+                    + "scenarios: producer, group-classic, group-consumer, group-classic-static-coop, assign-classic, "
                     + "assign-consumer, pattern-classic, pattern-consumer, admin");
             System.exit(64);
         }
@@ -97,6 +100,7 @@ public final class Main {
                 case "producer" -> ProducerScenario.run(bootstrap, prefix);
                 case "group-classic" -> GroupScenarios.subscribe(bootstrap, prefix, "classic");
                 case "group-consumer" -> GroupScenarios.subscribe(bootstrap, prefix, "consumer");
+                case "group-classic-static-coop" -> GroupScenarios.subscribeStaticCooperative(bootstrap, prefix);
                 case "assign-classic" -> GroupScenarios.assign(bootstrap, prefix, "classic");
                 case "assign-consumer" -> GroupScenarios.assign(bootstrap, prefix, "consumer");
                 case "pattern-classic" -> GroupScenarios.pattern(bootstrap, prefix, "classic");

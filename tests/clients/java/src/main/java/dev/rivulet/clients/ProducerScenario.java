@@ -56,7 +56,7 @@ final class ProducerScenario {
     static void run(String bootstrap, String prefix) throws Exception {
         String topic = prefix + "-produce";
         try (Admin admin = Admin.create(Main.common(bootstrap, "java-admin"))) {
-            admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 1)))
+            admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, Main.REPLICATION)))
                     .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
         }
         step("created " + topic + " with " + PARTITIONS + " partitions");
