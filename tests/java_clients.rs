@@ -11,8 +11,10 @@ mod harness;
 use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::java::{assert_scenario_ok, scenario, scenario_at};
-use harness::{Node, NodeOptions};
+use harness::java::{assert_scenario_ok, scenario, scenario_at, scenario_named};
+use harness::{unique_name, wait_until, Node, NodeOptions};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// One scenario's run: a JVM start plus a few seconds of client work; generous for a loaded
 /// 2-core machine. The program bounds every call it makes by 30 s itself.
@@ -117,4 +119,59 @@ fn java_producer_and_groups_on_a_three_node_cluster() {
         eprintln!("{}", out.stdout);
     }
     assert_eq!(cluster.live_ids().len(), 3, "every node still running");
+}
+
+/// The high watermark of a partition, `None` while it cannot be read (no topic or leader yet).
+fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(2))
+        .ok()
+        .map(|(_, high)| high)
+}
+
+/// The Java idempotent acks=all producer keeps writing while the leader of one of its partitions
+/// is SIGKILLed: every send is acknowledged (the client finds the new leader and retries) and
+/// every acknowledged record is read back once, at its offset (docs/semantics.md).
+#[test]
+fn java_idempotent_producer_through_a_leader_kill() {
+    harness::java::program();
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            config_toml: Some(GROUPS_TOML.to_string()),
+            ..ClusterOptions::default()
+        },
+    );
+    let bootstrap = cluster.bootstrap();
+    let prefix = unique_name("java-failover");
+    let topic = format!("{prefix}-failover");
+    let run = {
+        let (bootstrap, prefix) = (bootstrap.clone(), prefix.clone());
+        std::thread::spawn(move || {
+            scenario_named(
+                &bootstrap,
+                "produce-through-failover",
+                &prefix,
+                3,
+                SCENARIO_TIMEOUT,
+            )
+        })
+    };
+    // Kill the leader once the producer is well under way (the scenario writes for 8 s).
+    wait_until(
+        Duration::from_secs(60),
+        "the Java producer has written 300 records to partition 0",
+        || high_watermark(&bootstrap, &topic, 0).is_some_and(|hw| hw >= 300),
+    );
+    let leader = cluster.leader_of(&topic, 0);
+    cluster.kill9(leader);
+    let new_leader = cluster.wait_for_leader(&topic, 0, |l| l != leader);
+    eprintln!("killed node {leader}, the leader of {topic}/0; node {new_leader} took over");
+    let out = run.join().expect("the scenario thread");
+    assert_scenario_ok("produce-through-failover", &out);
+    eprintln!("{}", out.stdout);
 }

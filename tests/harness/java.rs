@@ -154,6 +154,19 @@ pub(crate) fn scenario_at(
     replication: u16,
     timeout: Duration,
 ) -> CmdOutput {
+    let prefix = unique_name(&format!("java-{name}"));
+    scenario_named(bootstrap, name, &prefix, replication, timeout)
+}
+
+/// Like [`scenario_at`] with the caller's name prefix, for tests that must find the scenario's
+/// topics (`<prefix>-...`) while it runs.
+pub(crate) fn scenario_named(
+    bootstrap: &str,
+    name: &str,
+    prefix: &str,
+    replication: u16,
+    timeout: Duration,
+) -> CmdOutput {
     let classpath = program();
     run(
         Command::new(java())
@@ -163,7 +176,7 @@ pub(crate) fn scenario_at(
             .arg(MAIN_CLASS)
             .arg(name)
             .arg(bootstrap)
-            .arg(unique_name(&format!("java-{name}"))),
+            .arg(prefix),
         None,
         timeout,
     )
