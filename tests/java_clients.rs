@@ -157,6 +157,7 @@ fn java_idempotent_producer_through_a_leader_kill() {
                 "produce-through-failover",
                 &prefix,
                 3,
+                &[],
                 SCENARIO_TIMEOUT,
             )
         })
@@ -173,5 +174,58 @@ fn java_idempotent_producer_through_a_leader_kill() {
     eprintln!("killed node {leader}, the leader of {topic}/0; node {new_leader} took over");
     let out = run.join().expect("the scenario thread");
     assert_scenario_ok("produce-through-failover", &out);
+    eprintln!("{}", out.stdout);
+}
+
+/// A KIP-848 Java consumer reads and commits while a producer writes; the group's coordinator
+/// node is SIGKILLed once the consumer has committed. The consumer finds the new coordinator,
+/// reads every acknowledged record and commits the end of every partition.
+#[test]
+fn java_consumer_group_through_a_coordinator_kill() {
+    harness::java::program();
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            config_toml: Some(GROUPS_TOML.to_string()),
+            ..ClusterOptions::default()
+        },
+    );
+    let bootstrap = cluster.bootstrap();
+    let prefix = unique_name("java-group-failover");
+    // The scenario writes the coordinator's node id here after its first commit.
+    let signal = cluster.node(1).scratch_dir().join("java-coordinator");
+    let run = {
+        let (bootstrap, prefix) = (bootstrap.clone(), prefix.clone());
+        let jvm_args = vec![format!("-Drivulet.signal={}", signal.display())];
+        std::thread::spawn(move || {
+            scenario_named(
+                &bootstrap,
+                "group-through-coordinator-kill",
+                &prefix,
+                3,
+                &jvm_args,
+                SCENARIO_TIMEOUT,
+            )
+        })
+    };
+    let mut coordinator = None;
+    let waited = harness::try_wait_until(
+        Duration::from_secs(90),
+        "the Java consumer has committed and named its coordinator",
+        || {
+            coordinator = std::fs::read_to_string(&signal)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            coordinator.is_some() || run.is_finished()
+        },
+    );
+    let Some(coordinator) = coordinator else {
+        let out = run.join().expect("the scenario thread");
+        panic!("{waited:?}; the scenario ended without naming its coordinator:\n{out}");
+    };
+    cluster.kill9(coordinator);
+    eprintln!("killed node {coordinator}, the group's coordinator");
+    let out = run.join().expect("the scenario thread");
+    assert_scenario_ok("group-through-coordinator-kill", &out);
     eprintln!("{}", out.stdout);
 }

@@ -155,22 +155,24 @@ pub(crate) fn scenario_at(
     timeout: Duration,
 ) -> CmdOutput {
     let prefix = unique_name(&format!("java-{name}"));
-    scenario_named(bootstrap, name, &prefix, replication, timeout)
+    scenario_named(bootstrap, name, &prefix, replication, &[], timeout)
 }
 
 /// Like [`scenario_at`] with the caller's name prefix, for tests that must find the scenario's
-/// topics (`<prefix>-...`) while it runs.
+/// topics (`<prefix>-...`) while it runs, and extra JVM arguments (`-Dkey=value`).
 pub(crate) fn scenario_named(
     bootstrap: &str,
     name: &str,
     prefix: &str,
     replication: u16,
+    jvm_args: &[String],
     timeout: Duration,
 ) -> CmdOutput {
     let classpath = program();
     run(
         Command::new(java())
             .arg(format!("-Drivulet.replication={replication}"))
+            .args(jvm_args)
             .arg("-cp")
             .arg(classpath)
             .arg(MAIN_CLASS)

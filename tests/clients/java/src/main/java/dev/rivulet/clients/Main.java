@@ -87,7 +87,8 @@ public final class Main {
         if (args.length != 3) {
             System.err.println("usage: Main SCENARIO BOOTSTRAP NAME_PREFIX\n"
                     + "scenarios: producer, group-classic, group-consumer, group-classic-static-coop, assign-classic, "
-                    + "assign-consumer, pattern-classic, pattern-consumer, admin, produce-through-failover");
+                    + "assign-consumer, pattern-classic, pattern-consumer, admin, produce-through-failover, "
+                    + "group-through-coordinator-kill");
             System.exit(64);
         }
         String scenario = args[0];
@@ -107,6 +108,7 @@ public final class Main {
                 case "pattern-consumer" -> GroupScenarios.pattern(bootstrap, prefix, "consumer");
                 case "admin" -> AdminScenario.run(bootstrap, prefix);
                 case "produce-through-failover" -> FailoverScenario.run(bootstrap, prefix);
+                case "group-through-coordinator-kill" -> GroupFailoverScenario.run(bootstrap, prefix);
                 default -> throw new CheckFailed("unknown scenario " + scenario);
             }
             System.out.printf("OK %s (%d ms)%n", scenario,
