@@ -231,6 +231,43 @@ fn metadata_authorized_operations_only_when_asked() {
     }
 }
 
+/// Metadata v12 by topic id: the id is the key even when the name is the empty string, which
+/// is what the Java client sends for the topics of a KIP-848 assignment and for
+/// `describeTopics(TopicCollection.ofTopicIds(..))` (issue 18; java_clients covers the client).
+#[test]
+fn metadata_by_topic_id_ignores_an_empty_name() {
+    let node = Node::start();
+    let topic = unique_name("by-id");
+    harness::kafka::create_topic(&node.bootstrap(), &topic, 2, &[]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let by_name = |name: &str| {
+        let mut t = MetadataRequestTopic::default();
+        t.name = Some(TopicName(StrBytes::from_string(name.to_string())));
+        t
+    };
+    let mut req = MetadataRequest::default();
+    req.topics = Some(vec![by_name(&topic)]);
+    let id = conn.request(&req, 12).expect("metadata v12").topics[0].topic_id;
+    assert!(!id.is_nil(), "Metadata v12 names the topic id");
+
+    let mut t = by_name("");
+    t.topic_id = id;
+    req.topics = Some(vec![t]);
+    let r = conn.request(&req, 12).expect("metadata v12 by id");
+    assert_eq!(r.topics.len(), 1);
+    let found = &r.topics[0];
+    assert_eq!(
+        found.error_code, 0,
+        "lookup by id with name \"\": {found:?}"
+    );
+    assert_eq!(found.topic_id, id);
+    assert_eq!(
+        found.name.as_ref().map(|n| n.0.as_str()),
+        Some(topic.as_str())
+    );
+    assert_eq!(found.partitions.len(), 2);
+}
+
 /// DescribeConfigs v4 on the wire: Kafka's type codes and, when asked, documentation.
 #[test]
 fn describe_configs_reports_types_and_documentation() {

@@ -830,8 +830,11 @@ impl PartitionLog {
         self.shared.log_end.load(Ordering::Acquire)
     }
 
-    /// The first record whose timestamp is at or after `timestamp_ms`, below `max_offset`
-    /// (exclusive: the high watermark): its offset and timestamp; `None` if there is none.
+    /// The first record whose timestamp is at or after `timestamp_ms`, at or after the log start
+    /// offset and below `max_offset` (exclusive: the high watermark): its offset and timestamp;
+    /// `None` if there is none. Records below the log start (removed by DeleteRecords but still
+    /// in their segment) are never the answer: a consumer could not fetch them (Kafka searches
+    /// from the log start offset too).
     ///
     /// Kafka's answer: the index finds the first batch whose max timestamp reaches the time,
     /// then that batch is read (decompressed, bounded) and its records walked. In a
@@ -843,6 +846,7 @@ impl PartitionLog {
         max_offset: i64,
     ) -> Result<Option<TimestampOffset>> {
         self.ensure_open()?;
+        let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
         let candidates: Vec<Keyspace> = self
             .shared
@@ -859,11 +863,11 @@ impl PartitionLog {
                 if e.base_offset >= limit {
                     return Ok(None);
                 }
-                if e.max_timestamp < timestamp_ms {
+                if e.max_timestamp < timestamp_ms || e.last_offset < start {
                     continue;
                 }
                 if let Some(found) =
-                    self.record_in_batch(&keyspace, &e, |r| r.timestamp >= timestamp_ms)?
+                    self.record_in_batch(&keyspace, &e, start, |r| r.timestamp >= timestamp_ms)?
                 {
                     return Ok(Some(found));
                 }
@@ -879,6 +883,7 @@ impl PartitionLog {
     /// the best so far, so with ordered timestamps only the last segment's index is read.
     pub fn max_timestamp_offset(&self, max_offset: i64) -> Result<Option<TimestampOffset>> {
         self.ensure_open()?;
+        let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
         let segments: Vec<(i64, i64, Keyspace)> = self
             .shared
@@ -903,6 +908,10 @@ impl PartitionLog {
                 if e.base_offset >= limit {
                     break;
                 }
+                // Batches wholly removed by DeleteRecords are not candidates.
+                if e.last_offset < start {
+                    continue;
+                }
                 if in_segment.is_none_or(|b| e.max_timestamp > b.max_timestamp) {
                     in_segment = Some(e);
                 }
@@ -922,24 +931,30 @@ impl PartitionLog {
         };
         let max = e.max_timestamp;
         Ok(self
-            .record_in_batch(&keyspace, &e, |r| r.timestamp >= max)?
+            .record_in_batch(&keyspace, &e, start, |r| r.timestamp >= max)?
             .or(Some(TimestampOffset {
-                offset: e.base_offset,
+                offset: e.base_offset.max(start),
                 timestamp: max,
             })))
     }
 
-    /// The first record of the batch of `e` for which `hit` holds. `LogAppendTime` batches and
-    /// batches that cannot be walked answer with the batch (base offset, max timestamp) if
-    /// its max timestamp is a hit.
+    /// The first record of the batch of `e` at or after offset `from` for which `hit` holds.
+    /// `LogAppendTime` batches and batches that cannot be walked answer with the batch (its
+    /// first offset at or after `from`, its max timestamp) if its max timestamp is a hit.
+    /// The caller makes sure the batch reaches `from` (`e.last_offset >= from`).
     fn record_in_batch(
         &self,
         keyspace: &Keyspace,
         e: &IndexEntry,
+        from: i64,
         mut hit: impl FnMut(&RecordInfo) -> bool,
     ) -> Result<Option<TimestampOffset>> {
+        debug_assert!(
+            e.last_offset >= from,
+            "batch ends before the lookup's start"
+        );
         let whole_batch = TimestampOffset {
-            offset: e.base_offset,
+            offset: e.base_offset.max(from),
             timestamp: e.max_timestamp,
         };
         let batch_hit = hit(&RecordInfo {
@@ -956,9 +971,10 @@ impl PartitionLog {
         let bound = records_bytes_max(self.shared.config.read().batch_bytes_max);
         let mut found = None;
         let walked = visit_records(&data, bound, |r| {
-            if hit(&r) {
+            let offset = e.base_offset.saturating_add(r.offset_delta);
+            if offset >= from && hit(&r) {
                 found = Some(TimestampOffset {
-                    offset: e.base_offset.saturating_add(r.offset_delta),
+                    offset,
                     timestamp: r.timestamp,
                 });
                 ControlFlow::Break(())

@@ -317,6 +317,51 @@ fn log_append_time_topics_stamp_the_append_time() {
     );
 }
 
+/// Issue 18 (found by the Java client's admin scenario): after DeleteRecords, a lookup by time
+/// never answers an offset below the log start, even inside a batch that straddles it; Kafka
+/// searches from the log start offset too.
+#[test]
+fn lookups_by_time_skip_records_below_the_log_start() {
+    for codec in [Compression::None, Compression::Zstd] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, log) = open(dir.path());
+        // Offsets 0..=2 (one batch) with timestamps 100, 200, 300; offset 3 alone with 900;
+        // offset 4 alone with 400.
+        let b1 = BatchBuilder::new(100)
+            .record(100, None, Some(b"a"))
+            .record(200, None, Some(b"b"))
+            .record(300, None, Some(b"c"))
+            .compression(codec)
+            .build();
+        log.append_as_leader(&b1, 0).unwrap();
+        log.append_as_leader(&batch(1, 900), 0).unwrap();
+        log.append_as_leader(&batch(1, 400), 0).unwrap();
+        let at = |ts| {
+            log.offset_for_timestamp(ts, i64::MAX)
+                .unwrap()
+                .map(|t| (t.offset, t.timestamp))
+        };
+        assert_eq!(at(0), Some((0, 100)), "{codec:?}");
+        // Inside the first batch: offset 2 becomes the first readable record.
+        assert_eq!(log.advance_log_start(2).unwrap(), 2);
+        assert_eq!(at(0), Some((2, 300)), "{codec:?}: straddling batch");
+        assert_eq!(at(250), Some((2, 300)), "{codec:?}");
+        // Past the first batch: its records are never an answer.
+        assert_eq!(log.advance_log_start(4).unwrap(), 4);
+        assert_eq!(
+            at(0),
+            Some((4, 400)),
+            "{codec:?}: batch wholly below the start"
+        );
+        let max = log.max_timestamp_offset(i64::MAX).unwrap();
+        assert_eq!(
+            max.map(|t| (t.offset, t.timestamp)),
+            Some((4, 400)),
+            "{codec:?}: the max-timestamp record (offset 3) was deleted"
+        );
+    }
+}
+
 /// Issue 9, defect 2: lookups by time answer the record, not the batch.
 #[test]
 fn offset_for_timestamp_and_max_timestamp_are_record_granular() {

@@ -273,7 +273,14 @@ pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for t in list {
-                let name = t.name.as_ref().map(|n| n.0.as_str().to_string());
+                // A topic id, when given, is the key and the name is ignored, as in Kafka: the
+                // Java consumer asks for the topics of a KIP-848 assignment by id with the name
+                // set to "" (not null).
+                let name = t
+                    .name
+                    .as_ref()
+                    .map(|n| n.0.as_str().to_string())
+                    .filter(|_| t.topic_id.is_nil());
                 let found = match &name {
                     // Created by FindCoordinator with its own settings, never with defaults.
                     Some(n) if is_internal(n) => Ok(state.controller.topic(n)),
