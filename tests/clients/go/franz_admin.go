@@ -39,7 +39,39 @@ func franzAdmin(bootstrap, prefix string) {
 	}
 	step("created %s; creating it again gives TOPIC_ALREADY_EXISTS", topic)
 
-	md, err := adm.Metadata(ctx, topic)
+	// Refusals a Go operator tool shows its user: each with Kafka's error code.
+	refused := func(what string, want error, err error) {
+		if !errors.Is(err, want) {
+			fail("%s: %v, want %v", what, err, want)
+		}
+	}
+	_, err = adm.CreateTopic(ctx, 1, 1, map[string]*string{"retention.ms": kadm.StringPtr("forever")}, prefix+"-badconfig")
+	refused("CreateTopic with retention.ms=forever", kerr.InvalidConfig, err)
+	_, err = adm.CreateTopic(ctx, 1, 1, nil, prefix+"/bad name")
+	refused("CreateTopic named with a slash and a space", kerr.InvalidTopicException, err)
+	_, err = adm.CreateTopic(ctx, 0, 1, nil, prefix+"-nopartitions")
+	refused("CreateTopic with 0 partitions", kerr.InvalidPartitions, err)
+	_, err = adm.CreateTopic(ctx, 1, 0, nil, prefix+"-noreplicas")
+	refused("CreateTopic with replication factor 0", kerr.InvalidReplicationFactor, err)
+	// -1 for both asks for the node's defaults.
+	defaulted, err := adm.CreateTopic(ctx, -1, -1, nil, prefix+"-defaults")
+	check(err, "kadm CreateTopic with default partitions and replication factor")
+	if defaulted.NumPartitions < 1 || defaulted.ReplicationFactor != 1 {
+		fail("CreateTopic -1/-1 answered %d partitions, replication factor %d", defaulted.NumPartitions, defaulted.ReplicationFactor)
+	}
+	validated, err := adm.ValidateCreateTopics(ctx, 4, 1, nil, prefix+"-validated")
+	check(err, "kadm ValidateCreateTopics")
+	check(validated.Error(), "ValidateCreateTopics")
+	md, err := adm.Metadata(ctx, prefix+"-validated", prefix+"-badconfig")
+	check(err, "kadm Metadata")
+	for _, t := range []string{prefix + "-validated", prefix + "-badconfig"} {
+		if td, ok := md.Topics[t]; ok && td.Err == nil {
+			fail("%s exists after a validate-only or refused CreateTopics: %+v", t, td)
+		}
+	}
+	step("bad config, bad name, 0 partitions, 0 replicas refused with Kafka's codes; validate-only creates nothing")
+
+	md, err = adm.Metadata(ctx, topic)
 	check(err, "kadm Metadata")
 	td, ok := md.Topics[topic]
 	if !ok || td.Err != nil || len(td.Partitions) != 2 {
@@ -83,6 +115,16 @@ func franzAdmin(bootstrap, prefix string) {
 	}
 	step("describe/alter configs: values, sources and INVALID_CONFIG as expected")
 
+	shrink, err := adm.UpdatePartitions(ctx, 1, topic)
+	if err == nil {
+		err = shrink[topic].Err
+	}
+	refused("UpdatePartitions to fewer partitions", kerr.InvalidPartitions, err)
+	bcs, err := adm.DescribeBrokerConfigs(ctx, brokers[0].NodeID)
+	check(err, "kadm DescribeBrokerConfigs")
+	if len(bcs) != 1 || bcs[0].Err != nil || len(bcs[0].Configs) == 0 {
+		fail("DescribeBrokerConfigs %d: %+v", brokers[0].NodeID, bcs)
+	}
 	cps, err := adm.CreatePartitions(ctx, 1, topic)
 	check(err, "kadm CreatePartitions")
 	check(cps[topic].Err, "CreatePartitions "+topic)
@@ -126,6 +168,14 @@ func franzAdmin(bootstrap, prefix string) {
 		fail("max-timestamp offset %d, want 9", got)
 	}
 
+	var epochs kadm.OffsetForLeaderEpochRequest
+	epochs.Add(topic, 0, 0)
+	ends, err := adm.OffsetForLeaderEpoch(ctx, epochs)
+	check(err, "kadm OffsetForLeaderEpoch")
+	if e := ends[topic][0]; e.Err != nil || e.LeaderEpoch != 0 || e.EndOffset != 10 {
+		fail("OffsetForLeaderEpoch %s/0 epoch 0: %+v, want epoch 0 ending at 10", topic, e)
+	}
+
 	var del kadm.Offsets
 	del.Add(kadm.Offset{Topic: topic, Partition: 0, At: 4})
 	drs, err := adm.DeleteRecords(ctx, del)
@@ -153,6 +203,10 @@ func franzAdmin(bootstrap, prefix string) {
 	o, ok := fetched.Lookup(topic, 0)
 	if !ok || o.At != 7 || o.Metadata != "from kadm" {
 		fail("FetchOffsets %s/0: %+v, want 7 with metadata", topic, o)
+	}
+	coords := adm.FindGroupCoordinators(ctx, group)
+	if c, ok := coords[group]; !ok || c.Err != nil || c.NodeID != brokers[0].NodeID {
+		fail("FindCoordinator %s: %+v", group, coords)
 	}
 	groups, err := adm.ListGroups(ctx)
 	check(err, "kadm ListGroups")
