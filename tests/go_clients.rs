@@ -11,18 +11,39 @@
 
 mod harness;
 
+use harness::cluster::{Cluster, ClusterOptions};
 use harness::go::go_client;
-use harness::{unique_name, Node};
+use harness::{unique_name, CmdOutput, Node};
 
-fn scenario(client: &str, scenario: &str) {
-    let mut node = Node::start();
-    let prefix = unique_name(&format!("go-{client}-{scenario}"));
-    let out = go_client(&node, client, scenario, &prefix);
-    node.assert_alive(&format!("after {client} {scenario}"));
+fn assert_ok(out: &CmdOutput, client: &str, scenario: &str) {
     assert!(
         out.success() && out.stdout.contains(&format!("OK {client} {scenario}")),
         "{client} {scenario} failed:\n{out}"
     );
+}
+
+fn scenario(client: &str, scenario: &str) {
+    let mut node = Node::start();
+    let prefix = unique_name(&format!("go-{client}-{scenario}"));
+    let out = go_client(&node.bootstrap(), client, scenario, &prefix);
+    node.assert_alive(&format!("after {client} {scenario}"));
+    assert_ok(&out, client, scenario);
+}
+
+/// franz-go against three nodes: topics with replication factor 3 (acks=all waits for the
+/// followers), records read back from every leader, and both kinds of group with their
+/// coordinator on whichever node the group id hashes to.
+#[test]
+fn franz_go_on_a_three_node_cluster() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let prefix = unique_name("go-franz-cluster");
+    let out = go_client(&cluster.bootstrap(), "franz", "cluster", &prefix);
+    assert_eq!(
+        cluster.live_ids(),
+        cluster.ids(),
+        "a node died during the scenario:\n{out}"
+    );
+    assert_ok(&out, "franz", "cluster");
 }
 
 #[test]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,18 +38,56 @@ func franzCodec(name string) (kgo.CompressionCodec, uint8) {
 }
 
 func franzClient(bootstrap string, opts ...kgo.Opt) *kgo.Client {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(bootstrap)}, opts...)...)
+	seeds := strings.Split(bootstrap, ",")
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
 	check(err, "franz-go: new client")
 	return cl
 }
 
+// replicationFactor is 1 for the one-node scenarios; the cluster scenario sets 3.
+var replicationFactor int16 = 1
+
+// franzCreateTopic creates a topic and, on a cluster, waits until every replica is in sync, so
+// that acks=all does not race the followers' start.
 func franzCreateTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32) {
-	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
+	resp, err := adm.CreateTopic(ctx, partitions, replicationFactor, nil, topic)
 	check(err, "kadm CreateTopic "+topic)
 	check(resp.Err, "kadm CreateTopic "+topic)
 	if resp.NumPartitions != partitions {
 		fail("CreateTopic %s answered %d partitions, asked %d", topic, resp.NumPartitions, partitions)
 	}
+	waitFor(30*time.Second, fmt.Sprintf("metadata shows %s with %d partitions, each with %d in-sync replicas", topic, partitions, replicationFactor), func() (bool, string) {
+		md, err := adm.Metadata(ctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		td := md.Topics[topic]
+		if td.Err != nil || len(td.Partitions) != int(partitions) {
+			return false, fmt.Sprintf("%v, %d partitions", td.Err, len(td.Partitions))
+		}
+		for _, p := range td.Partitions {
+			if p.Err != nil || p.Leader < 0 || len(p.Replicas) != int(replicationFactor) || len(p.ISR) != int(replicationFactor) {
+				return false, fmt.Sprintf("partition %d: %+v", p.Partition, p)
+			}
+		}
+		return true, ""
+	})
+}
+
+// franzCluster runs the produce-consume and both group scenarios against a cluster with
+// replicated topics: the client talks to every node, the group coordinator sits on one of them.
+func franzCluster(bootstrap, prefix string) {
+	cl := franzClient(bootstrap)
+	brokers, err := kadm.NewClient(cl).ListBrokers(context.Background())
+	check(err, "kadm ListBrokers")
+	cl.Close()
+	if len(brokers) != 3 {
+		fail("ListBrokers: %d brokers, want 3: %+v", len(brokers), brokers)
+	}
+	replicationFactor = 3
+	franzProduceConsume(bootstrap, prefix+"-pc")
+	franzGroup(bootstrap, prefix+"-classic", false)
+	franzGroup(bootstrap, prefix+"-848", true)
 }
 
 func toFranz(topic string, r rec) *kgo.Record {

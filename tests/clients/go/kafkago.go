@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -101,6 +103,62 @@ func kafkagoProduceConsume(bootstrap, prefix string) {
 		fail("end offsets add up to %d, want %d", total, len(want)+len(msgs))
 	}
 	step("Writer's %d records acknowledged; end offsets add up", len(msgs))
+	kafkagoConnReadme(bootstrap, prefix+"-conn")
+}
+
+// kafkagoConnReadme is the low-level Conn walk of kafka-go's README: find the controller,
+// create a topic there, write to and read a batch from a partition leader, read its offsets,
+// delete the topic. Conn picks request versions through ApiVersions.
+func kafkagoConnReadme(bootstrap, topic string) {
+	conn, err := kafka.Dial("tcp", bootstrap)
+	check(err, "kafka-go Dial")
+	defer conn.Close()
+	controller, err := conn.Controller()
+	check(err, "kafka-go Conn.Controller")
+	cconn, err := kafka.Dial("tcp", net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
+	check(err, "kafka-go Dial controller")
+	check(cconn.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: 2, ReplicationFactor: 1}), "kafka-go Conn.CreateTopics")
+	check(cconn.Close(), "kafka-go Conn close")
+
+	var lconn *kafka.Conn
+	waitFor(20*time.Second, "DialLeader finds the new topic's leader", func() (bool, string) {
+		c, err := kafka.DialLeader(context.Background(), "tcp", bootstrap, topic, 0)
+		if err != nil {
+			return false, err.Error()
+		}
+		lconn = c
+		return true, ""
+	})
+	defer lconn.Close()
+	check(lconn.SetDeadline(time.Now().Add(20*time.Second)), "kafka-go Conn.SetDeadline")
+	values := []string{"one!", "two!", "three!"}
+	var msgs []kafka.Message
+	for _, v := range values {
+		msgs = append(msgs, kafka.Message{Value: []byte(v)})
+	}
+	_, err = lconn.WriteMessages(msgs...)
+	check(err, "kafka-go Conn.WriteMessages")
+	batch := lconn.ReadBatch(1, 1<<20)
+	var read []string
+	for len(read) < len(values) {
+		m, err := batch.ReadMessage()
+		check(err, fmt.Sprintf("kafka-go Batch.ReadMessage after %v", read))
+		if m.Offset != int64(len(read)) {
+			fail("Conn batch: %q at offset %d, want offset %d", m.Value, m.Offset, len(read))
+		}
+		read = append(read, string(m.Value))
+	}
+	check(batch.Close(), "kafka-go Batch.Close")
+	if fmt.Sprint(read) != fmt.Sprint(values) {
+		fail("Conn batch read %v, wrote %v", read, values)
+	}
+	first, last, err := lconn.ReadOffsets()
+	check(err, "kafka-go Conn.ReadOffsets")
+	if first != 0 || last != int64(len(values)) {
+		fail("Conn.ReadOffsets: %d..%d, want 0..%d", first, last, len(values))
+	}
+	check(conn.DeleteTopics(topic), "kafka-go Conn.DeleteTopics")
+	step("the README's Conn walk: CreateTopics on the controller, WriteMessages, ReadBatch, ReadOffsets, DeleteTopics")
 }
 
 // kafkagoReadAll reads every partition of want from the start with a partition Reader until

@@ -4,7 +4,9 @@
 //	rivulet-go-clients <client> <scenario> <bootstrap host:port> <name prefix>
 //
 // client:   franz | sarama | kafkago
-// scenario: produce-consume | group | group-848 (franz only) | admin
+// scenario: produce-consume | group | group-848 (franz only) | admin | cluster (franz only:
+// the first three against a 3-node cluster with replication factor 3; bootstrap lists the
+// nodes comma-separated)
 //
 // Every scenario creates its own topics and groups named after the prefix, so runs never share
 // state. Progress goes to stderr; the first difference between what was sent (or expected) and
@@ -73,6 +75,7 @@ func main() {
 		"franz/group":             func(b, p string) { franzGroup(b, p, false) },
 		"franz/group-848":         func(b, p string) { franzGroup(b, p, true) },
 		"franz/admin":             franzAdmin,
+		"franz/cluster":           franzCluster,
 		"sarama/produce-consume":  saramaProduceConsume,
 		"sarama/group":            saramaGroup,
 		"sarama/admin":            saramaAdmin,
