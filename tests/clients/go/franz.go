@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,8 +37,7 @@ func franzCodec(name string) (kgo.CompressionCodec, uint8) {
 }
 
 func franzClient(bootstrap string, opts ...kgo.Opt) *kgo.Client {
-	seeds := strings.Split(bootstrap, ",")
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds(bootstrap)...)}, opts...)...)
 	check(err, "franz-go: new client")
 	return cl
 }
@@ -56,6 +54,17 @@ func franzCreateTopic(ctx context.Context, adm *kadm.Client, topic string, parti
 	if resp.NumPartitions != partitions {
 		fail("CreateTopic %s answered %d partitions, asked %d", topic, resp.NumPartitions, partitions)
 	}
+	waitReplicated(topic, partitions)
+}
+
+// waitReplicated waits until metadata shows topic with its partitions, each with a leader and
+// replicationFactor in-sync replicas, so acks=all does not race the followers' start.
+func waitReplicated(topic string, partitions int32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := franzClient(bootstrapList)
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	waitFor(30*time.Second, fmt.Sprintf("metadata shows %s with %d partitions, each with %d in-sync replicas", topic, partitions, replicationFactor), func() (bool, string) {
 		md, err := adm.Metadata(ctx, topic)
 		if err != nil {

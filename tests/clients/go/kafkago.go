@@ -31,17 +31,23 @@ func kafkagoCodec(name string) kafka.Compression {
 }
 
 func kafkagoClient(bootstrap string) *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(bootstrap), Timeout: 20 * time.Second}
+	// Its own transport with a short metadata TTL: the shared default transport caches
+	// metadata for 6 s, which would hide new partitions and deleted topics from the checks.
+	return &kafka.Client{Addr: kafka.TCP(seeds(bootstrap)...), Timeout: 20 * time.Second, Transport: &kafka.Transport{MetadataTTL: 200 * time.Millisecond}}
 }
 
 func kafkagoCreateTopic(ctx context.Context, cl *kafka.Client, topic string, partitions int, configs ...kafka.ConfigEntry) error {
 	resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: configs,
+		Topic: topic, NumPartitions: partitions, ReplicationFactor: int(replicationFactor), ConfigEntries: configs,
 	}}})
 	if err != nil {
 		return err
 	}
-	return resp.Errors[topic]
+	if err := resp.Errors[topic]; err != nil {
+		return err
+	}
+	waitReplicated(topic, int32(partitions))
+	return nil
 }
 
 // kafkagoProduceConsume: Client.Produce sends each codec's records as one batch (round robin
@@ -85,7 +91,7 @@ func kafkagoProduceConsume(bootstrap, prefix string) {
 
 	// The Writer is what most kafka-go programs use; it reports no offsets, so its records are
 	// matched by content after the ones above.
-	w := &kafka.Writer{Addr: kafka.TCP(bootstrap), Topic: topic, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Hash{}, Compression: kafka.Zstd, BatchTimeout: 10 * time.Millisecond}
+	w := &kafka.Writer{Addr: kafka.TCP(seeds(bootstrap)...), Topic: topic, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Hash{}, Compression: kafka.Zstd, BatchTimeout: 10 * time.Millisecond}
 	var msgs []kafka.Message
 	for i := 0; i < recordsPerCodec; i++ {
 		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprintf("w%d", i%5)), Value: []byte(fmt.Sprintf("writer-%d", i)), Headers: []kafka.Header{{Key: "via", Value: []byte("writer")}}, Time: time.UnixMilli(baseTimestampMs + int64(i))})
@@ -110,19 +116,19 @@ func kafkagoProduceConsume(bootstrap, prefix string) {
 // create a topic there, write to and read a batch from a partition leader, read its offsets,
 // delete the topic. Conn picks request versions through ApiVersions.
 func kafkagoConnReadme(bootstrap, topic string) {
-	conn, err := kafka.Dial("tcp", bootstrap)
+	conn, err := kafka.Dial("tcp", seeds(bootstrap)[0])
 	check(err, "kafka-go Dial")
 	defer conn.Close()
 	controller, err := conn.Controller()
 	check(err, "kafka-go Conn.Controller")
 	cconn, err := kafka.Dial("tcp", net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
 	check(err, "kafka-go Dial controller")
-	check(cconn.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: 2, ReplicationFactor: 1}), "kafka-go Conn.CreateTopics")
+	check(cconn.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: 2, ReplicationFactor: int(replicationFactor)}), "kafka-go Conn.CreateTopics")
 	check(cconn.Close(), "kafka-go Conn close")
 
 	var lconn *kafka.Conn
 	waitFor(20*time.Second, "DialLeader finds the new topic's leader", func() (bool, string) {
-		c, err := kafka.DialLeader(context.Background(), "tcp", bootstrap, topic, 0)
+		c, err := kafka.DialLeader(context.Background(), "tcp", seeds(bootstrap)[0], topic, 0)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -170,7 +176,7 @@ func kafkagoReadAll(ctx context.Context, bootstrap, topic string, want map[po]re
 	}
 	var got []rec
 	for p, n := range perPartition {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{bootstrap}, Topic: topic, Partition: int(p), MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 300 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: seeds(bootstrap), Topic: topic, Partition: int(p), MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 300 * time.Millisecond})
 		check(r.SetOffset(kafka.FirstOffset), "kafka-go Reader SetOffset")
 		for i := 0; i < n; i++ {
 			m, err := r.ReadMessage(ctx)
@@ -203,7 +209,7 @@ type kafkagoMember struct {
 
 func startKafkagoMember(bootstrap, name, group, topic string) *kafkagoMember {
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: []string{bootstrap}, GroupID: group, Topic: topic,
+		Brokers: seeds(bootstrap), GroupID: group, Topic: topic,
 		StartOffset:       kafka.FirstOffset,
 		HeartbeatInterval: 300 * time.Millisecond,
 		MaxWait:           300 * time.Millisecond,
@@ -497,14 +503,20 @@ func kafkagoAdmin(bootstrap, prefix string) {
 	dt, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 	check(err, "kafka-go DeleteTopics")
 	check(dt.Errors[topic], "kafka-go DeleteTopics")
-	// A new client: kafka-go's transport caches metadata for a few seconds.
-	fresh := kafkagoClient(bootstrap)
 	waitFor(20*time.Second, "metadata no longer lists the deleted topic", func() (bool, string) {
-		md, err := fresh.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 		if err != nil {
 			return false, err.Error()
 		}
 		return len(md.Topics) == 0 || errors.Is(md.Topics[0].Error, kafka.UnknownTopicOrPartition), fmt.Sprintf("%+v", md.Topics)
 	})
 	step("delete group and delete topic as expected")
+}
+
+// kafkagoCluster: the produce-consume and group scenarios against a 3-node cluster with
+// replication factor 3.
+func kafkagoCluster(bootstrap, prefix string) {
+	replicationFactor = 3
+	kafkagoProduceConsume(bootstrap, prefix+"-pc")
+	kafkagoGroup(bootstrap, prefix+"-group")
 }

@@ -4,9 +4,9 @@
 //	rivulet-go-clients <client> <scenario> <bootstrap host:port> <name prefix>
 //
 // client:   franz | sarama | kafkago
-// scenario: produce-consume | group | group-848 (franz only) | admin | cluster (franz only:
-// the first three against a 3-node cluster with replication factor 3; bootstrap lists the
-// nodes comma-separated)
+// scenario: produce-consume | group | group-848 (franz only) | admin | cluster (the
+// produce-consume and group scenarios against a 3-node cluster with replication factor 3;
+// bootstrap lists the nodes comma-separated)
 //
 // Every scenario creates its own topics and groups named after the prefix, so runs never share
 // state. Progress goes to stderr; the first difference between what was sent (or expected) and
@@ -79,15 +79,18 @@ func main() {
 		"sarama/produce-consume":  saramaProduceConsume,
 		"sarama/group":            saramaGroup,
 		"sarama/admin":            saramaAdmin,
+		"sarama/cluster":          saramaCluster,
 		"kafkago/produce-consume": kafkagoProduceConsume,
 		"kafkago/group":           kafkagoGroup,
 		"kafkago/admin":           kafkagoAdmin,
+		"kafkago/cluster":         kafkagoCluster,
 	}
 	run, ok := scenarios[client+"/"+scenario]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "unknown client/scenario %s/%s\n", client, scenario)
 		os.Exit(2)
 	}
+	bootstrapList = bootstrap
 	start := time.Now()
 	run(bootstrap, prefix)
 	fmt.Printf("OK %s %s in %.1fs\n", client, scenario, time.Since(start).Seconds())
@@ -247,4 +250,12 @@ func splitEvenly(a, b []int32, n int) bool {
 		all[p] = true
 	}
 	return len(all) == n
+}
+
+// bootstrapList is the command line's bootstrap, for helpers that open their own client.
+var bootstrapList string
+
+// seeds splits a comma-separated bootstrap list.
+func seeds(bootstrap string) []string {
+	return strings.Split(bootstrap, ",")
 }

@@ -43,16 +43,17 @@ func saramaCodec(name string) sarama.CompressionCodec {
 }
 
 func saramaAdminClient(bootstrap string) (sarama.Client, sarama.ClusterAdmin) {
-	client, err := sarama.NewClient([]string{bootstrap}, saramaConfig())
+	client, err := sarama.NewClient(seeds(bootstrap), saramaConfig())
 	check(err, "sarama NewClient")
 	adm, err := sarama.NewClusterAdminFromClient(client)
 	check(err, "sarama NewClusterAdmin")
 	return client, adm
 }
 
-func saramaCreateTopic(adm sarama.ClusterAdmin, topic string, partitions int32, configs map[string]*string) {
-	err := adm.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: configs}, false)
+func saramaCreateTopic(bootstrap string, adm sarama.ClusterAdmin, topic string, partitions int32, configs map[string]*string) {
+	err := adm.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: replicationFactor, ConfigEntries: configs}, false)
 	check(err, "sarama CreateTopic "+topic)
+	waitReplicated(topic, partitions)
 }
 
 // saramaProduceConsume: a SyncProducer per codec sends keyed records with headers and
@@ -61,13 +62,13 @@ func saramaProduceConsume(bootstrap, prefix string) {
 	topic := prefix
 	client, adm := saramaAdminClient(bootstrap)
 	defer adm.Close()
-	saramaCreateTopic(adm, topic, 3, nil)
+	saramaCreateTopic(bootstrap, adm, topic, 3, nil)
 
 	want := map[po]rec{}
 	for ci, codec := range codecs {
 		cfg := saramaConfig()
 		cfg.Producer.Compression = saramaCodec(codec)
-		producer, err := sarama.NewSyncProducer([]string{bootstrap}, cfg)
+		producer, err := sarama.NewSyncProducer(seeds(bootstrap), cfg)
 		check(err, "sarama NewSyncProducer "+codec)
 		records := recordsFor(ci, codec)
 		msgs := make([]*sarama.ProducerMessage, len(records))
@@ -190,7 +191,7 @@ func startSaramaMember(bootstrap, name, group, topic string) *saramaMember {
 	cfg.Consumer.Offsets.AutoCommit.Enable = false
 	cfg.Consumer.Group.Heartbeat.Interval = 300 * time.Millisecond
 	cfg.Consumer.MaxWaitTime = 300 * time.Millisecond
-	g, err := sarama.NewConsumerGroup([]string{bootstrap}, group, cfg)
+	g, err := sarama.NewConsumerGroup(seeds(bootstrap), group, cfg)
 	check(err, "sarama NewConsumerGroup")
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &saramaMember{name: name, group: g, cancel: cancel, done: make(chan struct{}), own: assignment{owned: map[int32]bool{}}, read: map[int32][]int64{}, topic: topic}
@@ -220,7 +221,7 @@ func (m *saramaMember) close() {
 func saramaProducePhase(bootstrap, topic string, phase int) {
 	cfg := saramaConfig()
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
-	producer, err := sarama.NewSyncProducer([]string{bootstrap}, cfg)
+	producer, err := sarama.NewSyncProducer(seeds(bootstrap), cfg)
 	check(err, "sarama NewSyncProducer")
 	defer producer.Close()
 	var msgs []*sarama.ProducerMessage
@@ -239,7 +240,7 @@ func saramaGroup(bootstrap, prefix string) {
 	client, adm := saramaAdminClient(bootstrap)
 	defer adm.Close()
 	_ = client
-	saramaCreateTopic(adm, topic, groupPartitions, nil)
+	saramaCreateTopic(bootstrap, adm, topic, groupPartitions, nil)
 	saramaProducePhase(bootstrap, topic, 1)
 
 	committed := func() (map[int32]int64, string) {
@@ -350,7 +351,7 @@ func saramaAdmin(bootstrap, prefix string) {
 	}
 
 	retention := "3600000"
-	saramaCreateTopic(adm, topic, 2, map[string]*string{"retention.ms": &retention})
+	saramaCreateTopic(bootstrap, adm, topic, 2, map[string]*string{"retention.ms": &retention})
 	err = adm.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false)
 	if !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		fail("CreateTopic of an existing topic: %v, want TOPIC_ALREADY_EXISTS", err)
@@ -411,7 +412,7 @@ func saramaAdmin(bootstrap, prefix string) {
 
 	cfg := saramaConfig()
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
-	producer, err := sarama.NewSyncProducer([]string{bootstrap}, cfg)
+	producer, err := sarama.NewSyncProducer(seeds(bootstrap), cfg)
 	check(err, "sarama NewSyncProducer")
 	var msgs []*sarama.ProducerMessage
 	for i := 0; i < 10; i++ {
@@ -507,4 +508,12 @@ func saramaAdmin(bootstrap, prefix string) {
 		return !ok, "still listed"
 	})
 	step("log dirs, delete group and delete topic as expected")
+}
+
+// saramaCluster: the produce-consume and group scenarios against a 3-node cluster with
+// replication factor 3 (the idempotent producer talks to three leaders).
+func saramaCluster(bootstrap, prefix string) {
+	replicationFactor = 3
+	saramaProduceConsume(bootstrap, prefix+"-pc")
+	saramaGroup(bootstrap, prefix+"-group")
 }
