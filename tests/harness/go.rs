@@ -72,7 +72,9 @@ pub(crate) fn go_clients_binary() -> &'static Path {
         let out = run(
             Command::new(&go)
                 .current_dir(&dir)
-                .env("GOFLAGS", "-mod=readonly")
+                // -buildvcs=false: the binary needs no VCS stamp, and stamping fails in
+                // checkouts git refuses to read (another owner, a bare export).
+                .env("GOFLAGS", "-mod=readonly -buildvcs=false")
                 .args(["build", "-o"])
                 .arg(&binary)
                 .arg("."),

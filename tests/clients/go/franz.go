@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 const (
@@ -57,30 +58,39 @@ func franzCreateTopic(ctx context.Context, adm *kadm.Client, topic string, parti
 	waitReplicated(topic, partitions)
 }
 
-// waitReplicated waits until metadata shows topic with its partitions, each with a leader and
-// replicationFactor in-sync replicas, so acks=all does not race the followers' start.
+// waitReplicated waits until every node's metadata shows topic with its partitions, each with
+// a leader and replicationFactor in-sync replicas. Nodes learn of a new topic one after another
+// (as Kafka's brokers do), and clients without retries, such as kafka-go's Client.Produce,
+// fail on a node that has not yet; acks=all must not race the followers' start either.
 func waitReplicated(topic string, partitions int32) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl := franzClient(bootstrapList)
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	waitFor(30*time.Second, fmt.Sprintf("metadata shows %s with %d partitions, each with %d in-sync replicas", topic, partitions, replicationFactor), func() (bool, string) {
-		md, err := adm.Metadata(ctx, topic)
-		if err != nil {
-			return false, err.Error()
-		}
-		td := md.Topics[topic]
-		if td.Err != nil || len(td.Partitions) != int(partitions) {
-			return false, fmt.Sprintf("%v, %d partitions", td.Err, len(td.Partitions))
-		}
-		for _, p := range td.Partitions {
-			if p.Err != nil || p.Leader < 0 || len(p.Replicas) != int(replicationFactor) || len(p.ISR) != int(replicationFactor) {
-				return false, fmt.Sprintf("partition %d: %+v", p.Partition, p)
+	brokers, err := kadm.NewClient(cl).ListBrokers(ctx)
+	check(err, "kadm ListBrokers")
+	for _, b := range brokers {
+		what := fmt.Sprintf("node %d's metadata shows %s with %d partitions, each with a leader and %d in-sync replicas", b.NodeID, topic, partitions, replicationFactor)
+		waitFor(30*time.Second, what, func() (bool, string) {
+			req := kmsg.NewPtrMetadataRequest()
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(topic)
+			req.Topics = append(req.Topics, rt)
+			resp, err := req.RequestWith(ctx, cl.Broker(int(b.NodeID)))
+			if err != nil {
+				return false, err.Error()
 			}
-		}
-		return true, ""
-	})
+			if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || len(resp.Topics[0].Partitions) != int(partitions) {
+				return false, fmt.Sprintf("%+v", resp.Topics)
+			}
+			for _, p := range resp.Topics[0].Partitions {
+				if p.ErrorCode != 0 || p.Leader < 0 || len(p.Replicas) != int(replicationFactor) || len(p.ISR) != int(replicationFactor) {
+					return false, fmt.Sprintf("partition %d: %+v", p.Partition, p)
+				}
+			}
+			return true, ""
+		})
+	}
 }
 
 // franzCluster runs the produce-consume and both group scenarios against a cluster with

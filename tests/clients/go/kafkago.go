@@ -125,6 +125,9 @@ func kafkagoConnReadme(bootstrap, topic string) {
 	check(err, "kafka-go Dial controller")
 	check(cconn.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: 2, ReplicationFactor: int(replicationFactor)}), "kafka-go Conn.CreateTopics")
 	check(cconn.Close(), "kafka-go Conn close")
+	// Conn does not retry: wait until every node knows the new topic's leader, as a program
+	// would by retrying NOT_LEADER_OR_FOLLOWER.
+	waitReplicated(topic, 2)
 
 	var lconn *kafka.Conn
 	waitFor(20*time.Second, "DialLeader finds the new topic's leader", func() (bool, string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -293,8 +294,25 @@ func saramaGroup(bootstrap, prefix string) {
 
 	groups, err := adm.DescribeConsumerGroups([]string{group})
 	check(err, "sarama DescribeConsumerGroups")
-	if len(groups) != 1 || groups[0].State != "Stable" || len(groups[0].Members) != 2 {
-		fail("DescribeConsumerGroups %s: %+v, want Stable with 2 members", group, groups)
+	if len(groups) != 1 || groups[0].State != "Stable" || groups[0].Protocol != "range" || len(groups[0].Members) != 2 {
+		fail("DescribeConsumerGroups %s: %+v, want Stable, range, 2 members", group, groups)
+	}
+	described := map[string][]int32{}
+	for _, m := range groups[0].Members {
+		a, err := m.GetMemberAssignment()
+		check(err, "sarama: decode a member's assignment from DescribeGroups")
+		meta, err := m.GetMemberMetadata()
+		check(err, "sarama: decode a member's metadata from DescribeGroups")
+		if fmt.Sprint(meta.Topics) != fmt.Sprint([]string{topic}) {
+			fail("DescribeGroups: member %s subscribed to %v, want [%s]", m.ClientId, meta.Topics, topic)
+		}
+		ps := append([]int32{}, a.Topics[topic]...)
+		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+		described[m.ClientId] = ps
+	}
+	owners := map[string][]int32{"rivulet-go-sarama-a": a.owned(), "rivulet-go-sarama-b": b.owned()}
+	if fmt.Sprint(described) != fmt.Sprint(owners) {
+		fail("the coordinator describes owners %v, the members claim %v", described, owners)
 	}
 
 	b.close()
