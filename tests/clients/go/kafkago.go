@@ -47,6 +47,23 @@ func kafkagoCreateTopic(ctx context.Context, cl *kafka.Client, topic string, par
 		return err
 	}
 	waitReplicated(topic, int32(partitions))
+	// kafka-go routes by its own cached metadata and does not retry: wait until that shows
+	// every leader too.
+	waitFor(20*time.Second, "kafka-go's metadata shows a leader for every partition of "+topic, func() (bool, string) {
+		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(md.Topics) != 1 || len(md.Topics[0].Partitions) != partitions {
+			return false, fmt.Sprintf("%+v", md.Topics)
+		}
+		for _, p := range md.Topics[0].Partitions {
+			if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
+				return false, fmt.Sprintf("partition %d: %+v", p.ID, p)
+			}
+		}
+		return true, ""
+	})
 	return nil
 }
 
@@ -453,6 +470,19 @@ func kafkagoAdmin(bootstrap, prefix string) {
 	}
 	step("ListOffsets (first, last, by time) as expected")
 
+	// kafka.Client does not retry: on a fresh node the first group call can arrive while the
+	// group's __consumer_offsets partition is still opening (NOT_COORDINATOR or
+	// COORDINATOR_LOAD_IN_PROGRESS), which consumers retry.
+	waitFor(20*time.Second, "the group coordinator answers OffsetFetch for "+group, func() (bool, string) {
+		resp, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
+		if err == nil {
+			err = resp.Error
+		}
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 	oc, err := cl.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{topic: {
 		{Partition: 0, Offset: 7, Metadata: "from kafka-go"}, {Partition: 1, Offset: 0},
 	}}})
