@@ -276,6 +276,16 @@ fn group_coordinator(
             format!("partition {p} of {OFFSETS_TOPIC} has no leader right now; retry"),
         );
     }
+    // Between the controller naming this node the leader and the node opening the partition,
+    // its group requests would get NOT_COORDINATOR; a client that was just told this node is
+    // the coordinator must not hear that (kafka-go's Client does not retry it). Kafka answers
+    // COORDINATOR_LOAD_IN_PROGRESS from there on, which it then gets while the groups load.
+    if info.leader == state.node_id() && !state.groups.coordinates_partition(p) {
+        return CoordinatorAnswer::error(
+            code::COORDINATOR_NOT_AVAILABLE,
+            format!("partition {p} of {OFFSETS_TOPIC} is still opening on this node; retry"),
+        );
+    }
     match brokers.iter().find(|b| b.node_id == info.leader) {
         Some(b) => CoordinatorAnswer {
             node_id: b.node_id,
