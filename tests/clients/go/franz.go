@@ -483,3 +483,23 @@ func franzCheckDescribe(ctx context.Context, adm *kadm.Client, group, topic stri
 	}
 	step("the coordinator's description matches the members: %v", described)
 }
+
+// waitForController waits until every seed's Metadata names a controller. A node answers
+// requests a few milliseconds before its controller is elected (Metadata's controller id is -1
+// meanwhile); franz-go and sarama retry through that, but kafka-go's Client sends CreateTopics
+// to the named controller and fails at once with BROKER_NOT_AVAILABLE.
+func waitForController(bootstrap string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, seed := range seeds(bootstrap) {
+		cl := franzClient(seed)
+		waitFor(30*time.Second, seed+" names a controller in Metadata", func() (bool, string) {
+			resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+			if err != nil {
+				return false, err.Error()
+			}
+			return resp.ControllerID >= 0, fmt.Sprintf("controller %d, %d brokers", resp.ControllerID, len(resp.Brokers))
+		})
+		cl.Close()
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // franzAdmin walks kadm through the admin calls a Go operator tool makes, checking each
@@ -28,6 +29,7 @@ func franzAdmin(bootstrap, prefix string) {
 	if len(brokers) != 1 {
 		fail("ListBrokers: %d brokers, want 1: %+v", len(brokers), brokers)
 	}
+	franzCoordinatorHandover(ctx, cl, prefix)
 
 	resp, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"retention.ms": kadm.StringPtr("3600000")}, topic)
 	check(err, "kadm CreateTopic")
@@ -270,4 +272,55 @@ func franzAdmin(bootstrap, prefix string) {
 		return !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition), fmt.Sprintf("%+v", t)
 	})
 	step("log dirs, delete group and delete topic as expected")
+}
+
+// franzCoordinatorHandover runs first on a fresh node, whose first group lookup creates
+// __consumer_offsets; its partitions then open one after another. Once FindCoordinator names a
+// node for a group, that node must not answer NOT_COORDINATOR for it (kafka-go's Client
+// passes that straight to the caller); COORDINATOR_LOAD_IN_PROGRESS while it loads is what
+// Kafka answers. 32 groups cover most of the 16 offsets partitions; FindCoordinator is polled
+// without a pause and each newly named group is asked at once.
+func franzCoordinatorHandover(ctx context.Context, cl *kgo.Client, prefix string) {
+	var waiting []string
+	for i := 0; i < 32; i++ {
+		waiting = append(waiting, fmt.Sprintf("%s-coordinator-%d", prefix, i))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(waiting) > 0 {
+		if time.Now().After(deadline) {
+			fail("FindCoordinator named no coordinator within 30 s for %v", waiting)
+		}
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorKeys = waiting
+		resp, err := fc.RequestWith(ctx, cl)
+		check(err, "FindCoordinator")
+		var still []string
+		for _, c := range resp.Coordinators {
+			switch c.ErrorCode {
+			case kerr.CoordinatorNotAvailable.Code:
+				still = append(still, c.Key)
+				continue
+			case 0:
+			default:
+				fail("FindCoordinator %s: %v, want a node or COORDINATOR_NOT_AVAILABLE", c.Key, kerr.ErrorForCode(c.ErrorCode))
+			}
+			of := kmsg.NewPtrOffsetFetchRequest()
+			g := kmsg.NewOffsetFetchRequestGroup()
+			g.Group = c.Key
+			of.Groups = append(of.Groups, g)
+			oresp, err := of.RequestWith(ctx, cl.Broker(int(c.NodeID)))
+			check(err, "OffsetFetch")
+			if len(oresp.Groups) != 1 {
+				fail("OffsetFetch %s: %d groups in the answer", c.Key, len(oresp.Groups))
+			}
+			switch code := oresp.Groups[0].ErrorCode; code {
+			case 0, kerr.CoordinatorLoadInProgress.Code:
+			default:
+				fail("node %d was just named coordinator of %s, then answered its OffsetFetch with %v", c.NodeID, c.Key, kerr.ErrorForCode(code))
+			}
+		}
+		waiting = still
+		time.Sleep(time.Millisecond)
+	}
+	step("FindCoordinator's answers hold while __consumer_offsets opens")
 }

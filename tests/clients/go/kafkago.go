@@ -470,15 +470,39 @@ func kafkagoAdmin(bootstrap, prefix string) {
 	}
 	step("ListOffsets (first, last, by time) as expected")
 
-	// kafka.Client does not retry: on a fresh node the first group call can arrive while the
-	// group's __consumer_offsets partition is still opening (NOT_COORDINATOR or
-	// COORDINATOR_LOAD_IN_PROGRESS), which consumers retry.
-	waitFor(20*time.Second, "the group coordinator answers OffsetFetch for "+group, func() (bool, string) {
-		resp, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
+	// The node is fresh: this first group call makes it create __consumer_offsets. kafka.Client
+	// does not retry, so wait as a consumer would: FindCoordinator answers
+	// COORDINATOR_NOT_AVAILABLE until the group's partition is open here, then a commit may
+	// get COORDINATOR_LOAD_IN_PROGRESS while it loads. NOT_COORDINATOR from the node that was
+	// just named coordinator is the defect this catches (it used to happen for ~80 ms).
+	// Polled without a pause, so the commit follows the first positive answer at once.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		fc, err := cl.FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
 		if err == nil {
-			err = resp.Error
+			err = fc.Error
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, kafka.GroupCoordinatorNotAvailable) {
+			fail("FindCoordinator %s: %v, want a coordinator or COORDINATOR_NOT_AVAILABLE", group, err)
+		}
+		if time.Now().After(deadline) {
+			fail("FindCoordinator %s still answers %v after 20 s", group, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// OffsetCommit, not OffsetFetch: kafka-go's transport retries a top-level NOT_COORDINATOR
+	// by itself, but hands per-partition codes to the caller.
+	waitFor(20*time.Second, "the coordinator takes a commit for "+group, func() (bool, string) {
+		resp, err := cl.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: 0, Offset: 0}}}})
+		if err == nil && len(resp.Topics[topic]) == 1 {
+			err = resp.Topics[topic][0].Error
 		}
 		if err != nil {
+			if !errors.Is(err, kafka.GroupLoadInProgress) {
+				fail("OffsetCommit %s right after FindCoordinator named its coordinator: %v, want success or COORDINATOR_LOAD_IN_PROGRESS", group, err)
+			}
 			return false, err.Error()
 		}
 		return true, ""

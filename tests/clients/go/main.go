@@ -92,6 +92,7 @@ func main() {
 	}
 	bootstrapList = bootstrap
 	start := time.Now()
+	waitForController(bootstrap)
 	run(bootstrap, prefix)
 	fmt.Printf("OK %s %s in %.1fs\n", client, scenario, time.Since(start).Seconds())
 }
