@@ -23,6 +23,7 @@
 
 pub(crate) mod chaos;
 pub(crate) mod cluster;
+pub(crate) mod go;
 pub(crate) mod java;
 pub(crate) mod kafka;
 pub(crate) mod proxy;

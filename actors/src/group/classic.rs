@@ -963,6 +963,7 @@ impl ClassicGroup {
                         Vec::new()
                     },
                     member_epoch: self.generation,
+                    consumer: None,
                 })
                 .collect(),
         }

@@ -69,8 +69,8 @@ use uuid::Uuid;
 
 use super::assignor::{self, AssignorMember, AssignorTopic, TopicPartitions, SUPPORTED_ASSIGNORS};
 use super::types::{
-    ConsumerHeartbeatRequest, ConsumerHeartbeatResponse, GroupDescription, GroupError, GroupKind,
-    GroupListing, GroupTopicPartition, MemberDescription,
+    ConsumerHeartbeatRequest, ConsumerHeartbeatResponse, ConsumerMemberDescription,
+    GroupDescription, GroupError, GroupKind, GroupListing, GroupTopicPartition, MemberDescription,
 };
 use super::GroupConfig;
 
@@ -645,6 +645,16 @@ impl ConsumerGroup {
                     assignment: Bytes::new(),
                     assigned: self.named(&owned, catalog),
                     member_epoch: m.visible_epoch(),
+                    consumer: Some(ConsumerMemberDescription {
+                        subscribed_topic_names: m.subscribed_topic_names.clone(),
+                        subscribed_topic_regex: m.subscribed_topic_regex.clone(),
+                        rack_id: m.rack_id.clone(),
+                        target: self
+                            .target
+                            .get(&m.member_id)
+                            .map(|t| self.named(t, catalog))
+                            .unwrap_or_default(),
+                    }),
                 }
             })
             .collect();
@@ -2010,6 +2020,18 @@ mod tests {
         assert_eq!(a, vec![0, 1]);
         assert_eq!(b, vec![2]);
         assert_eq!(sim.group.state(), "Stable");
+        // ConsumerGroupDescribe reports each member's subscription and target (franz-go's
+        // kadm found them empty).
+        let described = sim.group.describe(&sim.catalog);
+        let m1 = described
+            .members
+            .iter()
+            .find(|m| m.member_id == "m1")
+            .expect("m1 described");
+        let c = m1.consumer.as_ref().expect("consumer-protocol details");
+        assert_eq!(c.subscribed_topic_names, ["t", "u"]);
+        assert_eq!(c.target, m1.assigned, "a stable member owns its target");
+        assert_eq!(c.target.len(), 5);
     }
 
     #[test]

@@ -79,6 +79,12 @@ impl Router {
     pub fn is_loading(&self, partition: i32) -> bool {
         self.inner.read().get(&partition).is_some_and(|r| !r.ready)
     }
+
+    /// True once this node has taken `partition` on (loading or loaded); until then its group
+    /// requests are answered NOT_COORDINATOR.
+    pub fn is_routed(&self, partition: i32) -> bool {
+        self.inner.read().contains_key(&partition)
+    }
 }
 
 /// Messages of [`GroupManager`].

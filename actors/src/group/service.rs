@@ -96,6 +96,12 @@ impl Groups {
         super::partition_for(group_id, self.offsets_partitions())
     }
 
+    /// True once this node coordinates the groups of `partition` (loading them or loaded).
+    /// The controller can name this node the partition's leader a moment before that.
+    pub fn coordinates_partition(&self, partition: i32) -> bool {
+        self.router.is_routed(partition)
+    }
+
     /// The group's coordinator; started when `create` and the group has none.
     async fn route(
         &self,

@@ -366,6 +366,23 @@ pub struct MemberDescription {
     pub assigned: Vec<GroupTopicPartition>,
     /// Consumer protocol: the member's epoch (the generation for classic members).
     pub member_epoch: i32,
+    /// Consumer protocol only (`None` for classic members): what the member subscribed to
+    /// and the coordinator's target for it, which ConsumerGroupDescribe reports.
+    pub consumer: Option<ConsumerMemberDescription>,
+}
+
+/// The KIP-848 part of a member's description.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberDescription {
+    /// Topic names the member subscribed to, sorted.
+    pub subscribed_topic_names: Vec<String>,
+    /// The member's subscription regex, if it subscribed by pattern.
+    pub subscribed_topic_regex: Option<String>,
+    /// The member's rack.
+    pub rack_id: Option<String>,
+    /// The partitions the coordinator's current target gives the member; it differs from
+    /// `assigned` while the member is still revoking or has not yet been given partitions.
+    pub target: Vec<GroupTopicPartition>,
 }
 
 /// A group in DescribeGroups.

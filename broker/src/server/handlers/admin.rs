@@ -337,8 +337,11 @@ pub async fn create_topics(state: &BrokerState, req: CreateTopicsRequest, versio
         }
         let mut new = NewTopic {
             name: name.clone(),
-            partitions: (t.num_partitions > 0).then_some(t.num_partitions),
-            replication_factor: (t.replication_factor > 0).then_some(t.replication_factor),
+            // Only -1 means "the node's default" (as in Kafka); 0 or another negative count is
+            // passed on so the controller refuses it with INVALID_PARTITIONS or
+            // INVALID_REPLICATION_FACTOR instead of quietly creating a default topic.
+            partitions: (t.num_partitions != -1).then_some(t.num_partitions),
+            replication_factor: (t.replication_factor != -1).then_some(t.replication_factor),
             configs: t
                 .configs
                 .iter()

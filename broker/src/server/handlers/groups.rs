@@ -280,6 +280,16 @@ fn group_coordinator(
             format!("partition {p} of {OFFSETS_TOPIC} has no leader right now; retry"),
         );
     }
+    // Between the controller naming this node the leader and the node opening the partition,
+    // its group requests would get NOT_COORDINATOR; a client that was just told this node is
+    // the coordinator must not hear that (kafka-go's Client does not retry it). Kafka answers
+    // COORDINATOR_LOAD_IN_PROGRESS from there on, which it then gets while the groups load.
+    if info.leader == state.node_id() && !state.groups.coordinates_partition(p) {
+        return CoordinatorAnswer::error(
+            code::COORDINATOR_NOT_AVAILABLE,
+            format!("partition {p} of {OFFSETS_TOPIC} is still opening on this node; retry"),
+        );
+    }
     match brokers.iter().find(|b| b.node_id == info.leader) {
         Some(b) => CoordinatorAnswer {
             node_id: b.node_id,
@@ -1302,38 +1312,50 @@ pub(crate) fn consumer_described_group(
     d.group_epoch = desc.generation;
     d.assignment_epoch = desc.generation;
     d.assignor_name = s(desc.protocol);
+    let to_assignment = |parts: &[GroupTopicPartition]| {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in parts {
+            by_topic.entry(&tp.topic).or_default().push(tp.partition);
+        }
+        let mut assignment = cgd::Assignment::default();
+        assignment.topic_partitions = by_topic
+            .into_iter()
+            .map(|(topic, mut partitions)| {
+                partitions.sort_unstable();
+                let mut tp = cgd::TopicPartitions::default();
+                tp.topic_id = topic_id(topic).unwrap_or_else(Uuid::nil);
+                tp.topic_name = TopicName(s(topic.to_owned()));
+                tp.partitions = partitions;
+                tp
+            })
+            .collect();
+        assignment
+    };
     d.members = desc
         .members
         .into_iter()
         .map(|m| {
-            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for tp in &m.assigned {
-                by_topic
-                    .entry(tp.topic.clone())
-                    .or_default()
-                    .push(tp.partition);
-            }
-            let mut assignment = cgd::Assignment::default();
-            assignment.topic_partitions = by_topic
-                .into_iter()
-                .map(|(topic, mut partitions)| {
-                    partitions.sort_unstable();
-                    let mut tp = cgd::TopicPartitions::default();
-                    tp.topic_id = topic_id(&topic).unwrap_or_else(Uuid::nil);
-                    tp.topic_name = TopicName(s(topic));
-                    tp.partitions = partitions;
-                    tp
-                })
-                .collect();
+            let assignment = to_assignment(&m.assigned);
             let mut member = cgd::Member::default();
             member.member_id = s(m.member_id);
             member.instance_id = m.group_instance_id.map(s);
             member.member_epoch = m.member_epoch;
             member.client_id = s(m.client_id);
             member.client_host = s(m.client_host);
-            // The coordinator reports what members own, not their target: they are equal once
-            // the group is stable.
-            member.target_assignment = assignment.clone();
+            // Kafka's tools (kafka-consumer-groups --describe --members --verbose) and
+            // franz-go's kadm show what each member subscribed to and its target assignment.
+            if let Some(c) = m.consumer {
+                member.subscribed_topic_names = c
+                    .subscribed_topic_names
+                    .into_iter()
+                    .map(|n| TopicName(s(n)))
+                    .collect();
+                member.subscribed_topic_regex = c.subscribed_topic_regex.map(s);
+                member.rack_id = c.rack_id.map(s);
+                member.target_assignment = to_assignment(&c.target);
+            } else {
+                member.target_assignment = assignment.clone();
+            }
             member.assignment = assignment;
             if v >= 1 {
                 member.member_type = MEMBER_TYPE_CONSUMER;
@@ -1349,7 +1371,7 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
     use kafka_protocol::protocol::Encodable;
-    use rivulet_actors::group::{JoinedMember, MemberDescription};
+    use rivulet_actors::group::{ConsumerMemberDescription, JoinedMember, MemberDescription};
 
     fn encodes<T: Encodable>(msg: &T, versions: std::ops::RangeInclusive<i16>, what: &str) {
         for v in versions {
@@ -1597,6 +1619,13 @@ mod tests {
                 assignment: Bytes::new(),
                 assigned: vec![tp("t", 1), tp("t", 0)],
                 member_epoch: 5,
+                consumer: (kind == GroupKind::Consumer).then(|| ConsumerMemberDescription {
+                    subscribed_topic_names: vec!["t".into(), "u".into()],
+                    subscribed_topic_regex: Some("t.*".into()),
+                    rack_id: Some("r1".into()),
+                    // Still moving: partition 1 is being revoked, 2 comes next.
+                    target: vec![tp("t", 0), tp("t", 2)],
+                }),
             }],
         }
     }
@@ -1658,9 +1687,22 @@ mod tests {
                 &ids,
             );
             assert_eq!(d.error_code, 0);
-            let tps = &d.members[0].assignment.topic_partitions;
+            let m = &d.members[0];
+            let tps = &m.assignment.topic_partitions;
             assert_eq!(tps[0].topic_id, id);
             assert_eq!(tps[0].partitions, vec![0, 1]);
+            // Found by franz-go's kadm: members' subscriptions and targets were left empty.
+            let names: Vec<&str> = m
+                .subscribed_topic_names
+                .iter()
+                .map(|n| n.0.as_str())
+                .collect();
+            assert_eq!(names, ["t", "u"]);
+            assert_eq!(m.subscribed_topic_regex.as_deref(), Some("t.*"));
+            assert_eq!(m.rack_id.as_deref(), Some("r1"));
+            let target = &m.target_assignment.topic_partitions;
+            assert_eq!(target[0].topic_id, id);
+            assert_eq!(target[0].partitions, vec![0, 2]);
             let classic = consumer_described_group(
                 v,
                 GroupId(s("c")),
