@@ -11,7 +11,10 @@
 //! ```
 //!
 //! - [`config`]: figment layering (defaults, `rivulet.toml`, `RIVULET_*`, flags).
-//! - [`serve`]: starts a node (storage, actor tree, listener) and shuts it down on a signal.
+//! - [`node`]: the embeddable node: `NodeBuilder` starts storage, the actor tree, membership,
+//!   the controller, the group coordinators and (optionally) the Kafka listener; `NodeHandle`
+//!   shuts them down. The `rivulet` facade crate re-exports it.
+//! - [`serve`]: `rivulet serve`, a thin wrapper: configuration, tracing, a [`node`], signals.
 //! - [`server`]: the Kafka protocol listener and request handlers.
 //! - [`consumer_protocol`]: the consumer protocol's assignment bytes (DescribeGroups, the CLI).
 //! - [`cli`]: the user-facing command line (`topic`, `produce`, `consume`, `bench`), which talks
@@ -21,6 +24,7 @@ pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod consumer_protocol;
+pub mod node;
 pub mod serve;
 pub mod server;
 
