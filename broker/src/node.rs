@@ -503,7 +503,9 @@ impl NodeHandle {
     }
 
     /// The local replicas: topic-partition → replica handle (actor, log reader, high
-    /// watermark and status watches).
+    /// watermark and status watches). A `ReplicaHandle` keeps its log, and so the store, open:
+    /// drop the ones you hold before [`NodeHandle::shutdown`] if the same process will open
+    /// the data directory again.
     pub fn replicas(&self) -> &ReplicaRegistry {
         &self.registry
     }
@@ -541,7 +543,10 @@ impl NodeHandle {
     }
 
     /// Stops the node gracefully, as `rivulet serve` does on SIGTERM (order in the module
-    /// docs). Returns an error if the actor tree had failed or the final sync failed.
+    /// docs): client connections finish their request in progress (at most 5 s) and close,
+    /// and once it returns, the data directory can be opened again by a new node in this
+    /// process (unless the caller still holds replica handles). Returns an error if the actor
+    /// tree had failed or the final sync failed.
     pub async fn shutdown(mut self) -> Result<()> {
         info!(node_id = self.node_id, "shutting down");
         if let Some(kafka) = self.kafka.take() {

@@ -115,6 +115,8 @@ async fn a_node_starts_serves_kafka_and_restarts_from_its_data_dir() {
         .get(&TopicPartition::new("via-handle", 0))
         .expect("the local replica is registered");
     assert!(replica.is_leader());
+    // A replica handle holds its log open, and with it the store: let go before shutdown.
+    drop(replica);
 
     node.shutdown().await.expect("graceful shutdown");
     assert!(
