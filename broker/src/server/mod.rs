@@ -65,8 +65,8 @@ impl BrokerState {
 /// How long shutdown waits for requests in progress before it aborts their connections.
 const CONNECTIONS_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Accepts connections until `shutdown` turns true, then waits (at most
-/// [`CONNECTIONS_CLOSE_WAIT`]) until every connection has closed. Connections close at their
+/// Accepts connections until `shutdown` turns true, then waits (at most 5 s,
+/// `CONNECTIONS_CLOSE_WAIT`) until every connection has closed. Connections close at their
 /// next request boundary once `shutdown` turns true. Waiting for them matters: a connection
 /// holds the broker state (controller, replica logs), so a node whose connections outlive the
 /// listener would answer requests while its replicas stop, and would keep its store open after
