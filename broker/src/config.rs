@@ -552,7 +552,9 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks every setting; each message names the key. [`Config::load`] calls it, and so
+    /// does an embedded node's start (`node::NodeBuilder::start`) for a config built in code.
+    pub fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
         self.advertised_host_port()?;
         if self.node_id < 0 {

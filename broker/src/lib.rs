@@ -11,7 +11,10 @@
 //! ```
 //!
 //! - [`config`]: figment layering (defaults, `rivulet.toml`, `RIVULET_*`, flags).
-//! - [`serve`]: starts a node (storage, actor tree, listener) and shuts it down on a signal.
+//! - [`node`]: the embeddable node: `NodeBuilder` starts storage, the actor tree, membership,
+//!   the controller, the group coordinators and (optionally) the Kafka listener; `NodeHandle`
+//!   shuts them down. The `rivulet` facade crate re-exports it.
+//! - [`serve`]: `rivulet serve`, a thin wrapper: configuration, tracing, a [`node`], signals.
 //! - [`server`]: the Kafka protocol listener and request handlers.
 //! - [`consumer_protocol`]: the consumer protocol's assignment bytes (DescribeGroups, the CLI).
 //! - [`metrics`]: what the Kafka server records (requests, bytes per topic, connections).
@@ -25,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod consumer_protocol;
 pub mod metrics;
+pub mod node;
 pub mod serve;
 pub mod server;
 

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -189,8 +189,11 @@ pub struct Shared {
     config: MembershipConfig,
     registry: ReplicaRegistry,
     last_heard: Mutex<HashMap<NodeId, Instant>>,
-    rpc: OnceLock<Arc<dyn RpcHandler>>,
-    isr: OnceLock<Arc<dyn IsrHandler>>,
+    // Cleared at shutdown: the controller holds this membership, so handlers kept here
+    // forever would be a reference cycle that keeps the store open after an embedded node
+    // shut down.
+    rpc: Mutex<Option<Arc<dyn RpcHandler>>>,
+    isr: Mutex<Option<Arc<dyn IsrHandler>>>,
     /// Dial addresses of nodes that joined after the seeds (learned from the controller).
     extra_addrs: Mutex<BTreeMap<NodeId, String>>,
 }
@@ -305,7 +308,7 @@ impl Actor for PeerEndpoint {
                 Some(&TAG_REPLICATION) => shared.on_replication(&bytes[1..]),
                 _ => warn!(len = bytes.len(), "dropping an unknown message from a peer"),
             },
-            PeerMsg::Call(request, reply) => match shared.rpc.get() {
+            PeerMsg::Call(request, reply) => match shared.rpc.lock().clone() {
                 Some(handler) => {
                     let fut = handler.handle(request);
                     tokio::spawn(async move {
@@ -382,8 +385,8 @@ impl Membership {
             config,
             registry,
             last_heard: Mutex::new(HashMap::new()),
-            rpc: OnceLock::new(),
-            isr: OnceLock::new(),
+            rpc: Mutex::new(None),
+            isr: Mutex::new(None),
             extra_addrs: Mutex::new(BTreeMap::new()),
         });
         let (endpoint, _) = Actor::spawn(None, PeerEndpoint, shared.clone())
@@ -404,12 +407,12 @@ impl Membership {
 
     /// Installs the controller's RPC handler (once).
     pub fn set_rpc_handler(&self, handler: Arc<dyn RpcHandler>) {
-        let _ = self.shared.rpc.set(handler);
+        self.shared.rpc.lock().get_or_insert(handler);
     }
 
     /// Installs the controller's ISR handler (once).
     pub fn set_isr_handler(&self, handler: Arc<dyn IsrHandler>) {
-        let _ = self.shared.isr.set(handler);
+        self.shared.isr.lock().get_or_insert(handler);
     }
 
     /// Remembers how to reach a node that joined after the seeds.
@@ -457,6 +460,8 @@ impl Membership {
 
     /// Stops the links.
     pub async fn shutdown(&self) {
+        self.shared.rpc.lock().take();
+        self.shared.isr.lock().take();
         self.keeper.abort();
         self.endpoint.stop(None);
         self.server.stop(None);
@@ -665,7 +670,8 @@ impl ReplicaNetwork for ClusterNetwork {
     }
 
     fn change_isr(&self, change: IsrChange) -> BoxFuture<Result<i32, String>> {
-        match self.shared.isr.get() {
+        let handler = self.shared.isr.lock().clone();
+        match handler {
             Some(h) => h.change_isr(change),
             None => Box::pin(async { Err("the controller is not running yet".to_string()) }),
         }

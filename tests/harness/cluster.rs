@@ -76,7 +76,7 @@ pub(crate) struct MetadataView {
 }
 
 impl MetadataView {
-    fn from_response(from: u32, r: MetadataResponse) -> MetadataView {
+    pub(crate) fn from_response(from: u32, r: MetadataResponse) -> MetadataView {
         let topics = r
             .topics
             .into_iter()

@@ -65,16 +65,28 @@ impl BrokerState {
     }
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// How long shutdown waits for requests in progress before it aborts their connections.
+const CONNECTIONS_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Accepts connections until `shutdown` turns true, then waits (at most 5 s,
+/// `CONNECTIONS_CLOSE_WAIT`) until every connection has closed. Connections close at their
+/// next request boundary once `shutdown` turns true. Waiting for them matters: a connection
+/// holds the broker state (controller, replica logs), so a node whose connections outlive the
+/// listener would answer requests while its replicas stop, and would keep its store open after
+/// an embedded node's shutdown returned.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<BrokerState>,
     connections: Arc<limits::ConnectionLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut open = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
+            // Reap closed connections so the set stays as small as the open connections (a
+            // panicked connection task ends only itself: its error is dropped here).
+            Some(_) = open.join_next(), if !open.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
@@ -104,14 +116,29 @@ pub async fn serve(
                 };
                 let state = state.clone();
                 let shutdown = shutdown.clone();
-                let open = state.metrics.connection_opened();
-                tokio::spawn(async move {
+                let gauge = state.metrics.connection_opened();
+                open.spawn(async move {
                     connection::run(stream, peer, state, shutdown).await;
                     drop(slot);
-                    drop(open);
+                    drop(gauge);
                 });
             }
         }
     }
-    info!("listener stopped accepting connections");
+    drop(listener);
+    info!(
+        connections = open.len(),
+        "listener stopped accepting connections"
+    );
+    let drained = tokio::time::timeout(CONNECTIONS_CLOSE_WAIT, async {
+        while open.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            connections = open.len(),
+            "connections still busy {CONNECTIONS_CLOSE_WAIT:?} after shutdown began; closing them"
+        );
+        open.shutdown().await;
+    }
 }
