@@ -418,6 +418,15 @@ impl NodeBuilder {
         // serves (the rest answer LEADER_NOT_AVAILABLE until they do).
         let start_wait = Duration::from_millis(cfg.replicas_start_wait_ms);
         let waited = Instant::now();
+        // A single node elects itself within milliseconds: wait for that too, so no client sees
+        // a Metadata without a controller (kafka-go's CreateTopics fails on one). A cluster node
+        // does not wait: its quorum may need nodes that start after it.
+        if seeds.is_empty() && !controller.wait_controller_known(start_wait).await {
+            warn!(
+                "no controller leader after {} ms; serving anyway",
+                cfg.replicas_start_wait_ms
+            );
+        }
         if controller.wait_replicas_started(start_wait).await {
             info!(
                 replicas = controller.local_replicas(),

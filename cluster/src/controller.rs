@@ -415,6 +415,11 @@ impl Controller {
         self.inner.raft.controller_leader().map_or(-1, |n| n as i32)
     }
 
+    /// Waits (at most `timeout`) until this node knows a controller leader; false on timeout.
+    pub async fn wait_controller_known(&self, timeout: Duration) -> bool {
+        self.inner.raft.wait_controller_leader(timeout).await
+    }
+
     /// True while this node's lease with the controller is valid (a node that cannot reach
     /// the controller must stop acting as leader).
     pub fn lease_valid(&self) -> bool {

@@ -95,11 +95,8 @@ async fn a_node_starts_serves_kafka_and_restarts_from_its_data_dir() {
         0,
         "the admin endpoint's bound port is reported"
     );
-    assert_eq!(
-        http_get(admin_http, "/ready").await.0,
-        200,
-        "a started node is ready"
-    );
+    let (status, body) = http_get(admin_http, "/ready").await;
+    assert_eq!(status, 200, "a started node is ready: {body}");
 
     // A topic created over the Kafka protocol is in the handle's controller...
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

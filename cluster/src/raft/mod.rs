@@ -317,6 +317,14 @@ impl MetaRaft {
         self.inner.raft.metrics().borrow().current_leader
     }
 
+    /// Waits (at most `timeout`) until this node knows a controller leader; false on timeout.
+    pub async fn wait_controller_leader(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.raft.metrics();
+        tokio::time::timeout(timeout, rx.wait_for(|m| m.current_leader.is_some()))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Figures of this node's Raft state, for the admin endpoint's metrics.
     pub fn figures(&self) -> RaftFigures {
         let m = self.inner.raft.metrics();
