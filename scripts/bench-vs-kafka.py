@@ -22,7 +22,9 @@ build), on fresh data directories:
   4. broker CPU: utime and stime of every broker process (/proc/PID/stat) before and after each
      produce and consume phase, once the broker is idle again, as CPU-seconds per GB of record
      values, user and kernel apart; peak RSS is VmHWM at the end (summed over nodes);
-  5. stop it and delete its data.
+  5. with --nodes 3: scripts/failover-time.py SIGKILLs the leader of a partition under an
+     acks=all producer and times the next acknowledgement (--failover-runs, default 1);
+  6. stop it and delete its data.
 Before each measured phase the script touches --warm-gb GiB of memory (scripts/../perf-notes:
 the host takes back idle guest memory, and the first process to touch it again pays in kernel
 time), so both brokers start each phase on warm memory.
@@ -158,6 +160,14 @@ class Kafka:
                 out.append(int(pid))
         return out
 
+    def node_dirs(self):
+        return self.env["APACHE_KAFKA_DIR"]
+
+    def restart_cmd(self):
+        return f"APACHE_KAFKA_DIR={self.env['APACHE_KAFKA_DIR']} " \
+               f"APACHE_KAFKA_PORT={self.args.kafka_port} " \
+               f"APACHE_KAFKA_CONTROLLER_PORT={self.args.kafka_port + 100} {KAFKA_SH} start 3"
+
     def stop(self):
         run([KAFKA_SH, "clean"], env=self.env, timeout=120, check=False)
 
@@ -205,6 +215,13 @@ class Rivulet:
             except (OSError, ValueError):
                 pass
         return out
+
+    def node_dirs(self):
+        return self.dir
+
+    def restart_cmd(self):
+        return " ".join(f"{k}={v}" for k, v in self.cluster_env.items()
+                        if k.startswith("RIVULET_")) + f" {LOCAL_CLUSTER} start"
 
     def stop(self):
         if self.args.nodes == 1:
@@ -348,9 +365,29 @@ def bench_broker(broker, args):
         rss = [vm_hwm_mib(p) for p in broker.pids()]
         results.append({"broker": broker.name, "phase": "rss", "peak_rss_mib": round(sum(rss)),
                         "per_node_mib": [round(x) for x in rss]})
+        if args.nodes == 3 and args.failover_runs > 0:
+            results += failover(broker, b, args)
     finally:
         broker.stop()
     return results
+
+
+def failover(broker, bootstrap, args):
+    """scripts/failover-time.py against either broker: SIGKILL the leader of a partition under
+    an acks=all producer (librdkafka, one record every 5 ms), time the next acknowledgement."""
+    path = os.path.join(args.workdir, "failover.jsonl")
+    if os.path.exists(path):
+        os.remove(path)
+    kill = f"kill -9 $(cat {broker.node_dirs()}/node{{id}}/pid)"
+    log(f"  failover: {args.failover_runs} leader SIGKILL(s)")
+    run([sys.executable, os.path.join(ROOT, "scripts", "failover-time.py"), "--bootstrap",
+         bootstrap, "--runs", str(args.failover_runs), "--kill-cmd", kill, "--restart-cmd",
+         broker.restart_cmd(), "--json", path], timeout=900)
+    with open(path) as f:
+        runs = [json.loads(l) for l in f if l.strip()]
+    return [{"broker": broker.name, "phase": "failover",
+             "kill_to_first_ack_s": [r["kill_to_first_ack_s"] for r in runs],
+             "max_ack_gap_s": [r["max_ack_gap_s"] for r in runs]}]
 
 
 def fmt(v, digits=1):
@@ -390,6 +427,10 @@ def report(results, args):
     k, v = by.get(("kafka", None, "rss", None)), by.get(("rivulet", None, "rss", None))
     if k and v:
         rows.append(("-", "whole run", "peak RSS MiB", k["peak_rss_mib"], v["peak_rss_mib"]))
+    k, v = by.get(("kafka", None, "failover", None)), by.get(("rivulet", None, "failover", None))
+    if k and v:
+        kk, vv = max(k["kill_to_first_ack_s"]), max(v["kill_to_first_ack_s"])
+        rows.append(("librdkafka", "leader SIGKILL, acks=all", "s to next ack (max of runs)", kk, vv))
     print(f"\n| driver | load | metric | Apache Kafka | Rivulet | Rivulet / Kafka |")
     print("|---|---|---|---:|---:|---:|")
     for d, load, metric, kv, rv in rows:
@@ -414,6 +455,8 @@ def main():
     ap.add_argument("--latency-secs", type=int, default=30)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--warm-gb", type=float, default=2.0)
+    ap.add_argument("--failover-runs", type=int, default=1,
+                    help="with --nodes 3: leader SIGKILLs timed by scripts/failover-time.py")
     ap.add_argument("--kafka-port", type=int, default=29092)
     ap.add_argument("--rivulet-port", type=int, default=39092)
     ap.add_argument("--rivulet-bin")

@@ -139,7 +139,6 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$(node_dir "$n")/data
 num.partitions=1
 default.replication.factor=$rf
-min.insync.replicas=$isr
 offsets.topic.replication.factor=$rf
 transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$isr
@@ -147,6 +146,10 @@ share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 EOF
+  # Three nodes: acks=all survives one failure (min ISR 2), as Rivulet's RF=3 benchmarks use.
+  if [ "$nodes" -gt 1 ]; then
+    echo "min.insync.replicas=$isr" >>"$(node_dir "$n")/server.properties"
+  fi
   if [ -n "${APACHE_KAFKA_PROPS:-}" ]; then
     printf '# APACHE_KAFKA_PROPS\n' >>"$(node_dir "$n")/server.properties"
     printf '%s\n' ${APACHE_KAFKA_PROPS} >>"$(node_dir "$n")/server.properties"
