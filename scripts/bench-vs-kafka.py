@@ -456,10 +456,11 @@ def main():
     ap.add_argument("--drivers", default="kafka-perf,rivulet-bench")
     ap.add_argument("--brokers", default="kafka,rivulet")
     ap.add_argument("--sizes", default="100,1024")
-    ap.add_argument("--records-100", type=int, default=5_000_000)
-    ap.add_argument("--records-1k", type=int, default=1_000_000)
-    ap.add_argument("--rate", type=int, default=10_000, help="records/s of the latency phase")
-    ap.add_argument("--latency-secs", type=int, default=30)
+    ap.add_argument("--records-100", type=int, help="default 5,000,000 (--quick 300,000)")
+    ap.add_argument("--records-1k", type=int, help="default 1,000,000 (--quick 100,000)")
+    ap.add_argument("--rate", type=int, help="records/s of the latency phase (default 10,000, "
+                    "--quick 5,000)")
+    ap.add_argument("--latency-secs", type=int, help="default 30 (--quick 10)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--warm-gb", type=float, default=2.0)
     ap.add_argument("--failover-runs", type=int, default=1,
@@ -470,9 +471,12 @@ def main():
     ap.add_argument("--workdir", help="where data directories go (default: a temp dir)")
     ap.add_argument("--json", help="append every result as one JSON line to this file")
     args = ap.parse_args()
-    if args.quick:
-        args.records_100, args.records_1k, args.latency_secs = 300_000, 100_000, 10
-        args.rate = min(args.rate, 5000)
+    # --quick changes the defaults only: explicit sizes win.
+    defaults = ((300_000, 100_000, 5000, 10) if args.quick
+                else (5_000_000, 1_000_000, 10_000, 30))
+    for name, value in zip(("records_100", "records_1k", "rate", "latency_secs"), defaults):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.drivers = [d for d in args.drivers.split(",") if d]
     for d in args.drivers:
         if d not in DRIVERS:
