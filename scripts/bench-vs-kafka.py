@@ -26,7 +26,7 @@ build), on fresh data directories:
      acks=all producer (one record every 5 ms); the figure is the longest gap between two
      acknowledgements around the kill (--failover-runs, default 1);
   6. stop it and delete its data.
-Before each measured phase the script touches --warm-gb GiB of memory (scripts/../perf-notes:
+Before each measured phase the script touches --warm-gb GiB of memory (on these virtual machines
 the host takes back idle guest memory, and the first process to touch it again pays in kernel
 time), so both brokers start each phase on warm memory.
 
