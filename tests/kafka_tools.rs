@@ -152,7 +152,7 @@ fn quickstart_commands_against_one_node() {
     let group = unique_name("quickstart-group");
     let g = group.as_str();
 
-    // Step 3 of the quickstart, exactly: the node's default partition count.
+    // The quickstart's create command, exactly: the node's default partition count.
     let out = ok(
         "kafka-topics",
         &["--create", "--topic", t, "--bootstrap-server", b],
@@ -185,7 +185,7 @@ fn quickstart_commands_against_one_node() {
         );
     }
 
-    // Steps 4 and 5: write events from stdin, read them back.
+    // The quickstart's next steps: write events from stdin, read them back.
     ok(
         "kafka-console-producer",
         &["--topic", t, "--bootstrap-server", b],
@@ -339,7 +339,7 @@ fn quickstart_commands_against_one_node() {
         .collect();
     assert!(listed.contains(&format!("{t}-{p}")), "{doc}");
 
-    // Step 7's clean-up: delete the topic; it is gone from the list.
+    // Clean-up: delete the topic; it is gone from the list.
     ok(
         "kafka-topics",
         &["--bootstrap-server", b, "--delete", "--topic", t],
