@@ -338,8 +338,8 @@ def measured(broker, args, fn):
 def bench_broker(broker, args):
     results = []
     log(f"\n==> {broker.name}: starting {args.nodes} node(s)")
-    broker.start()
     try:
+        broker.start()
         b = broker.bootstrap()
         for driver in args.drivers:
             produce, consume = DRIVERS[driver]
@@ -476,7 +476,9 @@ def main():
     ap.add_argument("--failover-runs", type=int, default=1,
                     help="with --nodes 3: leader SIGKILLs timed by scripts/failover-time.py")
     ap.add_argument("--kafka-port", type=int, default=29092)
-    ap.add_argument("--rivulet-port", type=int, default=39092)
+    # Below the kernel's ephemeral range (32768+): a cluster port there can be taken by an
+    # outgoing connection's source port before its node binds it.
+    ap.add_argument("--rivulet-port", type=int, default=21092)
     ap.add_argument("--rivulet-bin")
     ap.add_argument("--workdir", help="where data directories go (default: a temp dir)")
     ap.add_argument("--json", help="append every result as one JSON line to this file")
