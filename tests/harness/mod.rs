@@ -21,6 +21,7 @@
 // Each test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub(crate) mod apache_kafka;
 pub(crate) mod chaos;
 pub(crate) mod cluster;
 pub(crate) mod go;

@@ -8,9 +8,10 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
     let ours = match key {
         ApiKey::Produce => (3, 13),
         ApiKey::Fetch => (4, 17),
-        // v7 adds the max-timestamp query (-3), v8 earliest-local (-4); v9's latest-tiered
-        // (-5) is not served.
-        ApiKey::ListOffsets => (1, 8),
+        // v7 adds the max-timestamp query (-3), v8 earliest-local (-4), v9 latest-tiered (-5,
+        // always "none": no tiered storage), v10 a timeout for remote-storage lookups (unused:
+        // every lookup is local). Kafka 4.3's tools send v9+ for `--time -5`.
+        ApiKey::ListOffsets => (1, 10),
         ApiKey::Metadata => (0, 12),
         ApiKey::ApiVersions => (0, 4),
         ApiKey::CreateTopics => (2, 7),

@@ -22,6 +22,10 @@ const MAX_TIMESTAMP: i64 = -3;
 /// ListOffsets (v8+) timestamp asking for the earliest offset on local disk (KIP-405): with
 /// no tiered storage, the earliest offset.
 const EARLIEST_LOCAL: i64 = -4;
+/// ListOffsets (v9+) timestamp asking for the latest offset in tiered storage (KIP-1005). With
+/// no tiered storage there is none: offset and timestamp -1, as Kafka answers for a topic
+/// without remote storage (`kafka-get-offsets --time -5` then prints nothing and succeeds).
+const LATEST_TIERED: i64 = -5;
 
 fn replica(state: &BrokerState, topic: &str, partition: i32) -> Result<ReplicaHandle, i16> {
     let meta = state
@@ -72,6 +76,7 @@ pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version:
                     match p.timestamp {
                         EARLIEST | EARLIEST_LOCAL => pr.offset = h.log.log_start_offset(),
                         LATEST => pr.offset = *h.high_watermark.borrow(),
+                        LATEST_TIERED => pr.leader_epoch = -1,
                         ts if ts >= 0 || ts == MAX_TIMESTAMP => {
                             let log = h.log.clone();
                             let hw = *h.high_watermark.borrow();
