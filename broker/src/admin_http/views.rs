@@ -60,35 +60,14 @@ fn cluster_status(ctx: &AdminContext) -> ClusterStatus {
                 replicas: p.replicas,
                 isr: p.isr,
             };
-            if status.leader < 0 {
-                offline.push(status.clone());
-            }
-            if status.isr.len() < status.replicas.len() {
-                under_replicated.push(status);
-            }
+            status.classify(&mut offline, &mut under_replicated);
         }
     }
-    let mut nodes: Vec<NodeStatus> = live
-        .into_iter()
-        .map(|(id, address)| NodeStatus {
-            id,
-            address,
-            rack: None,
-            controller: id == controller_id,
-            live: true,
-        })
-        .collect();
-    for id in replica_ids {
-        if id >= 0 && !nodes.iter().any(|n| n.id == id) {
-            nodes.push(NodeStatus {
-                id,
-                address: String::new(),
-                rack: None,
-                controller: id == controller_id,
-                live: false,
-            });
-        }
-    }
+    let nodes = NodeStatus::of_cluster(
+        live.into_iter().map(|(id, address)| (id, (address, None))),
+        &replica_ids,
+        controller_id,
+    );
     ClusterStatus {
         queried: address(&ctx.advertised_host, ctx.advertised_port),
         cluster_id: Some(ctx.cluster_id.clone()),

@@ -101,6 +101,39 @@ pub(crate) struct NodeStatus {
     pub(crate) live: bool,
 }
 
+impl NodeStatus {
+    /// The live nodes (id → address and rack), then the nodes only named as replicas, which
+    /// are down.
+    pub(crate) fn of_cluster(
+        live: impl IntoIterator<Item = (i32, (String, Option<String>))>,
+        replica_ids: &BTreeSet<i32>,
+        controller_id: i32,
+    ) -> Vec<NodeStatus> {
+        let mut nodes: Vec<NodeStatus> = live
+            .into_iter()
+            .map(|(id, (address, rack))| NodeStatus {
+                id,
+                address,
+                rack,
+                controller: id == controller_id,
+                live: true,
+            })
+            .collect();
+        for &id in replica_ids {
+            if id >= 0 && !nodes.iter().any(|n| n.id == id) {
+                nodes.push(NodeStatus {
+                    id,
+                    address: String::new(),
+                    rack: None,
+                    controller: id == controller_id,
+                    live: false,
+                });
+            }
+        }
+        nodes
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct PartitionStatus {
     pub(crate) topic: String,
@@ -108,6 +141,23 @@ pub(crate) struct PartitionStatus {
     pub(crate) leader: i32,
     pub(crate) replicas: Vec<i32>,
     pub(crate) isr: Vec<i32>,
+}
+
+impl PartitionStatus {
+    /// Files the partition under offline (no leader) and/or under-replicated (ISR smaller
+    /// than the replica set).
+    pub(crate) fn classify(
+        self,
+        offline: &mut Vec<PartitionStatus>,
+        under_replicated: &mut Vec<PartitionStatus>,
+    ) {
+        if self.leader < 0 {
+            offline.push(self.clone());
+        }
+        if self.isr.len() < self.replicas.len() {
+            under_replicated.push(self);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -196,36 +246,11 @@ impl ClusterStatus {
                     replicas,
                     isr,
                 };
-                if status.leader < 0 {
-                    offline.push(status.clone());
-                }
-                if status.isr.len() < status.replicas.len() {
-                    under_replicated.push(status);
-                }
+                status.classify(&mut offline, &mut under_replicated);
             }
         }
 
-        let mut nodes: Vec<NodeStatus> = live
-            .into_iter()
-            .map(|(id, (address, rack))| NodeStatus {
-                id,
-                address,
-                rack,
-                controller: id == controller_id,
-                live: true,
-            })
-            .collect();
-        for id in replica_ids {
-            if id >= 0 && !nodes.iter().any(|n| n.id == id) {
-                nodes.push(NodeStatus {
-                    id,
-                    address: String::new(),
-                    rack: None,
-                    controller: id == controller_id,
-                    live: false,
-                });
-            }
-        }
+        let nodes = NodeStatus::of_cluster(live, &replica_ids, controller_id);
 
         ClusterStatus {
             queried,
