@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -194,14 +193,12 @@ func franzProduceConsume(bootstrap, prefix string) {
 type franzMember struct {
 	name string
 	cl   *kgo.Client
-	mu   sync.Mutex
-	own  assignment
-	read map[int32][]int64 // offsets read, per partition
+	*memberLog
 	done chan struct{}
 }
 
 func startFranzMember(bootstrap, name, group, topic string, kip848 bool) *franzMember {
-	m := &franzMember{name: name, own: assignment{owned: map[int32]bool{}}, read: map[int32][]int64{}, done: make(chan struct{})}
+	m := &franzMember{name: name, memberLog: newMemberLog(), done: make(chan struct{})}
 	track := func(add bool) func(context.Context, *kgo.Client, map[string][]int32) {
 		return func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
 			m.mu.Lock()
@@ -260,22 +257,6 @@ func startFranzMember(bootstrap, name, group, topic string, kip848 bool) *franzM
 		}
 	}()
 	return m
-}
-
-func (m *franzMember) owned() []int32 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.own.list()
-}
-
-func (m *franzMember) readOffsets() map[int32][]int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[int32][]int64{}
-	for p, offs := range m.read {
-		out[p] = append([]int64{}, offs...)
-	}
-	return out
 }
 
 func (m *franzMember) close() {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -223,8 +222,7 @@ type kafkagoMember struct {
 	r      *kafka.Reader
 	cancel context.CancelFunc
 	done   chan struct{}
-	mu     sync.Mutex
-	read   map[int32][]int64
+	*memberLog
 }
 
 func startKafkagoMember(bootstrap, name, group, topic string) *kafkagoMember {
@@ -236,7 +234,7 @@ func startKafkagoMember(bootstrap, name, group, topic string) *kafkagoMember {
 		Dialer:            &kafka.Dialer{ClientID: "rivulet-go-kafkago-" + name, Timeout: 10 * time.Second},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &kafkagoMember{name: name, r: r, cancel: cancel, done: make(chan struct{}), read: map[int32][]int64{}}
+	m := &kafkagoMember{name: name, r: r, cancel: cancel, done: make(chan struct{}), memberLog: newMemberLog()}
 	go func() {
 		defer close(m.done)
 		for {
@@ -254,16 +252,6 @@ func startKafkagoMember(bootstrap, name, group, topic string) *kafkagoMember {
 		}
 	}()
 	return m
-}
-
-func (m *kafkagoMember) readOffsets() map[int32][]int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[int32][]int64{}
-	for p, offs := range m.read {
-		out[p] = append([]int64{}, offs...)
-	}
-	return out
 }
 
 func (m *kafkagoMember) close() {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -213,6 +214,34 @@ func checkContiguous(want map[po]rec) {
 			}
 		}
 	}
+}
+
+// memberLog is what a group member saw: the partitions it owns and the offsets it read, per
+// partition. Members embed it; their client callbacks write it under mu.
+type memberLog struct {
+	mu   sync.Mutex
+	own  assignment
+	read map[int32][]int64
+}
+
+func newMemberLog() *memberLog {
+	return &memberLog{own: assignment{owned: map[int32]bool{}}, read: map[int32][]int64{}}
+}
+
+func (l *memberLog) owned() []int32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.own.list()
+}
+
+func (l *memberLog) readOffsets() map[int32][]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[int32][]int64{}
+	for p, offs := range l.read {
+		out[p] = append([]int64{}, offs...)
+	}
+	return out
 }
 
 // assignment tracks which partitions a group member owns, as its client reports them.

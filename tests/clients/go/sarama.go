@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -137,10 +136,8 @@ type saramaMember struct {
 	group  sarama.ConsumerGroup
 	cancel context.CancelFunc
 	done   chan struct{}
-	mu     sync.Mutex
-	own    assignment
-	read   map[int32][]int64
-	topic  string
+	*memberLog
+	topic string
 }
 
 func (m *saramaMember) Setup(s sarama.ConsumerGroupSession) error {
@@ -169,22 +166,6 @@ func (m *saramaMember) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Cons
 	return nil
 }
 
-func (m *saramaMember) owned() []int32 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.own.list()
-}
-
-func (m *saramaMember) readOffsets() map[int32][]int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[int32][]int64{}
-	for p, offs := range m.read {
-		out[p] = append([]int64{}, offs...)
-	}
-	return out
-}
-
 func startSaramaMember(bootstrap, name, group, topic string) *saramaMember {
 	cfg := saramaConfig()
 	cfg.ClientID = "rivulet-go-sarama-" + name
@@ -195,7 +176,7 @@ func startSaramaMember(bootstrap, name, group, topic string) *saramaMember {
 	g, err := sarama.NewConsumerGroup(seeds(bootstrap), group, cfg)
 	check(err, "sarama NewConsumerGroup")
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &saramaMember{name: name, group: g, cancel: cancel, done: make(chan struct{}), own: assignment{owned: map[int32]bool{}}, read: map[int32][]int64{}, topic: topic}
+	m := &saramaMember{name: name, group: g, cancel: cancel, done: make(chan struct{}), memberLog: newMemberLog(), topic: topic}
 	go func() {
 		for err := range g.Errors() {
 			fail("%s: sarama group error: %v", name, err)
