@@ -35,8 +35,8 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::OffsetCommit => (2, 9),
         ApiKey::OffsetFetch => (1, 9),
         ApiKey::ListGroups => (0, 5),
-        // v6 (per-group error messages) is not served: unknown groups are described as `Dead`.
-        ApiKey::DescribeGroups => (0, 5),
+        // v6: an unknown group is GROUP_ID_NOT_FOUND (below v6 it is described as `Dead`).
+        ApiKey::DescribeGroups => (0, 6),
         ApiKey::DeleteGroups => (0, 2),
         ApiKey::OffsetDelete => (0, 0),
         ApiKey::ConsumerGroupHeartbeat => (0, 1),

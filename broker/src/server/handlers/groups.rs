@@ -1065,8 +1065,10 @@ pub(crate) fn list_groups_response(
     r
 }
 
-/// DescribeGroups v0-5. Consumer-protocol groups are described too: their members' assignments
-/// are encoded in the classic consumer protocol, as Kafka does.
+/// DescribeGroups v0-6. Consumer-protocol groups are described too: their members' assignments
+/// are encoded in the classic consumer protocol, as Kafka does. From v6 (KIP-1043) a group that
+/// does not exist is GROUP_ID_NOT_FOUND, not a `Dead` description: the Java admin client turns
+/// that into `GroupIdNotFoundException`, as against Apache Kafka (tests/differential.rs).
 pub async fn describe_groups(state: &BrokerState, req: DescribeGroupsRequest, v: i16) -> Reply {
     let mut r = DescribeGroupsResponse::default();
     let include_operations = req.include_authorized_operations;
@@ -1096,7 +1098,17 @@ pub(crate) fn described_group(
     let mut d = DescribedGroup::default();
     d.group_id = group_id;
     match result {
-        Err(e) => d.error_code = errors::group(&e).0,
+        Err(e) => {
+            let (code, message) = errors::group(&e);
+            d.error_code = code;
+            if v >= 6 {
+                d.error_message = Some(s(message));
+            }
+        }
+        Ok(desc) if v >= 6 && desc.state == "Dead" => {
+            d.error_code = code::GROUP_ID_NOT_FOUND;
+            d.error_message = Some(s(format!("Group {} not found.", d.group_id.as_str())));
+        }
         Ok(desc) => {
             d.group_state = s(desc.state);
             d.protocol_type = s(desc.protocol_type);
@@ -1632,7 +1644,7 @@ mod tests {
 
     #[test]
     fn describe_groups_every_version() {
-        for v in 0..=5 {
+        for v in 0..=6 {
             let d = described_group(v, GroupId(s("g")), Ok(description(GroupKind::Consumer)));
             // Consumer-protocol members get a classic assignment encoding.
             let a = consumer_protocol::decode_assignment(&d.members[0].member_assignment)
@@ -1647,6 +1659,15 @@ mod tests {
         }
         let d = described_group(5, GroupId(s("g")), Ok(description(GroupKind::Classic)));
         assert!(d.members[0].member_assignment.is_empty());
+        // An unknown group: `Dead` up to v5, GROUP_ID_NOT_FOUND from v6 (Kafka 4.x).
+        let mut dead = description(GroupKind::Classic);
+        dead.state = "Dead".into();
+        dead.members.clear();
+        let d5 = described_group(5, GroupId(s("x")), Ok(dead.clone()));
+        assert_eq!((d5.error_code, d5.group_state.as_str()), (0, "Dead"));
+        let d6 = described_group(6, GroupId(s("x")), Ok(dead));
+        assert_eq!(d6.error_code, code::GROUP_ID_NOT_FOUND);
+        assert_eq!(d6.error_message.as_deref(), Some("Group x not found."));
         let mut r = DeleteGroupsResponse::default();
         let mut res = DeletableGroupResult::default();
         res.error_code = code::NON_EMPTY_GROUP;

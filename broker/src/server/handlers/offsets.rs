@@ -92,7 +92,10 @@ pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version:
                                     pr.offset = found.offset;
                                     pr.timestamp = found.timestamp;
                                 }
-                                Ok(Ok(_)) => {}
+                                // No record at or after the timestamp: Kafka answers offset,
+                                // timestamp and leader epoch all -1 (the Java client then
+                                // reports no epoch at all).
+                                Ok(Ok(_)) => pr.leader_epoch = -1,
                                 Ok(Err(e)) => pr.error_code = errors::storage(&e),
                                 Err(_) => pr.error_code = code::UNKNOWN_SERVER_ERROR,
                             }

@@ -88,7 +88,7 @@ public final class Main {
             System.err.println("usage: Main SCENARIO BOOTSTRAP NAME_PREFIX\n"
                     + "scenarios: producer, group-classic, group-consumer, group-classic-static-coop, assign-classic, "
                     + "assign-consumer, pattern-classic, pattern-consumer, admin, produce-through-failover, "
-                    + "group-through-coordinator-kill");
+                    + "group-through-coordinator-kill, differential (-Drivulet.out=FILE)");
             System.exit(64);
         }
         String scenario = args[0];
@@ -109,6 +109,7 @@ public final class Main {
                 case "admin" -> AdminScenario.run(bootstrap, prefix);
                 case "produce-through-failover" -> FailoverScenario.run(bootstrap, prefix);
                 case "group-through-coordinator-kill" -> GroupFailoverScenario.run(bootstrap, prefix);
+                case "differential" -> Differential.run(bootstrap, prefix);
                 default -> throw new CheckFailed("unknown scenario " + scenario);
             }
             System.out.printf("OK %s (%d ms)%n", scenario,
