@@ -89,7 +89,10 @@ final class Differential {
      * For the calls that only end by timing out on both brokers (the client retries a retriable
      * error until its deadline): long enough for one answer, short enough to keep the run fast.
      */
-    static final int SHORT_TIMEOUT_MS = 2_000;
+    static final int SHORT_TIMEOUT_MS = 1_000;
+
+    /** How long a successful change may take to show in a describe (see {@link #settled}). */
+    static final long SETTLE_MS = 2_000;
 
     private final String bootstrap;
     private final String prefix;
@@ -623,7 +626,7 @@ final class Differential {
         if (!"ok".equals(outcome)) {
             return now;
         }
-        long deadline = System.currentTimeMillis() + SHORT_TIMEOUT_MS;
+        long deadline = System.currentTimeMillis() + SETTLE_MS;
         while (now.equals(before) && System.currentTimeMillis() < deadline) {
             sleepQuietly(50);
             now = describe.call();
@@ -898,7 +901,8 @@ final class Differential {
             p.put("group.instance.id", "instance-1");
             try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
                 c.subscribe(List.of(topic));
-                int read = pollUntilOwns(c, 2, 0, 20_000);
+                // Nothing was committed: it reads both records again from the earliest offset.
+                int read = pollUntilOwns(c, 2, 2, 20_000);
                 return Map.of("assignment", c.assignment().size(), "read", read);
             }
         });
@@ -940,6 +944,29 @@ final class Differential {
             p.put("max.block.ms", String.valueOf(SHORT_TIMEOUT_MS));
             try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
                 return send(producer, t("fetch"), 7, List.of("x"), new long[] {0});
+            }
+        });
+        step("produce to an unknown topic (broker auto-creation)", () -> {
+            Properties p = producerProps("all", "none", true);
+            p.put("max.block.ms", String.valueOf(SHORT_TIMEOUT_MS));
+            try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+                List<Object> acks = send(producer, t("auto-created"), null, List.of("x"), new long[] {0});
+                return List.of(acks, get(admin.listTopics().names()).contains(t("auto-created")));
+            }
+        });
+        step("transactional producer: initTransactions, send, commit", () -> {
+            // A topic of its own: the other steps' offsets must not depend on this one.
+            createTopic(t("txn"), 1, Map.of());
+            Properties p = producerProps("all", "none", true);
+            p.put("transactional.id", t("txn"));
+            // Apache Kafka creates its transaction state topic on the first initTransactions.
+            p.put("max.block.ms", String.valueOf(CALL_TIMEOUT_MS));
+            try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+                producer.initTransactions();
+                producer.beginTransaction();
+                List<Object> acks = send(producer, t("txn"), 0, List.of("t"), new long[] {60});
+                producer.commitTransaction();
+                return acks;
             }
         });
         step("produce with a null key and value", () -> {
