@@ -569,6 +569,19 @@ final class Differential {
         createTopic(topic, 1, Map.of("retention.ms", "3600000", "max.message.bytes", "200000"));
         ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
         step("describeConfigs of a topic", () -> describeTopicConfig(topic, TOPIC_KEYS));
+        step("describeConfigs of the broker (keys clients and tools read)", () -> {
+            int id = get(admin.describeCluster().nodes()).iterator().next().id();
+            ConfigResource broker = new ConfigResource(ConfigResource.Type.BROKER, String.valueOf(id));
+            Config config = get(admin.describeConfigs(List.of(broker)).all()).get(broker);
+            Map<String, Object> m = new TreeMap<>();
+            for (String k : List.of("auto.create.topics.enable", "default.replication.factor", "num.partitions",
+                    "message.max.bytes", "log.retention.ms", "log.retention.hours", "log.segment.bytes",
+                    "min.insync.replicas", "offsets.retention.minutes", "group.min.session.timeout.ms")) {
+                ConfigEntry e = config.get(k);
+                m.put(k, e == null ? "absent" : List.of(String.valueOf(e.value()), e.source().toString(), e.isReadOnly()));
+            }
+            return m;
+        });
         step("describeConfigs of an unknown topic", () -> {
             ConfigResource bad = new ConfigResource(ConfigResource.Type.TOPIC, t("never-created"));
             return outcome(admin.describeConfigs(List.of(bad)).all());
