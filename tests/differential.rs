@@ -3,12 +3,12 @@
 //! it observes must be the same, step by step.
 //!
 //! ```text
-//!   thread: kafka.sh start 1 (free ports, temp dir) ──▶ Main differential ─▶ kafka.jsonl ─┐
-//!   main:   rivulet serve ───────────────────────────▶ Main differential ─▶ rivulet.jsonl ┤
-//!           + raw-frame steps (legacy AlterConfigs, wrong partition) on both ────────────┤
-//!                                                                                        ▼
-//!           compare step by step; a difference passes only when differential-allowed.json
-//!           lists exactly that pair of observations (with its reason, also in docs/compat.md)
+//!   thread 1: kafka.sh start 1 (free ports, temp dir) ─▶ Main differential ─▶ kafka.jsonl ─┐
+//!   thread 2: rivulet serve ──────────────────────────▶ Main differential ─▶ rivulet.jsonl ┤
+//!             each then: raw-frame steps (legacy AlterConfigs, wrong partition) ───────────┤
+//!   main: joins both (so Kafka is stopped whatever failed), then                          ▼
+//!         compares step by step; a difference passes only when differential-allowed.json
+//!         lists exactly that pair of observations (its reason is also in docs/compat.md)
 //! ```
 //!
 //! The program (`tests/clients/java/.../Differential.java`) normalizes what legitimately
@@ -155,7 +155,7 @@ fn observe(bootstrap: &str, out_file: &Path) -> (Vec<(String, Value)>, CmdOutput
 
 /// Steps the Java 4.x client cannot take: the legacy AlterConfigs (removed from its Admin
 /// API, still served by Kafka 4.x) and a produce to a partition the topic does not have (the
-/// client refuses it before sending).
+/// client refuses it before sending). Resource type 2 is a topic.
 fn wire_steps(addr: std::net::SocketAddr) -> Vec<(String, Value)> {
     let mut conn = RawConn::connect(addr).expect("connect for the raw-frame steps");
     let topic = format!("{PREFIX}-configs");
