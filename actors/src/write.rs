@@ -2,8 +2,8 @@
 //! a timeout, and (for [`Acks::All`]) wait until every in-sync replica has them.
 //!
 //! Every writer of a partition log goes through here: the Kafka produce handler, the group
-//! coordinators (`__consumer_offsets`), the native client, transaction markers. The rules of
-//! an acknowledged write therefore live in one place:
+//! coordinators (`__consumer_offsets`), and the writers to come (native client, transaction
+//! markers). The rules of an acknowledged write therefore live in one place:
 //!
 //! ```text
 //!  caller ──append(records, WriteOptions)──▶ check: leader? (epoch?) lease valid?
@@ -12,9 +12,10 @@
 //!                                            acks=none/leader: answer now
 //!                                            acks=all: wait on the replica's watches until
 //!                                              high watermark >= end of the write   ─▶ Ok
-//!                                              leader epoch changes / replica stops ─▶ LeadershipMoved
+//!                                              leader epoch changes                 ─▶ LeadershipMoved
+//!                                              replica stops                        ─▶ ReplicaStopped
 //!                                              controller lease lapses              ─▶ LeaseLapsed
-//!                                              deadline                              ─▶ ReplicationTimedOut
+//!                                              deadline                             ─▶ TimedOut
 //!                                            then ISR < min ISR ─▶ NotEnoughReplicasAfterAppend
 //! ```
 //!
