@@ -337,6 +337,63 @@ fn min_insync_replicas_above_the_isr_refuses_acks_all() {
     node.assert_alive("after min.insync.replicas checks");
 }
 
+/// "Acknowledgements" on three nodes, through the committed-write path: with
+/// `min.insync.replicas=3`, a batch whose ISR shrinks while it waits is written but answered
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND; with the ISR short, acks=all is refused before the append
+/// (NOT_ENOUGH_REPLICAS) while acks=1 works; once the follower is back in sync, acks=all is
+/// acknowledged again.
+#[test]
+fn acks_all_answers_not_enough_replicas_before_and_after_the_append() {
+    use harness::cluster::{Cluster, ClusterOptions};
+    const ERROR_NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let topic = unique_name("minisr3");
+    cluster.create_topic(&topic, 1, 3, 3);
+    let leader = cluster.leader_of(&topic, 0);
+    let controller = cluster.controller();
+    // Pause a follower that is not the controller, so the controller fences it at once.
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|&i| i != leader && i != controller)
+        .expect("a third node");
+    let mut conn = RawConn::connect(cluster.node(leader).addr()).expect("connect");
+    let version = wire::negotiate::<ProduceRequest>(&mut conn, 12);
+    let mut produce = |acks: i16, value: &str| {
+        wire::produce_acks(
+            &mut conn,
+            version,
+            &topic,
+            acks,
+            BatchSpec::new(&[("k", value)]).encode(),
+        )
+    };
+    assert_eq!(produce(-1, "in-sync"), (ERROR_NONE, 0));
+
+    cluster.pause(follower);
+    // The leader appends, the paused follower never confirms, its lease lapses and the
+    // controller shrinks the ISR to two: the high watermark passes the batch, too few replicas.
+    let (code, _) = produce(-1, "isr-shrinks");
+    assert_eq!(
+        code, ERROR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        "acks=all while the ISR shrank below min.insync.replicas"
+    );
+    assert_eq!(
+        produce(-1, "refused").0,
+        ERROR_NOT_ENOUGH_REPLICAS,
+        "acks=all with 2 in-sync replicas of 3 required"
+    );
+    assert_eq!(
+        produce(1, "leader-only"),
+        (ERROR_NONE, 2),
+        "acks=1 is not subject to min.insync.replicas; the refused batch was not stored"
+    );
+
+    cluster.resume(follower);
+    cluster.wait_for_full_isr(&topic, 1);
+    assert_eq!(produce(-1, "back-in-sync"), (ERROR_NONE, 3));
+}
+
 /// "Idempotent producers": until transactions exist, a transactional producer fails at once with
 /// a non-retriable error that says so, instead of retrying a retriable
 /// COORDINATOR_NOT_AVAILABLE for its whole timeout (30 s; aiokafka forever). Issue 9, defect 11.

@@ -64,8 +64,11 @@
 //!
 //! # Module map
 //!
-//! - [`batch`]: the record batch v2 header — parsing, validation (size, magic, CRC-32C,
-//!   counts), patching of base offset and leader epoch, and a small batch builder.
+//! - [`batch`]: the record batch v2 format and the one record codec below `broker` — header
+//!   parsing, validation (size, magic, CRC-32C, codec, every record walked, timestamps),
+//!   patching of base offset, leader epoch and max timestamp, decoding of whole records
+//!   (headers, compressed batches: [`batch::decode_batches`]) and encoding
+//!   ([`batch::BatchBuilder`]).
 //! - `log` ([`PartitionLog`]): append (leader and follower), read, truncate, retention,
 //!   recovery; its producer-state and leader-epoch caches are plain structs with their own
 //!   unit tests.
@@ -76,7 +79,7 @@
 //!
 //! # What this crate must not know
 //!
-//! No tokio, no ractor, no Kafka wire protocol beyond the record batch header (no request
+//! No tokio, no ractor, no Kafka wire protocol beyond the record batch format (no request
 //! framing, no error codes: `broker` maps [`StorageError`] to Kafka codes), no cluster facts
 //! (leadership and epochs are handed in as arguments).
 
