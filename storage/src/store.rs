@@ -10,13 +10,23 @@ use tracing::{info, warn};
 
 use crate::log::{parse_segment_name, segment_prefix, WeakLog};
 use crate::space::SpaceGuard;
-use crate::{LogConfig, MetadataStore, PartitionId, PartitionLog, Result, StoreConfig};
+use crate::{
+    LogConfig, MetadataStore, PartitionId, PartitionLog, Result, StorageError, StoreConfig,
+};
 
 const MIB: u64 = 1024 * 1024;
 /// fjall refuses a smaller journal limit.
 const JOURNAL_BYTES_MIN: u64 = 64 * MIB;
 /// fjall refuses a smaller write buffer limit.
 const WRITE_BUFFER_BYTES_MIN: u64 = MIB;
+/// Directory of the segment files, inside the store's directory (fjall reads only its own
+/// `keyspaces/` and `journals/` there).
+const SEGMENTS_DIR: &str = "segments";
+/// Where the store records the format of its partition logs (in fjall's `_meta` keyspace).
+const FORMAT_KEY: &[u8] = b"log_format";
+/// Log format 2: batches in segment files, index entries in fjall. Format 1 (no marker) kept
+/// the batches inside fjall.
+const LOG_FORMAT: u8 = 2;
 
 /// The node's storage. Cheap to clone (an `Arc` inside); `Send + Sync`.
 ///
@@ -78,6 +88,7 @@ impl Store {
                     .push(name.to_string());
             }
         }
+        check_log_format(&db, dir, !recovered_segments.is_empty())?;
         info!(
             dir = %dir.display(),
             keyspaces = db.keyspace_count(),
@@ -177,6 +188,7 @@ impl Store {
                 self.inner.db.clone(),
                 self.inner.space.clone(),
                 id,
+                self.log_dir(id),
                 cfg,
                 known,
             )
@@ -211,6 +223,12 @@ impl Store {
                     .keyspace(name, fjall::KeyspaceCreateOptions::default)?;
                 self.inner.db.delete_keyspace(keyspace)?;
             }
+            // The files after the keyspaces: a crash in between leaves files nothing refers
+            // to, which the next open of the log removes.
+            match std::fs::remove_dir_all(self.log_dir(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
             Ok(names.len())
         };
         let deleted = match slot.upgrade() {
@@ -243,10 +261,56 @@ impl Store {
         ids
     }
 
-    /// fsyncs the journal: everything written so far survives a power loss.
+    /// fsyncs the open logs' segment files and the journal: everything written so far
+    /// survives a power loss.
     pub fn sync(&self) -> Result<()> {
+        let slots: Vec<Arc<Mutex<WeakLog>>> =
+            self.inner.open_logs.lock().values().cloned().collect();
+        for slot in slots {
+            let log = slot.lock().upgrade();
+            if let Some(log) = log {
+                log.sync()?;
+            }
+        }
         self.inner.db.persist(PersistMode::SyncData)?;
         Ok(())
+    }
+
+    /// The directory of the segment files of `id`.
+    fn log_dir(&self, id: PartitionId) -> PathBuf {
+        self.inner
+            .dir
+            .join(SEGMENTS_DIR)
+            .join(format!("{}.{}", id.topic_id.simple(), id.partition))
+    }
+}
+
+/// Refuses a store whose partition logs are in an older format (batches inside fjall), and
+/// marks a new store with the current one. Data is never silently ignored: the operator is
+/// told what to do.
+fn check_log_format(db: &Database, dir: &Path, has_logs: bool) -> Result<()> {
+    let meta = db.keyspace("_meta", fjall::KeyspaceCreateOptions::default)?;
+    match meta.get(FORMAT_KEY)? {
+        Some(v) if v.as_ref() == [LOG_FORMAT] => Ok(()),
+        Some(v) => Err(StorageError::IncompatibleFormat(format!(
+            "{} holds partition logs in format {:?}, this version reads format {LOG_FORMAT}; \
+             run the Rivulet version that wrote it",
+            dir.display(),
+            v.as_ref()
+        ))),
+        None if has_logs => Err(StorageError::IncompatibleFormat(format!(
+            "{} holds partition logs in format 1 (record batches inside fjall), which this \
+             version does not read (it keeps them in segment files). Move the directory \
+             away and start with an empty one: a node of a replicated cluster copies its \
+             partitions back from the other replicas; a single node's data can be copied \
+             with `rivulet consume` run by the previous version before upgrading",
+            dir.display()
+        ))),
+        None => {
+            meta.insert(FORMAT_KEY, [LOG_FORMAT])?;
+            db.persist(PersistMode::SyncData)?;
+            Ok(())
+        }
     }
 }
 

@@ -65,9 +65,10 @@ fn recovery_cuts_the_log_at_a_gap() {
                                                          // A batch at 9 that nothing leads to (as if 5..9 were lost).
         let mut stray = batch(1, 10);
         crate::batch::set_base_offset(&mut stray, 9).unwrap();
-        let e = IndexEntry::of(&BatchHeader::parse(&stray).unwrap());
+        let (file, end) = active_file(&log);
+        file.write_all_at(&[&stray], end).unwrap();
+        let e = IndexEntry::of(&BatchHeader::parse(&stray).unwrap(), end);
         let ks = log.active_keyspace();
-        ks.insert(key(DATA_PREFIX, 9), stray.as_slice()).unwrap();
         ks.insert(key(INDEX_PREFIX, 9), e.encode().as_slice())
             .unwrap();
         // And a later segment after the gap.
@@ -84,6 +85,135 @@ fn recovery_cuts_the_log_at_a_gap() {
     // Appends continue at the cut.
     let info = log.append_as_leader(&batch(1, 10), 0).unwrap().info();
     assert_eq!(info.base_offset, 5);
+}
+
+/// The active segment's file and where its next batch goes.
+fn active_file(log: &PartitionLog) -> (Arc<SegmentFile>, u64) {
+    let segments = log.shared.segments.read();
+    let active = segments.last().unwrap();
+    (active.file.clone(), active.end_position())
+}
+
+fn file_len(log: &PartitionLog) -> u64 {
+    active_file(log).0.len().unwrap()
+}
+
+#[test]
+fn recovery_cuts_a_torn_tail_by_crc_and_keeps_every_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole_end;
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap(); // 0..=1
+        log.append_as_leader(&batch(3, 10), 0).unwrap(); // 2..=4
+        whole_end = file_len(&log);
+        log.append_as_leader(&batch(4, 10), 0).unwrap(); // 5..=8, torn below
+        let (file, end) = active_file(&log);
+        // A torn write: the last batch's final bytes never reached the disk (garbage there),
+        // and a partial header after it.
+        file.write_all_at(&[&[0xee; 5], &[0u8; 30]], end - 5)
+            .unwrap();
+        log.shared.db.persist(PersistMode::SyncData).unwrap();
+    }
+    let (store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(
+        file_len(&log),
+        whole_end,
+        "the torn bytes are cut off the file"
+    );
+    let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(0, 1), (2, 4)]);
+    let info = log.append_as_leader(&batch(1, 10), 0).unwrap().info();
+    assert_eq!(info.base_offset, 5);
+    drop((store, log));
+    let (_store, log) = open(dir.path());
+    let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(0, 1), (2, 4), (5, 5)]);
+}
+
+#[test]
+fn recovery_indexes_whole_batches_whose_index_entry_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 3).unwrap(); // 0..=1
+        log.append_as_leader(&batch(3, 20), 4).unwrap(); // 2..=4
+                                                         // The bytes reached the file, the index entry did not reach the journal.
+        log.active_keyspace().remove(key(INDEX_PREFIX, 2)).unwrap();
+        log.shared.db.persist(PersistMode::SyncData).unwrap();
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.epoch_entries(), vec![(3, 0), (4, 2)]);
+    let r = log.read(2, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(2, 4)]);
+}
+
+#[test]
+fn recovery_drops_index_entries_past_the_durable_end_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_end;
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap(); // 0..=1
+        first_end = file_len(&log);
+        log.append_as_leader(&batch(3, 10), 0).unwrap(); // 2..=4
+                                                         // A power loss kept the journal (another log fsynced it) but not the file's tail.
+        active_file(&log).0.truncate(first_end + 20).unwrap();
+        log.shared.db.persist(PersistMode::SyncData).unwrap();
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(file_len(&log), first_end);
+    let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(0, 1)]);
+}
+
+#[test]
+fn sync_records_a_recovery_point_and_truncation_forgets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+        log.sync().unwrap();
+        let seg = log.shared.segments.read().last().cloned().unwrap();
+        assert_eq!(
+            read_recovery_point(&seg.keyspace).unwrap(),
+            Some((2, seg.end_position()))
+        );
+        log.append_as_leader(&batch(3, 10), 0).unwrap();
+        // Truncation forgets the recovery point: what follows it is not durable yet.
+        log.truncate_to(1).unwrap();
+        let seg = log.shared.segments.read().last().cloned().unwrap();
+        assert_eq!(read_recovery_point(&seg.keyspace).unwrap(), None);
+        assert_eq!(file_len(&log), 0);
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+#[test]
+fn a_store_of_the_old_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+        // What a format-1 store looks like: segment keyspaces, no format marker.
+        let meta = store
+            .database()
+            .keyspace("_meta", KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.remove(b"log_format").unwrap();
+        store.sync().unwrap();
+    }
+    let err = Store::open(dir.path(), StoreConfig::default()).unwrap_err();
+    assert!(matches!(err, StorageError::IncompatibleFormat(_)), "{err}");
+    assert!(err.to_string().contains("format 1"), "{err}");
+    // An empty store is simply marked and opens again.
+    let empty = tempfile::tempdir().unwrap();
+    drop(Store::open(empty.path(), StoreConfig::default()).unwrap());
+    Store::open(empty.path(), StoreConfig::default()).unwrap();
 }
 
 fn validate_all(records: &[u8]) -> Vec<(i64, i64)> {
