@@ -88,7 +88,7 @@ impl Store {
                     .push(name.to_string());
             }
         }
-        check_log_format(&db, dir, !recovered_segments.is_empty())?;
+        check_log_format(&db, dir, &recovered_segments)?;
         info!(
             dir = %dir.display(),
             keyspaces = db.keyspace_count(),
@@ -278,40 +278,58 @@ impl Store {
 
     /// The directory of the segment files of `id`.
     fn log_dir(&self, id: PartitionId) -> PathBuf {
-        self.inner
-            .dir
-            .join(SEGMENTS_DIR)
-            .join(format!("{}.{}", id.topic_id.simple(), id.partition))
+        log_dir(&self.inner.dir, id)
     }
 }
 
-/// Refuses a store whose partition logs are in an older format (batches inside fjall), and
-/// marks a new store with the current one. Data is never silently ignored: the operator is
-/// told what to do.
-fn check_log_format(db: &Database, dir: &Path, has_logs: bool) -> Result<()> {
+fn log_dir(store_dir: &Path, id: PartitionId) -> PathBuf {
+    store_dir
+        .join(SEGMENTS_DIR)
+        .join(format!("{}.{}", id.topic_id.simple(), id.partition))
+}
+
+/// Marks a new store with the current log format, upgrades a store of format 1 (batches
+/// inside fjall) in place, and refuses a format it does not know. Data is never silently
+/// ignored.
+fn check_log_format(
+    db: &Database,
+    dir: &Path,
+    logs: &HashMap<PartitionId, Vec<String>>,
+) -> Result<()> {
     let meta = db.keyspace("_meta", fjall::KeyspaceCreateOptions::default)?;
     match meta.get(FORMAT_KEY)? {
-        Some(v) if v.as_ref() == [LOG_FORMAT] => Ok(()),
-        Some(v) => Err(StorageError::IncompatibleFormat(format!(
-            "{} holds partition logs in format {:?}, this version reads format {LOG_FORMAT}; \
-             run the Rivulet version that wrote it",
-            dir.display(),
-            v.as_ref()
-        ))),
-        None if has_logs => Err(StorageError::IncompatibleFormat(format!(
-            "{} holds partition logs in format 1 (record batches inside fjall), which this \
-             version does not read (it keeps them in segment files). Move the directory \
-             away and start with an empty one: a node of a replicated cluster copies its \
-             partitions back from the other replicas; a single node's data can be copied \
-             with `rivulet consume` run by the previous version before upgrading",
-            dir.display()
-        ))),
+        Some(v) if v.as_ref() == [LOG_FORMAT] => return Ok(()),
+        Some(v) => {
+            return Err(StorageError::IncompatibleFormat(format!(
+                "{} holds partition logs in format {:?}; this version reads formats 1 and \
+                 {LOG_FORMAT}: run the (newer) Rivulet version that wrote it",
+                dir.display(),
+                v.as_ref()
+            )))
+        }
+        None if logs.is_empty() => {}
         None => {
-            meta.insert(FORMAT_KEY, [LOG_FORMAT])?;
-            db.persist(PersistMode::SyncData)?;
-            Ok(())
+            let started = std::time::Instant::now();
+            info!(
+                dir = %dir.display(), logs = logs.len(),
+                "upgrading partition logs from format 1 (batches in fjall) to format 2 \
+                 (segment files): each batch is copied once"
+            );
+            let mut bytes = 0u64;
+            for (id, names) in logs {
+                bytes += crate::log::upgrade_log_v1(db, *id, names, &log_dir(dir, *id))?;
+            }
+            info!(
+                logs = logs.len(),
+                bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "partition logs upgraded to format 2"
+            );
         }
     }
+    meta.insert(FORMAT_KEY, [LOG_FORMAT])?;
+    db.persist(PersistMode::SyncData)?;
+    Ok(())
 }
 
 /// `log.<uuid>.<partition>.<base>` -> the partition, if the name is one of ours.

@@ -104,6 +104,23 @@ impl IndexEntry {
         b
     }
 
+    /// Decodes an entry of log format 1 (45 bytes, version 1, no position: the batch lay
+    /// under its `D` key), for the upgrade to format 2; the position comes back as 0.
+    pub(crate) fn decode_v1(key: &[u8], value: &[u8]) -> Result<IndexEntry> {
+        const V1_LEN: usize = 45;
+        if value.len() != V1_LEN || value[0] != 1 {
+            return Err(StorageError::CorruptLog(format!(
+                "format 1 index entry of {} bytes, version {:?}",
+                value.len(),
+                value.first()
+            )));
+        }
+        let mut v2 = [0u8; ENTRY_LEN];
+        v2[..V1_LEN].copy_from_slice(value);
+        v2[0] = ENTRY_VERSION;
+        IndexEntry::decode(key, &v2)
+    }
+
     /// Decodes the entry stored under `key`; a wrong version, size or impossible value is an
     /// error, never a panic.
     pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<IndexEntry> {

@@ -25,6 +25,7 @@ mod epoch;
 mod index;
 mod producer;
 mod segment;
+mod upgrade;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ use index::{key, segment_name, IndexEntry, INDEX_PREFIX};
 pub(crate) use index::{parse_segment_name, segment_prefix};
 use producer::{BatchMeta, PendingProducers, ProducerStates, SequenceCheck};
 use segment::{file_name, SegmentFile};
+pub(crate) use upgrade::upgrade_log_v1;
 
 /// Options of every segment keyspace: it holds small index entries only (the batches are in
 /// the segment file), so no key-value separation.

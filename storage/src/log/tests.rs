@@ -193,13 +193,41 @@ fn sync_records_a_recovery_point_and_truncation_forgets_it() {
     assert_eq!(log.log_end_offset(), 0);
 }
 
+/// A format-1 segment as the previous version wrote it: `D` keys with the batch bytes and
+/// 45-byte version-1 index entries, in a key-value separated keyspace.
+fn write_v1_segment(store: &Store, base: i64, batches: &[Vec<u8>]) {
+    let db = store.database();
+    let ks = db
+        .keyspace(&segment_name(id(), base), || {
+            KeyspaceCreateOptions::default()
+                .with_kv_separation(Some(fjall::KvSeparationOptions::default()))
+        })
+        .unwrap();
+    for b in batches {
+        let h = BatchHeader::parse(b).unwrap();
+        let v2 = IndexEntry::of(&h, 0).encode();
+        let mut v1 = v2[..45].to_vec();
+        v1[0] = 1;
+        ks.insert(key(INDEX_PREFIX, h.base_offset), v1).unwrap();
+        ks.insert(key(b'D', h.base_offset), b.as_slice()).unwrap();
+    }
+}
+
 #[test]
-fn a_store_of_the_old_format_is_refused_with_what_to_do() {
+fn a_store_of_format_1_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
+    let at = |records, base, epoch| {
+        let mut b = batch(records, 10);
+        crate::batch::set_base_offset(&mut b, base).unwrap();
+        crate::batch::set_partition_leader_epoch(&mut b, epoch).unwrap();
+        b
+    };
+    let (b0, b1, b2) = (at(2, 0, 1), at(3, 2, 1), at(1, 5, 2));
     {
-        let (store, log) = open(dir.path());
-        log.append_as_leader(&batch(2, 10), 0).unwrap();
-        // What a format-1 store looks like: segment keyspaces, no format marker.
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        write_v1_segment(&store, 0, &[b0.clone(), b1.clone()]);
+        write_v1_segment(&store, 5, std::slice::from_ref(&b2));
+        // No format marker: what the previous version left.
         let meta = store
             .database()
             .keyspace("_meta", KeyspaceCreateOptions::default)
@@ -207,13 +235,45 @@ fn a_store_of_the_old_format_is_refused_with_what_to_do() {
         meta.remove(b"log_format").unwrap();
         store.sync().unwrap();
     }
+    for _ in 0..2 {
+        // The second open finds format 2 and changes nothing.
+        let (_store, log) = open(dir.path());
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(log.epoch_entries(), vec![(1, 0), (2, 5)]);
+        let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+        assert_eq!(
+            r.records.as_ref(),
+            [b0.clone(), b1.clone(), b2.clone()].concat()
+        );
+        assert!(log.active_keyspace().get(key(b'D', 5)).unwrap().is_none());
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(
+        log.append_as_leader(&batch(1, 10), 2)
+            .unwrap()
+            .info()
+            .base_offset,
+        6
+    );
+}
+
+#[test]
+fn a_store_of_an_unknown_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+        let meta = store
+            .database()
+            .keyspace("_meta", KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert(b"log_format", [3u8]).unwrap();
+        store.sync().unwrap();
+    }
     let err = Store::open(dir.path(), StoreConfig::default()).unwrap_err();
     assert!(matches!(err, StorageError::IncompatibleFormat(_)), "{err}");
-    assert!(err.to_string().contains("format 1"), "{err}");
-    // An empty store is simply marked and opens again.
-    let empty = tempfile::tempdir().unwrap();
-    drop(Store::open(empty.path(), StoreConfig::default()).unwrap());
-    Store::open(empty.path(), StoreConfig::default()).unwrap();
+    assert!(err.to_string().contains("version that wrote it"), "{err}");
 }
 
 fn validate_all(records: &[u8]) -> Vec<(i64, i64)> {
