@@ -89,6 +89,7 @@ impl Store {
             }
         }
         check_log_format(&db, dir, &recovered_segments)?;
+        remove_orphan_log_dirs(dir, &recovered_segments)?;
         info!(
             dir = %dir.display(),
             keyspaces = db.keyspace_count(),
@@ -282,10 +283,36 @@ impl Store {
     }
 }
 
+/// Removes segment directories of partitions that have no segment keyspace: what a crash in
+/// the middle of `delete_log` leaves (keyspaces go first). No log is open yet.
+fn remove_orphan_log_dirs(
+    store_dir: &Path,
+    logs: &HashMap<PartitionId, Vec<String>>,
+) -> Result<()> {
+    let root = store_dir.join(SEGMENTS_DIR);
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let known: std::collections::HashSet<std::ffi::OsString> =
+        logs.keys().map(|id| log_dir_name(*id).into()).collect();
+    for entry in entries {
+        let entry = entry?;
+        if !known.contains(&entry.file_name()) {
+            warn!(dir = %entry.path().display(), "removing segment files of a deleted log");
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn log_dir_name(id: PartitionId) -> String {
+    format!("{}.{}", id.topic_id.simple(), id.partition)
+}
+
 fn log_dir(store_dir: &Path, id: PartitionId) -> PathBuf {
-    store_dir
-        .join(SEGMENTS_DIR)
-        .join(format!("{}.{}", id.topic_id.simple(), id.partition))
+    store_dir.join(SEGMENTS_DIR).join(log_dir_name(id))
 }
 
 /// Marks a new store with the current log format, upgrades a store of format 1 (batches

@@ -276,6 +276,29 @@ fn a_store_of_an_unknown_format_is_refused_with_what_to_do() {
     assert!(err.to_string().contains("version that wrote it"), "{err}");
 }
 
+#[test]
+fn segment_files_nothing_refers_to_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+    }
+    let segments = dir.path().join("segments");
+    // A deleted log whose directory outlived its keyspaces, and a segment file whose
+    // keyspace was never created.
+    let orphan_dir = segments.join(format!("{}.3", uuid::Uuid::from_u128(99).simple()));
+    std::fs::create_dir_all(&orphan_dir).unwrap();
+    std::fs::write(orphan_dir.join(file_name(0)), b"old").unwrap();
+    let stray = segments
+        .join(format!("{}.0", id().topic_id.simple()))
+        .join(file_name(4096));
+    std::fs::write(&stray, b"torn").unwrap();
+    let (_store, log) = open(dir.path());
+    assert!(!orphan_dir.exists());
+    assert!(!stray.exists());
+    assert_eq!(log.log_end_offset(), 2);
+}
+
 fn validate_all(records: &[u8]) -> Vec<(i64, i64)> {
     validate(
         records,
