@@ -474,8 +474,9 @@ impl PartitionLog {
     /// Validates every batch (nothing is written if one fails), applies the idempotent
     /// producer rules, assigns offsets from the log end offset by patching each batch's base
     /// offset and partition leader epoch (the rest of the bytes are stored as sent), rolls
-    /// the segment if needed, and commits all batches in one atomic write. With
-    /// [`Durability::EveryBatch`] the journal is fsynced before returning.
+    /// the segment if needed, writes all batches to the segment file in one write and then
+    /// their index entries in one atomic fjall write batch. With [`Durability::EveryBatch`]
+    /// the file is fdatasynced and the journal fsynced before returning.
     ///
     /// If any batch is a retry of a batch already in the log, nothing is written and the
     /// original batch's info comes back as [`AppendOutcome::Duplicate`].
@@ -644,7 +645,8 @@ impl PartitionLog {
         Ok(info)
     }
 
-    /// Rolls if needed, writes the prepared batches in one fjall batch, then publishes them.
+    /// Rolls if needed, writes the prepared batches to the segment file and their index
+    /// entries in one fjall write batch, then publishes them.
     /// `patch`: write the header's base offset and leader epoch over the caller's bytes.
     fn commit(
         &self,
