@@ -119,6 +119,10 @@ pub enum StorageError {
     /// log was deleted: reopen it.
     #[error("the log of {0} was closed (reopened or deleted elsewhere)")]
     LogClosed(PartitionId),
+    /// The store's directory holds data in a format this version does not read (the message
+    /// says what to do). Returned by [`crate::Store::open`]; nothing was changed.
+    #[error("incompatible data directory: {0}")]
+    IncompatibleFormat(String),
     /// Data read back from disk is not what this crate wrote (a corrupt index entry, a
     /// missing batch, an unparsable keyspace name).
     #[error("corrupt log data: {0}")]

@@ -4,57 +4,71 @@
 //! every partition log of the node and the node's metadata. The crate is synchronous: fjall
 //! calls block on disk I/O, so callers in async code run them on blocking threads.
 //!
-//! # On-disk layout
+//! # On-disk layout (log format 2)
 //!
-//! A partition log is a list of **segments**; each segment is **one fjall keyspace**, so
-//! retention drops a whole segment with `Database::delete_keyspace` (fjall has no range
-//! delete) and never rewrites data.
+//! A partition log is a list of **segments**. Each segment is **one file** holding the record
+//! batches back to back, exactly as stored by the leader (base offset and partition leader
+//! epoch patched in place: both lie outside the CRC), and **one fjall keyspace** holding a
+//! small index entry per batch. Each batch's bytes are written once, to the file; fjall keeps
+//! what it is good at (small ordered keys): the index, producer and epoch facts carried in
+//! the entries, topics. Retention drops a whole segment: `Database::delete_keyspace` (fjall
+//! has no range delete) and an unlink, and never rewrites data.
 //!
 //! ```text
-//!  Database (one per node, <dir>/)
-//!  ├─ keyspace "_meta"                             topics and producer-id reservations
-//!  │    "topic/<name>"        -> TopicMeta as JSON
+//!  <dir>/                                          the fjall database (journal, tables)
+//!  ├─ keyspace "_meta"                             topics, producer-id reservations,
+//!  │    "topic/<name>"        -> TopicMeta as JSON  and the log format marker
 //!  │    "producer_id_block"   -> u64 BE: end of the reserved producer-id block
+//!  │    "log_format"          -> 2
 //!  ├─ keyspace "log.<topic uuid, 32 hex>.<partition>.<base offset, 20 digits>"   segment 0
-//!  │    'D' + base offset (u64 BE) -> record batch bytes, exactly as stored by the leader
-//!  │    'I' + base offset (u64 BE) -> 45-byte index entry (below)
+//!  │    'I' + base offset (u64 BE) -> 53-byte index entry (below)
+//!  │    'R'                        -> recovery point: offset, file position (u64 BE each)
+//!  │    'S'                        -> logical log start (DeleteRecords), u64 BE
 //!  ├─ keyspace "log.<same partition>.00000000000000004096"                      segment 1
-//!  │    ...
-//!  └─ keyspace "log.<other partition>..."
+//!  └─ segments/<topic uuid>.<partition>/
+//!       00000000000000000000.log   batches of segment 0, back to back from position 0
+//!       00000000000000004096.log   batches of segment 1
 //!
 //!  index entry (big-endian, fixed size, version byte first):
-//!  ┌───┬────────────┬───────────┬───────────┬──────┬────────┬───────┬───────┬──────┬─────┐
-//!  │ver│last offset │ max ts    │producer id│p.epoch│base seq│records│ leader│ size │attrs│
-//!  │u8 │ i64        │ i64       │ i64       │ i16  │ i32    │ i32   │ epoch │ u32  │ i16 │
-//!  └───┴────────────┴───────────┴───────────┴──────┴────────┴───────┴───────┴──────┴─────┘
+//!  ┌───┬───────────┬────────┬───────────┬───────┬────────┬───────┬──────┬────┬─────┬────────┐
+//!  │ver│last offset│ max ts │producer id│p.epoch│base seq│records│leader│size│attrs│position│
+//!  │u8 │ i64       │ i64    │ i64       │ i16   │ i32    │ i32   │epoch │u32 │ i16 │ u64    │
+//!  └───┴───────────┴────────┴───────────┴───────┴────────┴───────┴──────┴────┴─────┴────────┘
 //! ```
 //!
-//! A batch's data (`D`) and index entry (`I`) are written in one atomic fjall write batch.
-//! The segment's base offset lives in the keyspace name, so an empty segment still tells the
-//! log end offset after a restart. Batch values are large, so segment keyspaces use fjall's
-//! key-value separation (values live in blob files, the LSM tree holds the small keys and
-//! index entries).
+//! An append writes the batches with one positioned vectored write at the end of the active
+//! file, then commits their index entries in one fjall write batch: an entry is never written
+//! before its bytes. The segment's base offset lives in the keyspace and file names, so an
+//! empty segment still tells the log end offset after a restart. A store written by format 1
+//! (batches inside fjall) is refused by [`Store::open`] with what to do.
 //!
 //! # Recovery
 //!
 //! [`Store::open_log`] lists the partition's segment keyspaces and scans their index entries
-//! only (never the batch data) to rebuild: segment sizes and timestamps, the log end offset,
-//! the leader-epoch cache and the idempotent-producer state.
+//! (never the batch data) to rebuild: segment sizes and timestamps, the log end offset, the
+//! leader-epoch cache and the idempotent-producer state. An entry that points past the end of
+//! its file ends the log there. Then the active segment, the only one not fsynced whole (a
+//! segment is fsynced before the next is created), is checked against its file from its
+//! recovery point: every indexed batch after it is read back and its CRC checked; the first
+//! bad one ends the log; whole batches after the last entry (their entry did not reach the
+//! journal) are indexed again; a torn tail is cut off the file. After a clean stop the
+//! recovery point is the end, and nothing is read.
 //!
 //! # Durability and cost
 //!
-//! fjall has **one journal per database**, shared by every log of the node. An append is
-//! written to the journal (handed to the OS: a killed process loses nothing acknowledged)
-//! and to a memtable; fjall's background workers later flush memtables into blob files. So
-//! each byte is written twice (journal, then blob file): on a disk doing ~380 MB/s that caps
-//! appends near half of it. [`Durability::EveryBatch`] fsyncs the journal per append; a
-//! [`PartitionLog::sync`] or [`Store::sync`] fsyncs it for every log at once (group commit
-//! for free). Before a segment rolls the journal is fsynced, so a power loss cannot leave a
-//! hole in front of a newer segment.
+//! Each byte of a batch is written once, to its segment file, through the page cache: a
+//! killed process loses nothing acknowledged. fjall's one journal per database, shared by
+//! every log, carries only the index entries (53 bytes per batch plus keys). With
+//! [`Durability::EveryBatch`] an append fdatasyncs the file, then commits its entries with a
+//! journal fsync; [`PartitionLog::sync`] fdatasyncs the active file, records the recovery
+//! point and fsyncs the journal; [`Store::sync`] does that for every open log. Before a
+//! segment rolls its file and the journal are fsynced, so a power loss cannot leave a hole in
+//! front of a newer segment.
 //!
-//! Reads look up index entries and fetch batch values by key: cheap, no data is scanned.
-//! Recovery and [`PartitionLog::truncate_to`] scan every index entry of the log (45 bytes
-//! per batch), not the batch data.
+//! Reads look up index entries, then fill one buffer of the exact size with one positioned
+//! read per segment (batches of a segment are contiguous): one copy, from the page cache.
+//! Recovery and [`PartitionLog::truncate_to`] scan every index entry of the log (53 bytes
+//! per batch); truncation cuts the file first, durably, then removes the entries.
 //!
 //! # Threads
 //!
@@ -70,12 +84,14 @@
 //!   (headers, compressed batches: [`batch::decode_batches`]) and encoding
 //!   ([`batch::BatchBuilder`]).
 //! - `log` ([`PartitionLog`]): append (leader and follower), read, truncate, retention,
-//!   recovery; its producer-state and leader-epoch caches are plain structs with their own
-//!   unit tests.
+//!   recovery; `log::segment` is the segment file (positioned writes and reads, the CRC
+//!   check recovery uses); its producer-state and leader-epoch caches are plain structs
+//!   with their own unit tests.
 //! - `metadata` ([`MetadataStore`]): topics and producer-id allocation.
 //! - `store` ([`Store`]): the database, opening and deleting logs.
 //! - `space`: the free-space floor ([`StoreConfig::free_bytes_min`]) that keeps fjall from
-//!   running out of disk, which would poison the whole database until a restart.
+//!   running out of disk, which would poison the whole database until a restart. Segment
+//!   files count against the same floor (appends reserve their bytes before writing).
 //!
 //! # What this crate must not know
 //!
@@ -125,7 +141,7 @@ impl std::fmt::Display for PartitionId {
 /// kernel crashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// fsync the journal before every append returns.
+    /// fdatasync the segment file, then fsync the journal, before every append returns.
     EveryBatch,
     /// The owner calls [`PartitionLog::sync`] every so many milliseconds.
     IntervalMs(u64),

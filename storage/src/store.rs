@@ -10,13 +10,23 @@ use tracing::{info, warn};
 
 use crate::log::{parse_segment_name, segment_prefix, WeakLog};
 use crate::space::SpaceGuard;
-use crate::{LogConfig, MetadataStore, PartitionId, PartitionLog, Result, StoreConfig};
+use crate::{
+    LogConfig, MetadataStore, PartitionId, PartitionLog, Result, StorageError, StoreConfig,
+};
 
 const MIB: u64 = 1024 * 1024;
 /// fjall refuses a smaller journal limit.
 const JOURNAL_BYTES_MIN: u64 = 64 * MIB;
 /// fjall refuses a smaller write buffer limit.
 const WRITE_BUFFER_BYTES_MIN: u64 = MIB;
+/// Directory of the segment files, inside the store's directory (fjall reads only its own
+/// `keyspaces/` and `journals/` there).
+const SEGMENTS_DIR: &str = "segments";
+/// Where the store records the format of its partition logs (in fjall's `_meta` keyspace).
+const FORMAT_KEY: &[u8] = b"log_format";
+/// Log format 2: batches in segment files, index entries in fjall. Format 1 (no marker) kept
+/// the batches inside fjall.
+const LOG_FORMAT: u8 = 2;
 
 /// The node's storage. Cheap to clone (an `Arc` inside); `Send + Sync`.
 ///
@@ -78,6 +88,8 @@ impl Store {
                     .push(name.to_string());
             }
         }
+        check_log_format(&db, dir, &recovered_segments)?;
+        remove_orphan_log_dirs(dir, &recovered_segments)?;
         info!(
             dir = %dir.display(),
             keyspaces = db.keyspace_count(),
@@ -177,6 +189,7 @@ impl Store {
                 self.inner.db.clone(),
                 self.inner.space.clone(),
                 id,
+                self.log_dir(id),
                 cfg,
                 known,
             )
@@ -211,6 +224,12 @@ impl Store {
                     .keyspace(name, fjall::KeyspaceCreateOptions::default)?;
                 self.inner.db.delete_keyspace(keyspace)?;
             }
+            // The files after the keyspaces: a crash in between leaves files nothing refers
+            // to, which the next open of the log removes.
+            match std::fs::remove_dir_all(self.log_dir(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
             Ok(names.len())
         };
         let deleted = match slot.upgrade() {
@@ -243,11 +262,101 @@ impl Store {
         ids
     }
 
-    /// fsyncs the journal: everything written so far survives a power loss.
+    /// fsyncs the open logs' segment files and the journal: everything written so far
+    /// survives a power loss.
     pub fn sync(&self) -> Result<()> {
+        let slots: Vec<Arc<Mutex<WeakLog>>> =
+            self.inner.open_logs.lock().values().cloned().collect();
+        for slot in slots {
+            let log = slot.lock().upgrade();
+            if let Some(log) = log {
+                log.sync()?;
+            }
+        }
         self.inner.db.persist(PersistMode::SyncData)?;
         Ok(())
     }
+
+    /// The directory of the segment files of `id`.
+    fn log_dir(&self, id: PartitionId) -> PathBuf {
+        log_dir(&self.inner.dir, id)
+    }
+}
+
+/// Removes segment directories of partitions that have no segment keyspace: what a crash in
+/// the middle of `delete_log` leaves (keyspaces go first). No log is open yet.
+fn remove_orphan_log_dirs(
+    store_dir: &Path,
+    logs: &HashMap<PartitionId, Vec<String>>,
+) -> Result<()> {
+    let root = store_dir.join(SEGMENTS_DIR);
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let known: std::collections::HashSet<std::ffi::OsString> =
+        logs.keys().map(|id| log_dir_name(*id).into()).collect();
+    for entry in entries {
+        let entry = entry?;
+        if !known.contains(&entry.file_name()) {
+            warn!(dir = %entry.path().display(), "removing segment files of a deleted log");
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn log_dir_name(id: PartitionId) -> String {
+    format!("{}.{}", id.topic_id.simple(), id.partition)
+}
+
+fn log_dir(store_dir: &Path, id: PartitionId) -> PathBuf {
+    store_dir.join(SEGMENTS_DIR).join(log_dir_name(id))
+}
+
+/// Marks a new store with the current log format, upgrades a store of format 1 (batches
+/// inside fjall) in place, and refuses a format it does not know. Data is never silently
+/// ignored.
+fn check_log_format(
+    db: &Database,
+    dir: &Path,
+    logs: &HashMap<PartitionId, Vec<String>>,
+) -> Result<()> {
+    let meta = db.keyspace("_meta", fjall::KeyspaceCreateOptions::default)?;
+    match meta.get(FORMAT_KEY)? {
+        Some(v) if v.as_ref() == [LOG_FORMAT] => return Ok(()),
+        Some(v) => {
+            return Err(StorageError::IncompatibleFormat(format!(
+                "{} holds partition logs in format {:?}; this version reads formats 1 and \
+                 {LOG_FORMAT}: run the (newer) Rivulet version that wrote it",
+                dir.display(),
+                v.as_ref()
+            )))
+        }
+        None if logs.is_empty() => {}
+        None => {
+            let started = std::time::Instant::now();
+            info!(
+                dir = %dir.display(), logs = logs.len(),
+                "upgrading partition logs from format 1 (batches in fjall) to format 2 \
+                 (segment files): each batch is copied once"
+            );
+            let mut bytes = 0u64;
+            for (id, names) in logs {
+                bytes += crate::log::upgrade_log_v1(db, *id, names, &log_dir(dir, *id))?;
+            }
+            info!(
+                logs = logs.len(),
+                bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "partition logs upgraded to format 2"
+            );
+        }
+    }
+    meta.insert(FORMAT_KEY, [LOG_FORMAT])?;
+    db.persist(PersistMode::SyncData)?;
+    Ok(())
 }
 
 /// `log.<uuid>.<partition>.<base>` -> the partition, if the name is one of ours.

@@ -3,7 +3,8 @@
 use crate::batch::{increment_sequence, BatchHeader};
 use crate::{PartitionId, Result, StorageError};
 
-/// Key prefix of a batch's bytes.
+/// Key prefix of a batch's bytes in log format 1 (batches inside fjall); format 2 keeps them
+/// in segment files and has no such keys.
 pub(crate) const DATA_PREFIX: u8 = b'D';
 /// Key prefix of a batch's index entry.
 pub(crate) const INDEX_PREFIX: u8 = b'I';
@@ -30,9 +31,11 @@ pub(crate) fn offset_of_key(k: &[u8]) -> Result<i64> {
     }
 }
 
-const ENTRY_VERSION: u8 = 1;
+/// Version 2 adds the batch's position in its segment file (format 1 had none: the batch
+/// lay under its `D` key).
+const ENTRY_VERSION: u8 = 2;
 /// Size of an encoded [`IndexEntry`].
-pub(crate) const ENTRY_LEN: usize = 45;
+pub(crate) const ENTRY_LEN: usize = 53;
 
 /// What recovery, reads and producer state need to know about a stored batch, without
 /// reading the batch.
@@ -48,11 +51,13 @@ pub(crate) struct IndexEntry {
     pub(crate) leader_epoch: i32,
     pub(crate) size_bytes: u32,
     pub(crate) attributes: i16,
+    /// Where the batch starts in its segment file.
+    pub(crate) position: u64,
 }
 
 impl IndexEntry {
     /// The entry of a batch as stored (base offset and leader epoch already assigned).
-    pub(crate) fn of(h: &BatchHeader) -> IndexEntry {
+    pub(crate) fn of(h: &BatchHeader, position: u64) -> IndexEntry {
         IndexEntry {
             base_offset: h.base_offset,
             last_offset: h.last_offset(),
@@ -65,7 +70,13 @@ impl IndexEntry {
             // Validation bounds batches by `batch_bytes_max: usize`; a batch length is an i32.
             size_bytes: u32::try_from(h.total_len()).unwrap_or(u32::MAX),
             attributes: h.attributes,
+            position,
         }
+    }
+
+    /// Where the batch ends in its segment file.
+    pub(crate) fn end_position(&self) -> u64 {
+        self.position + u64::from(self.size_bytes)
     }
 
     pub(crate) fn next_offset(&self) -> i64 {
@@ -89,7 +100,25 @@ impl IndexEntry {
         b[35..39].copy_from_slice(&self.leader_epoch.to_be_bytes());
         b[39..43].copy_from_slice(&self.size_bytes.to_be_bytes());
         b[43..45].copy_from_slice(&self.attributes.to_be_bytes());
+        b[45..53].copy_from_slice(&self.position.to_be_bytes());
         b
+    }
+
+    /// Decodes an entry of log format 1 (45 bytes, version 1, no position: the batch lay
+    /// under its `D` key), for the upgrade to format 2; the position comes back as 0.
+    pub(crate) fn decode_v1(key: &[u8], value: &[u8]) -> Result<IndexEntry> {
+        const V1_LEN: usize = 45;
+        if value.len() != V1_LEN || value[0] != 1 {
+            return Err(StorageError::CorruptLog(format!(
+                "format 1 index entry of {} bytes, version {:?}",
+                value.len(),
+                value.first()
+            )));
+        }
+        let mut v2 = [0u8; ENTRY_LEN];
+        v2[..V1_LEN].copy_from_slice(value);
+        v2[0] = ENTRY_VERSION;
+        IndexEntry::decode(key, &v2)
     }
 
     /// Decodes the entry stored under `key`; a wrong version, size or impossible value is an
@@ -125,12 +154,16 @@ impl IndexEntry {
             leader_epoch: i32_at(35),
             size_bytes: u32::from_be_bytes([value[39], value[40], value[41], value[42]]),
             attributes: i16_at(43),
+            position: u64::from_be_bytes(value[45..53].try_into().unwrap_or([0xff; 8])),
         };
         if e.last_offset < e.base_offset || e.last_offset - e.base_offset > i64::from(i32::MAX) {
             return Err(bad(&format!("last offset {}", e.last_offset)));
         }
         if e.size_bytes < crate::batch::HEADER_LEN as u32 {
             return Err(bad(&format!("size {}", e.size_bytes)));
+        }
+        if e.position > i64::MAX as u64 {
+            return Err(bad(&format!("position {}", e.position)));
         }
         Ok(e)
     }
@@ -173,6 +206,7 @@ mod tests {
             leader_epoch: 7,
             size_bytes: 4096,
             attributes: 3,
+            position: 1 << 33,
         }
     }
 
@@ -191,7 +225,7 @@ mod tests {
     fn corrupt_entries_are_errors() {
         let k = key(INDEX_PREFIX, 100);
         let good = entry().encode();
-        assert!(IndexEntry::decode(&k, &good[..44]).is_err());
+        assert!(IndexEntry::decode(&k, &good[..52]).is_err());
         let mut v = good;
         v[0] = 9;
         assert!(IndexEntry::decode(&k, &v).is_err());

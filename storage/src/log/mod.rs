@@ -1,4 +1,4 @@
-//! The partition log: segments of record batches in fjall keyspaces.
+//! The partition log: segment files of record batches, indexed in fjall keyspaces.
 //!
 //! ```text
 //!            one writer (the replica actor)              many readers (fetch, list offsets)
@@ -7,26 +7,33 @@
 //!                 │                                                   │
 //!          writer: Mutex ── producer state                            │ (never takes the
 //!                 │                                                   │  writer lock)
-//!                 ├──▶ fjall write batch (D + I keys) ──▶ journal      │
-//!                 └──▶ then publish: segments (RwLock), epochs (RwLock), LEO (atomic)
+//!                 ├──▶ 1. batch bytes: one pwritev at the end of the segment file
+//!                 ├──▶ 2. index entries (I keys): one fjall write batch ──▶ journal
+//!                 └──▶ 3. publish: segments (RwLock), epochs (RwLock), LEO (atomic)
 //!                                                                     ▲
 //!   readers snapshot LEO first and never look past it ────────────────┘
 //! ```
 //!
-//! Publication order makes every reader-visible state consistent: a batch is committed to
-//! fjall before the log end offset moves past it, and a truncation lowers the log end offset
-//! before it deletes anything.
+//! Publication order makes every reader-visible state consistent: a batch is in its file and
+//! its index entry committed before the log end offset moves past it, and a truncation lowers
+//! the log end offset before it deletes anything. On disk, an index entry may be durable
+//! before the bytes it points at (another log's fsync persists the shared journal); recovery
+//! checks the active segment's entries against its file, so an entry never survives a crash
+//! pointing past durable, CRC-valid bytes (see `recover_tail`).
 
 mod epoch;
 mod index;
 mod producer;
+mod segment;
+mod upgrade;
 
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode, Slice};
+use bytes::BytesMut;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
@@ -40,23 +47,24 @@ use crate::{
     StorageError, TimestampOffset,
 };
 use epoch::EpochCache;
-use index::{key, segment_name, IndexEntry, DATA_PREFIX, INDEX_PREFIX};
+use index::{key, segment_name, IndexEntry, INDEX_PREFIX};
 pub(crate) use index::{parse_segment_name, segment_prefix};
 use producer::{BatchMeta, PendingProducers, ProducerStates, SequenceCheck};
+use segment::{file_name, SegmentFile};
+pub(crate) use upgrade::upgrade_log_v1;
 
-/// Options of every segment keyspace: batch values go to blob files (key-value separation)
-/// and every point read of a batch hits.
+/// Options of every segment keyspace: it holds small index entries only (the batches are in
+/// the segment file), so no key-value separation.
 fn segment_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
-        .with_kv_separation(Some(KvSeparationOptions::default()))
-        .expect_point_read_hits(true)
 }
 
-/// One segment: a keyspace and a summary of what it holds.
+/// One segment: its index keyspace, its file and a summary of what it holds.
 #[derive(Clone)]
 struct Segment {
     base_offset: i64,
     keyspace: Keyspace,
+    file: Arc<SegmentFile>,
     /// Offset after its last batch (`base_offset` when empty).
     next_offset: i64,
     size_bytes: u64,
@@ -79,15 +87,17 @@ impl std::fmt::Debug for Segment {
             .field("next_offset", &self.next_offset)
             .field("size_bytes", &self.size_bytes)
             .field("max_timestamp", &self.max_timestamp)
+            .field("file", &self.file)
             .finish_non_exhaustive()
     }
 }
 
 impl Segment {
-    fn empty(base_offset: i64, keyspace: Keyspace) -> Segment {
+    fn empty(base_offset: i64, keyspace: Keyspace, file: Arc<SegmentFile>) -> Segment {
         Segment {
             base_offset,
             keyspace,
+            file,
             next_offset: base_offset,
             size_bytes: 0,
             max_timestamp: i64::MIN,
@@ -110,7 +120,13 @@ impl Segment {
         self.first_batch_timestamp.is_none()
     }
 
+    /// Where the next batch goes in the file: batches lie back to back from position 0.
+    fn end_position(&self) -> u64 {
+        self.size_bytes
+    }
+
     fn add(&mut self, e: &IndexEntry) {
+        debug_assert_eq!(e.position, self.size_bytes, "batches are back to back");
         self.next_offset = e.next_offset();
         self.size_bytes += u64::from(e.size_bytes);
         self.max_timestamp = self.max_timestamp.max(e.max_timestamp);
@@ -137,6 +153,8 @@ struct WriterState {
 struct LogShared {
     id: PartitionId,
     db: Database,
+    /// The partition's directory of segment files.
+    dir: PathBuf,
     space: Arc<SpaceGuard>,
     config: RwLock<LogConfig>,
     writer: Mutex<WriterState>,
@@ -194,25 +212,35 @@ struct Scan {
     broken: Option<(usize, i64)>,
 }
 
-fn scan(keyspaces: Vec<(i64, Keyspace)>) -> Result<Scan> {
+/// A segment's handles, before a scan summarises its index.
+type SegmentHandles = (i64, Keyspace, Arc<SegmentFile>);
+
+/// Rebuilds the log's state from the index entries (never the batch data). An entry that
+/// does not continue the offsets, does not sit right after the previous batch in the file,
+/// or points past the end of the file, is where the log breaks.
+fn scan(handles: Vec<SegmentHandles>) -> Result<Scan> {
     let mut out = Scan {
-        segments: Vec::with_capacity(keyspaces.len()),
+        segments: Vec::with_capacity(handles.len()),
         epochs: EpochCache::default(),
         producers: ProducerStates::default(),
         broken: None,
     };
-    for (base_offset, keyspace) in keyspaces {
+    for (base_offset, keyspace, file) in handles {
         if let Some(prev) = out.segments.last() {
             if base_offset != prev.next_offset {
                 out.broken = Some((out.segments.len() - 1, prev.next_offset));
                 break;
             }
         }
-        let mut seg = Segment::empty(base_offset, keyspace.clone());
+        let file_len = file.len()?;
+        let mut seg = Segment::empty(base_offset, keyspace.clone(), file);
         for guard in keyspace.prefix([INDEX_PREFIX]) {
             let (k, v) = guard.into_inner()?;
             let e = IndexEntry::decode(&k, &v)?;
-            if e.base_offset != seg.next_offset {
+            if e.base_offset != seg.next_offset
+                || e.position != seg.end_position()
+                || e.end_position() > file_len
+            {
                 out.broken = Some((out.segments.len(), e.base_offset));
                 break;
             }
@@ -271,6 +299,7 @@ impl PartitionLog {
         db: Database,
         space: Arc<SpaceGuard>,
         id: PartitionId,
+        dir: PathBuf,
         cfg: LogConfig,
         known_segments: Option<Vec<String>>,
     ) -> Result<PartitionLog> {
@@ -293,33 +322,56 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
-        let mut keyspaces = Vec::with_capacity(bases.len().max(1));
+        std::fs::create_dir_all(&dir)?;
+        let mut handles: Vec<SegmentHandles> = Vec::with_capacity(bases.len().max(1));
         for base in &bases {
-            keyspaces.push((
-                *base,
-                db.keyspace(&segment_name(id, *base), segment_options)?,
-            ));
+            let keyspace = db.keyspace(&segment_name(id, *base), segment_options)?;
+            // A segment's file is created before its keyspace; one can be missing only if it
+            // was lost, and then its index entries point past its end and recovery cuts there.
+            let file = SegmentFile::open(&dir.join(file_name(*base)), true)?;
+            handles.push((*base, keyspace, Arc::new(file)));
         }
-        if keyspaces.is_empty() {
-            keyspaces.push((0, db.keyspace(&segment_name(id, 0), segment_options)?));
+        // Files whose keyspace is gone (a crash while a segment was being created or dropped)
+        // hold nothing the log refers to.
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let known = bases.iter().any(|b| name.to_str() == Some(&file_name(*b)));
+            if !known {
+                warn!(partition = %id, file = ?name, "removing a segment file without an index");
+                remove_file(&dir.join(&name))?;
+            }
         }
-        let mut scanned = scan(keyspaces.clone())?;
+        if handles.is_empty() {
+            let file = SegmentFile::create(&dir.join(file_name(0)))?;
+            let keyspace = db.keyspace(&segment_name(id, 0), segment_options)?;
+            handles.push((0, keyspace, Arc::new(file)));
+        }
+        let mut scanned = scan(handles.clone())?;
         if let Some((seg, from)) = scanned.broken {
             warn!(
                 partition = %id, segment = seg, offset = from,
                 "the log is not contiguous on disk: truncating it at the first gap"
             );
-            for (_, ks) in keyspaces.iter().skip(seg + 1).rev() {
+            for (_, ks, file) in handles.iter().skip(seg + 1).rev() {
                 db.delete_keyspace(ks.clone())?;
+                remove_file(file.path())?;
             }
-            remove_from(&db, &keyspaces[seg].1, from)?;
-            keyspaces.truncate(seg + 1);
-            scanned = scan(keyspaces)?;
+            let keep = &scanned.segments[seg];
+            keep.file.truncate(keep.end_position())?;
+            remove_from(&db, &handles[seg].1, from)?;
+            handles.truncate(seg + 1);
+            scanned = scan(handles.clone())?;
+        }
+        if let Some(active) = scanned.segments.last() {
+            if recover_tail(&db, id, active)? {
+                scanned = scan(handles)?;
+            }
         }
         let log = PartitionLog {
             shared: Arc::new(LogShared {
                 id,
                 db,
+                dir,
                 space,
                 config: RwLock::new(cfg),
                 writer: Mutex::new(WriterState::default()),
@@ -422,8 +474,9 @@ impl PartitionLog {
     /// Validates every batch (nothing is written if one fails), applies the idempotent
     /// producer rules, assigns offsets from the log end offset by patching each batch's base
     /// offset and partition leader epoch (the rest of the bytes are stored as sent), rolls
-    /// the segment if needed, and commits all batches in one atomic write. With
-    /// [`Durability::EveryBatch`] the journal is fsynced before returning.
+    /// the segment if needed, writes all batches to the segment file in one write and then
+    /// their index entries in one atomic fjall write batch. With [`Durability::EveryBatch`]
+    /// the file is fdatasynced and the journal fsynced before returning.
     ///
     /// If any batch is a retry of a batch already in the log, nothing is written and the
     /// original batch's info comes back as [`AppendOutcome::Duplicate`].
@@ -582,7 +635,8 @@ impl PartitionLog {
         }
         let info = self.commit(records, &prepared, &cfg, false, now_ms())?;
         for p in &prepared {
-            let e = IndexEntry::of(&p.header);
+            // Producer state needs no position.
+            let e = IndexEntry::of(&p.header, 0);
             if e.producer_id >= 0 {
                 w.producers
                     .record(e.producer_id, e.producer_epoch, batch_meta(&e));
@@ -591,7 +645,8 @@ impl PartitionLog {
         Ok(info)
     }
 
-    /// Rolls if needed, writes the prepared batches in one fjall batch, then publishes them.
+    /// Rolls if needed, writes the prepared batches to the segment file and their index
+    /// entries in one fjall write batch, then publishes them.
     /// `patch`: write the header's base offset and leader epoch over the caller's bytes.
     fn commit(
         &self,
@@ -610,38 +665,62 @@ impl PartitionLog {
         // Refused before anything is written, so fjall never meets a full disk here.
         s.space.reserve(bytes)?;
         self.maybe_roll(cfg, bytes, info.max_timestamp, now_ms)?;
-        let keyspace = s
+        let (keyspace, file, start_position) = s
             .segments
             .read()
             .last()
-            .map(|g| g.keyspace.clone())
+            .map(|g| (g.keyspace.clone(), g.file.clone(), g.end_position()))
             .ok_or_else(|| StorageError::CorruptLog("log without segments".into()))?;
 
+        // 1. The bytes, once, at the end of the segment file: the caller's buffer as it is,
+        // with the leader's few patched header bytes written from beside it.
+        let heads: Vec<[u8; HEADER_LEN]> = if patch {
+            prepared
+                .iter()
+                .map(|p| {
+                    let src = &records[p.range.clone()];
+                    // baseOffset and partitionLeaderEpoch lie outside the CRC'd region; the
+                    // rest of the header as validation left it (timestamps maybe patched).
+                    let mut head = p.head.unwrap_or_else(|| {
+                        let mut h = [0u8; HEADER_LEN];
+                        h.copy_from_slice(&src[..HEADER_LEN]);
+                        h
+                    });
+                    head[..8].copy_from_slice(&p.header.base_offset.to_be_bytes());
+                    head[12..16].copy_from_slice(&p.header.partition_leader_epoch.to_be_bytes());
+                    head
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(prepared.len() * 2);
+        for (i, p) in prepared.iter().enumerate() {
+            let src = &records[p.range.clone()];
+            match heads.get(i) {
+                Some(head) => {
+                    parts.push(&head[..]);
+                    parts.push(&src[HEADER_LEN..]);
+                }
+                None => parts.push(src),
+            }
+        }
+        file.write_all_at(&parts, start_position)?;
+        if cfg.durability == Durability::EveryBatch {
+            file.sync()?;
+        }
+
+        // 2. Their index entries, after the bytes: an entry never points at bytes that are
+        // not in the file (and with EveryBatch, not durable).
         let mut batch = s.db.batch();
         if cfg.durability == Durability::EveryBatch {
             batch = batch.durability(Some(PersistMode::SyncData));
         }
         let mut entries = Vec::with_capacity(prepared.len());
+        let mut position = start_position;
         for p in prepared {
-            let src = &records[p.range.clone()];
-            let value = if patch {
-                // baseOffset, batchLength, partitionLeaderEpoch: outside the CRC'd region; the
-                // rest of the header as validation left it (timestamps maybe patched).
-                let mut head = p.head.unwrap_or_else(|| {
-                    let mut h = [0u8; HEADER_LEN];
-                    h.copy_from_slice(&src[..HEADER_LEN]);
-                    h
-                });
-                head[..8].copy_from_slice(&p.header.base_offset.to_be_bytes());
-                head[12..16].copy_from_slice(&p.header.partition_leader_epoch.to_be_bytes());
-                let mut reader = std::io::Read::chain(&head[..], &src[HEADER_LEN..]);
-                Slice::from_reader(&mut reader, src.len())?
-            } else {
-                Slice::from(src)
-            };
-            let e = IndexEntry::of(&p.header);
-            // Data before index: a reader that sees the index entry finds the data.
-            batch.insert(&keyspace, &key(DATA_PREFIX, e.base_offset)[..], value);
+            let e = IndexEntry::of(&p.header, position);
+            position = e.end_position();
             batch.insert(
                 &keyspace,
                 &key(INDEX_PREFIX, e.base_offset)[..],
@@ -712,9 +791,14 @@ impl PartitionLog {
         };
         if let Some(reason) = reason {
             let base = s.log_end.load(Ordering::Acquire);
-            // The old segment's tail must be durable before a newer segment exists: a power
-            // loss must not leave a gap in front of the new segment.
+            // The old segment's tail (file, then index) must be durable before a newer
+            // segment exists: a power loss must not leave a gap in front of the new segment,
+            // and recovery verifies the active segment only.
             if cfg.durability != Durability::EveryBatch {
+                let active = s.segments.read().last().map(|g| g.file.clone());
+                if let Some(file) = active {
+                    file.sync()?;
+                }
                 s.db.persist(PersistMode::SyncData)?;
             }
             let segment = self.create_segment(base)?;
@@ -732,8 +816,11 @@ impl PartitionLog {
                 "segment {name} exists already"
             )));
         }
+        // The file before the keyspace: recovery finds a segment by its keyspace and expects
+        // its file (a file without a keyspace is cut empty when the segment is created again).
+        let file = SegmentFile::create(&s.dir.join(file_name(base_offset)))?;
         let keyspace = s.db.keyspace(&name, segment_options)?;
-        Ok(Segment::empty(base_offset, keyspace))
+        Ok(Segment::empty(base_offset, keyspace, Arc::new(file)))
     }
 
     /// Whole batches from the one that contains `offset`, concatenated.
@@ -758,66 +845,91 @@ impl PartitionLog {
             return Err(out_of_range(log_start));
         }
         let limit = max_offset.min(log_end);
-        let mut chunks: Vec<Slice> = Vec::new();
+        // Plan first (index entries only), then one buffer of the exact size and one
+        // positioned read per segment: the only copy of the bytes is the kernel's, from the
+        // page cache into that buffer. Batches of a segment lie back to back in its file.
+        let mut plan: Vec<(Arc<SegmentFile>, u64, Vec<IndexEntry>)> = Vec::new();
         let mut total = 0usize;
         if offset < limit {
-            let Some((mut seg_base, mut keyspace)) = self.segment_at(offset) else {
+            let Some(mut seg) = self.segment_at(offset) else {
                 return Err(out_of_range(s.log_start.load(Ordering::Acquire)));
             };
-            let mut from = match floor_entry(&keyspace, seg_base, offset)? {
+            let mut from = match floor_entry(&seg.keyspace, seg.base_offset, offset)? {
                 Some(e) if e.last_offset >= offset => e.base_offset,
                 _ => offset,
             };
             'segments: loop {
-                for guard in keyspace.range(key(INDEX_PREFIX, from)..=key(INDEX_PREFIX, i64::MAX)) {
+                let mut entries: Vec<IndexEntry> = Vec::new();
+                let mut full = false;
+                for guard in seg
+                    .keyspace
+                    .range(key(INDEX_PREFIX, from)..=key(INDEX_PREFIX, i64::MAX))
+                {
                     let (k, v) = guard.into_inner()?;
                     let e = IndexEntry::decode(&k, &v)?;
                     let size = e.size_bytes as usize;
-                    if e.base_offset >= limit || (!chunks.is_empty() && total + size > max_bytes) {
-                        break 'segments;
-                    }
-                    let Some(data) = keyspace.get(key(DATA_PREFIX, e.base_offset))? else {
-                        // Truncated since we looked at the log end offset.
-                        break 'segments;
-                    };
-                    if data.len() != size {
-                        return Err(StorageError::CorruptLog(format!(
-                            "batch at offset {} of {}: {} bytes, index says {size}",
-                            e.base_offset,
-                            s.id,
-                            data.len()
-                        )));
+                    if e.base_offset >= limit || (total > 0 && total + size > max_bytes) {
+                        full = true;
+                        break;
                     }
                     total += size;
-                    chunks.push(data);
+                    entries.push(e);
                 }
-                match self.segment_after(seg_base) {
-                    Some((base, ks)) if base < limit => {
-                        (seg_base, keyspace, from) = (base, ks, base);
+                if let Some(first) = entries.first() {
+                    plan.push((seg.file.clone(), first.position, entries));
+                }
+                if full {
+                    break 'segments;
+                }
+                match self.segment_after(seg.base_offset) {
+                    Some(next) if next.base_offset < limit => {
+                        from = next.base_offset;
+                        seg = next;
                     }
                     _ => break,
                 }
             }
         }
+        let mut out = BytesMut::zeroed(total);
+        let mut at = 0usize;
+        'read: for (file, position, entries) in &plan {
+            let len: usize = entries.iter().map(|e| e.size_bytes as usize).sum();
+            if !file.read_exact_at(&mut out[at..at + len], *position)? {
+                // Truncated since we looked at the log end offset: keep what is whole.
+                break 'read;
+            }
+            for e in entries {
+                // A follower's truncation and new appends may have replaced the bytes between
+                // our index lookup and the read: keep only batches that are still the ones
+                // indexed (their base offset and length match).
+                let size = e.size_bytes as usize;
+                let ok = BatchHeader::parse(&out[at..at + size])
+                    .is_ok_and(|h| h.base_offset == e.base_offset && h.total_len() == size);
+                if !ok {
+                    break 'read;
+                }
+                at += size;
+            }
+        }
+        out.truncate(at);
         Ok(ReadResult {
-            records: concat(chunks, total),
+            records: out.freeze(),
             log_start_offset: log_start,
             log_end_offset: log_end,
         })
     }
 
     /// The segment that holds `offset` (the last one starting at or before it).
-    fn segment_at(&self, offset: i64) -> Option<(i64, Keyspace)> {
+    fn segment_at(&self, offset: i64) -> Option<Segment> {
         let segments = self.shared.segments.read();
         let i = segments.partition_point(|g| g.base_offset <= offset);
-        let g = segments.get(i.checked_sub(1)?)?;
-        Some((g.base_offset, g.keyspace.clone()))
+        segments.get(i.checked_sub(1)?).cloned()
     }
 
-    fn segment_after(&self, base_offset: i64) -> Option<(i64, Keyspace)> {
+    fn segment_after(&self, base_offset: i64) -> Option<Segment> {
         let segments = self.shared.segments.read();
         let i = segments.partition_point(|g| g.base_offset <= base_offset);
-        segments.get(i).map(|g| (g.base_offset, g.keyspace.clone()))
+        segments.get(i).cloned()
     }
 
     /// First offset of the log.
@@ -848,16 +960,16 @@ impl PartitionLog {
         self.ensure_open()?;
         let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
-        let candidates: Vec<Keyspace> = self
+        let candidates: Vec<Segment> = self
             .shared
             .segments
             .read()
             .iter()
             .filter(|g| g.max_timestamp >= timestamp_ms && g.base_offset < limit)
-            .map(|g| g.keyspace.clone())
+            .cloned()
             .collect();
-        for keyspace in candidates {
-            for guard in keyspace.prefix([INDEX_PREFIX]) {
+        for seg in candidates {
+            for guard in seg.keyspace.prefix([INDEX_PREFIX]) {
                 let (k, v) = guard.into_inner()?;
                 let e = IndexEntry::decode(&k, &v)?;
                 if e.base_offset >= limit {
@@ -867,7 +979,7 @@ impl PartitionLog {
                     continue;
                 }
                 if let Some(found) =
-                    self.record_in_batch(&keyspace, &e, start, |r| r.timestamp >= timestamp_ms)?
+                    self.record_in_batch(&seg.file, &e, start, |r| r.timestamp >= timestamp_ms)?
                 {
                     return Ok(Some(found));
                 }
@@ -885,16 +997,17 @@ impl PartitionLog {
         self.ensure_open()?;
         let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
-        let segments: Vec<(i64, i64, Keyspace)> = self
+        let segments: Vec<Segment> = self
             .shared
             .segments
             .read()
             .iter()
             .filter(|g| g.base_offset < limit && !g.is_empty())
-            .map(|g| (g.base_offset, g.max_timestamp, g.keyspace.clone()))
+            .cloned()
             .collect();
-        let mut best: Option<(IndexEntry, Keyspace)> = None;
-        for (_, seg_max, keyspace) in segments.into_iter().rev() {
+        let mut best: Option<(IndexEntry, Arc<SegmentFile>)> = None;
+        for seg in segments.into_iter().rev() {
+            let seg_max = seg.max_timestamp;
             if best
                 .as_ref()
                 .is_some_and(|(b, _)| seg_max < b.max_timestamp)
@@ -902,7 +1015,7 @@ impl PartitionLog {
                 continue;
             }
             let mut in_segment: Option<IndexEntry> = None;
-            for guard in keyspace.prefix([INDEX_PREFIX]) {
+            for guard in seg.keyspace.prefix([INDEX_PREFIX]) {
                 let (k, v) = guard.into_inner()?;
                 let e = IndexEntry::decode(&k, &v)?;
                 if e.base_offset >= limit {
@@ -922,16 +1035,16 @@ impl PartitionLog {
                     .as_ref()
                     .is_none_or(|(b, _)| e.max_timestamp >= b.max_timestamp)
                 {
-                    best = Some((e, keyspace));
+                    best = Some((e, seg.file.clone()));
                 }
             }
         }
-        let Some((e, keyspace)) = best else {
+        let Some((e, file)) = best else {
             return Ok(None);
         };
         let max = e.max_timestamp;
         Ok(self
-            .record_in_batch(&keyspace, &e, start, |r| r.timestamp >= max)?
+            .record_in_batch(&file, &e, start, |r| r.timestamp >= max)?
             .or(Some(TimestampOffset {
                 offset: e.base_offset.max(start),
                 timestamp: max,
@@ -944,7 +1057,7 @@ impl PartitionLog {
     /// The caller makes sure the batch reaches `from` (`e.last_offset >= from`).
     fn record_in_batch(
         &self,
-        keyspace: &Keyspace,
+        file: &SegmentFile,
         e: &IndexEntry,
         from: i64,
         mut hit: impl FnMut(&RecordInfo) -> bool,
@@ -964,10 +1077,13 @@ impl PartitionLog {
         if e.attributes & LOG_APPEND_TIME_BIT != 0 {
             return Ok(batch_hit.then_some(whole_batch));
         }
-        let Some(data) = keyspace.get(key(DATA_PREFIX, e.base_offset))? else {
-            // Truncated or deleted since the index was read.
+        let mut data = vec![0u8; e.size_bytes as usize];
+        if !file.read_exact_at(&mut data, e.position)?
+            || !BatchHeader::parse(&data).is_ok_and(|h| h.base_offset == e.base_offset)
+        {
+            // Truncated since the index was read.
             return Ok(None);
-        };
+        }
         let bound = records_bytes_max(self.shared.config.read().batch_bytes_max);
         let mut found = None;
         let walked = visit_records(&data, bound, |r| {
@@ -1034,13 +1150,13 @@ impl PartitionLog {
         if offset < log_start {
             return self.reset_locked(&mut w, offset);
         }
-        let Some((seg_base, keyspace)) = self.segment_at(offset) else {
+        let Some(seg) = self.segment_at(offset) else {
             return Err(StorageError::CorruptLog(format!(
                 "no segment holds offset {offset} of {}",
                 s.id
             )));
         };
-        let new_end = match floor_entry(&keyspace, seg_base, offset)? {
+        let new_end = match floor_entry(&seg.keyspace, seg.base_offset, offset)? {
             Some(e) if e.last_offset >= offset => e.base_offset,
             _ => offset,
         };
@@ -1053,18 +1169,24 @@ impl PartitionLog {
         };
         for g in doomed.iter().rev() {
             s.db.delete_keyspace(g.keyspace.clone())?;
+            remove_file(g.file.path())?;
         }
-        let (seg_base, keyspace) = self
+        let seg = self
             .segment_at(new_end)
             .ok_or_else(|| StorageError::CorruptLog("log without segments".into()))?;
-        remove_from(&s.db, &keyspace, new_end)?;
-        let keyspaces: Vec<(i64, Keyspace)> = s
-            .segments
-            .read()
-            .iter()
-            .map(|g| (g.base_offset, g.keyspace.clone()))
-            .collect();
-        let scanned = scan(keyspaces)?;
+        let seg_base = seg.base_offset;
+        // The file first, durably: an index entry must never outlive its bytes, and bytes
+        // past the last entry would be indexed again by recovery.
+        if let Some(first_cut) = seg
+            .keyspace
+            .range(key(INDEX_PREFIX, new_end)..=key(INDEX_PREFIX, i64::MAX))
+            .next()
+        {
+            let (k, v) = first_cut.into_inner()?;
+            seg.file.truncate(IndexEntry::decode(&k, &v)?.position)?;
+        }
+        remove_from(&s.db, &seg.keyspace, new_end)?;
+        let scanned = scan(self.handles())?;
         if scanned.broken.is_some() {
             return Err(StorageError::CorruptLog(format!(
                 "{} is not contiguous after truncation to {new_end}",
@@ -1106,14 +1228,16 @@ impl PartitionLog {
             old.into_iter().partition(|g| g.base_offset == offset);
         let segment = match reuse.into_iter().next() {
             Some(g) => {
+                g.file.truncate(0)?;
                 remove_from(&s.db, &g.keyspace, offset)?;
                 g.keyspace.remove(START_MARKER_KEY)?;
-                Segment::empty(offset, g.keyspace)
+                Segment::empty(offset, g.keyspace, g.file)
             }
             None => self.create_segment(offset)?,
         };
         for g in others.iter().rev() {
             s.db.delete_keyspace(g.keyspace.clone())?;
+            remove_file(g.file.path())?;
         }
         s.db.persist(PersistMode::SyncData)?;
         self.install(
@@ -1228,6 +1352,8 @@ impl PartitionLog {
                 break;
             };
             s.db.delete_keyspace(oldest.keyspace.clone())?;
+            // Readers still holding the segment keep reading the unlinked file.
+            remove_file(oldest.file.path())?;
             let new_start = {
                 let mut segments = s.segments.write();
                 segments.remove(0);
@@ -1270,10 +1396,39 @@ impl PartitionLog {
         self.shared.segments.read().len()
     }
 
-    /// fsyncs the journal (the whole node's: one journal is shared by every log).
+    /// Makes everything appended so far durable: fdatasyncs the active segment file (older
+    /// ones were synced when the next was created), records how far it is synced (so
+    /// recovery verifies only what came after), then fsyncs the journal (the whole node's:
+    /// one journal is shared by every log).
     pub fn sync(&self) -> Result<()> {
-        self.shared.db.persist(PersistMode::SyncData)?;
+        let s = &self.shared;
+        {
+            // The writer lock keeps the recovery point from naming bytes a concurrent
+            // truncation removed.
+            let _w = s.writer.lock();
+            if !s.closed.load(Ordering::Acquire) {
+                let active = s.segments.read().last().cloned();
+                if let Some(seg) = active {
+                    seg.file.sync()?;
+                    seg.keyspace.insert(
+                        RECOVERY_POINT_KEY,
+                        recovery_point_value(seg.next_offset, seg.end_position()),
+                    )?;
+                }
+            }
+        }
+        s.db.persist(PersistMode::SyncData)?;
         Ok(())
+    }
+
+    /// The handles of every segment, oldest first, for a rescan.
+    fn handles(&self) -> Vec<SegmentHandles> {
+        self.shared
+            .segments
+            .read()
+            .iter()
+            .map(|g| (g.base_offset, g.keyspace.clone(), g.file.clone()))
+            .collect()
     }
 
     /// True once a newer `open_log` of the same partition or a `delete_log` superseded this
@@ -1353,32 +1508,132 @@ fn read_start_marker(keyspace: &Keyspace) -> Result<Option<i64>> {
     }
 }
 
-/// Deletes the batches of a segment whose base offset is `>= from`, durably.
+/// Key of a segment's recovery point: the offset and file position up to which its file was
+/// fdatasynced (both u64 BE). Written only after that fdatasync, so it never claims bytes
+/// that are not durable; recovery verifies the batches after it only.
+const RECOVERY_POINT_KEY: &[u8] = b"R";
+
+fn read_recovery_point(keyspace: &Keyspace) -> Result<Option<(i64, u64)>> {
+    Ok(keyspace.get(RECOVERY_POINT_KEY)?.and_then(|v| {
+        let offset = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let position = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+        Some((offset, position))
+    }))
+}
+
+fn recovery_point_value(offset: i64, position: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&offset.to_be_bytes());
+    v[8..].copy_from_slice(&position.to_be_bytes());
+    v
+}
+
+/// Brings the active segment's index and file into agreement after an unclean stop (Kafka's
+/// log recovery, for the one segment that was not fsynced whole when the next was created):
+///
+/// 1. every indexed batch after the recovery point is read back: it must be whole, carry its
+///    indexed base offset and size, and pass its CRC; the first that fails is where the log
+///    ends (its index entry and all later ones go);
+/// 2. complete, CRC-valid batches in the file after the last indexed one (their bytes reached
+///    the file, their index entry did not reach the journal) get their entries rebuilt;
+/// 3. anything after that (a torn write) is cut off the file.
+///
+/// Returns whether anything changed (the caller rescans the index).
+fn recover_tail(db: &Database, id: PartitionId, seg: &Segment) -> Result<bool> {
+    let file_len = seg.file.len()?;
+    let verify_from = match read_recovery_point(&seg.keyspace)? {
+        Some((offset, _)) if offset >= seg.base_offset && offset <= seg.next_offset => offset,
+        _ => seg.base_offset,
+    };
+    let mut buf = Vec::new();
+    let mut cut: Option<IndexEntry> = None;
+    let mut verified = 0u64;
+    for guard in seg
+        .keyspace
+        .range(key(INDEX_PREFIX, verify_from)..=key(INDEX_PREFIX, i64::MAX))
+    {
+        let (k, v) = guard.into_inner()?;
+        let e = IndexEntry::decode(&k, &v)?;
+        let ok = seg
+            .file
+            .batch_at(e.position, Some(e.base_offset), file_len, &mut buf)?
+            .is_some_and(|h| h.total_len() == e.size_bytes as usize);
+        if !ok {
+            cut = Some(e);
+            break;
+        }
+        verified += 1;
+    }
+    let (mut position, mut next) = match &cut {
+        Some(e) => (e.position, e.base_offset),
+        None => (seg.end_position(), seg.next_offset),
+    };
+    let mut rebuilt = Vec::new();
+    if cut.is_none() {
+        while let Some(h) = seg
+            .file
+            .batch_at(position, Some(next), file_len, &mut buf)?
+        {
+            rebuilt.push(IndexEntry::of(&h, position));
+            position += h.total_len() as u64;
+            next = h.next_offset();
+        }
+    }
+    if cut.is_none() && rebuilt.is_empty() && position == file_len {
+        debug!(partition = %id, segment = seg.base_offset, verified, "segment tail verified");
+        return Ok(false);
+    }
+    warn!(
+        partition = %id, segment = seg.base_offset, verified,
+        cut_at_offset = cut.as_ref().map(|e| e.base_offset),
+        rebuilt_index_entries = rebuilt.len(),
+        file_bytes = file_len, kept_bytes = position,
+        "recovered the active segment after an unclean stop"
+    );
+    if let Some(e) = cut {
+        // The file first: an index entry must never outlive the bytes it points at.
+        seg.file.truncate(e.position)?;
+        remove_from(db, &seg.keyspace, e.base_offset)?;
+    } else {
+        seg.file.truncate(position)?;
+        let mut batch = db.batch().durability(Some(PersistMode::SyncData));
+        for e in &rebuilt {
+            batch.insert(
+                &seg.keyspace,
+                &key(INDEX_PREFIX, e.base_offset)[..],
+                &e.encode()[..],
+            );
+        }
+        batch.commit()?;
+    }
+    Ok(true)
+}
+
+/// Deletes the index entries of a segment whose base offset is `>= from`, and its recovery
+/// point (it may lie past `from`, and the batches written after `from` next are not durable
+/// yet), durably. The caller cuts the file first.
 fn remove_from(db: &Database, keyspace: &Keyspace, from: i64) -> Result<()> {
     let mut offsets = Vec::new();
     for guard in keyspace.range(key(INDEX_PREFIX, from)..=key(INDEX_PREFIX, i64::MAX)) {
         let k = guard.key()?;
         offsets.push(index::offset_of_key(&k)?);
     }
-    if offsets.is_empty() {
-        return Ok(());
-    }
     let mut batch = db.batch().durability(Some(PersistMode::SyncData));
+    batch.remove(keyspace, RECOVERY_POINT_KEY);
     for o in offsets {
         // Readers already stop below `from` (the log end offset moved first).
         batch.remove(keyspace, &key(INDEX_PREFIX, o)[..]);
-        batch.remove(keyspace, &key(DATA_PREFIX, o)[..]);
     }
     batch.commit()?;
     Ok(())
 }
 
-fn concat(chunks: Vec<Slice>, total: usize) -> Bytes {
-    let mut out = BytesMut::with_capacity(total);
-    for c in &chunks {
-        out.extend_from_slice(c);
+/// Removes a segment file; one already gone is fine (a crash between keyspace and file).
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
-    out.freeze()
 }
 
 #[cfg(test)]

@@ -65,9 +65,10 @@ fn recovery_cuts_the_log_at_a_gap() {
                                                          // A batch at 9 that nothing leads to (as if 5..9 were lost).
         let mut stray = batch(1, 10);
         crate::batch::set_base_offset(&mut stray, 9).unwrap();
-        let e = IndexEntry::of(&BatchHeader::parse(&stray).unwrap());
+        let (file, end) = active_file(&log);
+        file.write_all_at(&[&stray], end).unwrap();
+        let e = IndexEntry::of(&BatchHeader::parse(&stray).unwrap(), end);
         let ks = log.active_keyspace();
-        ks.insert(key(DATA_PREFIX, 9), stray.as_slice()).unwrap();
         ks.insert(key(INDEX_PREFIX, 9), e.encode().as_slice())
             .unwrap();
         // And a later segment after the gap.
@@ -84,6 +85,218 @@ fn recovery_cuts_the_log_at_a_gap() {
     // Appends continue at the cut.
     let info = log.append_as_leader(&batch(1, 10), 0).unwrap().info();
     assert_eq!(info.base_offset, 5);
+}
+
+/// The active segment's file and where its next batch goes.
+fn active_file(log: &PartitionLog) -> (Arc<SegmentFile>, u64) {
+    let segments = log.shared.segments.read();
+    let active = segments.last().unwrap();
+    (active.file.clone(), active.end_position())
+}
+
+fn file_len(log: &PartitionLog) -> u64 {
+    active_file(log).0.len().unwrap()
+}
+
+#[test]
+fn recovery_cuts_a_torn_tail_by_crc_and_keeps_every_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole_end;
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap(); // 0..=1
+        log.append_as_leader(&batch(3, 10), 0).unwrap(); // 2..=4
+        whole_end = file_len(&log);
+        log.append_as_leader(&batch(4, 10), 0).unwrap(); // 5..=8, torn below
+        let (file, end) = active_file(&log);
+        // A torn write: the last batch's final bytes never reached the disk (garbage there),
+        // and a partial header after it.
+        file.write_all_at(&[&[0xee; 5], &[0u8; 30]], end - 5)
+            .unwrap();
+        log.shared.db.persist(PersistMode::SyncData).unwrap();
+    }
+    let (store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(
+        file_len(&log),
+        whole_end,
+        "the torn bytes are cut off the file"
+    );
+    let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(0, 1), (2, 4)]);
+    let info = log.append_as_leader(&batch(1, 10), 0).unwrap().info();
+    assert_eq!(info.base_offset, 5);
+    drop((store, log));
+    let (_store, log) = open(dir.path());
+    let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(0, 1), (2, 4), (5, 5)]);
+}
+
+#[test]
+fn recovery_indexes_whole_batches_whose_index_entry_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 3).unwrap(); // 0..=1
+        log.append_as_leader(&batch(3, 20), 4).unwrap(); // 2..=4
+                                                         // The bytes reached the file, the index entry did not reach the journal.
+        log.active_keyspace().remove(key(INDEX_PREFIX, 2)).unwrap();
+        log.shared.db.persist(PersistMode::SyncData).unwrap();
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.epoch_entries(), vec![(3, 0), (4, 2)]);
+    let r = log.read(2, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(2, 4)]);
+}
+
+#[test]
+fn recovery_drops_index_entries_past_the_durable_end_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_end;
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap(); // 0..=1
+        first_end = file_len(&log);
+        log.append_as_leader(&batch(3, 10), 0).unwrap(); // 2..=4
+                                                         // A power loss kept the journal (another log fsynced it) but not the file's tail.
+        active_file(&log).0.truncate(first_end + 20).unwrap();
+        log.shared.db.persist(PersistMode::SyncData).unwrap();
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(file_len(&log), first_end);
+    let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(validate_all(&r.records), vec![(0, 1)]);
+}
+
+#[test]
+fn sync_records_a_recovery_point_and_truncation_forgets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+        log.sync().unwrap();
+        let seg = log.shared.segments.read().last().cloned().unwrap();
+        assert_eq!(
+            read_recovery_point(&seg.keyspace).unwrap(),
+            Some((2, seg.end_position()))
+        );
+        log.append_as_leader(&batch(3, 10), 0).unwrap();
+        // Truncation forgets the recovery point: what follows it is not durable yet.
+        log.truncate_to(1).unwrap();
+        let seg = log.shared.segments.read().last().cloned().unwrap();
+        assert_eq!(read_recovery_point(&seg.keyspace).unwrap(), None);
+        assert_eq!(file_len(&log), 0);
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+/// A format-1 segment as the previous version wrote it: `D` keys with the batch bytes and
+/// 45-byte version-1 index entries, in a key-value separated keyspace.
+fn write_v1_segment(store: &Store, base: i64, batches: &[Vec<u8>]) {
+    let db = store.database();
+    let ks = db
+        .keyspace(&segment_name(id(), base), || {
+            KeyspaceCreateOptions::default()
+                .with_kv_separation(Some(fjall::KvSeparationOptions::default()))
+        })
+        .unwrap();
+    for b in batches {
+        let h = BatchHeader::parse(b).unwrap();
+        let v2 = IndexEntry::of(&h, 0).encode();
+        let mut v1 = v2[..45].to_vec();
+        v1[0] = 1;
+        ks.insert(key(INDEX_PREFIX, h.base_offset), v1).unwrap();
+        ks.insert(key(b'D', h.base_offset), b.as_slice()).unwrap();
+    }
+}
+
+#[test]
+fn a_store_of_format_1_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |records, base, epoch| {
+        let mut b = batch(records, 10);
+        crate::batch::set_base_offset(&mut b, base).unwrap();
+        crate::batch::set_partition_leader_epoch(&mut b, epoch).unwrap();
+        b
+    };
+    let (b0, b1, b2) = (at(2, 0, 1), at(3, 2, 1), at(1, 5, 2));
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        write_v1_segment(&store, 0, &[b0.clone(), b1.clone()]);
+        write_v1_segment(&store, 5, std::slice::from_ref(&b2));
+        // No format marker: what the previous version left.
+        let meta = store
+            .database()
+            .keyspace("_meta", KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.remove(b"log_format").unwrap();
+        store.sync().unwrap();
+    }
+    for _ in 0..2 {
+        // The second open finds format 2 and changes nothing.
+        let (_store, log) = open(dir.path());
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(log.epoch_entries(), vec![(1, 0), (2, 5)]);
+        let r = log.read(0, usize::MAX, i64::MAX).unwrap();
+        assert_eq!(
+            r.records.as_ref(),
+            [b0.clone(), b1.clone(), b2.clone()].concat()
+        );
+        assert!(log.active_keyspace().get(key(b'D', 5)).unwrap().is_none());
+    }
+    let (_store, log) = open(dir.path());
+    assert_eq!(
+        log.append_as_leader(&batch(1, 10), 2)
+            .unwrap()
+            .info()
+            .base_offset,
+        6
+    );
+}
+
+#[test]
+fn a_store_of_an_unknown_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+        let meta = store
+            .database()
+            .keyspace("_meta", KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert(b"log_format", [3u8]).unwrap();
+        store.sync().unwrap();
+    }
+    let err = Store::open(dir.path(), StoreConfig::default()).unwrap_err();
+    assert!(matches!(err, StorageError::IncompatibleFormat(_)), "{err}");
+    assert!(err.to_string().contains("version that wrote it"), "{err}");
+}
+
+#[test]
+fn segment_files_nothing_refers_to_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, log) = open(dir.path());
+        log.append_as_leader(&batch(2, 10), 0).unwrap();
+    }
+    let segments = dir.path().join("segments");
+    // A deleted log whose directory outlived its keyspaces, and a segment file whose
+    // keyspace was never created.
+    let orphan_dir = segments.join(format!("{}.3", uuid::Uuid::from_u128(99).simple()));
+    std::fs::create_dir_all(&orphan_dir).unwrap();
+    std::fs::write(orphan_dir.join(file_name(0)), b"old").unwrap();
+    let stray = segments
+        .join(format!("{}.0", id().topic_id.simple()))
+        .join(file_name(4096));
+    std::fs::write(&stray, b"torn").unwrap();
+    let (_store, log) = open(dir.path());
+    assert!(!orphan_dir.exists());
+    assert!(!stray.exists());
+    assert_eq!(log.log_end_offset(), 2);
 }
 
 fn validate_all(records: &[u8]) -> Vec<(i64, i64)> {
