@@ -91,11 +91,8 @@ fn kafka_python_admin_client_round_trip() {
     assert_eq!(types["cleanup.policy"], json!("LIST"), "{show}");
     assert_eq!(types["max.message.bytes"], json!("INT"), "{show}");
     assert_eq!(types["compression.type"], json!("STRING"), "{show}");
-    assert_eq!(
-        v["retention_synonyms"],
-        json!(["log.retention.ms"]),
-        "{show}"
-    );
+    // Kafka's chain of retention.ms is empty at the built-in value (log.retention.hours).
+    assert_eq!(v["retention_synonyms"], json!([]), "{show}");
     let broker = &v["broker_configs"];
     assert_eq!(broker["log.retention.ms"][1], json!("LONG"), "{show}");
     assert_eq!(
@@ -103,9 +100,10 @@ fn kafka_python_admin_client_round_trip() {
         json!("BOOLEAN"),
         "{show}"
     );
+    // Built in, not set in a config file.
     assert_eq!(
         broker["num.partitions"][2],
-        json!("STATIC_BROKER_CONFIG"),
+        json!("DEFAULT_CONFIG"),
         "{show}"
     );
     assert_eq!(v["group_configs_error"], Value::Null, "{show}");
@@ -301,13 +299,77 @@ fn describe_configs_reports_types_and_documentation() {
         configs.iter().all(|c| c.documentation.is_some()),
         "{configs:?}"
     );
-    // The override first, then the broker default it hides.
-    let synonyms: Vec<(&str, i8)> = entry("retention.ms")
-        .synonyms
-        .iter()
-        .map(|s| (s.name.as_str(), s.source))
-        .collect();
-    assert_eq!(synonyms, [("retention.ms", 1), ("log.retention.ms", 5)]);
+    // The override first, then the broker chain it hides; as in Kafka, the built-in
+    // retention is on log.retention.hours, which a chain of log.retention.ms leaves out.
+    let synonyms = |key: &str| -> Vec<(&str, i8)> {
+        entry(key)
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.source))
+            .collect()
+    };
+    assert_eq!(synonyms("retention.ms"), [("retention.ms", 1)]);
+    assert_eq!(synonyms("segment.bytes"), [("log.segment.bytes", 5)]);
+}
+
+/// Broker DescribeConfigs with Kafka 4.3.1's sources and time synonyms (as its
+/// `kafka-configs --describe --all` shows them): a read-only setting is STATIC_BROKER_CONFIG
+/// when the config file sets it, even to the built-in value, and DEFAULT_CONFIG when it is
+/// built in (it was STATIC_BROKER_CONFIG for both); the built-in retention and roll times are
+/// on the hour keys, and the millisecond keys are null until set (they had the value and no
+/// hour keys).
+#[test]
+fn broker_config_sources_and_time_synonyms_as_kafka() {
+    const STATIC: i8 = 4;
+    let node = Node::start_with(harness::NodeOptions {
+        config_toml: Some("num_partitions = 1\n".to_string()),
+        ..harness::NodeOptions::default()
+    });
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 4;
+    res.resource_name = StrBytes::from_string("1".to_string());
+    res.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let r = conn.request(&req, 4).expect("describe configs v4");
+    assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0]);
+    let got = |name: &str| {
+        let c = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} missing from {:?}", r.results[0].configs));
+        (
+            c.value.as_ref().map(|v| v.to_string()),
+            c.config_source,
+            c.read_only,
+        )
+    };
+    let some = |v: &str| Some(v.to_string());
+    assert_eq!(got("num.partitions"), (some("1"), STATIC, true));
+    assert_eq!(
+        got("auto.create.topics.enable"),
+        (some("true"), DEFAULT, true)
+    );
+    assert_eq!(
+        got("offsets.retention.minutes"),
+        (some("10080"), DEFAULT, true)
+    );
+    assert_eq!(got("log.retention.ms"), (None, DEFAULT, false));
+    assert_eq!(got("log.retention.minutes"), (None, DEFAULT, true));
+    assert_eq!(got("log.retention.hours"), (some("168"), DEFAULT, true));
+    assert_eq!(got("log.roll.ms"), (None, DEFAULT, false));
+    assert_eq!(got("log.roll.hours"), (some("168"), DEFAULT, true));
+    assert_eq!(got("log.flush.interval.ms"), (None, DEFAULT, false));
+    assert_eq!(
+        got("log.flush.scheduler.interval.ms"),
+        (some("9223372036854775807"), DEFAULT, true)
+    );
+    assert_eq!(
+        got("log.segment.bytes"),
+        (some("1073741824"), DEFAULT, false)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
