@@ -930,3 +930,82 @@ fn dynamic_default_reaches_every_node_and_outlives_the_controller() {
     );
     assert_eq!(seen.map(|s| s.0 .0), Some("2048".to_string()));
 }
+
+/// DescribeTopicPartitions (KIP-966), which the Java admin client's describeTopics prefers to
+/// Metadata: topics by name in name order, at most response_partition_limit partitions per
+/// answer with a cursor to the next one, an unknown topic as UNKNOWN_TOPIC_OR_PARTITION, and
+/// empty eligible-leader lists (Rivulet elects from the ISR only). It was not served.
+#[test]
+fn describe_topic_partitions_pages_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::DescribeTopicPartitionsRequest;
+    let node = Node::start();
+    let a = unique_name("dtp-a");
+    let b = format!("{a}-b");
+    let missing = format!("{a}-missing");
+    harness::kafka::create_topic(&node.bootstrap(), &a, 3, &[]);
+    harness::kafka::create_topic(&node.bootstrap(), &b, 2, &[]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let mut page = |cursor: Option<(&str, i32)>| {
+        let mut req = DescribeTopicPartitionsRequest::default();
+        // Out of order on purpose: the answer is in name order.
+        req.topics = [&missing, &b, &a]
+            .iter()
+            .map(|n| {
+                let mut t = TopicRequest::default();
+                t.name = TopicName(StrBytes::from_string(n.to_string()));
+                t
+            })
+            .collect();
+        req.response_partition_limit = 2;
+        req.cursor = cursor.map(|(t, p)| {
+            let mut c = Cursor::default();
+            c.topic_name = TopicName(StrBytes::from_string(t.to_string()));
+            c.partition_index = p;
+            c
+        });
+        let r = conn
+            .request(&req, 0)
+            .expect("DescribeTopicPartitions v0 must be answered");
+        for t in &r.topics {
+            for p in &t.partitions {
+                assert_eq!(p.eligible_leader_replicas, Some(Vec::new()), "{t:?}");
+                assert_eq!(p.last_known_elr, Some(Vec::new()), "{t:?}");
+                assert_eq!(p.leader_id.0, 1, "{t:?}");
+            }
+        }
+        let topics: Vec<(String, i16, Vec<i32>)> = r
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                    t.error_code,
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            })
+            .collect();
+        let next = r
+            .next_cursor
+            .map(|c| (c.topic_name.to_string(), c.partition_index));
+        (topics, next)
+    };
+    assert_eq!(
+        page(None),
+        (vec![(a.clone(), 0, vec![0, 1])], Some((a.clone(), 2)))
+    );
+    assert_eq!(
+        page(Some((&a, 2))),
+        (
+            vec![(a.clone(), 0, vec![2]), (b.clone(), 0, vec![0])],
+            Some((b.clone(), 1))
+        )
+    );
+    assert_eq!(
+        page(Some((&b, 1))),
+        (
+            vec![(b.clone(), 0, vec![1]), (missing.clone(), 3, vec![])],
+            None
+        )
+    );
+}
