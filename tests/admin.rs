@@ -933,8 +933,8 @@ fn dynamic_default_reaches_every_node_and_outlives_the_controller() {
 
 /// DescribeTopicPartitions (KIP-966), which the Java admin client's describeTopics prefers to
 /// Metadata: topics by name in name order, at most response_partition_limit partitions per
-/// answer with a cursor to the next one, an unknown topic as UNKNOWN_TOPIC_OR_PARTITION, and
-/// empty eligible-leader lists (Rivulet elects from the ISR only). It was not served.
+/// answer with a cursor to the next one, an unknown topic as UNKNOWN_TOPIC_OR_PARTITION, a
+/// cursor outside the list as INVALID_REQUEST, and empty eligible-leader lists (Rivulet elects from the ISR only). It was not served.
 #[test]
 fn describe_topic_partitions_pages_with_a_cursor() {
     use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
@@ -1008,4 +1008,11 @@ fn describe_topic_partitions_pages_with_a_cursor() {
             None
         )
     );
+    // A cursor on a topic the request does not list is INVALID_REQUEST (42), as in Kafka.
+    let (topics, next) = page(Some(("not-listed", 0)));
+    assert!(
+        topics.iter().all(|t| t.1 == 42) && topics.len() == 3,
+        "{topics:?}"
+    );
+    assert_eq!(next, None);
 }

@@ -55,6 +55,23 @@ pub fn describe_topic_partitions(
         None => (None, 0),
     };
     let mut r = DescribeTopicPartitionsResponse::default();
+    if let Some(c) = cursor_topic
+        .as_ref()
+        .filter(|c| !req.topics.is_empty() && !names.contains(c))
+    {
+        // Kafka refuses the request: the cursor must name one of the listed topics.
+        r.topics = names
+            .into_iter()
+            .map(|n| {
+                let mut t = DescribeTopicPartitionsResponseTopic::default();
+                t.name = Some(TopicName(s(n)));
+                t.error_code = code::INVALID_REQUEST;
+                t
+            })
+            .collect();
+        tracing::debug!(cursor = %c, "DescribeTopicPartitions cursor names an unlisted topic");
+        return Reply::new(ResponseKind::DescribeTopicPartitions(r));
+    }
     let mut remaining = limit;
     let mut pending = names
         .into_iter()
