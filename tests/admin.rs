@@ -91,11 +91,8 @@ fn kafka_python_admin_client_round_trip() {
     assert_eq!(types["cleanup.policy"], json!("LIST"), "{show}");
     assert_eq!(types["max.message.bytes"], json!("INT"), "{show}");
     assert_eq!(types["compression.type"], json!("STRING"), "{show}");
-    assert_eq!(
-        v["retention_synonyms"],
-        json!(["log.retention.ms"]),
-        "{show}"
-    );
+    // Kafka's chain of retention.ms is empty at the built-in value (log.retention.hours).
+    assert_eq!(v["retention_synonyms"], json!([]), "{show}");
     let broker = &v["broker_configs"];
     assert_eq!(broker["log.retention.ms"][1], json!("LONG"), "{show}");
     assert_eq!(
@@ -103,9 +100,10 @@ fn kafka_python_admin_client_round_trip() {
         json!("BOOLEAN"),
         "{show}"
     );
+    // Built in, not set in a config file.
     assert_eq!(
         broker["num.partitions"][2],
-        json!("STATIC_BROKER_CONFIG"),
+        json!("DEFAULT_CONFIG"),
         "{show}"
     );
     assert_eq!(v["group_configs_error"], Value::Null, "{show}");
@@ -301,13 +299,77 @@ fn describe_configs_reports_types_and_documentation() {
         configs.iter().all(|c| c.documentation.is_some()),
         "{configs:?}"
     );
-    // The override first, then the broker default it hides.
-    let synonyms: Vec<(&str, i8)> = entry("retention.ms")
-        .synonyms
-        .iter()
-        .map(|s| (s.name.as_str(), s.source))
-        .collect();
-    assert_eq!(synonyms, [("retention.ms", 1), ("log.retention.ms", 5)]);
+    // The override first, then the broker chain it hides; as in Kafka, the built-in
+    // retention is on log.retention.hours, which a chain of log.retention.ms leaves out.
+    let synonyms = |key: &str| -> Vec<(&str, i8)> {
+        entry(key)
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.source))
+            .collect()
+    };
+    assert_eq!(synonyms("retention.ms"), [("retention.ms", 1)]);
+    assert_eq!(synonyms("segment.bytes"), [("log.segment.bytes", 5)]);
+}
+
+/// Broker DescribeConfigs with Kafka 4.3.1's sources and time synonyms (as its
+/// `kafka-configs --describe --all` shows them): a read-only setting is STATIC_BROKER_CONFIG
+/// when the config file sets it, even to the built-in value, and DEFAULT_CONFIG when it is
+/// built in (it was STATIC_BROKER_CONFIG for both); the built-in retention and roll times are
+/// on the hour keys, and the millisecond keys are null until set (they had the value and no
+/// hour keys).
+#[test]
+fn broker_config_sources_and_time_synonyms_as_kafka() {
+    const STATIC: i8 = 4;
+    let node = Node::start_with(harness::NodeOptions {
+        config_toml: Some("num_partitions = 1\n".to_string()),
+        ..harness::NodeOptions::default()
+    });
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 4;
+    res.resource_name = StrBytes::from_string("1".to_string());
+    res.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let r = conn.request(&req, 4).expect("describe configs v4");
+    assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0]);
+    let got = |name: &str| {
+        let c = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} missing from {:?}", r.results[0].configs));
+        (
+            c.value.as_ref().map(|v| v.to_string()),
+            c.config_source,
+            c.read_only,
+        )
+    };
+    let some = |v: &str| Some(v.to_string());
+    assert_eq!(got("num.partitions"), (some("1"), STATIC, true));
+    assert_eq!(
+        got("auto.create.topics.enable"),
+        (some("true"), DEFAULT, true)
+    );
+    assert_eq!(
+        got("offsets.retention.minutes"),
+        (some("10080"), DEFAULT, true)
+    );
+    assert_eq!(got("log.retention.ms"), (None, DEFAULT, false));
+    assert_eq!(got("log.retention.minutes"), (None, DEFAULT, true));
+    assert_eq!(got("log.retention.hours"), (some("168"), DEFAULT, true));
+    assert_eq!(got("log.roll.ms"), (None, DEFAULT, false));
+    assert_eq!(got("log.roll.hours"), (some("168"), DEFAULT, true));
+    assert_eq!(got("log.flush.interval.ms"), (None, DEFAULT, false));
+    assert_eq!(
+        got("log.flush.scheduler.interval.ms"),
+        (some("9223372036854775807"), DEFAULT, true)
+    );
+    assert_eq!(
+        got("log.segment.bytes"),
+        (some("1073741824"), DEFAULT, false)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -867,4 +929,90 @@ fn dynamic_default_reaches_every_node_and_outlives_the_controller() {
         },
     );
     assert_eq!(seen.map(|s| s.0 .0), Some("2048".to_string()));
+}
+
+/// DescribeTopicPartitions (KIP-966), which the Java admin client's describeTopics prefers to
+/// Metadata: topics by name in name order, at most response_partition_limit partitions per
+/// answer with a cursor to the next one, an unknown topic as UNKNOWN_TOPIC_OR_PARTITION, a
+/// cursor outside the list as INVALID_REQUEST, and empty eligible-leader lists (Rivulet elects from the ISR only). It was not served.
+#[test]
+fn describe_topic_partitions_pages_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::DescribeTopicPartitionsRequest;
+    let node = Node::start();
+    let a = unique_name("dtp-a");
+    let b = format!("{a}-b");
+    let missing = format!("{a}-missing");
+    harness::kafka::create_topic(&node.bootstrap(), &a, 3, &[]);
+    harness::kafka::create_topic(&node.bootstrap(), &b, 2, &[]);
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    let mut page = |cursor: Option<(&str, i32)>| {
+        let mut req = DescribeTopicPartitionsRequest::default();
+        // Out of order on purpose: the answer is in name order.
+        req.topics = [&missing, &b, &a]
+            .iter()
+            .map(|n| {
+                let mut t = TopicRequest::default();
+                t.name = TopicName(StrBytes::from_string(n.to_string()));
+                t
+            })
+            .collect();
+        req.response_partition_limit = 2;
+        req.cursor = cursor.map(|(t, p)| {
+            let mut c = Cursor::default();
+            c.topic_name = TopicName(StrBytes::from_string(t.to_string()));
+            c.partition_index = p;
+            c
+        });
+        let r = conn
+            .request(&req, 0)
+            .expect("DescribeTopicPartitions v0 must be answered");
+        for t in &r.topics {
+            for p in &t.partitions {
+                assert_eq!(p.eligible_leader_replicas, Some(Vec::new()), "{t:?}");
+                assert_eq!(p.last_known_elr, Some(Vec::new()), "{t:?}");
+                assert_eq!(p.leader_id.0, 1, "{t:?}");
+            }
+        }
+        let topics: Vec<(String, i16, Vec<i32>)> = r
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                    t.error_code,
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            })
+            .collect();
+        let next = r
+            .next_cursor
+            .map(|c| (c.topic_name.to_string(), c.partition_index));
+        (topics, next)
+    };
+    assert_eq!(
+        page(None),
+        (vec![(a.clone(), 0, vec![0, 1])], Some((a.clone(), 2)))
+    );
+    assert_eq!(
+        page(Some((&a, 2))),
+        (
+            vec![(a.clone(), 0, vec![2]), (b.clone(), 0, vec![0])],
+            Some((b.clone(), 1))
+        )
+    );
+    assert_eq!(
+        page(Some((&b, 1))),
+        (
+            vec![(b.clone(), 0, vec![1]), (missing.clone(), 3, vec![])],
+            None
+        )
+    );
+    // A cursor on a topic the request does not list is INVALID_REQUEST (42), as in Kafka.
+    let (topics, next) = page(Some(("not-listed", 0)));
+    assert!(
+        topics.iter().all(|t| t.1 == 42) && topics.len() == 3,
+        "{topics:?}"
+    );
+    assert_eq!(next, None);
 }

@@ -50,8 +50,12 @@ const PROGRAM_TIMEOUT: Duration = Duration::from_secs(240);
 /// Topic and group names are the same on both brokers (each is fresh), so they compare.
 const PREFIX: &str = "diff";
 
-/// Group timings as in tests/java_clients.rs, so the group steps take seconds.
-const GROUPS_TOML: &str = "[groups]\n\
+/// The two settings tools/apache-kafka/kafka.sh writes into Kafka's server.properties (so
+/// both brokers report them as STATIC_BROKER_CONFIG), and group timings as in
+/// tests/java_clients.rs, so the group steps take seconds.
+const NODE_TOML: &str = "num_partitions = 1\n\
+    default_replication_factor = 1\n\
+    [groups]\n\
     offsets_partitions = 4\n\
     initial_rebalance_delay_ms = 0\n\
     min_session_timeout_ms = 1000\n\
@@ -348,7 +352,7 @@ fn java_client_observes_the_same_on_apache_kafka_and_rivulet() {
     let rivulet_out_file = scratch.path().join("rivulet.jsonl");
     let rivulet = std::thread::spawn(move || {
         let mut node = Node::start_with(NodeOptions {
-            config_toml: Some(GROUPS_TOML.to_string()),
+            config_toml: Some(NODE_TOML.to_string()),
             ..NodeOptions::default()
         });
         let (mut steps, out) = observe(&node.bootstrap(), &rivulet_out_file);

@@ -478,6 +478,12 @@ pub struct Config {
     pub groups: GroupSettings,
     /// Admin HTTP endpoint.
     pub admin: AdminSettings,
+    /// Dotted keys (`groups.max_size`) that the config file, the environment or a flag set,
+    /// even to the built-in value: DescribeConfigs reports a setting as STATIC_BROKER_CONFIG
+    /// when it is set here or differs from the built-in value, else as DEFAULT_CONFIG, as
+    /// Kafka does for keys in or absent from its server.properties. Not a setting itself.
+    #[serde(skip)]
+    pub set_keys: std::collections::BTreeSet<String>,
 }
 
 impl Default for Config {
@@ -506,8 +512,39 @@ impl Default for Config {
             cluster: ClusterSettings::default(),
             groups: GroupSettings::default(),
             admin: AdminSettings::default(),
+            set_keys: Default::default(),
         }
     }
+}
+
+/// Every leaf of the dictionaries, by dotted path.
+fn flat_keys(
+    dicts: impl IntoIterator<Item = figment::value::Dict>,
+) -> std::collections::BTreeMap<String, figment::value::Value> {
+    fn walk(
+        prefix: &str,
+        dict: figment::value::Dict,
+        out: &mut std::collections::BTreeMap<String, figment::value::Value>,
+    ) {
+        for (k, v) in dict {
+            let path = if prefix.is_empty() {
+                k
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                figment::value::Value::Dict(_, d) => walk(&path, d, out),
+                v => {
+                    out.insert(path, v);
+                }
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for d in dicts {
+        walk("", d, &mut out);
+    }
+    out
 }
 
 /// Environment variables with the `RIVULET_` prefix that are not node settings (the client
@@ -526,7 +563,8 @@ impl Config {
     }
 
     fn load_from(args: &ServeArgs, env: Env) -> anyhow::Result<Config> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // The layers over the built-in defaults, kept apart so that the keys they set are known.
+        let mut layers = Figment::new();
         match &args.config {
             Some(path) => {
                 if !path.exists() {
@@ -535,21 +573,46 @@ impl Config {
                         path.display()
                     );
                 }
-                fig = fig.merge(Toml::file(path));
+                layers = layers.merge(Toml::file(path));
             }
             None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE));
+                layers = layers.merge(Toml::file(DEFAULT_CONFIG_FILE));
             }
             None => {}
         }
-        let fig = fig.merge(env).merge(Serialized::defaults(args));
-        let cfg: Config = fig.extract().map_err(|e| {
+        let layers = layers.merge(env).merge(Serialized::defaults(args));
+        // A layer that does not parse fails the extract below, with its own message.
+        let set_keys = figment::Provider::data(&layers)
+            .map(|profiles| flat_keys(profiles.into_values()).into_keys().collect())
+            .unwrap_or_default();
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(layers);
+        let mut cfg: Config = fig.extract().map_err(|e| {
             anyhow::anyhow!(
                 "invalid configuration: {e}. See the Configuration section of README.md"
             )
         })?;
         cfg.validate()?;
+        cfg.set_keys = set_keys;
         Ok(cfg)
+    }
+
+    /// Dotted keys set explicitly (`set_keys`) or to a value other than the built-in one (a
+    /// config built in code by an embedding program has no `set_keys`).
+    pub fn static_keys(&self) -> std::collections::BTreeSet<String> {
+        let values = |c: &Config| {
+            figment::Provider::data(&Serialized::defaults(c))
+                .map(|profiles| flat_keys(profiles.into_values()))
+                .unwrap_or_default()
+        };
+        let builtin = values(&Config::default());
+        let mut keys = self.set_keys.clone();
+        keys.extend(
+            values(self)
+                .into_iter()
+                .filter(|(k, v)| builtin.get(k) != Some(v))
+                .map(|(k, _)| k),
+        );
+        keys
     }
 
     /// Checks every setting; each message names the key. [`Config::load`] calls it, and so
@@ -693,6 +756,35 @@ mod tests {
         assert_eq!(cfg.node_id, 7);
         assert_eq!(cfg.listen, "127.0.0.1:2000");
         assert_eq!(cfg.log.retention_ms, 5);
+    }
+
+    #[test]
+    fn static_keys_are_those_set_or_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("r.toml");
+        // Set to the built-in value: still set by the operator (Kafka's STATIC_BROKER_CONFIG).
+        std::fs::write(&file, "num_partitions = 1\n[groups]\nmax_size = 5\n").expect("write");
+        let args = ServeArgs {
+            config: Some(file),
+            node_id: Some(3),
+            ..Default::default()
+        };
+        let keys = Config::load_from(&args, env_none())
+            .expect("load")
+            .static_keys();
+        for key in ["num_partitions", "groups.max_size", "node_id"] {
+            assert!(keys.contains(key), "{key} in {keys:?}");
+        }
+        assert!(!keys.contains("auto_create_topics"), "{keys:?}");
+        // A config built in code has no record of what was set: what differs counts.
+        let code = Config {
+            default_replication_factor: 3,
+            ..Config::default()
+        };
+        assert_eq!(
+            code.static_keys().into_iter().collect::<Vec<_>>(),
+            ["default_replication_factor"]
+        );
     }
 
     #[test]

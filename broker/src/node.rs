@@ -465,6 +465,7 @@ impl NodeBuilder {
                     response_write_timeout: Duration::from_millis(cfg.response_write_timeout_ms),
                 },
                 metrics,
+                static_keys: cfg.static_keys(),
             });
             let (shutdown_tx, shutdown_rx) = watch::channel(false);
             let task = tokio::spawn(server::serve(

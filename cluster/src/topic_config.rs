@@ -111,6 +111,60 @@ pub struct ConfigEntry {
     pub read_only: bool,
 }
 
+/// A time key whose built-in default Kafka keeps on a coarser broker key: Kafka's millisecond
+/// broker key (`log.retention.ms`) has no default (it describes as null) and, for example,
+/// `log.retention.hours=168` stands in for it. Rivulet's built-in values are the same, so it
+/// reports them the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoarseTimeSynonym {
+    /// The broker key that carries the built-in value.
+    pub broker_key: &'static str,
+    /// Its value, in its own unit.
+    pub value: &'static str,
+    /// Milliseconds per unit of `value`.
+    pub unit_ms: i64,
+    /// Kafka's type of that key.
+    pub config_type: ConfigType,
+    /// Keys of units between the two that are null unless set (`log.retention.minutes`).
+    pub null_keys: &'static [&'static str],
+}
+
+/// The coarse synonym of a topic time key, if Kafka has one.
+pub fn coarse_time_synonym(topic_key: &str) -> Option<CoarseTimeSynonym> {
+    const HOUR_MS: i64 = 3_600_000;
+    let (broker_key, value, unit_ms, config_type, null_keys): (
+        _,
+        _,
+        _,
+        _,
+        &'static [&'static str],
+    ) = match topic_key {
+        "retention.ms" => (
+            "log.retention.hours",
+            "168",
+            HOUR_MS,
+            ConfigType::Int,
+            &["log.retention.minutes"],
+        ),
+        "segment.ms" => ("log.roll.hours", "168", HOUR_MS, ConfigType::Int, &[]),
+        "flush.ms" => (
+            "log.flush.scheduler.interval.ms",
+            "9223372036854775807",
+            1,
+            ConfigType::Long,
+            &[],
+        ),
+        _ => return None,
+    };
+    Some(CoarseTimeSynonym {
+        broker_key,
+        value,
+        unit_ms,
+        config_type,
+        null_keys,
+    })
+}
+
 /// Kafka topic-config keys Rivulet accepts, in the order DescribeConfigs lists them.
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
@@ -140,7 +194,8 @@ impl TopicDefaults {
 
     /// The broker-level chain a topic key falls back to, most specific first (Kafka's
     /// synonym order): per-broker dynamic, cluster dynamic, config file (where it differs
-    /// from the built-in value), built-in. Empty for keys without a broker synonym.
+    /// from the built-in value), built-in. Empty for keys without a broker synonym, and for
+    /// keys at a built-in value that Kafka keeps on a coarser key ([`coarse_time_synonym`]).
     pub fn synonyms(&self, key: &str) -> Vec<ConfigSynonym> {
         let Some(broker_key) = topic_config_info(key).map(|(_, b, _)| b) else {
             return Vec::new();
@@ -162,7 +217,17 @@ impl TopicDefaults {
         if configured != builtin {
             out.push(syn(&configured, ConfigSource::Static));
         }
-        out.push(syn(&builtin, ConfigSource::Default));
+        match coarse_time_synonym(key) {
+            // Kafka lists a key's chain from its own name on: the coarse key that carries the
+            // built-in value shows only behind a link of the millisecond key.
+            Some(coarse) if !out.is_empty() => out.push(ConfigSynonym {
+                name: coarse.broker_key.to_string(),
+                value: coarse.value.to_string(),
+                source: ConfigSource::Default,
+            }),
+            Some(_) => {}
+            None => out.push(syn(&builtin, ConfigSource::Default)),
+        }
         out
     }
 
@@ -566,6 +631,38 @@ mod tests {
         ];
         for (pairs, ok) in cases {
             assert_eq!(d.validate(&cfg(pairs)).is_ok(), *ok, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn coarse_time_synonyms_carry_the_built_in_values() {
+        let d = TopicDefaults::default();
+        for key in ["retention.ms", "segment.ms", "flush.ms"] {
+            let coarse = coarse_time_synonym(key).expect(key);
+            let units: i64 = coarse.value.parse().expect("units");
+            let ms = units.saturating_mul(coarse.unit_ms);
+            assert_eq!(d.static_value(key), ms.to_string(), "{key}");
+            // At the built-in value Kafka's chain is empty; once the millisecond key is set
+            // the coarse key follows it.
+            assert_eq!(d.synonyms(key), Vec::new(), "{key}");
+            let set = TopicDefaults {
+                retention_ms: 1,
+                segment_ms: 1,
+                flush_ms: 1,
+                ..TopicDefaults::default()
+            };
+            let chain = set.synonyms(key);
+            let names: Vec<(&str, ConfigSource)> =
+                chain.iter().map(|l| (l.name.as_str(), l.source)).collect();
+            let own = topic_config_info(key).expect(key).1;
+            assert_eq!(
+                names,
+                [
+                    (own, ConfigSource::Static),
+                    (coarse.broker_key, ConfigSource::Default)
+                ],
+                "{key}"
+            );
         }
     }
 

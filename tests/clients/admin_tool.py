@@ -24,6 +24,7 @@ import sys
 import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 from kafka.admin import (
     AlterConfigOp,
     ConfigResource,
@@ -97,6 +98,13 @@ def scenario(bootstrap, topic):
     out["cluster_operations"] = sorted((cluster or {}).get("authorized_operations") or [])
     topics, out["describe_topics_error"] = attempt(lambda: admin.describe_topics([topic]))
     out["topic_operations"] = sorted(((topics or [{}])[0]).get("authorized_operations") or [])
+    # The group must exist: DescribeGroups v6+ answers GROUP_ID_NOT_FOUND, without
+    # operations, for an unknown one (as Kafka 4.x does). A committed offset makes it.
+    committer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="admin-tool-group",
+                              enable_auto_commit=False)
+    committer.assign([TopicPartition(topic, 0)])
+    committer.commit({TopicPartition(topic, 0): OffsetAndMetadata(0, "", -1)})
+    committer.close()
     # The offsets topic (and so the coordinator) appears with the first group request:
     # retry while the coordinator is not there yet, as Kafka's own tools do.
     deadline = time.monotonic() + 30

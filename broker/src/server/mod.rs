@@ -56,6 +56,9 @@ pub struct BrokerState {
     pub limits: limits::ServerLimits,
     /// Figures the admin endpoint exports (requests, bytes per topic, connections).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Config keys set by the operator rather than built in (`Config::static_keys`):
+    /// DescribeConfigs' STATIC_BROKER_CONFIG versus DEFAULT_CONFIG.
+    pub static_keys: std::collections::BTreeSet<String>,
 }
 
 impl BrokerState {

@@ -13,6 +13,8 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         // every lookup is local). Kafka 4.3's tools send v9+ for `--time -5`.
         ApiKey::ListOffsets => (1, 10),
         ApiKey::Metadata => (0, 12),
+        // KIP-966; no eligible leader replicas (empty lists), see handlers::topic_partitions.
+        ApiKey::DescribeTopicPartitions => (0, 0),
         ApiKey::ApiVersions => (0, 4),
         ApiKey::CreateTopics => (2, 7),
         ApiKey::DeleteTopics => (1, 6),

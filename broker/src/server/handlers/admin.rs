@@ -119,7 +119,7 @@ pub fn api_versions_unsupported() -> ApiVersionsResponse {
     r
 }
 
-fn partitions_of(
+pub(super) fn partitions_of(
     state: &BrokerState,
     topic: &TopicMeta,
     version: i16,

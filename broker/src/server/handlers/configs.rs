@@ -43,7 +43,9 @@ use rivulet_cluster::dynamic_config::{
     GROUP_SESSION_TIMEOUT,
 };
 use rivulet_cluster::raft::ConfigScope;
-use rivulet_cluster::topic_config::{topic_config_info, ConfigSynonym, ConfigType};
+use rivulet_cluster::topic_config::{
+    coarse_time_synonym, topic_config_info, ConfigSynonym, ConfigType,
+};
 use rivulet_cluster::{ConfigSource, TopicDefaults};
 use rivulet_storage::TopicMeta;
 
@@ -104,7 +106,9 @@ fn type_code(t: ConfigType) -> i8 {
 #[derive(Debug)]
 struct Described {
     name: String,
-    value: String,
+    /// `None` for a key without a value (Kafka's null: `log.retention.ms` when only
+    /// `log.retention.hours` carries the built-in value).
+    value: Option<String>,
     source: i8,
     read_only: bool,
     config_type: ConfigType,
@@ -129,7 +133,7 @@ fn topic_configs(state: &BrokerState, topic: &TopicMeta) -> Vec<Described> {
             synonyms.extend(defaults.synonyms(&e.name).into_iter().map(synonym));
             Described {
                 name: e.name,
-                value: e.value,
+                value: Some(e.value),
                 source,
                 read_only: e.read_only,
                 config_type,
@@ -148,30 +152,58 @@ fn dynamic_broker_info(broker_key: &str) -> (ConfigType, &'static str) {
 }
 
 /// The dynamic broker configs as this node applies them: value and source from the first
-/// link of each key's synonym chain.
+/// link of each key's synonym chain. As in Kafka, a key describes only the links from its own
+/// name on: `log.retention.ms` is null, source DEFAULT_CONFIG and without synonyms when only
+/// the built-in `log.retention.hours` is there; those coarse keys are listed too, read-only.
 fn dynamic_broker_configs(defaults: &TopicDefaults) -> Vec<Described> {
-    dynamic_config::dynamic_broker_keys()
-        .into_iter()
-        .filter_map(|broker_key| {
-            let topic_key = dynamic_broker_key(broker_key)?;
-            let chain: Vec<(String, String, i8)> = defaults
-                .synonyms(topic_key)
-                .into_iter()
-                .map(synonym)
-                .collect();
-            let (_, value, source) = chain.first()?.clone();
-            let (config_type, doc) = dynamic_broker_info(broker_key);
-            Some(Described {
-                name: broker_key.to_string(),
-                value,
-                source,
-                read_only: false,
-                config_type,
-                doc,
-                synonyms: chain,
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for broker_key in dynamic_config::dynamic_broker_keys() {
+        let Some(topic_key) = dynamic_broker_key(broker_key) else {
+            continue;
+        };
+        let chain: Vec<(String, String, i8)> = defaults
+            .synonyms(topic_key)
+            .into_iter()
+            .map(synonym)
+            .collect();
+        let own = chain.first().filter(|(name, _, _)| name == broker_key);
+        let (config_type, doc) = dynamic_broker_info(broker_key);
+        out.push(Described {
+            name: broker_key.to_string(),
+            value: own.map(|(_, v, _)| v.clone()),
+            source: own.map_or(SOURCE_DEFAULT, |(_, _, src)| *src),
+            read_only: false,
+            config_type,
+            doc,
+            synonyms: if own.is_some() {
+                chain.clone()
+            } else {
+                Vec::new()
+            },
+        });
+        if let Some(coarse) = coarse_time_synonym(topic_key) {
+            let value = coarse.value.to_string();
+            out.push(Described {
+                name: coarse.broker_key.to_string(),
+                synonyms: vec![(coarse.broker_key.to_string(), value.clone(), SOURCE_DEFAULT)],
+                value: Some(value),
+                source: SOURCE_DEFAULT,
+                read_only: true,
+                config_type: coarse.config_type,
+                doc: "Rivulet sets times in milliseconds; this is Kafka's built-in default.",
+            });
+            out.extend(coarse.null_keys.iter().map(|k| Described {
+                name: (*k).to_string(),
+                value: None,
+                source: SOURCE_DEFAULT,
+                read_only: true,
+                config_type: coarse.config_type,
+                doc: "Rivulet sets times in milliseconds; never set.",
+                synonyms: Vec::new(),
+            }));
+        }
+    }
+    out
 }
 
 /// The cluster-wide dynamic defaults that are set (Kafka describes only those for the
@@ -187,7 +219,7 @@ fn cluster_default_configs(state: &BrokerState) -> Vec<Described> {
             Described {
                 synonyms: vec![(name.clone(), value.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER)],
                 name,
-                value,
+                value: Some(value),
                 source: SOURCE_DYNAMIC_DEFAULT_BROKER,
                 read_only: false,
                 config_type,
@@ -204,89 +236,116 @@ fn broker_configs(state: &BrokerState) -> Vec<Described> {
     let c = state.controller.config();
     let g = state.groups.config();
     let ms = |v: std::time::Duration| v.as_millis().to_string();
-    let entries: Vec<(&str, std::string::String, ConfigType, &'static str)> = vec![
+    // (Kafka key, Rivulet key, value, type, description)
+    let entries: Vec<(&str, &str, std::string::String, ConfigType, &'static str)> = vec![
         (
             "auto.create.topics.enable",
+            "auto_create_topics",
             c.auto_create_topics.to_string(),
             Boolean,
             "Create unknown topics on Metadata and Produce requests.",
         ),
-        ("broker.id", c.node_id.to_string(), Int, "This node's id."),
+        (
+            "broker.id",
+            "node_id",
+            c.node_id.to_string(),
+            Int,
+            "This node's id.",
+        ),
         (
             "default.replication.factor",
+            "default_replication_factor",
             c.default_replication_factor.to_string(),
             Int,
             "Replication factor of topics created without one.",
         ),
         (
             "group.consumer.assignors",
+            "groups.consumer_assignors",
             g.consumer_assignors.join(","),
             List,
             "Server-side assignors of consumer-protocol groups; the first is the default.",
         ),
         (
             "group.consumer.heartbeat.interval.ms",
+            "groups.consumer_heartbeat_interval_ms",
             ms(g.consumer_heartbeat_interval),
             Int,
             "Heartbeat interval of consumer-protocol group members.",
         ),
         (
             "group.consumer.session.timeout.ms",
+            "groups.consumer_session_timeout_ms",
             ms(g.consumer_session_timeout),
             Int,
             "Session timeout of consumer-protocol group members.",
         ),
         (
             "group.initial.rebalance.delay.ms",
+            "groups.initial_rebalance_delay_ms",
             ms(g.initial_rebalance_delay),
             Int,
             "How long a new classic group waits for more members.",
         ),
         (
             "group.max.session.timeout.ms",
+            "groups.max_session_timeout_ms",
             ms(g.max_session_timeout),
             Int,
             "Largest session timeout a classic member may ask for.",
         ),
         (
             "group.max.size",
+            "groups.max_size",
             g.max_size.map_or(i32::MAX.to_string(), |m| m.to_string()),
             Int,
             "Most members in a group.",
         ),
         (
             "group.min.session.timeout.ms",
+            "groups.min_session_timeout_ms",
             ms(g.min_session_timeout),
             Int,
             "Smallest session timeout a classic member may ask for.",
         ),
-        ("node.id", c.node_id.to_string(), Int, "This node's id."),
+        (
+            "node.id",
+            "node_id",
+            c.node_id.to_string(),
+            Int,
+            "This node's id.",
+        ),
         (
             "num.partitions",
+            "num_partitions",
             c.default_partitions.to_string(),
             Int,
             "Partitions of topics created without a count.",
         ),
         (
             "offset.metadata.max.bytes",
+            "groups.offset_metadata_max_bytes",
             g.offset_metadata_max_bytes.to_string(),
             Int,
             "Largest metadata string of a committed offset.",
         ),
         (
             "offsets.retention.minutes",
+            "groups.offsets_retention_ms",
             (g.offsets_retention.as_secs() / 60).to_string(),
             Int,
             "Offsets of a group empty this long are deleted.",
         ),
         (
             "offsets.topic.num.partitions",
+            "groups.offsets_partitions",
             g.offsets_partitions.to_string(),
             Int,
             "Partitions of __consumer_offsets.",
         ),
         (
             "offsets.topic.replication.factor",
+            "groups.offsets_replication_factor",
             g.offsets_replication_factor.to_string(),
             Short,
             "Replication factor of __consumer_offsets.",
@@ -294,14 +353,22 @@ fn broker_configs(state: &BrokerState) -> Vec<Described> {
     ];
     let mut out: Vec<Described> = entries
         .into_iter()
-        .map(|(name, value, config_type, doc)| Described {
-            synonyms: vec![(name.to_string(), value.clone(), SOURCE_STATIC_BROKER)],
-            name: name.to_string(),
-            value,
-            source: SOURCE_STATIC_BROKER,
-            read_only: true,
-            config_type,
-            doc,
+        .map(|(name, key, value, config_type, doc)| {
+            // Kafka: STATIC_BROKER_CONFIG for what server.properties sets, else DEFAULT_CONFIG.
+            let source = if state.static_keys.contains(key) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            Described {
+                synonyms: vec![(name.to_string(), value.clone(), source)],
+                name: name.to_string(),
+                value: Some(value),
+                source,
+                read_only: true,
+                config_type,
+                doc,
+            }
         })
         .collect();
     out.extend(dynamic_broker_configs(&state.controller.topic_defaults()));
@@ -344,6 +411,7 @@ fn group_configs(state: &BrokerState, group_id: &str) -> Vec<Described> {
             }
             None => (default.clone(), SOURCE_DEFAULT),
         };
+        let value = Some(value);
         synonyms.push((broker_name.to_string(), default, SOURCE_DEFAULT));
         Described {
             synonyms,
@@ -416,7 +484,7 @@ pub fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest, versio
             .map(|e| {
                 let mut c = DescribeConfigsResourceResult::default();
                 c.name = s(e.name);
-                c.value = Some(s(e.value));
+                c.value = e.value.map(s);
                 c.config_source = e.source;
                 c.read_only = e.read_only;
                 c.is_sensitive = e.config_type == ConfigType::Password;

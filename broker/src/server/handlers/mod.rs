@@ -18,6 +18,7 @@ pub mod groups;
 pub mod logs;
 pub mod offsets;
 pub mod produce;
+pub mod topic_partitions;
 
 use std::net::SocketAddr;
 
@@ -78,6 +79,9 @@ pub async fn handle(
     let reply = match request {
         RequestKind::ApiVersions(_) => admin::api_versions(),
         RequestKind::Metadata(r) => admin::metadata(state, r, v).await,
+        RequestKind::DescribeTopicPartitions(r) => {
+            topic_partitions::describe_topic_partitions(state, r)
+        }
         RequestKind::CreateTopics(r) => admin::create_topics(state, r, v).await,
         RequestKind::DeleteTopics(r) => admin::delete_topics(state, r, v).await,
         RequestKind::CreatePartitions(r) => admin::create_partitions(state, r).await,
