@@ -26,6 +26,7 @@ pub mod node;
 pub mod registry;
 pub mod replica;
 pub mod replication;
+pub mod txn;
 
 pub use error::{ActorsError, Result};
 pub use manager::{ReplicaManager, ReplicaManagerArgs, ReplicaManagerMsg, ReplicaSpec};
