@@ -501,6 +501,7 @@ impl TxnCoordinatorCore {
         then: Then,
         out: &mut Vec<Output>,
     ) {
+        debug_assert!(!self.busy(id), "a second pending change of {id}");
         let write_id = self.next_write_id;
         self.next_write_id += 1;
         if let Some(t) = &target {
