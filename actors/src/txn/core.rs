@@ -186,6 +186,8 @@ pub struct EndTxnRequest {
 pub enum TxnError {
     /// This node does not (or no longer) coordinate the id.
     NotCoordinator,
+    /// This node is still reading the id's state partition; retriable.
+    CoordinatorLoadInProgress,
     /// The state log write failed; retriable.
     CoordinatorNotAvailable,
     /// Another change of this id is in flight, or markers are being written; retriable.

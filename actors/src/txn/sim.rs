@@ -305,6 +305,7 @@ impl Sim {
     fn client_error(&mut self, c: usize, e: TxnError) {
         match e {
             TxnError::ConcurrentTransactions
+            | TxnError::CoordinatorLoadInProgress
             | TxnError::NotCoordinator
             | TxnError::CoordinatorNotAvailable => {}
             TxnError::ProducerFenced
