@@ -372,6 +372,16 @@ impl NodeBuilder {
         .await
         .map_err(|e| start_err("could not start the group coordinators")(e.into()))?;
 
+        // 7b. Transaction coordinators (only with `[transactions] enabled`).
+        let txns = crate::server::handlers::txn::start(
+            &cfg.transactions,
+            &controller,
+            registry.clone(),
+            supervisor.get_cell(),
+        )
+        .await
+        .map_err(|e| start_err("could not start the transaction coordinators")(e.into()))?;
+
         // 8. The admin endpoint (crate::admin_http), bound before the replica wait so /ready
         // can say what the node waits for; `serving` turns true once the Kafka listener accepts.
         let metrics = crate::metrics::Metrics::new();
@@ -457,6 +467,7 @@ impl NodeBuilder {
                 produce_inflight_kib_max: inflight_kib,
                 fetch_wait_max: Duration::from_millis(cfg.fetch_wait_max_ms),
                 groups: groups.clone(),
+                txns: txns.clone(),
                 data_dir: cfg.data_dir.clone(),
                 limits: server::limits::ServerLimits {
                     budget: server::limits::MemoryBudget::new(cfg.inflight_bytes_max),
@@ -505,6 +516,7 @@ impl NodeBuilder {
             registry,
             controller,
             groups,
+            txns,
             raft,
             membership,
             supervisor,
@@ -558,6 +570,7 @@ pub struct NodeHandle {
     registry: ReplicaRegistry,
     controller: Controller,
     groups: Groups,
+    txns: Option<rivulet_actors::txn::Txns>,
     raft: MetaRaft,
     membership: Option<Membership>,
     supervisor: ActorRef<NodeSupervisorMsg>,
@@ -645,6 +658,9 @@ impl NodeHandle {
             let _ = kafka.task.await;
         }
         // Coordinators first: their last writes go to replicas that are still running.
+        if let Some(t) = &self.txns {
+            t.shutdown().await;
+        }
         self.groups.shutdown().await;
         if let Some(handle) = self.supervisor_handle.take() {
             if handle.is_finished() {
