@@ -13,9 +13,9 @@
 //!
 //! The actor never waits on I/O itself: the work runs in tasks that report back as messages,
 //! so requests of other ids are served meanwhile (the core keeps one change per id in flight).
-//! Writes are fenced like the group coordinators': a write fails with NOT_COORDINATOR as soon
-//! as the replica is no longer leader in the epoch this coordinator loaded, or the node's
-//! controller lease lapses.
+//! State writes go through the committed-write path (`crate::write`, `acks=all`), fenced like
+//! the group coordinators': a write fails with NOT_COORDINATOR as soon as the replica is no
+//! longer leader in the epoch this coordinator loaded, or the node's controller lease lapses.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, warn};
 
@@ -32,7 +31,7 @@ use super::core::*;
 use super::records::encode_batch;
 use super::TxnCoordinatorConfig;
 use crate::registry::ReplicaHandle;
-use crate::replica::{AppendError, PartitionReplicaMsg};
+use crate::write::{self, Acks, WriteError, WriteOptions};
 
 /// How often the coordinator checks its timers.
 const TICK: Duration = Duration::from_millis(100);
@@ -70,6 +69,10 @@ pub trait TxnEnvironment: Send + Sync + std::fmt::Debug {
     /// This node's controller lease (true while valid), if it has one.
     fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         None
+    }
+    /// `min.insync.replicas` of a topic (the state topic's, for state writes).
+    fn min_insync_replicas(&self, _topic: &str) -> i64 {
+        1
     }
 }
 
@@ -156,9 +159,15 @@ impl TxnCoordinatorState {
                 } => {
                     let writer = StateWriter {
                         replica: self.replica.clone(),
-                        epoch: self.epoch,
-                        timeout: self.config.write_timeout,
-                        lease: self.env.lease(),
+                        options: WriteOptions {
+                            acks: Acks::All,
+                            timeout: self.config.write_timeout,
+                            min_insync_replicas: self
+                                .env
+                                .min_insync_replicas(&self.replica.tp.topic),
+                            leader_epoch: Some(self.epoch),
+                            lease: self.env.lease(),
+                        },
                     };
                     let me = myself.clone();
                     tokio::spawn(async move {
@@ -218,79 +227,33 @@ impl TxnCoordinatorState {
     }
 }
 
-/// Appends one record to the state partition and waits for its high watermark.
+/// Appends one record to the state partition through the committed-write path (`acks=all`,
+/// bound to the coordinator's epoch and the node's lease).
 struct StateWriter {
     replica: ReplicaHandle,
-    epoch: i32,
-    timeout: Duration,
-    lease: Option<tokio::sync::watch::Receiver<bool>>,
+    options: WriteOptions,
 }
 
 impl StateWriter {
     async fn write(&self, id: &str, record: Option<&TxnMetadata>) -> Result<(), TxnError> {
-        let replica = &self.replica;
-        {
-            let st = replica.status.borrow();
-            if !st.is_leader || st.leader_epoch != self.epoch {
-                return Err(TxnError::NotCoordinator);
-            }
-            // As for group writes: with 3 replicas, 2 must hold the record.
-            let min_isr = if st.replicas.len() >= 3 { 2 } else { 1 };
-            if st.isr.len() < min_isr {
-                return Err(TxnError::CoordinatorNotAvailable);
-            }
-        }
         let batch = encode_batch(id, record, now_ms()).map_err(|e| {
             warn!(transactional_id = %id, error = %e, "transaction state does not serialize");
             TxnError::CoordinatorNotAvailable
         })?;
-        let records = Bytes::from(batch);
-        let answer = replica
-            .actor
-            .call(
-                |reply| PartitionReplicaMsg::Append { records, reply },
-                Some(self.timeout),
-            )
-            .await;
-        let end = match answer {
-            Ok(CallResult::Success(Ok(outcome))) => outcome.info().last_offset + 1,
-            Ok(CallResult::Success(Err(AppendError::NotLeader { .. }))) => {
-                return Err(TxnError::NotCoordinator)
-            }
-            other => {
-                warn!(transactional_id = %id, partition = %replica.tp,
-                    answer = ?other.map(|r| r.map(|_| ())), "transaction state append failed");
-                return Err(TxnError::CoordinatorNotAvailable);
-            }
-        };
-        let mut hw = replica.high_watermark.clone();
-        let mut status = replica.status.clone();
-        // Without a lease watch, a sender that lives as long as this wait: never changes.
-        let (_always, always_valid) = tokio::sync::watch::channel(true);
-        let mut lease = self.lease.clone().unwrap_or(always_valid);
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            if !*lease.borrow_and_update() {
-                return Err(TxnError::NotCoordinator);
-            }
-            {
-                let st = status.borrow_and_update();
-                if !st.is_leader || st.leader_epoch != self.epoch {
-                    return Err(TxnError::NotCoordinator);
-                }
-                if *hw.borrow_and_update() >= end {
-                    return Ok(());
-                }
-            }
-            tokio::select! {
-                r = hw.changed() => if r.is_err() { return Err(TxnError::NotCoordinator) },
-                r = status.changed() => if r.is_err() { return Err(TxnError::NotCoordinator) },
-                r = lease.changed() => if r.is_err() { return Err(TxnError::NotCoordinator) },
-                _ = tokio::time::sleep_until(deadline) => {
-                    // The record may still commit: the core keeps its old state, and a reload
-                    // after a failover reads whichever came last (see `core`).
-                    return Err(TxnError::CoordinatorNotAvailable);
-                }
+        match write::append(&self.replica, Bytes::from(batch), &self.options).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                warn!(transactional_id = %id, partition = %self.replica.tp, error = %e,
+                    "transaction state write failed");
+                Err(match e {
+                    WriteError::UnknownReplica { .. }
+                    | WriteError::NotLeader { .. }
+                    | WriteError::LeadershipMoved { .. }
+                    | WriteError::LeaseLapsed { .. } => TxnError::NotCoordinator,
+                    // A write that timed out may still commit: the core keeps its old state,
+                    // and a reload after a failover reads whichever came last (see `core`).
+                    _ => TxnError::CoordinatorNotAvailable,
+                })
             }
         }
     }

@@ -74,6 +74,12 @@ impl TxnEnvironment for NodeTxnEnvironment {
     fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         Some(self.controller.lease_watch())
     }
+
+    fn min_insync_replicas(&self, topic: &str) -> i64 {
+        self.controller
+            .topic(topic)
+            .map_or(1, |t| self.controller.min_insync_replicas(&t))
+    }
 }
 
 /// Starts the coordinators when transactions are enabled.
@@ -351,10 +357,13 @@ async fn state_topic(state: &BrokerState, txns: &Txns) -> Result<TopicMeta, Coor
              start the missing nodes, or lower [transactions] state_replication_factor"
         )));
     }
-    // Transaction state must never be deleted by time or size retention.
     let configs = BTreeMap::from([
+        // Transaction state must never be deleted by time or size retention.
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
+        // Kafka's transaction.state.log.min.isr (2): a decision is on two replicas before a
+        // client hears of it.
+        ("min.insync.replicas".to_string(), rf.min(2).to_string()),
     ]);
     let created = state
         .controller
