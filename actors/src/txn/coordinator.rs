@@ -8,7 +8,7 @@
 //!                                                      ─▶ MarkersWritten / (after a pause) MarkersFailed
 //!                           Output::AllocateProducerId ─▶ task: the controller's allocator
 //!                           Output::Reply          ─▶ the request's reply port
-//!  Tick (100 ms) ─▶ core: timeouts, expiry, retries
+//!  Tick (1 s) ─▶ core: timeouts, expiry, retries
 //! ```
 //!
 //! The actor never waits on I/O itself: the work runs in tasks that report back as messages,
@@ -33,8 +33,10 @@ use super::TxnCoordinatorConfig;
 use crate::registry::ReplicaHandle;
 use crate::write::{self, Acks, WriteError, WriteOptions};
 
-/// How often the coordinator checks its timers.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the coordinator checks its timers. Each check walks every id of the partition,
+/// so it is not done as often as the group coordinators' 100 ms: a transaction is aborted at
+/// most a second after its timeout (Kafka checks every 10 s).
+const TICK: Duration = Duration::from_secs(1);
 /// Pause before markers that could not be written are tried again.
 const MARKER_RETRY: Duration = Duration::from_millis(500);
 
