@@ -2,14 +2,28 @@
 //!
 //! Commit/abort markers are not written yet, so these tests cover what is served so far: the
 //! transaction coordinator found through FindCoordinator, InitProducerId with a transactional
-//! id (epoch bumps, fencing), AddPartitionsToTxn and transactional produce.
+//! id (epoch bumps, fencing), AddPartitionsToTxn, transactional produce, and the coordinator's
+//! state reloaded from `__transaction_state` after a SIGKILL. The state machine itself is
+//! tested in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a
+//! randomized simulation with crashes and failovers).
 
 mod harness;
 
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{kafka, unique_name, Node, NodeOptions};
+use harness::wire::RawConn;
+use harness::{kafka, unique_name, wait_until, Node, NodeOptions};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ProducerId,
+    TopicName, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+const NONE: i16 = 0;
+const CONCURRENT_TRANSACTIONS: i16 = 51;
+const PRODUCER_FENCED: i16 = 90;
 
 fn node_with_transactions() -> Node {
     Node::start_with(NodeOptions {
@@ -75,4 +89,108 @@ fn a_new_incarnation_fences_the_old_and_produces_transactionally() {
         "only the live incarnation's record is in the log"
     );
     node.assert_alive("after the transactional producers");
+}
+
+/// FindCoordinator v3 for a transactional id: the error code (0 once the coordinator serves).
+fn find_txn_coordinator(conn: &mut RawConn, id: &str) -> i16 {
+    let mut req = FindCoordinatorRequest::default();
+    req.key_type = 1;
+    req.key = StrBytes::from_string(id.to_string());
+    conn.request(&req, 3).expect("FindCoordinator").error_code
+}
+
+/// InitProducerId v4 with a transactional id: (error code, producer id, epoch).
+fn init_producer_id(conn: &mut RawConn, id: &str) -> (i16, i64, i16) {
+    let mut req = InitProducerIdRequest::default();
+    req.transactional_id = Some(TransactionalId(StrBytes::from_string(id.to_string())));
+    req.transaction_timeout_ms = 60_000;
+    req.producer_id = ProducerId(-1);
+    req.producer_epoch = -1;
+    let r = conn.request(&req, 4).expect("InitProducerId");
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// AddPartitionsToTxn v3 for partition 0 of `topic`: the partition's error code.
+fn add_partition(conn: &mut RawConn, id: &str, (pid, epoch): (i64, i16), topic: &str) -> i16 {
+    let mut t = AddPartitionsToTxnTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partitions = vec![0];
+    let mut req = AddPartitionsToTxnRequest::default();
+    req.v3_and_below_transactional_id = TransactionalId(StrBytes::from_string(id.to_string()));
+    req.v3_and_below_producer_id = ProducerId(pid);
+    req.v3_and_below_producer_epoch = epoch;
+    req.v3_and_below_topics = vec![t];
+    let r = conn.request(&req, 3).expect("AddPartitionsToTxn");
+    r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
+/// The coordinator's state is in `__transaction_state`: after a SIGKILL and restart the
+/// reloaded coordinator still knows the open transaction and the producer's epoch, so the old
+/// epoch stays fenced and a new incarnation first has the open transaction aborted
+/// (CONCURRENT_TRANSACTIONS, which clients retry).
+#[test]
+fn an_open_transaction_and_its_epoch_survive_a_coordinator_restart() {
+    let mut node = node_with_transactions();
+    let topic = unique_name("txn-restart");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let id = unique_name("tx");
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    wait_until(
+        Duration::from_secs(30),
+        "the transaction coordinator serves",
+        || find_txn_coordinator(&mut conn, &id) == NONE,
+    );
+    let mut granted = (0, 0, 0);
+    wait_until(Duration::from_secs(30), "InitProducerId succeeds", || {
+        granted = init_producer_id(&mut conn, &id);
+        granted.0 == NONE
+    });
+    let (_, pid, epoch) = granted;
+    assert_eq!(epoch, 0, "a new transactional id starts at epoch 0");
+    let again = init_producer_id(&mut conn, &id);
+    assert_eq!(
+        again,
+        (NONE, pid, 1),
+        "a second incarnation bumps the epoch"
+    );
+    assert_eq!(add_partition(&mut conn, &id, (pid, 1), &topic), NONE);
+    assert_eq!(
+        add_partition(&mut conn, &id, (pid, 0), &topic),
+        PRODUCER_FENCED,
+        "the first incarnation is fenced"
+    );
+
+    node.kill9();
+    node.restart();
+    let mut conn = RawConn::connect(node.addr()).expect("connect after restart");
+    wait_until(Duration::from_secs(30), "the coordinator is back", || {
+        find_txn_coordinator(&mut conn, &id) == NONE
+    });
+    // Retries while the partition loads (NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS).
+    let mut code = -1;
+    wait_until(
+        Duration::from_secs(30),
+        "AddPartitionsToTxn is answered",
+        || {
+            code = add_partition(&mut conn, &id, (pid, 0), &topic);
+            code != 14 && code != 15 && code != 16
+        },
+    );
+    assert_eq!(
+        code, PRODUCER_FENCED,
+        "the fenced epoch stays fenced after the restart"
+    );
+    // Epoch 1's transaction is still open: re-adding its partition is a no-op success.
+    assert_eq!(add_partition(&mut conn, &id, (pid, 1), &topic), NONE);
+    let (code, _, _) = init_producer_id(&mut conn, &id);
+    assert_eq!(
+        code, CONCURRENT_TRANSACTIONS,
+        "a new incarnation has the reloaded open transaction aborted first"
+    );
+    assert_eq!(
+        add_partition(&mut conn, &id, (pid, 1), &topic),
+        PRODUCER_FENCED,
+        "the abort bumped the epoch: the open transaction's producer is fenced"
+    );
+    node.assert_alive("after the restart");
 }
