@@ -19,6 +19,9 @@
 //! [groups]             # consumer group coordinators
 //! offsets_partitions = 16
 //!
+//! [transactions]       # transaction coordinators (off until markers are written: issue 14)
+//! enabled = false
+//!
 //! [admin]              # HTTP: /health, /ready, /metrics, /v1/... ("" or "off" disables)
 //! listen = "127.0.0.1:9644"
 //! ```
