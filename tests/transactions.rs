@@ -16,14 +16,15 @@ use harness::wire::RawConn;
 use harness::{kafka, unique_name, wait_until, Node, NodeOptions};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ProducerId,
-    TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, DescribeTransactionsRequest, FindCoordinatorRequest,
+    InitProducerIdRequest, ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
 const NONE: i16 = 0;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
 const PRODUCER_FENCED: i16 = 90;
+const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 
 fn node_with_transactions() -> Node {
     Node::start_with(NodeOptions {
@@ -193,4 +194,141 @@ fn an_open_transaction_and_its_epoch_survive_a_coordinator_restart() {
         "the abort bumped the epoch: the open transaction's producer is fenced"
     );
     node.assert_alive("after the restart");
+}
+
+/// ListTransactions v1 with the given filters: (error code, sorted (id, producer id, state),
+/// unknown state filters).
+fn list_txns(
+    conn: &mut RawConn,
+    states: &[&str],
+    producer_ids: &[i64],
+    duration_ms: i64,
+) -> (i16, Vec<(String, i64, String)>, Vec<String>) {
+    let mut req = ListTransactionsRequest::default();
+    req.state_filters = states
+        .iter()
+        .map(|s| StrBytes::from_string(s.to_string()))
+        .collect();
+    req.producer_id_filters = producer_ids.iter().map(|p| ProducerId(*p)).collect();
+    req.duration_filter = duration_ms;
+    let r = conn.request(&req, 1).expect("ListTransactions");
+    let mut listed: Vec<(String, i64, String)> = r
+        .transaction_states
+        .iter()
+        .map(|t| {
+            (
+                t.transactional_id.0.to_string(),
+                t.producer_id.0,
+                t.transaction_state.to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let unknown = r
+        .unknown_state_filters
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (r.error_code, listed, unknown)
+}
+
+/// DescribeTransactions and ListTransactions (with the state, producer-id and KIP-994
+/// duration filters) report what the coordinator holds: one id with an open transaction, one
+/// with none, one never seen.
+#[test]
+fn transactions_are_described_and_listed_with_filters() {
+    let node = node_with_transactions();
+    let topic = unique_name("txn-list");
+    kafka::create_topic(&node.bootstrap(), &topic, 2, &[]);
+    let (open, idle) = (unique_name("tx-open"), unique_name("tx-idle"));
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    wait_until(
+        Duration::from_secs(30),
+        "the transaction coordinator serves",
+        || find_txn_coordinator(&mut conn, &open) == NONE,
+    );
+    let mut granted = (0, 0, 0);
+    wait_until(Duration::from_secs(30), "InitProducerId succeeds", || {
+        granted = init_producer_id(&mut conn, &open);
+        granted.0 == NONE
+    });
+    let (_, open_pid, open_epoch) = granted;
+    let (code, idle_pid, _) = init_producer_id(&mut conn, &idle);
+    assert_eq!(code, NONE, "InitProducerId of the second id");
+    assert_eq!(
+        add_partition(&mut conn, &open, (open_pid, open_epoch), &topic),
+        NONE
+    );
+
+    let (code, all, unknown) = list_txns(&mut conn, &[], &[], -1);
+    assert_eq!((code, unknown.len()), (NONE, 0));
+    assert_eq!(
+        all,
+        vec![
+            (idle.clone(), idle_pid, "Empty".to_string()),
+            (open.clone(), open_pid, "Ongoing".to_string()),
+        ]
+    );
+    let (code, ongoing, unknown) = list_txns(&mut conn, &["Ongoing", "Bogus"], &[], -1);
+    assert_eq!(code, NONE);
+    assert_eq!(
+        ongoing,
+        vec![(open.clone(), open_pid, "Ongoing".to_string())]
+    );
+    assert_eq!(
+        unknown,
+        vec!["Bogus".to_string()],
+        "unknown state names are reported"
+    );
+    let (_, by_pid, _) = list_txns(&mut conn, &[], &[idle_pid], -1);
+    assert_eq!(by_pid, vec![(idle.clone(), idle_pid, "Empty".to_string())]);
+    let (_, long_running, _) = list_txns(&mut conn, &[], &[], 3_600_000);
+    assert!(
+        long_running.is_empty(),
+        "nothing has run for an hour: {long_running:?}"
+    );
+    // The open transaction has run for some milliseconds; the idle id has none running.
+    let mut running = Vec::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the duration filter lists the open transaction",
+        || {
+            running = list_txns(&mut conn, &[], &[], 0).1;
+            !running.is_empty()
+        },
+    );
+    assert_eq!(
+        running,
+        vec![(open.clone(), open_pid, "Ongoing".to_string())]
+    );
+
+    let mut req = DescribeTransactionsRequest::default();
+    req.transactional_ids = [&open, &idle, &unique_name("tx-never")]
+        .iter()
+        .map(|id| TransactionalId(StrBytes::from_string(id.to_string())))
+        .collect();
+    let r = conn.request(&req, 0).expect("DescribeTransactions");
+    assert_eq!(r.transaction_states.len(), 3);
+    let o = &r.transaction_states[0];
+    assert_eq!(o.error_code, NONE);
+    assert_eq!(o.transactional_id.0.as_str(), open);
+    assert_eq!(o.transaction_state.as_str(), "Ongoing");
+    assert_eq!((o.producer_id.0, o.producer_epoch), (open_pid, open_epoch));
+    assert_eq!(o.transaction_timeout_ms, 60_000);
+    assert!(
+        o.transaction_start_time_ms > 0,
+        "an open transaction has a start time"
+    );
+    assert_eq!(o.topics.len(), 1);
+    assert_eq!(o.topics[0].topic.0.as_str(), topic);
+    assert_eq!(o.topics[0].partitions, vec![0]);
+    let i = &r.transaction_states[1];
+    assert_eq!(i.error_code, NONE);
+    assert_eq!(i.transaction_state.as_str(), "Empty");
+    assert_eq!(i.transaction_start_time_ms, -1, "no transaction is open");
+    assert!(i.topics.is_empty());
+    assert_eq!(
+        r.transaction_states[2].error_code,
+        TRANSACTIONAL_ID_NOT_FOUND
+    );
 }

@@ -83,6 +83,35 @@ impl TxnState {
         }
     }
 
+    /// Kafka's name of the state (as DescribeTransactions / ListTransactions and
+    /// `kafka-transactions.sh` spell it).
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+            TxnState::Dead => "Dead",
+        }
+    }
+
+    /// The state named `name` (Kafka's spelling, exact case), if we have it. Kafka also has
+    /// `PrepareEpochFence`, which we never enter (our fencing aborts through `PrepareAbort`).
+    pub fn from_name(name: &str) -> Option<TxnState> {
+        Some(match name {
+            "Empty" => TxnState::Empty,
+            "Ongoing" => TxnState::Ongoing,
+            "PrepareCommit" => TxnState::PrepareCommit,
+            "PrepareAbort" => TxnState::PrepareAbort,
+            "CompleteCommit" => TxnState::CompleteCommit,
+            "CompleteAbort" => TxnState::CompleteAbort,
+            "Dead" => TxnState::Dead,
+            _ => return None,
+        })
+    }
+
     /// `Some(commit?)` while markers are being written.
     pub fn decision(self) -> Option<bool> {
         match self {

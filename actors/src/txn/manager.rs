@@ -476,6 +476,43 @@ impl Txns {
         }
     }
 
+    /// The state of every transactional id this node coordinates (ListTransactions: each
+    /// broker answers for its own coordinators and clients ask every broker). `loading` is set
+    /// when a partition this node leads has not finished loading, so the list may be missing
+    /// ids (Kafka answers COORDINATOR_LOAD_IN_PROGRESS then).
+    pub async fn list(&self) -> TxnListing {
+        let routes: Vec<Option<ActorRef<TxnCoordinatorMsg>>> = self
+            .router
+            .inner
+            .read()
+            .values()
+            .map(|r| r.coordinator.clone().filter(|_| r.ready))
+            .collect();
+        let mut listing = TxnListing::default();
+        for route in routes {
+            let Some(coordinator) = route else {
+                listing.loading = true;
+                continue;
+            };
+            match describe_all(&coordinator, self.config.write_timeout + SLACK).await {
+                Ok(all) => listing.transactions.extend(all),
+                // Stopped or unresponsive: its partition is moving, the same as loading.
+                Err(_) => listing.loading = true,
+            }
+        }
+        listing
+    }
+
+    /// The state of one transactional id (DescribeTransactions): `Ok(None)` if the id's
+    /// coordinator (this node) does not know it.
+    pub async fn describe(&self, transactional_id: &str) -> Result<Option<TxnMetadata>, TxnError> {
+        let coordinator = self.router.lookup(self.partition_for(transactional_id))?;
+        let all = describe_all(&coordinator, self.config.write_timeout + SLACK).await?;
+        Ok(all
+            .into_iter()
+            .find(|m| m.transactional_id == transactional_id))
+    }
+
     /// EndTxn.
     pub async fn end_txn(&self, req: EndTxnRequest) -> Result<(), TxnError> {
         let id = req.transactional_id.clone();
@@ -483,5 +520,28 @@ impl Txns {
             Reply::EndTxn(r) => r,
             _ => Err(TxnError::CoordinatorNotAvailable),
         }
+    }
+}
+
+/// What [`Txns::list`] found.
+#[derive(Debug, Clone, Default)]
+pub struct TxnListing {
+    /// Every id of every loaded coordinator on this node.
+    pub transactions: Vec<TxnMetadata>,
+    /// A coordinator on this node was loading or did not answer.
+    pub loading: bool,
+}
+
+async fn describe_all(
+    coordinator: &ActorRef<TxnCoordinatorMsg>,
+    timeout: Duration,
+) -> Result<Vec<TxnMetadata>, TxnError> {
+    match coordinator
+        .call(TxnCoordinatorMsg::Describe, Some(timeout))
+        .await
+    {
+        Ok(CallResult::Success(all)) => Ok(all),
+        Ok(CallResult::Timeout) => Err(TxnError::CoordinatorNotAvailable),
+        Ok(CallResult::SenderError) | Err(_) => Err(TxnError::NotCoordinator),
     }
 }

@@ -47,7 +47,7 @@ pub use self::core::{
     AddPartitionsRequest, EndTxnRequest, InitProducerIdRequest, Input, Output, Reply, RequestId,
     TxnConfig, TxnCoordinatorCore, TxnError, TxnMetadata, TxnPartition, TxnState, WriteId,
 };
-pub use self::manager::Txns;
+pub use self::manager::{TxnListing, Txns};
 
 /// Name of the internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";

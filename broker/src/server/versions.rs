@@ -48,6 +48,9 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::AddPartitionsToTxn => (0, 4),
         ApiKey::AddOffsetsToTxn => (0, 3),
         ApiKey::EndTxn => (0, 4),
+        // ListTransactions v2 (a transactional-id regex, KIP-1152) is not served.
+        ApiKey::DescribeTransactions => (0, 0),
+        ApiKey::ListTransactions => (0, 1),
         _ => return None,
     };
     let crate_range = key.valid_versions();

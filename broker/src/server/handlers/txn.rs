@@ -1,5 +1,5 @@
 //! Transactions (issue 14): InitProducerId with a transactional id, AddPartitionsToTxn,
-//! AddOffsetsToTxn and EndTxn, served by the transaction coordinator of the id
+//! AddOffsetsToTxn, EndTxn, DescribeTransactions and ListTransactions, served by the transaction coordinator of the id
 //! (`rivulet_actors::txn`), and the node's [`TxnEnvironment`].
 //!
 //! Served only with `[transactions] enabled = true`; otherwise transactional requests get
@@ -8,16 +8,24 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_offsets_to_txn_response::AddOffsetsToTxnResponse;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnResult,
     AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_transactions_response::{
+    DescribeTransactionsResponse, TopicData, TransactionState as DescribedTxn,
+};
 use kafka_protocol::messages::end_txn_response::EndTxnResponse;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::list_transactions_response::{
+    ListTransactionsResponse, TransactionState as ListedTxn,
+};
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest,
-    ProducerId, ResponseKind, TopicName, TransactionalId,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
+    InitProducerIdRequest, ListTransactionsRequest, ProducerId, ResponseKind, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rivulet_actors::group::{partition_for, OFFSETS_TOPIC};
@@ -234,7 +242,7 @@ async fn add(
                         .is_some_and(|t| p.partition >= 0 && p.partition < t.partitions);
                     let c = if known {
                         // Kafka's code for the partitions that were fine in a failed request.
-                        kafka_protocol::error::ResponseError::OperationNotAttempted.code()
+                        ResponseError::OperationNotAttempted.code()
                     } else {
                         code::UNKNOWN_TOPIC_OR_PARTITION
                     };
@@ -315,6 +323,140 @@ pub async fn end_txn(state: &BrokerState, req: EndTxnRequest, v: i16) -> Reply {
         },
     };
     Reply::new(ResponseKind::EndTxn(r))
+}
+
+// ---------------------------------------------------------------------------------------------
+// DescribeTransactions / ListTransactions
+// ---------------------------------------------------------------------------------------------
+
+/// DescribeTransactions v0: each id is described by its coordinator; other brokers answer
+/// NOT_COORDINATOR (clients find the coordinator first, as for EndTxn).
+pub async fn describe_transactions(state: &BrokerState, req: DescribeTransactionsRequest) -> Reply {
+    let mut r = DescribeTransactionsResponse::default();
+    for id in req.transactional_ids {
+        let mut t = DescribedTxn::default();
+        t.transactional_id = id.clone();
+        t.producer_id = ProducerId(-1);
+        t.producer_epoch = -1;
+        t.transaction_start_time_ms = -1;
+        let name = id.0.to_string();
+        let found = match txns(state) {
+            Err(_) => Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            Ok(txns) => txns.describe(&name).await.map_err(|e| errors::txn(e, true)),
+        };
+        match found {
+            // A Dead id is being removed: Kafka reports it as not found too.
+            Ok(None) => t.error_code = ResponseError::TransactionalIdNotFound.code(),
+            Ok(Some(m)) if m.state == txn::TxnState::Dead => {
+                t.error_code = ResponseError::TransactionalIdNotFound.code();
+            }
+            Ok(Some(m)) => {
+                t.transaction_state = StrBytes::from_static_str(m.state.name());
+                t.transaction_timeout_ms = i32::try_from(m.timeout_ms).unwrap_or(i32::MAX);
+                t.transaction_start_time_ms = m.start_ms;
+                t.producer_id = ProducerId(m.producer_id);
+                t.producer_epoch = m.producer_epoch;
+                let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for p in m.partitions {
+                    topics.entry(p.topic).or_default().push(p.partition);
+                }
+                t.topics = topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        let mut d = TopicData::default();
+                        d.topic = TopicName(StrBytes::from_string(topic));
+                        d.partitions = partitions;
+                        d
+                    })
+                    .collect();
+            }
+            Err(c) => t.error_code = c,
+        }
+        r.transaction_states.push(t);
+    }
+    Reply::new(ResponseKind::DescribeTransactions(r))
+}
+
+/// The filters of a ListTransactions request, checked against one id.
+#[derive(Debug)]
+struct ListFilter {
+    /// Empty: every state. A Kafka state we never enter is kept out of here but is not
+    /// "unknown" either.
+    states: Vec<txn::TxnState>,
+    states_given: bool,
+    producer_ids: Vec<i64>,
+    /// v1 (KIP-994): only transactions open longer than this; negative: no filter.
+    duration_ms: i64,
+}
+
+impl ListFilter {
+    fn matches(&self, m: &txn::TxnMetadata, now_ms: i64) -> bool {
+        // Dead ids are being removed; Kafka never lists them.
+        if m.state == txn::TxnState::Dead {
+            return false;
+        }
+        if self.states_given && !self.states.contains(&m.state) {
+            return false;
+        }
+        if !self.producer_ids.is_empty() && !self.producer_ids.contains(&m.producer_id) {
+            return false;
+        }
+        // An id with no open transaction has no start time (-1): it has not been running for
+        // any duration, so a duration filter leaves it out.
+        if self.duration_ms >= 0 && (m.start_ms < 0 || now_ms - m.start_ms <= self.duration_ms) {
+            return false;
+        }
+        true
+    }
+}
+
+/// ListTransactions v0-1: the ids of this broker's own coordinators (clients ask every broker
+/// and merge). v2's transactional-id pattern (KIP-1152) is not served.
+pub async fn list_transactions(state: &BrokerState, req: ListTransactionsRequest, v: i16) -> Reply {
+    let mut r = ListTransactionsResponse::default();
+    let mut filter = ListFilter {
+        states: Vec::new(),
+        states_given: !req.state_filters.is_empty(),
+        producer_ids: req.producer_id_filters.iter().map(|p| p.0).collect(),
+        duration_ms: if v >= 1 { req.duration_filter } else { -1 },
+    };
+    for name in &req.state_filters {
+        match txn::TxnState::from_name(name.as_str()) {
+            Some(s) => filter.states.push(s),
+            None if name.as_str() == "PrepareEpochFence" => {}
+            None => r.unknown_state_filters.push(name.clone()),
+        }
+    }
+    let Some(txns) = state.txns.as_ref() else {
+        // Transactions are off: this broker coordinates none, which is an empty list.
+        return Reply::new(ResponseKind::ListTransactions(r));
+    };
+    let listing = txns.list().await;
+    if listing.loading {
+        // Kafka's answer while a coordinator loads: the list could be missing ids.
+        r.error_code = code::COORDINATOR_LOAD_IN_PROGRESS;
+        return Reply::new(ResponseKind::ListTransactions(r));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut found: Vec<txn::TxnMetadata> = listing
+        .transactions
+        .into_iter()
+        .filter(|m| filter.matches(m, now_ms))
+        .collect();
+    found.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    r.transaction_states = found
+        .into_iter()
+        .map(|m| {
+            let mut t = ListedTxn::default();
+            t.transactional_id = TransactionalId(StrBytes::from_string(m.transactional_id));
+            t.producer_id = ProducerId(m.producer_id);
+            t.transaction_state = StrBytes::from_static_str(m.state.name());
+            t
+        })
+        .collect();
+    Reply::new(ResponseKind::ListTransactions(r))
 }
 
 /// The transactional id of an InitProducerId request, if it names one.
