@@ -236,7 +236,7 @@ fn list_txns(
 /// duration filters) report what the coordinator holds: one id with an open transaction, one
 /// with none, one never seen.
 #[test]
-fn transactions_are_described_and_listed_with_filters() {
+fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
     let node = node_with_transactions();
     let topic = unique_name("txn-list");
     kafka::create_topic(&node.bootstrap(), &topic, 2, &[]);
@@ -330,5 +330,55 @@ fn transactions_are_described_and_listed_with_filters() {
     assert_eq!(
         r.transaction_states[2].error_code,
         TRANSACTIONAL_ID_NOT_FOUND
+    );
+
+    // The same through `rivulet txn`, which fans ListTransactions out to every broker and
+    // finds the coordinator for DescribeTransactions.
+    let cli = |args: &[&str]| {
+        harness::run(
+            Command::new(harness::RIVULET)
+                .args(["txn", "--bootstrap", &node.bootstrap()])
+                .args(args)
+                .env_remove("RIVULET_BOOTSTRAP"),
+            None,
+            Duration::from_secs(60),
+        )
+    };
+    let out = cli(&["list"]);
+    out.assert_success();
+    let row = |id: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row for {id}:\n{out}"))
+    };
+    assert_eq!(row(&open)[1..3], [open_pid.to_string(), "Ongoing".into()]);
+    assert_eq!(row(&idle)[1..3], [idle_pid.to_string(), "Empty".into()]);
+    let out = cli(&["list", "--state", "Ongoing"]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains(&open) && !out.stdout.contains(&idle),
+        "{out}"
+    );
+    let out = cli(&["list", "--state", "Bogus"]);
+    assert!(
+        !out.success() && out.stderr.contains("unknown transaction state(s): Bogus"),
+        "{out}"
+    );
+    let out = cli(&["describe", &open]);
+    out.assert_success();
+    for want in [
+        "Ongoing",
+        &format!("{topic}-0"),
+        "60000 ms",
+        &open_pid.to_string(),
+    ] {
+        assert!(out.stdout.contains(want), "describe shows {want}:\n{out}");
+    }
+    let out = cli(&["describe", "tx-never-seen"]);
+    assert!(
+        !out.success() && out.stderr.contains("no transactional id"),
+        "{out}"
     );
 }
