@@ -9,7 +9,7 @@
 //!                 ─▶ kafka-configs alter/describe ─▶ kafka-get-offsets (latest, -5)
 //!                 ─▶ kafka-delete-records ─▶ get-offsets earliest ─▶ kafka-log-dirs
 //!                 ─▶ kafka-topics delete/list
-//!   one node:     kafka-transactions list fails at once with a clear message (issue 14)
+//!   (kafka-transactions list/describe: tests/transactions.rs, with an open transaction)
 //!   three nodes:  RF=3 topic created, described (replicas and ISR), produced to with
 //!                 acks=all and read by a group; the leader of a partition holding records is
 //!                 SIGKILLed and a new group still reads every record
@@ -349,7 +349,6 @@ fn quickstart_commands_against_one_node() {
     assert!(!out.stdout.lines().any(|l| l.trim() == t), "{out}");
 }
 
-/// Transactions are not served yet (issue 14): the tool must say so and exit, not hang.
 #[test]
 fn kafka_transactions_fails_cleanly() {
     let node = Node::start();

@@ -2,8 +2,10 @@
 //!
 //! Commit/abort markers are not written yet, so these tests cover what is served so far: the
 //! transaction coordinator found through FindCoordinator, InitProducerId with a transactional
-//! id (epoch bumps, fencing), AddPartitionsToTxn, transactional produce, and the coordinator's
-//! state reloaded from `__transaction_state` after a SIGKILL. The state machine itself is
+//! id (epoch bumps, fencing), AddPartitionsToTxn, transactional produce, the coordinator's
+//! state reloaded from `__transaction_state` after a SIGKILL, and DescribeTransactions /
+//! ListTransactions (raw frames, `rivulet txn`, Kafka's `kafka-transactions.sh`). The state
+//! machine itself is
 //! tested in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a
 //! randomized simulation with crashes and failovers).
 
@@ -12,6 +14,7 @@ mod harness;
 use std::process::Command;
 use std::time::Duration;
 
+use harness::apache_kafka::kafka_tool;
 use harness::wire::RawConn;
 use harness::{kafka, unique_name, wait_until, Node, NodeOptions};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -240,13 +243,20 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
     let node = node_with_transactions();
     let topic = unique_name("txn-list");
     kafka::create_topic(&node.bootstrap(), &topic, 2, &[]);
-    let (open, idle) = (unique_name("tx-open"), unique_name("tx-idle"));
-    let mut conn = RawConn::connect(node.addr()).expect("connect");
-    wait_until(
-        Duration::from_secs(30),
-        "the transaction coordinator serves",
-        || find_txn_coordinator(&mut conn, &open) == NONE,
+    let (open, idle, never) = (
+        unique_name("tx-open"),
+        unique_name("tx-idle"),
+        unique_name("tx-never"),
     );
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    // The ids may hash to different state partitions, which load one by one.
+    for id in [&open, &idle, &never] {
+        wait_until(
+            Duration::from_secs(30),
+            "the transaction coordinators serve",
+            || find_txn_coordinator(&mut conn, id) == NONE,
+        );
+    }
     let mut granted = (0, 0, 0);
     wait_until(Duration::from_secs(30), "InitProducerId succeeds", || {
         granted = init_producer_id(&mut conn, &open);
@@ -303,7 +313,7 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
     );
 
     let mut req = DescribeTransactionsRequest::default();
-    req.transactional_ids = [&open, &idle, &unique_name("tx-never")]
+    req.transactional_ids = [&open, &idle, &never]
         .iter()
         .map(|id| TransactionalId(StrBytes::from_string(id.to_string())))
         .collect();
@@ -376,9 +386,63 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
     ] {
         assert!(out.stdout.contains(want), "describe shows {want}:\n{out}");
     }
-    let out = cli(&["describe", "tx-never-seen"]);
+    let out = cli(&["describe", &never]);
     assert!(
         !out.success() && out.stderr.contains("no transactional id"),
+        "{out}"
+    );
+
+    // And through Apache Kafka's own `kafka-transactions.sh` (Kafka 4.3's Admin client: the
+    // same fan-out and coordinator lookup).
+    let b = node.bootstrap();
+    let out = kafka_tool(
+        "kafka-transactions",
+        &["--bootstrap-server", &b, "list"],
+        None,
+    );
+    out.assert_success();
+    let fields = |out: &harness::CmdOutput, id: &str| {
+        out.stdout
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .find(|f| f.iter().any(|c| c == id))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{out}"))
+    };
+    // TransactionalId Coordinator ProducerId TransactionState
+    assert_eq!(
+        fields(&out, &open),
+        [
+            open.clone(),
+            "1".into(),
+            open_pid.to_string(),
+            "Ongoing".into()
+        ]
+    );
+    assert_eq!(fields(&out, &idle)[3], "Empty", "{out}");
+    let out = kafka_tool(
+        "kafka-transactions",
+        &[
+            "--bootstrap-server",
+            &b,
+            "describe",
+            "--transactional-id",
+            &open,
+        ],
+        None,
+    );
+    out.assert_success();
+    // CoordinatorId TransactionalId ProducerId ProducerEpoch TransactionState
+    // TransactionTimeoutMs CurrentTransactionStartTimeMs TransactionDurationMs TopicPartitions
+    let row = fields(&out, &open);
+    assert_eq!(row.len(), 9, "{out}");
+    assert_eq!(
+        [&row[2], &row[4], &row[5], &row[8]],
+        [
+            &open_pid.to_string(),
+            "Ongoing",
+            "60000",
+            &format!("{topic}-0")
+        ],
         "{out}"
     );
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Subcommand;
+use kafka_protocol::messages::describe_transactions_response::TransactionState as DescribedTxn;
 use kafka_protocol::messages::{
     DescribeTransactionsRequest, FindCoordinatorRequest, ListTransactionsRequest, MetadataRequest,
     ProducerId, TransactionalId,
@@ -213,60 +214,28 @@ async fn describe(client: &ClientArgs, transactional_id: &str) -> anyhow::Result
         bail!("the transactional id is empty: give the transactional.id your producer uses");
     }
     let (mut conn, addr) = connect_first(&client.bootstrap).await?;
-    let mut found = None;
+    // The coordinator may be loading or moving: look it up again and retry, a bounded number
+    // of times, as clients do.
+    let mut last = String::new();
+    let mut described = None;
     for _ in 0..RETRIES_MAX {
-        let mut req = FindCoordinatorRequest::default();
-        req.key_type = 1;
-        req.key = StrBytes::from_string(transactional_id.to_string());
-        let r = conn
-            .send(&req, 3)
-            .await
-            .with_context(|| format!("FindCoordinator at {addr} failed"))?;
-        match r.error_code {
-            0 => {
-                found = Some((r.node_id.0, format!("{}:{}", r.host, r.port)));
+        match describe_once(&mut conn, &addr, transactional_id).await? {
+            Ok(found) => {
+                described = Some(found);
                 break;
             }
-            c if RETRIABLE.contains(&c) => tokio::time::sleep(RETRY_PAUSE).await,
-            // Transactions are off on this cluster.
-            53 => bail!(
-                "the cluster does not serve transactions: set `[transactions] enabled = true` \
-                 (or RIVULET_TRANSACTIONS__ENABLED=true) on its nodes"
-            ),
-            c => bail!(
-                "FindCoordinator for {transactional_id:?} answered {}",
-                error_name(c)
-            ),
+            Err(retriable) => {
+                last = retriable;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
         }
     }
-    let Some((node, at)) = found else {
+    let Some((node, at, t)) = described else {
         bail!(
-            "no coordinator for {transactional_id:?} after {RETRIES_MAX} tries; try again in a \
-             few seconds (`rivulet cluster status` shows whether a node is down)"
+            "no answer for {transactional_id:?} after {RETRIES_MAX} tries ({last}); try again \
+             in a few seconds (`rivulet cluster status` shows whether a node is down)"
         );
     };
-    let mut coordinator = KafkaConnection::connect(&at)
-        .await
-        .map_err(|e| anyhow!("could not reach the coordinator, node {node} at {at}: {e:#}"))?;
-    let mut req = DescribeTransactionsRequest::default();
-    req.transactional_ids = vec![TransactionalId(StrBytes::from_string(
-        transactional_id.to_string(),
-    ))];
-    let r = coordinator
-        .send(&req, 0)
-        .await
-        .with_context(|| format!("DescribeTransactions at node {node} ({at}) failed"))?;
-    let Some(t) = r.transaction_states.into_iter().next() else {
-        bail!("DescribeTransactions at node {node} answered with no transaction");
-    };
-    match t.error_code {
-        0 => {}
-        105 => bail!(
-            "no transactional id {transactional_id:?} (it appears once a producer with this \
-             `transactional.id` calls init_transactions)"
-        ),
-        c => bail!("DescribeTransactions answered {}", error_name(c)),
-    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -308,4 +277,57 @@ async fn describe(client: &ClientArgs, transactional_id: &str) -> anyhow::Result
     ];
     write_stdout(&render_table(&["FIELD", "VALUE"], &rows));
     Ok(())
+}
+
+/// FindCoordinator and DescribeTransactions once: `Ok(Err(why))` when worth retrying.
+async fn describe_once(
+    conn: &mut KafkaConnection,
+    addr: &str,
+    transactional_id: &str,
+) -> anyhow::Result<Result<(i32, String, DescribedTxn), String>> {
+    let mut req = FindCoordinatorRequest::default();
+    req.key_type = 1;
+    req.key = StrBytes::from_string(transactional_id.to_string());
+    let r = conn
+        .send(&req, 3)
+        .await
+        .with_context(|| format!("FindCoordinator at {addr} failed"))?;
+    match r.error_code {
+        0 => {}
+        c if RETRIABLE.contains(&c) => return Ok(Err(error_name(c))),
+        // TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are off on this cluster.
+        53 => bail!(
+            "the cluster does not serve transactions: set `[transactions] enabled = true` (or \
+             RIVULET_TRANSACTIONS__ENABLED=true) on its nodes"
+        ),
+        c => bail!(
+            "FindCoordinator for {transactional_id:?} answered {}",
+            error_name(c)
+        ),
+    }
+    let (node, at) = (r.node_id.0, format!("{}:{}", r.host, r.port));
+    let mut coordinator = KafkaConnection::connect(&at)
+        .await
+        .map_err(|e| anyhow!("could not reach the coordinator, node {node} at {at}: {e:#}"))?;
+    let mut req = DescribeTransactionsRequest::default();
+    req.transactional_ids = vec![TransactionalId(StrBytes::from_string(
+        transactional_id.to_string(),
+    ))];
+    let r = coordinator
+        .send(&req, 0)
+        .await
+        .with_context(|| format!("DescribeTransactions at node {node} ({at}) failed"))?;
+    let Some(t) = r.transaction_states.into_iter().next() else {
+        bail!("DescribeTransactions at node {node} answered with no transaction");
+    };
+    match t.error_code {
+        0 => Ok(Ok((node, at, t))),
+        c if RETRIABLE.contains(&c) => Ok(Err(error_name(c))),
+        // TRANSACTIONAL_ID_NOT_FOUND
+        105 => bail!(
+            "no transactional id {transactional_id:?} (it appears once a producer with this \
+             `transactional.id` calls init_transactions)"
+        ),
+        c => bail!("DescribeTransactions answered {}", error_name(c)),
+    }
 }
