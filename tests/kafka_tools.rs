@@ -350,25 +350,6 @@ fn quickstart_commands_against_one_node() {
 }
 
 #[test]
-fn kafka_transactions_fails_cleanly() {
-    let node = Node::start();
-    let b = node.bootstrap();
-    let out = kafka_tool(
-        "kafka-transactions",
-        &["--bootstrap-server", &b, "list"],
-        None,
-    );
-    assert!(
-        out.status.is_some() && !out.success(),
-        "kafka-transactions list must exit with an error:\n{out}"
-    );
-    assert!(
-        out.stderr.contains("does not support LIST_TRANSACTIONS"),
-        "the error names the unsupported API:\n{out}"
-    );
-}
-
-#[test]
 fn quickstart_on_three_nodes_with_rf3_survives_a_leader_kill() {
     let mut cluster = Cluster::start(3, ClusterOptions::default());
     let bootstrap = cluster.bootstrap();
