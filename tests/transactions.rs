@@ -445,4 +445,37 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
         ],
         "{out}"
     );
+
+    // /metrics counts the ids per state for the coordinators this node hosts.
+    let metrics = http_get(node.admin_addr(), "/metrics");
+    for line in [
+        r#"rivulet_transactions{state="Ongoing"} 1"#,
+        r#"rivulet_transactions{state="Empty"} 1"#,
+        r#"rivulet_transactions{state="PrepareCommit"} 0"#,
+        "rivulet_transaction_coordinators_loading 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "/metrics has {line}:\n{metrics}"
+        );
+    }
+}
+
+/// The body of `GET path` (one request, `Connection: close`).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to the admin endpoint {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head and body");
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
 }

@@ -402,6 +402,7 @@ impl NodeBuilder {
                 let ctx = crate::admin_http::AdminContext {
                     controller: controller.clone(),
                     groups: groups.clone(),
+                    txns: txns.clone(),
                     store: store.clone(),
                     metrics: metrics.clone(),
                     cluster_id: cluster_id.clone(),
