@@ -596,3 +596,74 @@ pub(crate) async fn find_coordinators(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use txn::TxnState::*;
+
+    fn meta(state: txn::TxnState, producer_id: i64, start_ms: i64) -> txn::TxnMetadata {
+        txn::TxnMetadata {
+            transactional_id: "t".into(),
+            producer_id,
+            prev_producer_id: -1,
+            producer_epoch: 0,
+            last_producer_epoch: -1,
+            timeout_ms: 60_000,
+            state,
+            partitions: BTreeSet::new(),
+            start_ms,
+            last_update_ms: start_ms,
+        }
+    }
+
+    fn filter(states: &[txn::TxnState], producer_ids: &[i64], duration_ms: i64) -> ListFilter {
+        ListFilter {
+            states: states.to_vec(),
+            states_given: !states.is_empty(),
+            producer_ids: producer_ids.to_vec(),
+            duration_ms,
+        }
+    }
+
+    #[test]
+    fn list_filters_match_as_kafka_does() {
+        let now = 10_000;
+        // (filter, id, listed?)
+        let table = [
+            (filter(&[], &[], -1), meta(Empty, 1, -1), true),
+            (filter(&[], &[], -1), meta(Dead, 1, -1), false),
+            (filter(&[Ongoing], &[], -1), meta(Ongoing, 1, 5_000), true),
+            (filter(&[Ongoing], &[], -1), meta(Empty, 1, -1), false),
+            (filter(&[Dead], &[], -1), meta(Dead, 1, -1), false),
+            (filter(&[], &[2], -1), meta(Empty, 1, -1), false),
+            (filter(&[], &[1, 2], -1), meta(Empty, 1, -1), true),
+            (filter(&[], &[], 4_999), meta(Ongoing, 1, 5_000), true),
+            (filter(&[], &[], 5_000), meta(Ongoing, 1, 5_000), false),
+            (filter(&[], &[], 0), meta(Empty, 1, -1), false),
+            (filter(&[Ongoing], &[1], 0), meta(Ongoing, 1, 5_000), true),
+            (filter(&[Ongoing], &[2], 0), meta(Ongoing, 1, 5_000), false),
+        ];
+        for (i, (f, m, want)) in table.iter().enumerate() {
+            assert_eq!(f.matches(m, now), *want, "row {i}: {f:?} {m:?}");
+        }
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        for s in [
+            Empty,
+            Ongoing,
+            PrepareCommit,
+            PrepareAbort,
+            CompleteCommit,
+            CompleteAbort,
+            Dead,
+        ] {
+            assert_eq!(txn::TxnState::from_name(s.name()), Some(s));
+        }
+        assert_eq!(txn::TxnState::from_name("ongoing"), None, "names are exact");
+    }
+}
