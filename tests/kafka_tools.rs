@@ -9,7 +9,7 @@
 //!                 ─▶ kafka-configs alter/describe ─▶ kafka-get-offsets (latest, -5)
 //!                 ─▶ kafka-delete-records ─▶ get-offsets earliest ─▶ kafka-log-dirs
 //!                 ─▶ kafka-topics delete/list
-//!   one node:     kafka-transactions list fails at once with a clear message (issue 14)
+//!   (kafka-transactions list/describe: tests/transactions.rs, with an open transaction)
 //!   three nodes:  RF=3 topic created, described (replicas and ISR), produced to with
 //!                 acks=all and read by a group; the leader of a partition holding records is
 //!                 SIGKILLed and a new group still reads every record
@@ -347,26 +347,6 @@ fn quickstart_commands_against_one_node() {
     );
     let out = ok("kafka-topics", &["--bootstrap-server", b, "--list"], None);
     assert!(!out.stdout.lines().any(|l| l.trim() == t), "{out}");
-}
-
-/// Transactions are not served yet (issue 14): the tool must say so and exit, not hang.
-#[test]
-fn kafka_transactions_fails_cleanly() {
-    let node = Node::start();
-    let b = node.bootstrap();
-    let out = kafka_tool(
-        "kafka-transactions",
-        &["--bootstrap-server", &b, "list"],
-        None,
-    );
-    assert!(
-        out.status.is_some() && !out.success(),
-        "kafka-transactions list must exit with an error:\n{out}"
-    );
-    assert!(
-        out.stderr.contains("does not support LIST_TRANSACTIONS"),
-        "the error names the unsupported API:\n{out}"
-    );
 }
 
 #[test]

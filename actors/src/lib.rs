@@ -30,6 +30,7 @@ pub mod node;
 pub mod registry;
 pub mod replica;
 pub mod replication;
+pub mod txn;
 pub mod write;
 
 pub use error::{ActorsError, Result};

@@ -19,6 +19,9 @@
 //! [groups]             # consumer group coordinators
 //! offsets_partitions = 16
 //!
+//! [transactions]       # transaction coordinators (off until markers are written: issue 14)
+//! enabled = false
+//!
 //! [admin]              # HTTP: /health, /ready, /metrics, /v1/... ("" or "off" disables)
 //! listen = "127.0.0.1:9644"
 //! ```
@@ -32,6 +35,7 @@ use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use rivulet_actors::group::GroupConfig;
+use rivulet_actors::txn::{TxnConfig, TxnCoordinatorConfig};
 use rivulet_cluster::TopicDefaults;
 use serde::{Deserialize, Serialize};
 
@@ -248,6 +252,74 @@ impl Default for StorageSettings {
 
 /// Server assignors the group coordinator implements (KIP-848 `group.remote.assignor`).
 pub const SERVER_ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// The `[transactions]` table: transaction coordinators (Kafka's `transaction.*` and
+/// `transactional.id.*` settings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionSettings {
+    /// Serve transactional producers (FindCoordinator for transactions, InitProducerId with a
+    /// transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn). Off by default while
+    /// commit/abort markers are not written yet (issue 14): a transaction's end is recorded
+    /// but never completes, so its producer cannot start another one.
+    pub enabled: bool,
+    /// Partitions of `__transaction_state` (fixed once the topic exists).
+    pub state_partitions: i32,
+    /// Replication factor of `__transaction_state` (capped by the nodes at creation).
+    pub state_replication_factor: i16,
+    /// Largest transaction timeout a producer may ask for (`transaction.max.timeout.ms`).
+    pub max_timeout_ms: i64,
+    /// A transactional id idle this long is forgotten (`transactional.id.expiration.ms`).
+    pub id_expiration_ms: i64,
+    /// Longest a write to `__transaction_state` may take before the request fails.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for TransactionSettings {
+    fn default() -> Self {
+        let d = TxnCoordinatorConfig::default();
+        Self {
+            enabled: false,
+            state_partitions: d.state_partitions,
+            state_replication_factor: d.state_replication_factor,
+            max_timeout_ms: d.core.max_timeout_ms,
+            id_expiration_ms: d.core.id_expiration_ms,
+            write_timeout_ms: u64::try_from(d.write_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl TransactionSettings {
+    /// Checks the table; each message names the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=10_000).contains(&self.state_partitions) {
+            bail!(
+                "transactions.state_partitions must be between 1 and 10000 (got {})",
+                self.state_partitions
+            );
+        }
+        if self.state_replication_factor < 1 {
+            bail!("transactions.state_replication_factor must be >= 1");
+        }
+        if self.max_timeout_ms < 1 || self.id_expiration_ms < 1 || self.write_timeout_ms < 1 {
+            bail!("transactions.max_timeout_ms, id_expiration_ms and write_timeout_ms must be > 0");
+        }
+        Ok(())
+    }
+
+    /// The coordinators' settings.
+    pub fn to_coordinator_config(&self) -> TxnCoordinatorConfig {
+        TxnCoordinatorConfig {
+            core: TxnConfig {
+                max_timeout_ms: self.max_timeout_ms,
+                id_expiration_ms: self.id_expiration_ms,
+            },
+            state_partitions: self.state_partitions,
+            state_replication_factor: self.state_replication_factor,
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+        }
+    }
+}
 
 /// The `[groups]` table: consumer group coordinators (Kafka's `group.*` and `offsets.*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -476,6 +548,8 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// Consumer group coordinators.
     pub groups: GroupSettings,
+    /// Transaction coordinators.
+    pub transactions: TransactionSettings,
     /// Admin HTTP endpoint.
     pub admin: AdminSettings,
     /// Dotted keys (`groups.max_size`) that the config file, the environment or a flag set,
@@ -511,6 +585,7 @@ impl Default for Config {
             storage: StorageSettings::default(),
             cluster: ClusterSettings::default(),
             groups: GroupSettings::default(),
+            transactions: TransactionSettings::default(),
             admin: AdminSettings::default(),
             set_keys: Default::default(),
         }
@@ -658,6 +733,7 @@ impl Config {
             .validate(&Default::default())
             .map_err(|e| anyhow::anyhow!("invalid [log] defaults: {e}"))?;
         self.groups.validate()?;
+        self.transactions.validate()?;
         self.admin_listen_addr()?;
         Ok(())
     }

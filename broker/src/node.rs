@@ -372,6 +372,16 @@ impl NodeBuilder {
         .await
         .map_err(|e| start_err("could not start the group coordinators")(e.into()))?;
 
+        // 7b. Transaction coordinators (only with `[transactions] enabled`).
+        let txns = crate::server::handlers::txn::start(
+            &cfg.transactions,
+            &controller,
+            registry.clone(),
+            supervisor.get_cell(),
+        )
+        .await
+        .map_err(|e| start_err("could not start the transaction coordinators")(e.into()))?;
+
         // 8. The admin endpoint (crate::admin_http), bound before the replica wait so /ready
         // can say what the node waits for; `serving` turns true once the Kafka listener accepts.
         let metrics = crate::metrics::Metrics::new();
@@ -392,6 +402,7 @@ impl NodeBuilder {
                 let ctx = crate::admin_http::AdminContext {
                     controller: controller.clone(),
                     groups: groups.clone(),
+                    txns: txns.clone(),
                     store: store.clone(),
                     metrics: metrics.clone(),
                     cluster_id: cluster_id.clone(),
@@ -457,6 +468,7 @@ impl NodeBuilder {
                 produce_inflight_kib_max: inflight_kib,
                 fetch_wait_max: Duration::from_millis(cfg.fetch_wait_max_ms),
                 groups: groups.clone(),
+                txns: txns.clone(),
                 data_dir: cfg.data_dir.clone(),
                 limits: server::limits::ServerLimits {
                     budget: server::limits::MemoryBudget::new(cfg.inflight_bytes_max),
@@ -506,6 +518,7 @@ impl NodeBuilder {
             registry,
             controller,
             groups,
+            txns,
             raft,
             membership,
             supervisor,
@@ -559,6 +572,7 @@ pub struct NodeHandle {
     registry: ReplicaRegistry,
     controller: Controller,
     groups: Groups,
+    txns: Option<rivulet_actors::txn::Txns>,
     raft: MetaRaft,
     membership: Option<Membership>,
     supervisor: ActorRef<NodeSupervisorMsg>,
@@ -646,6 +660,9 @@ impl NodeHandle {
             let _ = kafka.task.await;
         }
         // Coordinators first: their last writes go to replicas that are still running.
+        if let Some(t) = &self.txns {
+            t.shutdown().await;
+        }
         self.groups.shutdown().await;
         if let Some(handle) = self.supervisor_handle.take() {
             if handle.is_finished() {

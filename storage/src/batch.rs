@@ -33,6 +33,7 @@
 //! Replicated batches were validated by the leader: only header, CRC and counts are checked.
 
 mod compression;
+pub mod control;
 mod records;
 
 use std::io::BufRead;

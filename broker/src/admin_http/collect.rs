@@ -52,6 +52,44 @@ struct Family {
 }
 
 /// Everything one scrape writes out.
+/// Transactional ids per state, for the coordinators this node hosts (absent while
+/// transactions are off). Every state is reported, zeros included, so that a rule such as
+/// "Ongoing stays above 0" or "PrepareCommit does not drain" has a series to watch.
+async fn gather_txns(ctx: &AdminContext, x: &mut Exposition) {
+    use rivulet_actors::txn::TxnState;
+    let Some(txns) = &ctx.txns else { return };
+    let listing = txns.list().await;
+    let states = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+    ];
+    let samples = states.iter().map(|s| {
+        let n = listing
+            .transactions
+            .iter()
+            .filter(|m| m.state == *s)
+            .count();
+        (
+            vec![("state", s.name().to_string())],
+            i64::try_from(n).unwrap_or(i64::MAX),
+        )
+    });
+    x.gauge(
+        "rivulet_transactions",
+        "Transactional ids by state, in the transaction coordinators this node hosts",
+    )
+    .extend(samples);
+    x.gauge(
+        "rivulet_transaction_coordinators_loading",
+        "1 while a transaction coordinator on this node is loading (the counts may be short)",
+    )
+    .push((Vec::new(), i64::from(listing.loading)));
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Exposition {
     families: Vec<Family>,
@@ -337,6 +375,7 @@ pub(crate) async fn gather(ctx: &AdminContext) -> Exposition {
     s.extend(topics.iter().map(|(t, f)| (tl(t), load(&f.records_out))));
 
     gather_groups(ctx, &mut x).await;
+    gather_txns(ctx, &mut x).await;
 
     // Controller.
     let s = x.gauge(

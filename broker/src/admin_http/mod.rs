@@ -42,6 +42,8 @@ pub struct AdminContext {
     pub controller: Controller,
     /// The group coordinators of this node.
     pub groups: Groups,
+    /// The transaction coordinators of this node (`None`: transactions are off).
+    pub txns: Option<rivulet_actors::txn::Txns>,
     /// The node's store (storage figures).
     pub store: Store,
     /// What the Kafka server records.

@@ -508,7 +508,7 @@ pub(crate) struct KafkaConnection {
 }
 
 impl KafkaConnection {
-    async fn connect(addr: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: &str) -> anyhow::Result<Self> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))?

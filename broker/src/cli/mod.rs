@@ -9,6 +9,8 @@
 //!   partitions; speaks the Kafka protocol directly rather than through librdkafka)
 //! - [`group`]: `rivulet group list|describe|delete|reset-offsets` (consumer groups: members,
 //!   committed offsets, lag)
+//! - [`txn`]: `rivulet txn list|describe` (transactions held by the coordinators; speaks the
+//!   Kafka protocol directly)
 //! - [`config`]: `rivulet config describe|set|delete` (topic, broker, cluster-wide default and
 //!   group configs, as `kafka-configs` shows and changes them)
 //!
@@ -28,6 +30,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod topic;
+pub mod txn;
 
 /// Rivulet: a distributed, replicated log that speaks the Kafka protocol.
 #[derive(Debug, Parser)]
@@ -57,6 +60,8 @@ pub enum Command {
     /// Show and change configs: dynamic broker defaults (cluster-wide or one node), group
     /// and topic configs.
     Config(config::ConfigArgs),
+    /// List and describe transactions (transactional ids, their state and partitions).
+    Txn(txn::TxnArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -91,6 +96,7 @@ fn run_client(command: Command) -> ExitCode {
             Command::Cluster(args) => cluster::run(args).await,
             Command::Group(args) => group::run(args).await,
             Command::Config(args) => config::run(args).await,
+            Command::Txn(args) => txn::run(args).await,
         }
     });
     // Dropping the runtime would wait for the Ctrl-C watcher task; do not.

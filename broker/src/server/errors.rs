@@ -2,6 +2,7 @@
 
 use kafka_protocol::error::ResponseError as E;
 use rivulet_actors::group::GroupError;
+use rivulet_actors::txn::TxnError;
 use rivulet_actors::{AppendError, WriteError};
 use rivulet_cluster::ControllerError;
 use rivulet_storage::StorageError;
@@ -113,6 +114,23 @@ pub fn group(e: &GroupError) -> (i16, String) {
         GroupError::RequestTimedOut(_) => E::CoordinatorNotAvailable,
     };
     (code.code(), e.to_string())
+}
+
+/// Error code for a transaction coordinator failure. `fenced_code` is false for request
+/// versions older than KIP-588's, which get INVALID_PRODUCER_EPOCH instead of PRODUCER_FENCED.
+pub fn txn(e: TxnError, fenced_code: bool) -> i16 {
+    let code = match e {
+        TxnError::NotCoordinator => E::NotCoordinator,
+        TxnError::CoordinatorLoadInProgress => E::CoordinatorLoadInProgress,
+        TxnError::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+        TxnError::ConcurrentTransactions => E::ConcurrentTransactions,
+        TxnError::InvalidProducerIdMapping => E::InvalidProducerIdMapping,
+        TxnError::ProducerFenced if fenced_code => E::ProducerFenced,
+        TxnError::ProducerFenced => E::InvalidProducerEpoch,
+        TxnError::InvalidTxnState => E::InvalidTxnState,
+        TxnError::InvalidTransactionTimeout => E::InvalidTransactionTimeout,
+    };
+    code.code()
 }
 
 /// Shorthands for codes used directly by handlers.

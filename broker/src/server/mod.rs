@@ -50,6 +50,8 @@ pub struct BrokerState {
     pub fetch_wait_max: Duration,
     /// This node's group coordinators (consumer groups and committed offsets).
     pub groups: Groups,
+    /// This node's transaction coordinators; `None` unless `[transactions] enabled`.
+    pub txns: Option<rivulet_actors::txn::Txns>,
     /// The data directory (DescribeLogDirs reports it and its filesystem's space).
     pub data_dir: std::path::PathBuf,
     /// Memory budget and connection timeouts.

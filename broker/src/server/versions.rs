@@ -43,6 +43,16 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::OffsetDelete => (0, 0),
         ApiKey::ConsumerGroupHeartbeat => (0, 1),
         ApiKey::ConsumerGroupDescribe => (0, 1),
+        // Transactions (handlers::txn; answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED unless
+        // `[transactions] enabled`). AddPartitionsToTxn v4 is the brokers' KIP-890 verification;
+        // v5 / EndTxn v5 / AddOffsetsToTxn v4 (KIP-890 part 2, an epoch bump per transaction)
+        // are not served.
+        ApiKey::AddPartitionsToTxn => (0, 4),
+        ApiKey::AddOffsetsToTxn => (0, 3),
+        ApiKey::EndTxn => (0, 4),
+        // ListTransactions v2 (a transactional-id regex, KIP-1152) is not served.
+        ApiKey::DescribeTransactions => (0, 0),
+        ApiKey::ListTransactions => (0, 1),
         _ => return None,
     };
     let crate_range = key.valid_versions();

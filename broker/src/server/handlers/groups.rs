@@ -315,7 +315,7 @@ fn group_coordinator(
     }
 }
 
-/// The answer for a transaction coordinator until transactions exist (issue 14). It must not
+/// The answer for a transaction coordinator while transactions are off (issue 14). It must not
 /// be retriable, or transactional producers retry until their timeout (aiokafka forever).
 /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED is what librdkafka, kafka-python and aiokafka all
 /// treat as fatal at once, and librdkafka shows this message with it (INVALID_REQUEST, for
@@ -354,7 +354,10 @@ pub async fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, 
                 })
                 .collect()
         }
-        KEY_TYPE_TRANSACTION => keys.iter().map(|_| transactions_unsupported()).collect(),
+        KEY_TYPE_TRANSACTION => match &state.txns {
+            Some(txns) => super::txn::find_coordinators(state, txns, &keys).await,
+            None => keys.iter().map(|_| transactions_unsupported()).collect(),
+        },
         other => keys
             .iter()
             .map(|_| {

@@ -19,6 +19,7 @@ pub mod logs;
 pub mod offsets;
 pub mod produce;
 pub mod topic_partitions;
+pub mod txn;
 
 use std::net::SocketAddr;
 
@@ -92,7 +93,15 @@ pub async fn handle(
         }
         RequestKind::DeleteRecords(r) => logs::delete_records(state, r).await,
         RequestKind::DescribeLogDirs(r) => logs::describe_log_dirs(state, r, v),
-        RequestKind::InitProducerId(r) => admin::init_producer_id(state, r).await,
+        RequestKind::InitProducerId(r) => match txn::transactional_id(&r.transactional_id) {
+            Some(id) => txn::init_producer_id(state, r, id, v).await,
+            None => admin::init_producer_id(state, r).await,
+        },
+        RequestKind::AddPartitionsToTxn(r) => txn::add_partitions_to_txn(state, r, v).await,
+        RequestKind::AddOffsetsToTxn(r) => txn::add_offsets_to_txn(state, r, v).await,
+        RequestKind::EndTxn(r) => txn::end_txn(state, r, v).await,
+        RequestKind::DescribeTransactions(r) => txn::describe_transactions(state, r).await,
+        RequestKind::ListTransactions(r) => txn::list_transactions(state, r, v).await,
         RequestKind::DescribeCluster(r) => admin::describe_cluster(state, r),
         RequestKind::Produce(r) => return produce::produce(state, r, v).await,
         RequestKind::Fetch(r) => fetch::fetch(state, r, v).await,

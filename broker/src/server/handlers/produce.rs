@@ -121,7 +121,8 @@ pub async fn produce(state: &BrokerState, req: ProduceRequest, version: i16) -> 
     let acks = req.acks;
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0))
         .clamp(APPEND_TIMEOUT_MIN, APPEND_TIMEOUT_MAX);
-    let refuse_all: Option<(i16, &str)> = if req.transactional_id.is_some() {
+    let refuse_all: Option<(i16, &str)> = if req.transactional_id.is_some() && state.txns.is_none()
+    {
         Some((
             code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
             "transactions are not supported yet; use an idempotent (non-transactional) producer",

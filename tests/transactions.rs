@@ -1,0 +1,481 @@
+//! Transactions (issue 14) with real clients against real `rivulet serve` processes.
+//!
+//! Commit/abort markers are not written yet, so these tests cover what is served so far: the
+//! transaction coordinator found through FindCoordinator, InitProducerId with a transactional
+//! id (epoch bumps, fencing), AddPartitionsToTxn, transactional produce, the coordinator's
+//! state reloaded from `__transaction_state` after a SIGKILL, and DescribeTransactions /
+//! ListTransactions (raw frames, `rivulet txn`, Kafka's `kafka-transactions.sh`). The state
+//! machine itself is
+//! tested in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a
+//! randomized simulation with crashes and failovers).
+
+mod harness;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::apache_kafka::kafka_tool;
+use harness::wire::RawConn;
+use harness::{kafka, unique_name, wait_until, Node, NodeOptions};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, DescribeTransactionsRequest, FindCoordinatorRequest,
+    InitProducerIdRequest, ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+const NONE: i16 = 0;
+const CONCURRENT_TRANSACTIONS: i16 = 51;
+const PRODUCER_FENCED: i16 = 90;
+const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+
+fn node_with_transactions() -> Node {
+    Node::start_with(NodeOptions {
+        env: vec![("RIVULET_TRANSACTIONS__ENABLED".into(), "true".into())],
+        ..NodeOptions::default()
+    })
+}
+
+/// Zombie fencing: a second producer with the same transactional.id fences the first, whose
+/// next transactional request fails with a fatal error; the second writes inside its
+/// transaction, and a read_uncommitted reader sees only its record.
+#[test]
+fn a_new_incarnation_fences_the_old_and_produces_transactionally() {
+    let mut node = node_with_transactions();
+    let python = harness::require_python(&["confluent_kafka"]);
+    let topic = unique_name("txn-fence");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let out = harness::run(
+        Command::new(&python)
+            .arg(harness::clients_dir().join("txn_fencing.py"))
+            .args(["--bootstrap", &node.bootstrap(), "--topic", &topic])
+            .args(["--id", &unique_name("tx")]),
+        None,
+        Duration::from_secs(120),
+    );
+    out.assert_success();
+    let last = out.stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON result ({e}):\n{out}"));
+    assert_eq!(
+        v["init1"],
+        serde_json::Value::Null,
+        "first init_transactions: {v}"
+    );
+    assert_eq!(
+        v["init2"],
+        serde_json::Value::Null,
+        "second init_transactions: {v}"
+    );
+    let zombie = v["zombie_error"].as_str().unwrap_or_default();
+    assert!(
+        zombie.to_lowercase().contains("fenced"),
+        "the first producer must be fenced: {v}"
+    );
+    assert_eq!(
+        v["zombie_fatal"], true,
+        "fencing is fatal for the zombie: {v}"
+    );
+    assert_eq!(
+        v["produced"], true,
+        "the live producer's record was not delivered: {v}"
+    );
+
+    let records = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(20));
+    let keys: Vec<String> = records
+        .values()
+        .flatten()
+        .map(|r| r.key.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        ["live"],
+        "only the live incarnation's record is in the log"
+    );
+    node.assert_alive("after the transactional producers");
+}
+
+/// FindCoordinator v3 for a transactional id: the error code (0 once the coordinator serves).
+fn find_txn_coordinator(conn: &mut RawConn, id: &str) -> i16 {
+    let mut req = FindCoordinatorRequest::default();
+    req.key_type = 1;
+    req.key = StrBytes::from_string(id.to_string());
+    conn.request(&req, 3).expect("FindCoordinator").error_code
+}
+
+/// InitProducerId v4 with a transactional id: (error code, producer id, epoch).
+fn init_producer_id(conn: &mut RawConn, id: &str) -> (i16, i64, i16) {
+    let mut req = InitProducerIdRequest::default();
+    req.transactional_id = Some(TransactionalId(StrBytes::from_string(id.to_string())));
+    req.transaction_timeout_ms = 60_000;
+    req.producer_id = ProducerId(-1);
+    req.producer_epoch = -1;
+    let r = conn.request(&req, 4).expect("InitProducerId");
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// AddPartitionsToTxn v3 for partition 0 of `topic`: the partition's error code.
+fn add_partition(conn: &mut RawConn, id: &str, (pid, epoch): (i64, i16), topic: &str) -> i16 {
+    let mut t = AddPartitionsToTxnTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partitions = vec![0];
+    let mut req = AddPartitionsToTxnRequest::default();
+    req.v3_and_below_transactional_id = TransactionalId(StrBytes::from_string(id.to_string()));
+    req.v3_and_below_producer_id = ProducerId(pid);
+    req.v3_and_below_producer_epoch = epoch;
+    req.v3_and_below_topics = vec![t];
+    let r = conn.request(&req, 3).expect("AddPartitionsToTxn");
+    r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
+/// The coordinator's state is in `__transaction_state`: after a SIGKILL and restart the
+/// reloaded coordinator still knows the open transaction and the producer's epoch, so the old
+/// epoch stays fenced and a new incarnation first has the open transaction aborted
+/// (CONCURRENT_TRANSACTIONS, which clients retry).
+#[test]
+fn an_open_transaction_and_its_epoch_survive_a_coordinator_restart() {
+    let mut node = node_with_transactions();
+    let topic = unique_name("txn-restart");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let id = unique_name("tx");
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    wait_until(
+        Duration::from_secs(30),
+        "the transaction coordinator serves",
+        || find_txn_coordinator(&mut conn, &id) == NONE,
+    );
+    let mut granted = (0, 0, 0);
+    wait_until(Duration::from_secs(30), "InitProducerId succeeds", || {
+        granted = init_producer_id(&mut conn, &id);
+        granted.0 == NONE
+    });
+    let (_, pid, epoch) = granted;
+    assert_eq!(epoch, 0, "a new transactional id starts at epoch 0");
+    let again = init_producer_id(&mut conn, &id);
+    assert_eq!(
+        again,
+        (NONE, pid, 1),
+        "a second incarnation bumps the epoch"
+    );
+    assert_eq!(add_partition(&mut conn, &id, (pid, 1), &topic), NONE);
+    assert_eq!(
+        add_partition(&mut conn, &id, (pid, 0), &topic),
+        PRODUCER_FENCED,
+        "the first incarnation is fenced"
+    );
+
+    node.kill9();
+    node.restart();
+    let mut conn = RawConn::connect(node.addr()).expect("connect after restart");
+    wait_until(Duration::from_secs(30), "the coordinator is back", || {
+        find_txn_coordinator(&mut conn, &id) == NONE
+    });
+    // Retries while the partition loads (NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS).
+    let mut code = -1;
+    wait_until(
+        Duration::from_secs(30),
+        "AddPartitionsToTxn is answered",
+        || {
+            code = add_partition(&mut conn, &id, (pid, 0), &topic);
+            code != 14 && code != 15 && code != 16
+        },
+    );
+    assert_eq!(
+        code, PRODUCER_FENCED,
+        "the fenced epoch stays fenced after the restart"
+    );
+    // Epoch 1's transaction is still open: re-adding its partition is a no-op success.
+    assert_eq!(add_partition(&mut conn, &id, (pid, 1), &topic), NONE);
+    let (code, _, _) = init_producer_id(&mut conn, &id);
+    assert_eq!(
+        code, CONCURRENT_TRANSACTIONS,
+        "a new incarnation has the reloaded open transaction aborted first"
+    );
+    assert_eq!(
+        add_partition(&mut conn, &id, (pid, 1), &topic),
+        PRODUCER_FENCED,
+        "the abort bumped the epoch: the open transaction's producer is fenced"
+    );
+    node.assert_alive("after the restart");
+}
+
+/// ListTransactions v1 with the given filters: (error code, sorted (id, producer id, state),
+/// unknown state filters).
+fn list_txns(
+    conn: &mut RawConn,
+    states: &[&str],
+    producer_ids: &[i64],
+    duration_ms: i64,
+) -> (i16, Vec<(String, i64, String)>, Vec<String>) {
+    let mut req = ListTransactionsRequest::default();
+    req.state_filters = states
+        .iter()
+        .map(|s| StrBytes::from_string(s.to_string()))
+        .collect();
+    req.producer_id_filters = producer_ids.iter().map(|p| ProducerId(*p)).collect();
+    req.duration_filter = duration_ms;
+    let r = conn.request(&req, 1).expect("ListTransactions");
+    let mut listed: Vec<(String, i64, String)> = r
+        .transaction_states
+        .iter()
+        .map(|t| {
+            (
+                t.transactional_id.0.to_string(),
+                t.producer_id.0,
+                t.transaction_state.to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let unknown = r
+        .unknown_state_filters
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (r.error_code, listed, unknown)
+}
+
+/// DescribeTransactions and ListTransactions (with the state, producer-id and KIP-994
+/// duration filters) report what the coordinator holds: one id with an open transaction, one
+/// with none, one never seen.
+#[test]
+fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
+    let node = node_with_transactions();
+    let topic = unique_name("txn-list");
+    kafka::create_topic(&node.bootstrap(), &topic, 2, &[]);
+    let (open, idle, never) = (
+        unique_name("tx-open"),
+        unique_name("tx-idle"),
+        unique_name("tx-never"),
+    );
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    // The ids may hash to different state partitions, which load one by one.
+    for id in [&open, &idle, &never] {
+        wait_until(
+            Duration::from_secs(30),
+            "the transaction coordinators serve",
+            || find_txn_coordinator(&mut conn, id) == NONE,
+        );
+    }
+    let mut granted = (0, 0, 0);
+    wait_until(Duration::from_secs(30), "InitProducerId succeeds", || {
+        granted = init_producer_id(&mut conn, &open);
+        granted.0 == NONE
+    });
+    let (_, open_pid, open_epoch) = granted;
+    let (code, idle_pid, _) = init_producer_id(&mut conn, &idle);
+    assert_eq!(code, NONE, "InitProducerId of the second id");
+    assert_eq!(
+        add_partition(&mut conn, &open, (open_pid, open_epoch), &topic),
+        NONE
+    );
+
+    let (code, all, unknown) = list_txns(&mut conn, &[], &[], -1);
+    assert_eq!((code, unknown.len()), (NONE, 0));
+    assert_eq!(
+        all,
+        vec![
+            (idle.clone(), idle_pid, "Empty".to_string()),
+            (open.clone(), open_pid, "Ongoing".to_string()),
+        ]
+    );
+    let (code, ongoing, unknown) = list_txns(&mut conn, &["Ongoing", "Bogus"], &[], -1);
+    assert_eq!(code, NONE);
+    assert_eq!(
+        ongoing,
+        vec![(open.clone(), open_pid, "Ongoing".to_string())]
+    );
+    assert_eq!(
+        unknown,
+        vec!["Bogus".to_string()],
+        "unknown state names are reported"
+    );
+    let (_, by_pid, _) = list_txns(&mut conn, &[], &[idle_pid], -1);
+    assert_eq!(by_pid, vec![(idle.clone(), idle_pid, "Empty".to_string())]);
+    let (_, long_running, _) = list_txns(&mut conn, &[], &[], 3_600_000);
+    assert!(
+        long_running.is_empty(),
+        "nothing has run for an hour: {long_running:?}"
+    );
+    // The open transaction has run for some milliseconds; the idle id has none running.
+    let mut running = Vec::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the duration filter lists the open transaction",
+        || {
+            running = list_txns(&mut conn, &[], &[], 0).1;
+            !running.is_empty()
+        },
+    );
+    assert_eq!(
+        running,
+        vec![(open.clone(), open_pid, "Ongoing".to_string())]
+    );
+
+    let mut req = DescribeTransactionsRequest::default();
+    req.transactional_ids = [&open, &idle, &never]
+        .iter()
+        .map(|id| TransactionalId(StrBytes::from_string(id.to_string())))
+        .collect();
+    let r = conn.request(&req, 0).expect("DescribeTransactions");
+    assert_eq!(r.transaction_states.len(), 3);
+    let o = &r.transaction_states[0];
+    assert_eq!(o.error_code, NONE);
+    assert_eq!(o.transactional_id.0.as_str(), open);
+    assert_eq!(o.transaction_state.as_str(), "Ongoing");
+    assert_eq!((o.producer_id.0, o.producer_epoch), (open_pid, open_epoch));
+    assert_eq!(o.transaction_timeout_ms, 60_000);
+    assert!(
+        o.transaction_start_time_ms > 0,
+        "an open transaction has a start time"
+    );
+    assert_eq!(o.topics.len(), 1);
+    assert_eq!(o.topics[0].topic.0.as_str(), topic);
+    assert_eq!(o.topics[0].partitions, vec![0]);
+    let i = &r.transaction_states[1];
+    assert_eq!(i.error_code, NONE);
+    assert_eq!(i.transaction_state.as_str(), "Empty");
+    assert_eq!(i.transaction_start_time_ms, -1, "no transaction is open");
+    assert!(i.topics.is_empty());
+    assert_eq!(
+        r.transaction_states[2].error_code,
+        TRANSACTIONAL_ID_NOT_FOUND
+    );
+
+    // The same through `rivulet txn`, which fans ListTransactions out to every broker and
+    // finds the coordinator for DescribeTransactions.
+    let cli = |args: &[&str]| {
+        harness::run(
+            Command::new(harness::RIVULET)
+                .args(["txn", "--bootstrap", &node.bootstrap()])
+                .args(args)
+                .env_remove("RIVULET_BOOTSTRAP"),
+            None,
+            Duration::from_secs(60),
+        )
+    };
+    let out = cli(&["list"]);
+    out.assert_success();
+    let row = |id: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row for {id}:\n{out}"))
+    };
+    assert_eq!(row(&open)[1..3], [open_pid.to_string(), "Ongoing".into()]);
+    assert_eq!(row(&idle)[1..3], [idle_pid.to_string(), "Empty".into()]);
+    let out = cli(&["list", "--state", "Ongoing"]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains(&open) && !out.stdout.contains(&idle),
+        "{out}"
+    );
+    let out = cli(&["list", "--state", "Bogus"]);
+    assert!(
+        !out.success() && out.stderr.contains("unknown transaction state(s): Bogus"),
+        "{out}"
+    );
+    let out = cli(&["describe", &open]);
+    out.assert_success();
+    for want in [
+        "Ongoing",
+        &format!("{topic}-0"),
+        "60000 ms",
+        &open_pid.to_string(),
+    ] {
+        assert!(out.stdout.contains(want), "describe shows {want}:\n{out}");
+    }
+    let out = cli(&["describe", &never]);
+    assert!(
+        !out.success() && out.stderr.contains("no transactional id"),
+        "{out}"
+    );
+
+    // And through Apache Kafka's own `kafka-transactions.sh` (Kafka 4.3's Admin client: the
+    // same fan-out and coordinator lookup).
+    let b = node.bootstrap();
+    let out = kafka_tool(
+        "kafka-transactions",
+        &["--bootstrap-server", &b, "list"],
+        None,
+    );
+    out.assert_success();
+    let fields = |out: &harness::CmdOutput, id: &str| {
+        out.stdout
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .find(|f| f.iter().any(|c| c == id))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{out}"))
+    };
+    // TransactionalId Coordinator ProducerId TransactionState
+    assert_eq!(
+        fields(&out, &open),
+        [
+            open.clone(),
+            "1".into(),
+            open_pid.to_string(),
+            "Ongoing".into()
+        ]
+    );
+    assert_eq!(fields(&out, &idle)[3], "Empty", "{out}");
+    let out = kafka_tool(
+        "kafka-transactions",
+        &[
+            "--bootstrap-server",
+            &b,
+            "describe",
+            "--transactional-id",
+            &open,
+        ],
+        None,
+    );
+    out.assert_success();
+    // CoordinatorId TransactionalId ProducerId ProducerEpoch TransactionState
+    // TransactionTimeoutMs CurrentTransactionStartTimeMs TransactionDurationMs TopicPartitions
+    let row = fields(&out, &open);
+    assert_eq!(row.len(), 9, "{out}");
+    assert_eq!(
+        [&row[2], &row[4], &row[5], &row[8]],
+        [
+            &open_pid.to_string(),
+            "Ongoing",
+            "60000",
+            &format!("{topic}-0")
+        ],
+        "{out}"
+    );
+
+    // /metrics counts the ids per state for the coordinators this node hosts.
+    let metrics = http_get(node.admin_addr(), "/metrics");
+    for line in [
+        r#"rivulet_transactions{state="Ongoing"} 1"#,
+        r#"rivulet_transactions{state="Empty"} 1"#,
+        r#"rivulet_transactions{state="PrepareCommit"} 0"#,
+        "rivulet_transaction_coordinators_loading 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "/metrics has {line}:\n{metrics}"
+        );
+    }
+}
+
+/// The body of `GET path` (one request, `Connection: close`).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to the admin endpoint {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head and body");
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
+}
