@@ -13,8 +13,7 @@
 //! refuse markers of a deposed coordinator.
 
 use super::{
-    decode_record, BatchBuilder, BatchHeader, SliceSource, CONTROL_BIT, HEADER_LEN, NO_SEQUENCE,
-    TRANSACTIONAL_BIT,
+    decode_batches, BatchBuilder, BatchHeader, CONTROL_BIT, NO_SEQUENCE, TRANSACTIONAL_BIT,
 };
 use crate::error::{Result, StorageError};
 
@@ -66,13 +65,17 @@ impl TxnMarker {
                 h.base_offset
             )));
         };
-        let mut src = SliceSource {
-            buf: batch,
-            at: HEADER_LEN,
-        };
-        let rec = decode_record(&mut src, &h).map_err(|why| {
-            StorageError::CorruptBatch(format!("control batch at offset {}: {why}", h.base_offset))
-        })?;
+        // A marker batch is never compressed; the bound only caps a lying header.
+        let rec = decode_batches(batch, total as u64)?
+            .into_iter()
+            .next()
+            .and_then(|b| b.records.into_iter().next())
+            .ok_or_else(|| {
+                StorageError::CorruptBatch(format!(
+                    "control batch at offset {} has no record",
+                    h.base_offset
+                ))
+            })?;
         let i16_at =
             |b: &[u8], at: usize| b.get(at..at + 2).map(|s| i16::from_be_bytes([s[0], s[1]]));
         let key = rec.key.unwrap_or_default();
