@@ -14,6 +14,7 @@
 
 pub mod controller;
 pub mod dynamic_config;
+pub mod forward;
 pub mod membership;
 pub mod raft;
 pub mod topic_config;

@@ -33,11 +33,13 @@
 //! Replicated batches were validated by the leader: only header, CRC and counts are checked.
 
 mod compression;
+mod record;
 
 use std::io::BufRead;
 use std::ops::{ControlFlow, Range};
 
 pub use compression::{compress, compress_snappy_raw, Compression};
+pub use record::{decode_batches, encode_batch, ProducerStamp, Record};
 
 use crate::{Result, StorageError};
 

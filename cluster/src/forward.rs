@@ -1,0 +1,675 @@
+//! Client operations on partitions from inside the cluster, without the Kafka wire protocol:
+//! read, list offsets, append. The native client (the `rivulet` facade's `Producer`,
+//! `Consumer`) calls them through a [`Forwarder`], which runs them against the local replica
+//! when this node leads the partition and forwards them to the leader's node otherwise.
+//!
+//! ```text
+//!  Forwarder::request(tp, op) ── leader? (local metadata image) ──┐
+//!     │ leader is this node                                       │ leader is node N
+//!     ▼                                                           ▼
+//!  execute(registry, op)                    ForwardService on N (process group
+//!     │ read / list offsets: the log clone    `rivulet.forward.<N>`, rkyv Call over the
+//!     │   on the blocking pool, capped at     ractor_cluster link) ── execute(registry, op)
+//!     │   the high watermark                                      │
+//!     │ append: the replica actor                                 │
+//!     ▼                                                           ▼
+//!  Ok(reply) | Err(ForwardError)  ◀── NotLeader / LeaderNotAvailable / Unreachable:
+//!                                     refresh the leader and retry (bounded, with backoff)
+//! ```
+//!
+//! Messages stay far below ractor_cluster's frame limit (16 MiB, over which the whole link
+//! closes): a read returns at most [`READ_BYTES_MAX`] (plus a single batch larger than
+//! that, bounded by the topic's `max.message.bytes`), and an append carries at most
+//! [`APPEND_BYTES_MAX`]. A forwarded call that gets no answer in time (a remote message that
+//! fails to decode is dropped silently by ractor_cluster) is a `Timeout`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use rivulet_actors::replication::NodeId;
+use rivulet_actors::{PartitionReplicaMsg, ReplicaRegistry, TopicPartition};
+use rivulet_storage::{Bytes, StorageError};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::Controller;
+
+/// Most bytes of record batches a read returns (a single larger batch still comes whole).
+pub const READ_BYTES_MAX: u32 = 1 << 20;
+/// Longest wait of one read for records to arrive.
+pub const READ_WAIT_MAX_MS: u32 = 30_000;
+/// Most bytes of record batches one append carries.
+pub const APPEND_BYTES_MAX: usize = 4 << 20;
+/// Attempts of one request, across leader changes.
+const ATTEMPTS_MAX: u32 = 20;
+/// Time a forwarded call may take beyond the operation's own timeout before it is given up.
+const CALL_MARGIN: Duration = Duration::from_secs(5);
+
+/// How many replicas must have an append before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum Acks {
+    /// Sent, not waited for (acks=0): the reply only says the leader was asked.
+    None,
+    /// The leader appended it (acks=1).
+    Leader,
+    /// Every in-sync replica has it: the high watermark passed it (acks=all).
+    All,
+}
+
+/// Which offset [`ForwardRequest::ListOffset`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark (the offset the next committed record gets).
+    Latest,
+    /// The first record with a timestamp at or after this one (ms).
+    Timestamp(i64),
+}
+
+/// One operation on a partition.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ForwardRequest {
+    /// Whole stored batches from the one holding `offset`, below the high watermark.
+    Read {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// First offset wanted.
+        offset: i64,
+        /// Most bytes (capped at [`READ_BYTES_MAX`]; the first batch comes whole).
+        max_bytes: u32,
+        /// With nothing to read at `offset`, how long to wait for records (ms; capped at
+        /// [`READ_WAIT_MAX_MS`]): a long poll on the high watermark, never a spin.
+        max_wait_ms: u32,
+    },
+    /// An offset of the partition.
+    ListOffset {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Which offset.
+        spec: OffsetSpec,
+    },
+    /// Append record batches (format v2, as a producer builds them).
+    Append {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The batches.
+        records: Vec<u8>,
+        /// Acknowledgement level.
+        acks: Acks,
+        /// How long an `acks=All` append may wait for the followers (ms).
+        timeout_ms: u32,
+    },
+}
+
+impl ForwardRequest {
+    fn topic_partition(&self) -> (&str, i32) {
+        match self {
+            ForwardRequest::Read {
+                topic, partition, ..
+            }
+            | ForwardRequest::ListOffset {
+                topic, partition, ..
+            }
+            | ForwardRequest::Append {
+                topic, partition, ..
+            } => (topic, *partition),
+        }
+    }
+
+    fn deadline_ms(&self) -> u64 {
+        match self {
+            ForwardRequest::Append { timeout_ms, .. } => u64::from(*timeout_ms),
+            ForwardRequest::Read { max_wait_ms, .. } => {
+                u64::from((*max_wait_ms).min(READ_WAIT_MAX_MS))
+            }
+            ForwardRequest::ListOffset { .. } => 0,
+        }
+    }
+}
+
+/// What a read returned.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ReadReply {
+    /// Whole batches; the first may start before the offset asked for.
+    pub records: Vec<u8>,
+    /// The high watermark when read.
+    pub high_watermark: i64,
+    /// The log start offset when read.
+    pub log_start_offset: i64,
+}
+
+/// An offset found by [`ForwardRequest::ListOffset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct OffsetReply {
+    /// The offset; -1 when no record has a timestamp that late.
+    pub offset: i64,
+    /// The record's timestamp for a timestamp lookup, else -1.
+    pub timestamp: i64,
+}
+
+/// Where an append went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct AppendReply {
+    /// Offset of the first record (-1 for acks=None).
+    pub base_offset: i64,
+    /// Offset after the last record (-1 for acks=None).
+    pub next_offset: i64,
+    /// The leader's log start offset (-1 for acks=None).
+    pub log_start_offset: i64,
+}
+
+/// The answer to a [`ForwardRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ForwardReply {
+    /// To a read.
+    Read(ReadReply),
+    /// To an offset lookup.
+    Offset(OffsetReply),
+    /// To an append.
+    Appended(AppendReply),
+}
+
+/// Why an operation failed. `is_retriable` ones are retried by the [`Forwarder`] itself
+/// until its attempts run out.
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub enum ForwardError {
+    /// The topic or partition does not exist.
+    #[error("unknown topic or partition {topic}-{partition}")]
+    UnknownTopicOrPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+    },
+    /// The node asked does not lead the partition (any more). Retriable.
+    #[error("node {node} does not lead {topic}-{partition}")]
+    NotLeader {
+        /// The node asked.
+        node: u64,
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+    },
+    /// No leader is known now (an election is under way). Retriable.
+    #[error("{topic}-{partition} has no leader now")]
+    LeaderNotAvailable {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+    },
+    /// The leader's node is not connected. Retriable.
+    #[error("node {0} is not reachable")]
+    Unreachable(u64),
+    /// Fewer in-sync replicas than `min.insync.replicas`; nothing was appended.
+    #[error("not enough in-sync replicas: {0}")]
+    NotEnoughReplicas(String),
+    /// Appended by the leader, but the in-sync replicas did not all get it in time; the
+    /// records may or may not become committed.
+    #[error("not enough in-sync replicas after the append: {0}")]
+    NotEnoughReplicasAfterAppend(String),
+    /// No answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The offset is outside the log.
+    #[error("offset {offset} is outside the log [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        /// Offset asked for.
+        offset: i64,
+        /// Log start offset.
+        log_start: i64,
+        /// Log end offset.
+        log_end: i64,
+    },
+    /// The records were refused (corrupt, too large, producer fenced or out of sequence).
+    #[error("records refused: {0}")]
+    Rejected(String),
+    /// The request is larger than a cluster message may be.
+    #[error("request of {bytes} bytes is over the {max} bytes one call may carry")]
+    TooLarge {
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The replica failed (storage).
+    #[error("replica failed: {0}")]
+    Storage(String),
+}
+
+impl ForwardError {
+    /// True for errors a retry after a metadata refresh may cure.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            ForwardError::NotLeader { .. }
+                | ForwardError::LeaderNotAvailable { .. }
+                | ForwardError::Unreachable(_)
+        )
+    }
+}
+
+/// Result of forwarded operations.
+pub type ForwardResult<T> = std::result::Result<T, ForwardError>;
+
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+enum Answer {
+    Ok(ForwardReply),
+    Err(ForwardError),
+}
+
+fn encode<T>(value: &T) -> Vec<u8>
+where
+    T: for<'a> rkyv::Serialize<
+        rkyv::api::high::HighSerializer<
+            rkyv::util::AlignedVec,
+            rkyv::ser::allocator::ArenaHandle<'a>,
+            rkyv::rancor::Error,
+        >,
+    >,
+{
+    // Our own types always serialize: nothing in them can fail.
+    rkyv::to_bytes::<rkyv::rancor::Error>(value)
+        .map(|b| b.into_vec())
+        .unwrap_or_default()
+}
+
+fn decode_request(bytes: &[u8]) -> Result<ForwardRequest, String> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    rkyv::from_bytes::<ForwardRequest, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| format!("malformed forwarded request: {e}"))
+}
+
+fn decode_answer(bytes: &[u8]) -> Result<Answer, String> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    rkyv::from_bytes::<Answer, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| format!("malformed forwarded answer: {e}"))
+}
+
+fn group_of(node: NodeId) -> String {
+    format!("rivulet.forward.{node}")
+}
+
+/// Runs `request` against this node's replica of its partition. The node must lead it.
+pub async fn execute(
+    node: NodeId,
+    registry: &ReplicaRegistry,
+    request: ForwardRequest,
+) -> ForwardResult<ForwardReply> {
+    let (topic, partition) = request.topic_partition();
+    let tp = TopicPartition::new(topic, partition);
+    let not_leader = || ForwardError::NotLeader {
+        node,
+        topic: topic.to_string(),
+        partition,
+    };
+    let handle = registry.get(&tp).ok_or_else(not_leader)?;
+    if !handle.is_leader() {
+        return Err(not_leader());
+    }
+    match request {
+        ForwardRequest::Read {
+            offset,
+            max_bytes,
+            max_wait_ms,
+            ..
+        } => {
+            let mut watch = handle.high_watermark.clone();
+            let mut hw = *watch.borrow_and_update();
+            if hw == offset && max_wait_ms > 0 {
+                let wait = Duration::from_millis(u64::from(max_wait_ms.min(READ_WAIT_MAX_MS)));
+                // Ends early when the replica stops (the watch closes) or leadership moves:
+                // the next read then finds out which.
+                let mut status = handle.status.clone();
+                let _ = tokio::time::timeout(wait, async {
+                    tokio::select! {
+                        _ = watch.wait_for(|h| *h > offset) => {}
+                        _ = status.wait_for(|s| !s.is_leader) => {}
+                    }
+                })
+                .await;
+                hw = *watch.borrow();
+            }
+            let log = handle.log.clone();
+            let max = max_bytes.min(READ_BYTES_MAX) as usize;
+            let read = tokio::task::spawn_blocking(move || log.read(offset, max, hw))
+                .await
+                .map_err(|e| ForwardError::Storage(e.to_string()))?;
+            match read {
+                Ok(r) => Ok(ForwardReply::Read(ReadReply {
+                    records: r.records.to_vec(),
+                    high_watermark: hw,
+                    log_start_offset: r.log_start_offset,
+                })),
+                Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    log_end,
+                }) => Err(ForwardError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    log_end,
+                }),
+                Err(e) => Err(ForwardError::Storage(e.to_string())),
+            }
+        }
+        ForwardRequest::ListOffset { spec, .. } => {
+            let hw = *handle.high_watermark.borrow();
+            let (offset, timestamp) = match spec {
+                OffsetSpec::Earliest => (handle.log.log_start_offset(), -1),
+                OffsetSpec::Latest => (hw, -1),
+                OffsetSpec::Timestamp(ts) => {
+                    let log = handle.log.clone();
+                    let found =
+                        tokio::task::spawn_blocking(move || log.offset_for_timestamp(ts, hw))
+                            .await
+                            .map_err(|e| ForwardError::Storage(e.to_string()))?
+                            .map_err(|e| ForwardError::Storage(e.to_string()))?;
+                    found.map_or((-1, -1), |f| (f.offset, f.timestamp))
+                }
+            };
+            Ok(ForwardReply::Offset(OffsetReply { offset, timestamp }))
+        }
+        ForwardRequest::Append {
+            records,
+            acks,
+            timeout_ms,
+            ..
+        } => append(&handle, records, acks, timeout_ms).await,
+    }
+}
+
+async fn append(
+    handle: &rivulet_actors::ReplicaHandle,
+    records: Vec<u8>,
+    acks: Acks,
+    timeout_ms: u32,
+) -> ForwardResult<ForwardReply> {
+    let timeout = Duration::from_millis(u64::from(timeout_ms));
+    let call = ractor::call_t!(
+        handle.actor,
+        |reply| PartitionReplicaMsg::Append {
+            records: Bytes::from(records),
+            reply,
+        },
+        timeout.as_millis() as u64
+    );
+    let outcome = match call {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return Err(append_error(e)),
+        Err(ractor::RactorErr::Timeout) => {
+            return Err(ForwardError::Timeout(format!("append to {}", handle.tp)))
+        }
+        Err(e) => return Err(ForwardError::Storage(e.to_string())),
+    };
+    let info = outcome.info();
+    if acks == Acks::All {
+        // Placeholder until the committed-write operation: the high watermark must pass
+        // the batch.
+        let mut hw = handle.high_watermark.clone();
+        let end = info.last_offset + 1;
+        let waited = tokio::time::timeout(timeout, hw.wait_for(|h| *h >= end)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err(ForwardError::NotEnoughReplicasAfterAppend(format!(
+                "{} did not commit in time",
+                handle.tp
+            )));
+        }
+    }
+    Ok(ForwardReply::Appended(AppendReply {
+        base_offset: info.base_offset,
+        next_offset: info.last_offset + 1,
+        log_start_offset: handle.log.log_start_offset(),
+    }))
+}
+
+fn append_error(e: rivulet_actors::AppendError) -> ForwardError {
+    use rivulet_actors::AppendError as E;
+    match e {
+        E::NotLeader { tp } => ForwardError::NotLeader {
+            node: 0,
+            topic: tp.topic.to_string(),
+            partition: tp.partition,
+        },
+        E::Rejected(e) => ForwardError::Rejected(e.to_string()),
+        other => ForwardError::Storage(other.to_string()),
+    }
+}
+
+/// Messages of the [`ForwardService`].
+#[derive(RactorClusterMessage)]
+pub enum ForwardServiceMsg {
+    /// An rkyv [`ForwardRequest`] in, an rkyv answer out.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+impl std::fmt::Debug for ForwardServiceMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardServiceMsg::Call(b, _) => write!(f, "Call({} bytes)", b.len()),
+        }
+    }
+}
+
+/// Arguments of the [`ForwardService`].
+#[derive(Debug, Clone)]
+pub struct ForwardServiceArgs {
+    /// This node.
+    pub node_id: NodeId,
+    /// Its replicas.
+    pub registry: ReplicaRegistry,
+}
+
+/// The per-node actor that runs operations forwarded by other nodes' clients. It joins the
+/// process group `rivulet.forward.<node id>`, which ractor_cluster syncs to every peer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardService;
+
+impl Actor for ForwardService {
+    type Msg = ForwardServiceMsg;
+    type State = Arc<ForwardServiceArgs>;
+    type Arguments = ForwardServiceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ractor::pg::join(group_of(args.node_id), vec![myself.get_cell()]);
+        Ok(Arc::new(args))
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ForwardServiceMsg::Call(bytes, reply) = msg;
+        let request = match decode_request(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                // No answer: the caller times out, as with any message the link drops.
+                warn!(error = %e, "dropping a malformed forwarded request");
+                return Ok(());
+            }
+        };
+        let state = state.clone();
+        // Appends wait for followers: the actor must not wait with them.
+        tokio::spawn(async move {
+            let answer = match execute(state.node_id, &state.registry, request).await {
+                Ok(r) => Answer::Ok(r),
+                Err(e) => Answer::Err(e),
+            };
+            let _ = reply.send(encode(&answer));
+        });
+        Ok(())
+    }
+}
+
+/// Routes operations to the partition's leader: this node's replica, or the leader node's
+/// [`ForwardService`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    node_id: NodeId,
+    controller: Controller,
+    registry: ReplicaRegistry,
+    /// How long one request may take, retries included.
+    request_timeout: Duration,
+}
+
+impl Forwarder {
+    /// A forwarder for the node `node_id`.
+    pub fn new(
+        node_id: NodeId,
+        controller: Controller,
+        registry: ReplicaRegistry,
+        request_timeout: Duration,
+    ) -> Forwarder {
+        Forwarder {
+            node_id,
+            controller,
+            registry,
+            request_timeout,
+        }
+    }
+
+    /// The controller facade this forwarder reads leaders from.
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// The leader of a partition now, or the error to retry on.
+    fn leader_of(&self, topic: &str, partition: i32) -> ForwardResult<NodeId> {
+        let unknown = || ForwardError::UnknownTopicOrPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        let meta = self.controller.topic(topic).ok_or_else(unknown)?;
+        if partition < 0 || partition >= meta.partitions {
+            return Err(unknown());
+        }
+        let info = self
+            .controller
+            .partitions(&meta)
+            .into_iter()
+            .find(|p| p.partition == partition)
+            .ok_or_else(unknown)?;
+        u64::try_from(info.leader).map_err(|_| ForwardError::LeaderNotAvailable {
+            topic: topic.to_string(),
+            partition,
+        })
+    }
+
+    /// Runs `request` on the partition's leader, retrying retriable errors (after the
+    /// metadata catches up, with backoff) until `request_timeout`.
+    pub async fn request(&self, request: ForwardRequest) -> ForwardResult<ForwardReply> {
+        if let ForwardRequest::Append { records, .. } = &request {
+            if records.len() > APPEND_BYTES_MAX {
+                return Err(ForwardError::TooLarge {
+                    bytes: records.len() as u64,
+                    max: APPEND_BYTES_MAX as u64,
+                });
+            }
+        }
+        let deadline = Instant::now() + self.request_timeout;
+        let mut backoff = Duration::from_millis(20);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.attempt(&request).await;
+            match result {
+                Err(e) if e.is_retriable() && attempt < ATTEMPTS_MAX => {
+                    if Instant::now() + backoff >= deadline {
+                        return Err(ForwardError::Timeout(format!(
+                            "{e} (after {attempt} attempts)"
+                        )));
+                    }
+                    debug!(error = %e, attempt, "retrying a client request");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(&self, request: &ForwardRequest) -> ForwardResult<ForwardReply> {
+        let (topic, partition) = request.topic_partition();
+        let leader = self.leader_of(topic, partition)?;
+        if leader == self.node_id {
+            return execute(self.node_id, &self.registry, request.clone()).await;
+        }
+        let service = ractor::pg::get_members(&group_of(leader))
+            .into_iter()
+            .find(|c| !c.get_id().is_local())
+            .map(ActorRef::<ForwardServiceMsg>::from)
+            .ok_or(ForwardError::Unreachable(leader))?;
+        let timeout = Duration::from_millis(request.deadline_ms()) + CALL_MARGIN;
+        let bytes = encode(request);
+        match ractor::call_t!(
+            service,
+            ForwardServiceMsg::Call,
+            timeout.as_millis() as u64,
+            bytes
+        ) {
+            Ok(reply) => match decode_answer(&reply) {
+                Ok(Answer::Ok(r)) => Ok(r),
+                Ok(Answer::Err(e)) => Err(e),
+                Err(e) => Err(ForwardError::Storage(e)),
+            },
+            Err(ractor::RactorErr::Timeout) => Err(ForwardError::Timeout(format!(
+                "node {leader} did not answer within {timeout:?}"
+            ))),
+            Err(_) => Err(ForwardError::Unreachable(leader)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers_round_trip_through_rkyv() {
+        let req = ForwardRequest::Append {
+            topic: "orders".into(),
+            partition: 2,
+            records: vec![1, 2, 3],
+            acks: Acks::All,
+            timeout_ms: 500,
+        };
+        assert_eq!(decode_request(&encode(&req)).unwrap(), req);
+        let answers = [
+            Answer::Ok(ForwardReply::Offset(OffsetReply {
+                offset: 5,
+                timestamp: 7,
+            })),
+            Answer::Err(ForwardError::NotLeader {
+                node: 3,
+                topic: "orders".into(),
+                partition: 2,
+            }),
+        ];
+        for a in answers {
+            let back = decode_answer(&encode(&a)).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{a:?}"));
+        }
+        assert!(decode_request(&[1, 2, 3]).is_err());
+    }
+}
