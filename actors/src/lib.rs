@@ -12,6 +12,10 @@
 //! broker ──read (clone of the log, off the actor)──▶ storage::PartitionLog::read
 //! ```
 //!
+//! Every writer (Kafka produce, group coordinators, the native client) appends through
+//! [`write::append`]: one operation with an ack level, a timeout and typed errors, which also
+//! owns the `acks=all` wait for the high watermark.
+//!
 //! The [`ReplicaRegistry`] is the broker's fast path to a partition: a shared map from
 //! topic-partition to a [`ReplicaHandle`] (actor ref, a read handle on the log, and a watch on
 //! the high watermark). Only the [`manager::ReplicaManager`] writes it.
@@ -26,6 +30,7 @@ pub mod node;
 pub mod registry;
 pub mod replica;
 pub mod replication;
+pub mod write;
 
 pub use error::{ActorsError, Result};
 pub use manager::{ReplicaManager, ReplicaManagerArgs, ReplicaManagerMsg, ReplicaSpec};
@@ -36,3 +41,4 @@ pub use replica::{
     ReplicaStatus,
 };
 pub use replication::{IsrChange, NodeId, ReplicaNetwork, ReplicationMessage};
+pub use write::{Acks, WriteError, WriteOptions, Written};

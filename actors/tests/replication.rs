@@ -562,3 +562,120 @@ async fn a_follower_out_of_disk_space_refuses_stays_up_and_leaves_the_isr() {
         .is_some_and(|h| h.actor.get_id() == follower.actor.get_id());
     assert!(same, "the follower replica was not restarted");
 }
+
+/// The committed-write operation (`rivulet_actors::write`) on a real leader and follower: an
+/// `acks=all` write returns once the whole ISR has it, and every way it can fail comes back as
+/// its own typed error (the broker turns them into Kafka codes in one place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_write_waits_for_the_isr_and_types_each_failure() {
+    use rivulet_actors::write::{self, Acks, WriteError, WriteOptions, WriteStage};
+    let fabric = Arc::new(Fabric::default());
+    let (n1, n2, id, r) = two_nodes(&fabric).await;
+    let leader = ensure(&n1, id, r.clone()).await;
+    let follower = ensure(&n2, id, r).await;
+    let all = |min_isr: i64, timeout_ms: u64| WriteOptions {
+        min_insync_replicas: min_isr,
+        ..WriteOptions::new(Acks::All, Duration::from_millis(timeout_ms))
+    };
+
+    append(&leader, b"a").await;
+    wait_for("the follower in sync", || {
+        follower.log.log_end_offset() == 1 && leader.status.borrow().isr.len() == 2
+    })
+    .await;
+    let w = write::append(&leader, batch(b"a2"), &all(2, 10_000))
+        .await
+        .expect("acks=all with both replicas in sync");
+    assert_eq!((w.base_offset, w.last_offset, w.records), (1, 1, 1));
+    assert!(
+        *leader.high_watermark.borrow() >= 2,
+        "acknowledged below the HW"
+    );
+    assert_eq!(
+        follower.log.log_end_offset(),
+        2,
+        "acknowledged before the follower had it"
+    );
+    assert_eq!(
+        w.log_append_time_ms, None,
+        "a CreateTime topic has no append time"
+    );
+
+    // Refused before the append: wrong epoch, lapsed lease.
+    let stale = WriteOptions {
+        leader_epoch: Some(7),
+        ..all(1, 10_000)
+    };
+    let e = write::append(&leader, batch(b"x"), &stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WriteError::NotLeader { .. }), "{e:?}");
+    let (_lease_tx, lapsed) = tokio::sync::watch::channel(false);
+    let no_lease = WriteOptions {
+        lease: Some(lapsed),
+        ..all(1, 10_000)
+    };
+    let e = write::append(&leader, batch(b"x"), &no_lease)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WriteError::NotLeader { .. }), "{e:?}");
+    assert_eq!(
+        leader.log.log_end_offset(),
+        2,
+        "a refused write wrote nothing"
+    );
+
+    // The follower is cut off. Within the replica lag the ISR still holds it: the wait
+    // times out (written, not acknowledged).
+    fabric.cut.lock().insert(2);
+    let e = write::append(&leader, batch(b"b"), &all(2, 50))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WriteError::TimedOut {
+                stage: WriteStage::Replication,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.written() && e.is_retriable());
+    // A longer wait sees the ISR shrink to the leader: the HW passes the batch, but with
+    // fewer in-sync replicas than the minimum.
+    let e = write::append(&leader, batch(b"c"), &all(2, 10_000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WriteError::NotEnoughReplicasAfterAppend { isr: 1, .. }),
+        "{e:?}"
+    );
+    // Now refused before the append; acks=1 still works.
+    let end = leader.log.log_end_offset();
+    let e = write::append(&leader, batch(b"d"), &all(2, 10_000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WriteError::NotEnoughReplicas {
+                min_insync_replicas: 2,
+                isr: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!e.written());
+    assert_eq!(
+        leader.log.log_end_offset(),
+        end,
+        "NotEnoughReplicas wrote nothing"
+    );
+    let one = WriteOptions::new(Acks::Leader, Duration::from_secs(10));
+    let w = write::append(&leader, batch(b"e"), &one)
+        .await
+        .expect("acks=1");
+    assert_eq!(w.base_offset, end);
+}

@@ -111,6 +111,12 @@ pub trait TopicCatalog: Send + Sync + fmt::Debug {
     fn group_overrides(&self, _group_id: &str) -> super::GroupOverrides {
         super::GroupOverrides::default()
     }
+    /// The `min.insync.replicas` a write to `topic` needs, as the cluster's policy decides it
+    /// (`rivulet_cluster::policy`). The default, 1, is for catalogs without a controller
+    /// (single-replica tests).
+    fn min_insync_replicas(&self, _topic: &str) -> i64 {
+        1
+    }
 }
 
 /// A subscribed topic as of the last group epoch (the metadata whose change bumps the epoch).

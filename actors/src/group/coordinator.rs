@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, info, warn};
 
@@ -25,7 +24,7 @@ use super::records::{encode_batch, GroupSnapshot, LoadedGroup, Write};
 use super::types::*;
 use super::GroupConfig;
 use crate::registry::ReplicaHandle;
-use crate::replica::{AppendError, PartitionReplicaMsg};
+use crate::write::{self, Acks, WriteOptions};
 
 /// Largest batch a coordinator appends (the topic's batch limit is 1 MiB).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -174,30 +173,15 @@ impl CoordinatorState {
     }
 
     /// Appends `writes` to the partition (in batches of at most [`CHUNK_BYTES`], one after
-    /// another) and waits until the in-sync replicas have them. Returns the offset of the
-    /// first record written.
+    /// another) through the committed-write path and waits until the in-sync replicas have
+    /// them. Returns the offset of the first record written.
     async fn write(&self, writes: &[Write]) -> Result<i64, GroupError> {
         let replica = &self.replica;
         if writes.is_empty() {
             return Ok(replica.log.log_end_offset());
         }
-        {
-            let st = replica.status.borrow();
-            if !st.is_leader || st.leader_epoch != self.epoch {
-                return Err(GroupError::NotCoordinator);
-            }
-            let min_isr = if st.replicas.len() >= 3 { 2 } else { 1 };
-            if st.isr.len() < min_isr {
-                return Err(GroupError::CoordinatorNotAvailable(format!(
-                    "{} has {} in-sync replica(s); group writes need {min_isr}",
-                    replica.tp,
-                    st.isr.len()
-                )));
-            }
-        }
-        let timeout = self.config.write_timeout;
-        let mut first = None;
-        let mut end = 0;
+        let ts = now_ms();
+        let mut parts = Vec::new();
         let mut chunk_start = 0;
         while chunk_start < writes.len() {
             let mut chunk_end = chunk_start;
@@ -206,74 +190,23 @@ impl CoordinatorState {
                 bytes += writes[chunk_end].encoded_len();
                 chunk_end += 1;
             }
-            let records = Bytes::from(encode_batch(&writes[chunk_start..chunk_end], now_ms()));
+            parts.push(Bytes::from(encode_batch(
+                &writes[chunk_start..chunk_end],
+                ts,
+            )));
             chunk_start = chunk_end;
-            let answer = replica
-                .actor
-                .call(
-                    |reply| PartitionReplicaMsg::Append { records, reply },
-                    Some(timeout),
-                )
-                .await;
-            let info = match answer {
-                Ok(CallResult::Success(Ok(outcome))) => outcome.info(),
-                Ok(CallResult::Success(Err(AppendError::NotLeader { .. }))) => {
-                    return Err(GroupError::NotCoordinator)
-                }
-                Ok(CallResult::Success(Err(e))) => {
-                    return Err(GroupError::CoordinatorNotAvailable(e.to_string()))
-                }
-                Ok(CallResult::Timeout) => {
-                    return Err(GroupError::RequestTimedOut(format!(
-                        "{} did not take the write within {} ms",
-                        replica.tp,
-                        timeout.as_millis()
-                    )))
-                }
-                Ok(CallResult::SenderError) | Err(_) => {
-                    return Err(GroupError::CoordinatorNotAvailable(format!(
-                        "{} is restarting",
-                        replica.tp
-                    )))
-                }
-            };
-            first.get_or_insert(info.base_offset);
-            end = info.last_offset + 1;
         }
-        let mut hw = replica.high_watermark.clone();
-        let mut status = replica.status.clone();
-        // Without a lease watch, a sender that lives as long as this wait: never changes.
-        let (_always, always_valid) = tokio::sync::watch::channel(true);
-        let mut lease = self.catalog.lease().unwrap_or(always_valid);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if !*lease.borrow_and_update() {
-                // The controller is about to move the partition: let the client find the
-                // next coordinator now instead of after the timeout.
-                return Err(GroupError::NotCoordinator);
-            }
-            {
-                let st = status.borrow_and_update();
-                if !st.is_leader || st.leader_epoch != self.epoch {
-                    return Err(GroupError::NotCoordinator);
-                }
-                if *hw.borrow_and_update() >= end {
-                    return Ok(first.unwrap_or(end));
-                }
-            }
-            tokio::select! {
-                r = hw.changed() => if r.is_err() { return Err(GroupError::NotCoordinator) },
-                r = status.changed() => if r.is_err() { return Err(GroupError::NotCoordinator) },
-                r = lease.changed() => if r.is_err() { return Err(GroupError::NotCoordinator) },
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(GroupError::RequestTimedOut(format!(
-                        "the in-sync replicas of {} did not confirm the write within {} ms",
-                        replica.tp,
-                        timeout.as_millis()
-                    )));
-                }
-            }
-        }
+        let opts = WriteOptions {
+            acks: Acks::All,
+            timeout: self.config.write_timeout,
+            min_insync_replicas: self.catalog.min_insync_replicas(&replica.tp.topic),
+            // Bound to the epoch the state was loaded in: after a leader change another
+            // coordinator (or none) owns the group.
+            leader_epoch: Some(self.epoch),
+            lease: self.catalog.lease(),
+        };
+        let written = write::append_all(replica, &parts, &opts).await?;
+        Ok(written.base_offset)
     }
 
     fn group_write(&self) -> Option<Write> {

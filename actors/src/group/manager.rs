@@ -24,6 +24,7 @@ use super::records::{load, LoadedGroup, LoadedPartition};
 use super::types::GroupError;
 use super::{partition_for, GroupConfig, OFFSETS_TOPIC};
 use crate::registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
+use crate::write::{wait_committed, CommitWait, WriteError};
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -321,22 +322,20 @@ async fn load_partition(replica: ReplicaHandle, epoch: i32) -> Result<LoadedPart
         .await
         .map_err(|e| format!("load task failed: {e}"))?
         .map_err(|e| format!("reading {}: {e}", replica.tp))?;
-    let mut hw = replica.high_watermark.clone();
-    let mut status = replica.status.clone();
-    loop {
-        {
-            let st = status.borrow_and_update();
-            if !st.is_leader || st.leader_epoch != epoch {
-                return Err("leadership moved while loading".into());
-            }
-            if *hw.borrow_and_update() >= loaded.end_offset {
-                break;
-            }
+    // No deadline: the load waits as long as this node keeps the leadership.
+    let wait = CommitWait {
+        leader_epoch: epoch,
+        end: loaded.end_offset,
+        min_insync_replicas: None,
+        lease: None,
+        timeout: None,
+    };
+    match wait_committed(&replica, wait, Duration::ZERO).await {
+        Ok(()) => {}
+        Err(WriteError::LeadershipMoved { .. }) => {
+            return Err("leadership moved while loading".into())
         }
-        tokio::select! {
-            r = hw.changed() => if r.is_err() { return Err("replica stopped".into()) },
-            r = status.changed() => if r.is_err() { return Err("replica stopped".into()) },
-        }
+        Err(e) => return Err(e.to_string()),
     }
     info!(partition = replica.tp.partition, epoch, groups = loaded.groups.len(),
         records = loaded.records, took = ?started.elapsed(), "offsets partition loaded");

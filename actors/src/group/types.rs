@@ -94,6 +94,26 @@ pub enum GroupError {
     RequestTimedOut(String),
 }
 
+/// A write to `__consumer_offsets` that was not acknowledged, as the group APIs report it
+/// (Kafka's coordinator does the same translation: clients look the coordinator up again).
+impl From<crate::write::WriteError> for GroupError {
+    fn from(e: crate::write::WriteError) -> Self {
+        use crate::write::WriteError as W;
+        match e {
+            W::UnknownReplica { .. }
+            | W::NotLeader { .. }
+            | W::LeadershipMoved { .. }
+            | W::LeaseLapsed { .. } => GroupError::NotCoordinator,
+            W::TimedOut { .. } => GroupError::RequestTimedOut(e.to_string()),
+            W::NotEnoughReplicas { .. }
+            | W::NotEnoughReplicasAfterAppend { .. }
+            | W::Rejected(_)
+            | W::ReplicaFailed { .. }
+            | W::ReplicaStopped { .. } => GroupError::CoordinatorNotAvailable(e.to_string()),
+        }
+    }
+}
+
 /// A topic and partition, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct GroupTopicPartition {

@@ -2,7 +2,7 @@
 
 use kafka_protocol::error::ResponseError as E;
 use rivulet_actors::group::GroupError;
-use rivulet_actors::AppendError;
+use rivulet_actors::{AppendError, WriteError};
 use rivulet_cluster::ControllerError;
 use rivulet_storage::StorageError;
 
@@ -54,6 +54,24 @@ pub fn append(e: &AppendError) -> i16 {
         }
         // Only DeleteRecords waits; as when its wait runs out, the client retries.
         AppendError::TooManyWaiters { .. } => E::RequestTimedOut.code(),
+    }
+}
+
+/// Error code for a committed write that was not acknowledged (produce, and any other writer
+/// that answers a Kafka client).
+pub fn write(e: &WriteError) -> i16 {
+    match e {
+        WriteError::Rejected(s) => storage(s),
+        // Retriable: the client refreshes metadata and finds the (new) leader.
+        WriteError::UnknownReplica { .. }
+        | WriteError::NotLeader { .. }
+        | WriteError::LeadershipMoved { .. }
+        | WriteError::LeaseLapsed { .. }
+        | WriteError::ReplicaFailed { .. }
+        | WriteError::ReplicaStopped { .. } => E::NotLeaderOrFollower.code(),
+        WriteError::NotEnoughReplicas { .. } => E::NotEnoughReplicas.code(),
+        WriteError::NotEnoughReplicasAfterAppend { .. } => E::NotEnoughReplicasAfterAppend.code(),
+        WriteError::TimedOut { .. } => E::RequestTimedOut.code(),
     }
 }
 
@@ -206,6 +224,70 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(storage(&e), want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn write_error_codes_are_kafkas() {
+        use rivulet_actors::write::WriteStage;
+        use rivulet_actors::TopicPartition;
+        let tp = || TopicPartition::new("t", 0);
+        let cases = [
+            (WriteError::UnknownReplica { tp: tp() }, 6),
+            (WriteError::NotLeader { tp: tp() }, 6),
+            (WriteError::LeadershipMoved { tp: tp() }, 6),
+            (WriteError::LeaseLapsed { tp: tp() }, 6),
+            (
+                WriteError::ReplicaFailed {
+                    tp: tp(),
+                    reason: "x".into(),
+                },
+                6,
+            ),
+            (WriteError::ReplicaStopped { tp: tp() }, 6),
+            (
+                WriteError::NotEnoughReplicas {
+                    tp: tp(),
+                    min_insync_replicas: 2,
+                    isr: 1,
+                },
+                19,
+            ),
+            (
+                WriteError::NotEnoughReplicasAfterAppend {
+                    tp: tp(),
+                    min_insync_replicas: 2,
+                    isr: 1,
+                },
+                20,
+            ),
+            (
+                WriteError::TimedOut {
+                    tp: tp(),
+                    stage: WriteStage::Append,
+                    timeout_ms: 5,
+                },
+                7,
+            ),
+            (
+                WriteError::TimedOut {
+                    tp: tp(),
+                    stage: WriteStage::Replication,
+                    timeout_ms: 5,
+                },
+                7,
+            ),
+            (
+                WriteError::Rejected(StorageError::CorruptBatch("x".into())),
+                2,
+            ),
+            (
+                WriteError::Rejected(StorageError::BatchTooLarge { size: 2, max: 1 }),
+                10,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(write(&e), want, "{e:?}");
         }
     }
 

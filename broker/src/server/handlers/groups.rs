@@ -130,6 +130,12 @@ impl TopicCatalog for ControllerCatalog {
     fn group_overrides(&self, group_id: &str) -> rivulet_actors::group::GroupOverrides {
         self.0.group_overrides(group_id)
     }
+
+    fn min_insync_replicas(&self, topic: &str) -> i64 {
+        self.0
+            .topic(topic)
+            .map_or(1, |t| self.0.min_insync_replicas(&t))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

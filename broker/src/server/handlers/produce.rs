@@ -12,9 +12,9 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ResponseKind};
-use ractor::rpc::CallResult;
-use rivulet_actors::{PartitionReplicaMsg, TopicPartition};
-use rivulet_storage::{AppendOutcome, TopicMeta};
+use rivulet_actors::write::{self, Acks, WriteError, WriteOptions};
+use rivulet_actors::TopicPartition;
+use rivulet_storage::TopicMeta;
 use tracing::debug;
 
 use super::{s, Reply};
@@ -80,164 +80,40 @@ async fn append_one(
             "the request carries no record batch",
         );
     };
-    let Some(replica) = state.controller.replica(&tp) else {
-        return PartitionResult::error(
-            code::NOT_LEADER_OR_FOLLOWER,
-            format!("{tp} is not led by this node (or is restarting); refresh metadata and retry"),
-        );
+    let acks = match acks {
+        0 => Acks::None,
+        1 => Acks::Leader,
+        _ => Acks::All,
     };
-    let (is_leader, epoch, isr_size) = {
-        let st = replica.status.borrow();
-        (st.is_leader, st.leader_epoch, st.isr.len() as i64)
+    let opts = WriteOptions {
+        acks,
+        timeout,
+        min_insync_replicas: state.controller.min_insync_replicas(topic),
+        leader_epoch: None,
+        lease: Some(state.controller.lease_watch()),
     };
-    if !is_leader || !state.controller.lease_valid() {
-        return PartitionResult::error(
-            code::NOT_LEADER_OR_FOLLOWER,
-            format!("this node is not the leader of {tp}; refresh metadata and retry"),
-        );
-    }
-    let min_isr = state.controller.min_insync_replicas(topic);
-    if acks == -1 && min_isr > isr_size {
-        return PartitionResult::error(
-            code::NOT_ENOUGH_REPLICAS,
-            format!("min.insync.replicas={min_isr} but {tp} has {isr_size} in-sync replica(s)"),
-        );
-    }
-    // Subscribed before the append, so a lapse during it is not missed.
-    let lease = state.controller.lease_watch();
     let batch_bytes = records.len();
-    let started = tokio::time::Instant::now();
-    let call = replica
-        .actor
-        .call(
-            |reply| PartitionReplicaMsg::Append { records, reply },
-            Some(timeout),
-        )
-        .await;
-    match call {
-        Ok(CallResult::Success(Ok(outcome))) => {
-            let info = match outcome {
-                AppendOutcome::Appended(i) => {
-                    let records = u64::try_from(i.last_offset - i.base_offset + 1).unwrap_or(0);
-                    state.metrics.produced(&tp.topic, batch_bytes, records);
-                    i
-                }
-                AppendOutcome::Duplicate(i) => {
-                    debug!(%tp, base_offset = i.base_offset, "duplicate batch from idempotent producer");
-                    i
-                }
-            };
-            if acks == -1 {
-                let remaining = timeout.saturating_sub(started.elapsed());
-                if let Err(e) = wait_committed(
-                    &replica,
-                    lease,
-                    epoch,
-                    info.last_offset + 1,
-                    min_isr,
-                    remaining,
-                )
-                .await
-                {
-                    return e;
-                }
+    let result = match state.controller.replica(&tp) {
+        Some(replica) => write::append(&replica, records, &opts).await,
+        None => Err(WriteError::UnknownReplica { tp: tp.clone() }),
+    };
+    match result {
+        Ok(w) => {
+            if w.duplicate {
+                debug!(%tp, base_offset = w.base_offset, "duplicate batch from idempotent producer");
+            } else {
+                state.metrics.produced(&tp.topic, batch_bytes, w.records);
             }
-            // The log stamped LogAppendTime batches with the append time as max timestamp.
-            let log_append_time = topic
-                .configs
-                .get("message.timestamp.type")
-                .is_some_and(|t| t == "LogAppendTime");
             PartitionResult {
                 error_code: code::NONE,
                 error_message: None,
-                base_offset: info.base_offset,
-                log_start_offset: replica.log.log_start_offset(),
-                log_append_time_ms: if log_append_time {
-                    info.max_timestamp
-                } else {
-                    -1
-                },
+                base_offset: w.base_offset,
+                log_start_offset: w.log_start_offset,
+                log_append_time_ms: w.log_append_time_ms.unwrap_or(-1),
             }
         }
-        Ok(CallResult::Success(Err(e))) => {
-            PartitionResult::error(errors::append(&e), e.to_string())
-        }
-        Ok(CallResult::Timeout) => PartitionResult::error(
-            kafka_protocol::error::ResponseError::RequestTimedOut.code(),
-            format!(
-                "append to {tp} did not finish within {} ms",
-                timeout.as_millis()
-            ),
-        ),
-        Ok(CallResult::SenderError) | Err(_) => PartitionResult::error(
-            code::NOT_LEADER_OR_FOLLOWER,
-            format!("{tp} replica stopped while appending; retry"),
-        ),
+        Err(e) => PartitionResult::error(errors::write(&e), e.to_string()),
     }
-}
-
-/// Waits until the high watermark reaches `end` (every in-sync replica has the batch) while
-/// the replica stays leader in `epoch`. A change of epoch fails the wait: after a leader
-/// change the offsets may be truncated and reused, so only the new leader can acknowledge.
-/// A lapse of this node's lease fails the wait too: the controller is about to move the
-/// leadership (it fences a node whose lease ran out), so the client should look for the new
-/// leader now rather than after its request timeout.
-async fn wait_committed(
-    replica: &rivulet_actors::ReplicaHandle,
-    mut lease: tokio::sync::watch::Receiver<bool>,
-    epoch: i32,
-    end: i64,
-    min_isr: i64,
-    timeout: Duration,
-) -> Result<(), PartitionResult> {
-    let tp = &replica.tp;
-    let mut hw = replica.high_watermark.clone();
-    let mut status = replica.status.clone();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if !*lease.borrow_and_update() {
-            return Err(PartitionResult::error(
-                code::NOT_LEADER_OR_FOLLOWER,
-                format!("this node lost its controller lease while {tp} waited for its in-sync replicas; refresh metadata and retry"),
-            ));
-        }
-        {
-            let st = status.borrow_and_update();
-            if !st.is_leader || st.leader_epoch != epoch {
-                return Err(PartitionResult::error(
-                    code::NOT_LEADER_OR_FOLLOWER,
-                    format!("leadership of {tp} moved before the batch was replicated; retry"),
-                ));
-            }
-            if *hw.borrow_and_update() >= end {
-                if (st.isr.len() as i64) < min_isr {
-                    return Err(PartitionResult::error(
-                        code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                        format!(
-                            "{tp} was written but its ISR shrank to {} below min.insync.replicas={min_isr}",
-                            st.isr.len()
-                        ),
-                    ));
-                }
-                return Ok(());
-            }
-        }
-        tokio::select! {
-            r = hw.changed() => if r.is_err() { break },
-            r = status.changed() => if r.is_err() { break },
-            r = lease.changed() => if r.is_err() { break },
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(PartitionResult::error(
-                    code::REQUEST_TIMED_OUT,
-                    format!("{tp}: the in-sync replicas did not confirm the batch within {} ms", timeout.as_millis()),
-                ));
-            }
-        }
-    }
-    Err(PartitionResult::error(
-        code::NOT_LEADER_OR_FOLLOWER,
-        format!("the replica of {tp} stopped; retry"),
-    ))
 }
 
 /// Produce.
