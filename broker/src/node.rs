@@ -378,7 +378,7 @@ impl NodeBuilder {
             rivulet_cluster::forward::ForwardService,
             rivulet_cluster::forward::ForwardServiceArgs {
                 node_id,
-                registry: registry.clone(),
+                controller: controller.clone(),
             },
         )
         .await

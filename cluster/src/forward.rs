@@ -29,7 +29,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use rivulet_actors::replication::NodeId;
-use rivulet_actors::{PartitionReplicaMsg, ReplicaRegistry, TopicPartition};
+use rivulet_actors::write::{self, WriteError, WriteOptions};
+use rivulet_actors::TopicPartition;
 use rivulet_storage::{Bytes, StorageError};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -210,6 +211,11 @@ pub enum ForwardError {
         /// Partition index.
         partition: i32,
     },
+    /// The leader appended the records (perhaps) but lost its leadership or its controller
+    /// lease before they were committed, or its replica restarted. Retriable: an
+    /// idempotent producer's retry is stored once.
+    #[error("leadership moved: {0}")]
+    LeadershipMoved(String),
     /// The leader's node is not connected. Retriable.
     #[error("node {0} is not reachable")]
     Unreachable(u64),
@@ -256,6 +262,7 @@ impl ForwardError {
             self,
             ForwardError::NotLeader { .. }
                 | ForwardError::LeaderNotAvailable { .. }
+                | ForwardError::LeadershipMoved(_)
                 | ForwardError::Unreachable(_)
         )
     }
@@ -307,7 +314,7 @@ fn group_of(node: NodeId) -> String {
 /// Runs `request` against this node's replica of its partition. The node must lead it.
 pub async fn execute(
     node: NodeId,
-    registry: &ReplicaRegistry,
+    controller: &Controller,
     request: ForwardRequest,
 ) -> ForwardResult<ForwardReply> {
     let (topic, partition) = request.topic_partition();
@@ -317,7 +324,7 @@ pub async fn execute(
         topic: topic.to_string(),
         partition,
     };
-    let handle = registry.get(&tp).ok_or_else(not_leader)?;
+    let handle = controller.replica(&tp).ok_or_else(not_leader)?;
     if !handle.is_leader() {
         return Err(not_leader());
     }
@@ -389,64 +396,58 @@ pub async fn execute(
             acks,
             timeout_ms,
             ..
-        } => append(&handle, records, acks, timeout_ms).await,
+        } => {
+            let meta = controller.topic(&tp.topic).ok_or_else(|| {
+                ForwardError::UnknownTopicOrPartition {
+                    topic: tp.topic.to_string(),
+                    partition,
+                }
+            })?;
+            // The same policy and fencing the Kafka produce handler applies.
+            let opts = WriteOptions {
+                acks: match acks {
+                    Acks::None => write::Acks::None,
+                    Acks::Leader => write::Acks::Leader,
+                    Acks::All => write::Acks::All,
+                },
+                timeout: Duration::from_millis(u64::from(timeout_ms)),
+                min_insync_replicas: controller.min_insync_replicas(&meta),
+                leader_epoch: None,
+                lease: Some(controller.lease_watch()),
+            };
+            match write::append(&handle, Bytes::from(records), &opts).await {
+                Ok(w) => Ok(ForwardReply::Appended(AppendReply {
+                    base_offset: w.base_offset,
+                    next_offset: w.last_offset + 1,
+                    log_start_offset: w.log_start_offset,
+                })),
+                Err(e) => Err(write_error(node, e)),
+            }
+        }
     }
 }
 
-async fn append(
-    handle: &rivulet_actors::ReplicaHandle,
-    records: Vec<u8>,
-    acks: Acks,
-    timeout_ms: u32,
-) -> ForwardResult<ForwardReply> {
-    let timeout = Duration::from_millis(u64::from(timeout_ms));
-    let call = ractor::call_t!(
-        handle.actor,
-        |reply| PartitionReplicaMsg::Append {
-            records: Bytes::from(records),
-            reply,
-        },
-        timeout.as_millis() as u64
-    );
-    let outcome = match call {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return Err(append_error(e)),
-        Err(ractor::RactorErr::Timeout) => {
-            return Err(ForwardError::Timeout(format!("append to {}", handle.tp)))
-        }
-        Err(e) => return Err(ForwardError::Storage(e.to_string())),
+fn write_error(node: NodeId, e: WriteError) -> ForwardError {
+    let not_leader = |tp: TopicPartition| ForwardError::NotLeader {
+        node,
+        topic: tp.topic.to_string(),
+        partition: tp.partition,
     };
-    let info = outcome.info();
-    if acks == Acks::All {
-        // Placeholder until the committed-write operation: the high watermark must pass
-        // the batch.
-        let mut hw = handle.high_watermark.clone();
-        let end = info.last_offset + 1;
-        let waited = tokio::time::timeout(timeout, hw.wait_for(|h| *h >= end)).await;
-        if !matches!(waited, Ok(Ok(_))) {
-            return Err(ForwardError::NotEnoughReplicasAfterAppend(format!(
-                "{} did not commit in time",
-                handle.tp
-            )));
-        }
-    }
-    Ok(ForwardReply::Appended(AppendReply {
-        base_offset: info.base_offset,
-        next_offset: info.last_offset + 1,
-        log_start_offset: handle.log.log_start_offset(),
-    }))
-}
-
-fn append_error(e: rivulet_actors::AppendError) -> ForwardError {
-    use rivulet_actors::AppendError as E;
     match e {
-        E::NotLeader { tp } => ForwardError::NotLeader {
-            node: 0,
-            topic: tp.topic.to_string(),
-            partition: tp.partition,
-        },
-        E::Rejected(e) => ForwardError::Rejected(e.to_string()),
-        other => ForwardError::Storage(other.to_string()),
+        WriteError::UnknownReplica { tp } | WriteError::NotLeader { tp } => not_leader(tp),
+        WriteError::Rejected(
+            StorageError::LogClosed(_) | StorageError::FencedLeaderEpoch { .. },
+        ) => ForwardError::LeadershipMoved(e.to_string()),
+        WriteError::LeadershipMoved { .. }
+        | WriteError::LeaseLapsed { .. }
+        | WriteError::ReplicaStopped { .. } => ForwardError::LeadershipMoved(e.to_string()),
+        WriteError::NotEnoughReplicas { .. } => ForwardError::NotEnoughReplicas(e.to_string()),
+        WriteError::NotEnoughReplicasAfterAppend { .. } => {
+            ForwardError::NotEnoughReplicasAfterAppend(e.to_string())
+        }
+        WriteError::TimedOut { .. } => ForwardError::Timeout(e.to_string()),
+        WriteError::Rejected(_) => ForwardError::Rejected(e.to_string()),
+        WriteError::ReplicaFailed { .. } => ForwardError::Storage(e.to_string()),
     }
 }
 
@@ -471,8 +472,8 @@ impl std::fmt::Debug for ForwardServiceMsg {
 pub struct ForwardServiceArgs {
     /// This node.
     pub node_id: NodeId,
-    /// Its replicas.
-    pub registry: ReplicaRegistry,
+    /// Its controller facade (replicas, topic policies, the lease).
+    pub controller: Controller,
 }
 
 /// The per-node actor that runs operations forwarded by other nodes' clients. It joins the
@@ -512,7 +513,7 @@ impl Actor for ForwardService {
         let state = state.clone();
         // Appends wait for followers: the actor must not wait with them.
         tokio::spawn(async move {
-            let answer = match execute(state.node_id, &state.registry, request).await {
+            let answer = match execute(state.node_id, &state.controller, request).await {
                 Ok(r) => Answer::Ok(r),
                 Err(e) => Answer::Err(e),
             };
@@ -528,23 +529,16 @@ impl Actor for ForwardService {
 pub struct Forwarder {
     node_id: NodeId,
     controller: Controller,
-    registry: ReplicaRegistry,
     /// How long one request may take, retries included.
     request_timeout: Duration,
 }
 
 impl Forwarder {
     /// A forwarder for the node `node_id`.
-    pub fn new(
-        node_id: NodeId,
-        controller: Controller,
-        registry: ReplicaRegistry,
-        request_timeout: Duration,
-    ) -> Forwarder {
+    pub fn new(node_id: NodeId, controller: Controller, request_timeout: Duration) -> Forwarder {
         Forwarder {
             node_id,
             controller,
-            registry,
             request_timeout,
         }
     }
@@ -613,7 +607,7 @@ impl Forwarder {
         let (topic, partition) = request.topic_partition();
         let leader = self.leader_of(topic, partition)?;
         if leader == self.node_id {
-            return execute(self.node_id, &self.registry, request.clone()).await;
+            return execute(self.node_id, &self.controller, request.clone()).await;
         }
         let service = ractor::pg::get_members(&group_of(leader))
             .into_iter()

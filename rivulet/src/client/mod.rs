@@ -76,12 +76,7 @@ pub trait NodeClient {
 }
 
 fn forwarder(node: &NodeHandle, request_timeout: Duration) -> Forwarder {
-    Forwarder::new(
-        node.node_id(),
-        node.controller().clone(),
-        node.replicas().clone(),
-        request_timeout,
-    )
+    Forwarder::new(node.node_id(), node.controller().clone(), request_timeout)
 }
 
 impl NodeClient for NodeHandle {

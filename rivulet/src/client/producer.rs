@@ -379,9 +379,21 @@ async fn producer_stamp(
 
 async fn send_batch(shared: &Shared, tp: TopicPartition, pending: Pending) {
     let Pending {
-        records, waiters, ..
+        records,
+        mut waiters,
+        ..
     } = pending;
     let count = records.len() as i32;
+    if shared.config.acks == Acks::None {
+        // acks=none: the sender does not wait; the batch still goes in this round.
+        for (w, r) in waiters.drain(..).zip(&records) {
+            let _ = w.send(Ok(RecordMetadata {
+                partition: tp.partition,
+                offset: -1,
+                timestamp: r.timestamp,
+            }));
+        }
+    }
     let result = async {
         let stamp = producer_stamp(shared, &tp, count).await?;
         let batch = encode_batch(&records, shared.config.compression, stamp);
@@ -439,6 +451,7 @@ fn may_have_appended(e: &ForwardError) -> bool {
         ForwardError::Timeout(_)
             | ForwardError::NotEnoughReplicasAfterAppend(_)
             | ForwardError::Storage(_)
+            | ForwardError::LeadershipMoved(_)
             | ForwardError::NotLeader { .. }
             | ForwardError::Unreachable(_)
     )
