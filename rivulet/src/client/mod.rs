@@ -67,7 +67,8 @@ pub type ClientResult<T> = std::result::Result<T, ClientError>;
 /// The native client on a running node: `use rivulet::NodeClient;` then
 /// `node.producer(...)`, `node.consumer(...)`, `node.admin()`.
 pub trait NodeClient {
-    /// A producer that sends through this node.
+    /// A producer that sends through this node. Call it inside the tokio runtime: it spawns
+    /// the task that sends batches.
     fn producer(&self, config: ProducerConfig) -> Producer;
     /// A consumer that reads through this node.
     fn consumer(&self, config: ConsumerConfig) -> Consumer;

@@ -1,0 +1,198 @@
+//! The native Rust client (the `rivulet` facade's `Producer` and `Consumer`) on a node embedded
+//! in this test process, which joins a 3-node cluster of `rivulet serve` processes: its
+//! records are read back by librdkafka in the partitions librdkafka would have chosen for
+//! their keys, and it reads what librdkafka produced. Partitions led by the other nodes are
+//! reached by forwarding over the cluster link.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use harness::cluster::{wait_cluster, Cluster, ClusterOptions};
+use harness::kafka::{assert_history, consume_all, key_for, value_for, Record, TestProducer};
+use harness::{free_port, unique_name};
+use rivulet::client::partition_for_key;
+use rivulet::{
+    Acks, ClusterSettings, Config, ConsumerConfig, NewTopic, Node, NodeClient, ProducerConfig,
+    ProducerRecord,
+};
+
+const EMBEDDED_ID: i32 = 4;
+
+fn embedded_config(dir: &std::path::Path, cluster: &Cluster) -> Config {
+    Config {
+        node_id: EMBEDDED_ID,
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".into(),
+        admin: rivulet::AdminSettings {
+            listen: String::new(),
+        },
+        cluster: ClusterSettings {
+            listen: format!("127.0.0.1:{}", free_port()),
+            seeds: cluster
+                .ids()
+                .into_iter()
+                .map(|id| format!("{id}@{}", cluster.cluster_addr(id)))
+                .collect(),
+            ..ClusterSettings::default()
+        },
+        storage: rivulet::StorageSettings {
+            cache_bytes: 8 << 20,
+            write_buffer_bytes_max: 8 << 20,
+            journal_bytes_max: 64 << 20,
+            free_bytes_min: 16 << 20,
+        },
+        ..Config::default()
+    }
+}
+
+#[test]
+fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // The producer spawns its batch flusher on the current runtime.
+    let _runtime = rt.enter();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = rt
+        .block_on(Node::builder(embedded_config(dir.path(), &cluster)).start())
+        .unwrap_or_else(|e| cluster.fail(&format!("embedded node failed to start: {e}")));
+    wait_cluster(&cluster, "every node to list the embedded node", || {
+        cluster.ids().iter().all(|&id| {
+            cluster
+                .metadata(id)
+                .is_ok_and(|m| m.brokers.contains(&EMBEDDED_ID))
+        })
+    });
+
+    let topic = unique_name("native");
+    let admin = node.admin();
+    rt.block_on(admin.create_topic(NewTopic {
+        name: topic.clone(),
+        partitions: Some(4),
+        replication_factor: Some(3),
+        ..NewTopic::default()
+    }))
+    .unwrap_or_else(|e| cluster.fail(&format!("create {topic}: {e}")));
+    // The harness's own wait counts only its processes as live leaders; node 4 leads too.
+    let mut leaders = Vec::new();
+    wait_cluster(
+        &cluster,
+        "every leader and full ISR, as node 4 sees it",
+        || {
+            let Ok(d) = admin.describe_topic(&topic) else {
+                return false;
+            };
+            leaders = d.partitions.iter().map(|p| p.leader).collect();
+            d.partitions.len() == 4
+                && d.partitions.iter().all(|p| {
+                    let (mut isr, mut replicas) = (p.isr.clone(), p.replicas.clone());
+                    isr.sort_unstable();
+                    replicas.sort_unstable();
+                    p.leader >= 0 && isr == replicas
+                })
+        },
+    );
+    assert!(
+        leaders.iter().any(|&l| l != EMBEDDED_ID),
+        "some partition must be led by another node to exercise forwarding: {leaders:?}"
+    );
+
+    // 1. The native producer (acks=all, idempotent); librdkafka reads it back.
+    let producer = node.producer(ProducerConfig {
+        acks: Acks::All,
+        ..ProducerConfig::default()
+    });
+    let native: Vec<Record> = rt.block_on(async {
+        let mut waiting = Vec::new();
+        for seq in 0..200 {
+            let rx = producer
+                .enqueue(ProducerRecord::new(&topic, key_for(seq), value_for(seq)))
+                .expect("queued");
+            waiting.push((seq, rx));
+        }
+        let mut acked = Vec::new();
+        for (seq, rx) in waiting {
+            let md = rx
+                .await
+                .expect("producer running")
+                .unwrap_or_else(|e| panic!("native send {seq}: {e}"));
+            acked.push(Record {
+                seq,
+                partition: md.partition,
+                offset: md.offset,
+                key: Some(key_for(seq)),
+                value: Some(value_for(seq)),
+            });
+        }
+        acked
+    });
+    for r in &native {
+        let key = r.key.as_deref().unwrap_or_default();
+        assert_eq!(r.partition, partition_for_key(key.as_bytes(), 4), "{key}");
+    }
+    let read = consume_all(&cluster.bootstrap(), &topic, Duration::from_secs(60));
+    assert_history(&native, &read, true);
+
+    // 2. librdkafka produces the same keys; they land in the same partitions, and the
+    // native consumer reads both producers' records, from every leader.
+    let mut kafka = TestProducer::new(&cluster.bootstrap(), &[]);
+    for seq in 200..300 {
+        kafka.send(&topic, &key_for(seq), &value_for(seq));
+    }
+    kafka
+        .flush(Duration::from_secs(60))
+        .unwrap_or_else(|e| cluster.fail(&e));
+    assert!(
+        kafka.log().failed().is_empty(),
+        "{:?}",
+        kafka.log().failed()
+    );
+    let mut by_rdkafka = kafka.log().acked();
+    for r in &mut by_rdkafka {
+        r.seq += 200;
+        let key = r.key.as_deref().unwrap_or_default();
+        assert_eq!(r.partition, partition_for_key(key.as_bytes(), 4), "{key}");
+    }
+    let mut all = native;
+    all.extend(by_rdkafka);
+
+    let consumed: BTreeMap<i32, Vec<Record>> = rt.block_on(async {
+        let mut consumer = node.consumer(ConsumerConfig::default());
+        consumer.assign_topic(&topic).expect("topic known");
+        let mut out: BTreeMap<i32, Vec<Record>> = (0..4).map(|p| (p, Vec::new())).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while out.values().map(Vec::len).sum::<usize>() < all.len() {
+            assert!(
+                Instant::now() < deadline,
+                "native consumer timed out: {out:?}"
+            );
+            for r in consumer
+                .poll(Duration::from_secs(2))
+                .await
+                .unwrap_or_else(|e| panic!("native poll: {e}"))
+            {
+                out.entry(r.partition).or_default().push(Record {
+                    seq: 0,
+                    partition: r.partition,
+                    offset: r.offset,
+                    key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                    value: r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                });
+            }
+        }
+        out
+    });
+    assert_history(&all, &consumed, true);
+
+    rt.block_on(async {
+        producer.close().await;
+        node.shutdown().await
+    })
+    .unwrap_or_else(|e| panic!("embedded node shutdown: {e}"));
+    drop(cluster);
+}
