@@ -49,7 +49,7 @@ fn embedded_config(dir: &std::path::Path, cluster: &Cluster) -> Config {
 
 #[test]
 fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
-    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let cluster = Cluster::start(3, ClusterOptions::default());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
