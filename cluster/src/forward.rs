@@ -337,7 +337,9 @@ pub async fn execute(
         } => {
             let mut watch = handle.high_watermark.clone();
             let mut hw = *watch.borrow_and_update();
-            if hw == offset && max_wait_ms > 0 {
+            // Nothing committed at `offset` yet (the log may hold uncommitted records past
+            // the high watermark): wait for the high watermark to pass it.
+            if hw <= offset && max_wait_ms > 0 {
                 let wait = Duration::from_millis(u64::from(max_wait_ms.min(READ_WAIT_MAX_MS)));
                 // Ends early when the replica stops (the watch closes) or leadership moves:
                 // the next read then finds out which.

@@ -162,10 +162,24 @@ struct Shared {
 }
 
 /// Sends records to partition leaders in batches. Cheap to clone; clones share batches.
-/// Call [`Producer::close`] to send what is pending and stop the background flusher.
+/// [`Producer::close`] sends what is pending and waits for it; dropping the last clone sends
+/// what is pending in the background and stops the flusher.
 #[derive(Debug, Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
+    _last: Arc<CloseOnDrop>,
+}
+
+/// Stops the flusher once the last clone of a producer is gone (it would otherwise wait
+/// forever, keeping the node's controller, and so its store, alive).
+#[derive(Debug)]
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.state.lock().closed = true;
+        self.0.wake.notify_one();
+    }
 }
 
 impl Producer {
@@ -186,7 +200,10 @@ impl Producer {
             rounds: tokio::sync::watch::channel(0).0,
         });
         tokio::spawn(flusher(shared.clone()));
-        Producer { shared }
+        Producer {
+            _last: Arc::new(CloseOnDrop(shared.clone())),
+            shared,
+        }
     }
 
     /// Sends one record; resolves once it is acknowledged at the configured level (after the
