@@ -220,10 +220,16 @@ impl Producer {
         record: ProducerRecord,
     ) -> ClientResult<oneshot::Receiver<ClientResult<RecordMetadata>>> {
         let shared = &self.shared;
-        let meta = shared
+        // The partition count from the metadata image (an `Arc`: no copy of the topic's
+        // configs per record).
+        let partitions = shared
             .fwd
             .controller()
-            .topic(&record.topic)
+            .image()
+            .topics
+            .get(&record.topic)
+            .map(|t| t.partitions.len() as i32)
+            .filter(|n| *n > 0)
             .ok_or_else(|| {
                 ClientError::Partition(ForwardError::UnknownTopicOrPartition {
                     topic: record.topic.clone(),
@@ -232,7 +238,7 @@ impl Producer {
             })?;
         let partition = match (record.partition, record.key.as_deref()) {
             (Some(p), _) => {
-                if p < 0 || p >= meta.partitions {
+                if p < 0 || p >= partitions {
                     return Err(ClientError::Partition(
                         ForwardError::UnknownTopicOrPartition {
                             topic: record.topic,
@@ -242,8 +248,8 @@ impl Producer {
                 }
                 p
             }
-            (None, Some(key)) if !key.is_empty() => partition_for_key(key, meta.partitions),
-            (None, _) => rand::thread_rng().gen_range(0..meta.partitions),
+            (None, Some(key)) if !key.is_empty() => partition_for_key(key, partitions),
+            (None, _) => rand::thread_rng().gen_range(0..partitions),
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let size = 32
