@@ -189,6 +189,39 @@ async fn native_producer_consumer_and_admin_on_one_node() {
         "{err:?}"
     );
 
+    // acks=all with fewer in-sync replicas than min.insync.replicas: refused, typed; the
+    // same record with acks=leader is written.
+    admin
+        .create_topic(NewTopic {
+            name: "strict".into(),
+            partitions: Some(1),
+            configs: [("min.insync.replicas".to_string(), "2".to_string())].into(),
+            ..NewTopic::default()
+        })
+        .await
+        .unwrap();
+    let err = producer
+        .send(ProducerRecord::new("strict", "k", "v"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            rivulet::ClientError::Partition(rivulet::client::ForwardError::NotEnoughReplicas(_))
+        ),
+        "{err:?}"
+    );
+    let leader_only = node.producer(ProducerConfig {
+        acks: Acks::Leader,
+        ..ProducerConfig::default()
+    });
+    let md = leader_only
+        .send(ProducerRecord::new("strict", "k", "v"))
+        .await
+        .unwrap();
+    assert_eq!(md.offset, 0);
+    leader_only.close().await;
+
     producer.close().await;
     drop(kafka);
     node.shutdown().await.unwrap();
