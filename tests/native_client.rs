@@ -49,7 +49,7 @@ fn embedded_config(dir: &std::path::Path, cluster: &Cluster) -> Config {
 
 #[test]
 fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
-    let cluster = Cluster::start(3, ClusterOptions::default());
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -107,30 +107,7 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
         acks: Acks::All,
         ..ProducerConfig::default()
     });
-    let native: Vec<Record> = rt.block_on(async {
-        let mut waiting = Vec::new();
-        for seq in 0..200 {
-            let rx = producer
-                .enqueue(ProducerRecord::new(&topic, key_for(seq), value_for(seq)))
-                .expect("queued");
-            waiting.push((seq, rx));
-        }
-        let mut acked = Vec::new();
-        for (seq, rx) in waiting {
-            let md = rx
-                .await
-                .expect("producer running")
-                .unwrap_or_else(|e| panic!("native send {seq}: {e}"));
-            acked.push(Record {
-                seq,
-                partition: md.partition,
-                offset: md.offset,
-                key: Some(key_for(seq)),
-                value: Some(value_for(seq)),
-            });
-        }
-        acked
-    });
+    let native: Vec<Record> = rt.block_on(send_native(&producer, &topic, 0..200));
     for r in &native {
         let key = r.key.as_deref().unwrap_or_default();
         assert_eq!(r.partition, partition_for_key(key.as_bytes(), 4), "{key}");
@@ -161,32 +138,28 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
     let mut all = native;
     all.extend(by_rdkafka);
 
-    let consumed: BTreeMap<i32, Vec<Record>> = rt.block_on(async {
-        let mut consumer = node.consumer(ConsumerConfig::default());
-        consumer.assign_topic(&topic).expect("topic known");
-        let mut out: BTreeMap<i32, Vec<Record>> = (0..4).map(|p| (p, Vec::new())).collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while out.values().map(Vec::len).sum::<usize>() < all.len() {
-            assert!(
-                Instant::now() < deadline,
-                "native consumer timed out: {out:?}"
-            );
-            for r in consumer
-                .poll(Duration::from_secs(2))
-                .await
-                .unwrap_or_else(|e| panic!("native poll: {e}"))
-            {
-                out.entry(r.partition).or_default().push(Record {
-                    seq: 0,
-                    partition: r.partition,
-                    offset: r.offset,
-                    key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
-                    value: r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
-                });
-            }
-        }
-        out
-    });
+    let consumed = rt.block_on(read_all(&node, &topic, all.len()));
+    assert_history(&all, &consumed, true);
+
+    // 3. The leader of a partition on another node dies: the producer's not-leader and
+    // unreachable answers are retried inside (after the metadata moves the leadership), and
+    // the idempotent producer's records are stored once.
+    let victim = leaders
+        .iter()
+        .copied()
+        .find(|&l| l != EMBEDDED_ID)
+        .expect("a remote leader") as u32;
+    let moved: Vec<i32> = (0..4)
+        .filter(|&p| leaders[p as usize] == victim as i32)
+        .collect();
+    cluster.kill9(victim);
+    let more: Vec<Record> = rt.block_on(send_native(&producer, &topic, 300..400));
+    assert!(
+        more.iter().any(|r| moved.contains(&r.partition)),
+        "no record went to the partitions node {victim} led ({moved:?})"
+    );
+    all.extend(more);
+    let consumed = rt.block_on(read_all(&node, &topic, all.len()));
     assert_history(&all, &consumed, true);
 
     rt.block_on(async {
@@ -195,4 +168,66 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
     })
     .unwrap_or_else(|e| panic!("embedded node shutdown: {e}"));
     drop(cluster);
+}
+
+/// Sends keyed records `seqs` through the native producer; every one must be acknowledged.
+async fn send_native(
+    producer: &rivulet::Producer,
+    topic: &str,
+    seqs: std::ops::Range<usize>,
+) -> Vec<Record> {
+    let mut waiting = Vec::new();
+    for seq in seqs {
+        let rx = producer
+            .enqueue(ProducerRecord::new(topic, key_for(seq), value_for(seq)))
+            .expect("queued");
+        waiting.push((seq, rx));
+    }
+    let mut acked = Vec::new();
+    for (seq, rx) in waiting {
+        let md = rx
+            .await
+            .expect("producer running")
+            .unwrap_or_else(|e| panic!("native send {seq}: {e}"));
+        acked.push(Record {
+            seq,
+            partition: md.partition,
+            offset: md.offset,
+            key: Some(key_for(seq)),
+            value: Some(value_for(seq)),
+        });
+    }
+    acked
+}
+
+/// Reads `count` records of `topic`'s 4 partitions from the start with a native consumer.
+async fn read_all(
+    node: &rivulet::NodeHandle,
+    topic: &str,
+    count: usize,
+) -> BTreeMap<i32, Vec<Record>> {
+    let mut consumer = node.consumer(ConsumerConfig::default());
+    consumer.assign_topic(topic).expect("topic known");
+    let mut out: BTreeMap<i32, Vec<Record>> = (0..4).map(|p| (p, Vec::new())).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.values().map(Vec::len).sum::<usize>() < count {
+        assert!(
+            Instant::now() < deadline,
+            "native consumer timed out: {out:?}"
+        );
+        for r in consumer
+            .poll(Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("native poll: {e}"))
+        {
+            out.entry(r.partition).or_default().push(Record {
+                seq: 0,
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                value: r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            });
+        }
+    }
+    out
 }
