@@ -204,9 +204,12 @@ impl WriteError {
     /// ([`WriteError::written`]) may duplicate them unless the producer is idempotent.
     pub fn is_retriable(&self) -> bool {
         match self {
+            // The same batch fails the same validation again; these pass on their own.
             WriteError::Rejected(e) => matches!(
                 e,
-                StorageError::LogClosed(_) | StorageError::FencedLeaderEpoch { .. }
+                StorageError::LogClosed(_)
+                    | StorageError::FencedLeaderEpoch { .. }
+                    | StorageError::DiskFull { .. }
             ),
             _ => true,
         }
@@ -447,4 +450,69 @@ pub async fn wait_committed(
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retriable_and_written_by_error() {
+        let tp = || TopicPartition::new("t", 0);
+        let timed_out = |stage| WriteError::TimedOut {
+            tp: tp(),
+            stage,
+            timeout_ms: 1,
+        };
+        // (error, retriable, may be in the log)
+        let cases = [
+            (WriteError::UnknownReplica { tp: tp() }, true, false),
+            (WriteError::NotLeader { tp: tp() }, true, false),
+            (
+                WriteError::NotEnoughReplicas {
+                    tp: tp(),
+                    min_insync_replicas: 2,
+                    isr: 1,
+                },
+                true,
+                false,
+            ),
+            (timed_out(WriteStage::Append), true, true),
+            (timed_out(WriteStage::Replication), true, true),
+            (WriteError::LeadershipMoved { tp: tp() }, true, true),
+            (WriteError::LeaseLapsed { tp: tp() }, true, true),
+            (
+                WriteError::NotEnoughReplicasAfterAppend {
+                    tp: tp(),
+                    min_insync_replicas: 2,
+                    isr: 1,
+                },
+                true,
+                true,
+            ),
+            (WriteError::ReplicaStopped { tp: tp() }, true, true),
+            (
+                WriteError::Rejected(StorageError::CorruptBatch("x".into())),
+                false,
+                false,
+            ),
+            (
+                WriteError::Rejected(StorageError::DiskFull {
+                    free_bytes: 0,
+                    floor_bytes: 1,
+                }),
+                true,
+                false,
+            ),
+        ];
+        for (e, retriable, written) in cases {
+            assert_eq!(e.is_retriable(), retriable, "{e:?}");
+            assert_eq!(e.written(), written, "{e:?}");
+        }
+        // The messages clients see are the ones the produce handler always gave.
+        assert_eq!(
+            timed_out(WriteStage::Append).to_string(),
+            "append to t-0 did not finish within 1 ms"
+        );
+    }
 }

@@ -1,144 +1,18 @@
-//! Kafka's "consumer" embedded protocol: the `ConsumerProtocolAssignment` bytes that classic
-//! group members exchange through SyncGroup and that DescribeGroups reports.
-//!
-//! ```text
-//! version: i16
-//! assigned_partitions: [topic: string (i16 length), partitions: [i32]]   (i32 counts)
-//! user_data: nullable bytes (i32 length, -1 = null)
-//! ```
-//! Every version so far (0..=3) has this layout; newer versions may only append fields, so the
-//! decoder reads what it knows and ignores the rest, as Kafka's own clients do.
+//! Kafka's "consumer" embedded protocol (subscription and assignment bytes of classic groups).
+//! The codec is [`rivulet_actors::group::consumer_protocol`], shared with the group
+//! coordinators; it is re-exported here for the handlers and the CLI. The tests check it
+//! against the kafka-protocol crate's own encoder, which only this crate depends on.
 
-use std::collections::BTreeMap;
-
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-
-/// A decoded assignment: partitions per topic (in the order they were encoded) and user data.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Assignment {
-    /// `(topic, partitions)` pairs.
-    pub partitions: Vec<(String, Vec<i32>)>,
-    /// Opaque assignor data (sticky assignors keep their generation here).
-    pub user_data: Option<Bytes>,
-}
-
-/// Why assignment bytes could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a consumer protocol assignment: {0}")]
-pub struct DecodeError(String);
-
-fn need(buf: &[u8], n: usize, what: &str) -> Result<(), DecodeError> {
-    if buf.remaining() < n {
-        return Err(DecodeError(format!(
-            "truncated {what} ({} bytes left, {n} needed)",
-            buf.remaining()
-        )));
-    }
-    Ok(())
-}
-
-fn count(buf: &mut &[u8], what: &str) -> Result<usize, DecodeError> {
-    need(buf, 4, what)?;
-    let n = buf.get_i32();
-    if n < 0 {
-        // A null array: only legal for nullable fields, none of which we read as arrays.
-        return Err(DecodeError(format!("negative {what} count {n}")));
-    }
-    Ok(n as usize)
-}
-
-/// Decodes `ConsumerProtocolAssignment` bytes. Empty input is an empty assignment (some
-/// clients send nothing to a member without partitions).
-pub fn decode_assignment(bytes: &[u8]) -> Result<Assignment, DecodeError> {
-    if bytes.is_empty() {
-        return Ok(Assignment::default());
-    }
-    let mut buf = bytes;
-    need(buf, 2, "version")?;
-    let version = buf.get_i16();
-    if version < 0 {
-        return Err(DecodeError(format!("negative version {version}")));
-    }
-    let topics = count(&mut buf, "topic")?;
-    let mut partitions = Vec::with_capacity(topics.min(1024));
-    for _ in 0..topics {
-        need(buf, 2, "topic name length")?;
-        let len = buf.get_i16();
-        if len < 0 {
-            return Err(DecodeError("null topic name".into()));
-        }
-        let len = len as usize;
-        need(buf, len, "topic name")?;
-        let topic = std::str::from_utf8(&buf[..len])
-            .map_err(|_| DecodeError("topic name is not UTF-8".into()))?
-            .to_string();
-        buf.advance(len);
-        let n = count(&mut buf, "partition")?;
-        need(buf, n.saturating_mul(4), "partitions")?;
-        let mut ps = Vec::with_capacity(n);
-        for _ in 0..n {
-            ps.push(buf.get_i32());
-        }
-        partitions.push((topic, ps));
-    }
-    // user_data: absent in truncated encodings some clients produce; treat as null.
-    let user_data = if buf.remaining() >= 4 {
-        let len = buf.get_i32();
-        if len < 0 {
-            None
-        } else {
-            let len = len as usize;
-            need(buf, len, "user data")?;
-            Some(Bytes::copy_from_slice(&buf[..len]))
-        }
-    } else {
-        None
-    };
-    Ok(Assignment {
-        partitions,
-        user_data,
-    })
-}
-
-/// Encodes an assignment (version 0, readable by every client), grouping partitions by topic.
-pub fn encode_assignment<'a>(
-    partitions: impl IntoIterator<Item = (&'a str, i32)>,
-    user_data: Option<&[u8]>,
-) -> Bytes {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, p) in partitions {
-        by_topic.entry(topic).or_default().push(p);
-    }
-    let mut out = BytesMut::new();
-    out.put_i16(0);
-    out.put_i32(by_topic.len() as i32);
-    for (topic, mut ps) in by_topic {
-        ps.sort_unstable();
-        ps.dedup();
-        let name = topic.as_bytes();
-        out.put_i16(name.len().min(i16::MAX as usize) as i16);
-        out.put_slice(&name[..name.len().min(i16::MAX as usize)]);
-        out.put_i32(ps.len() as i32);
-        for p in ps {
-            out.put_i32(p);
-        }
-    }
-    match user_data {
-        Some(d) => {
-            out.put_i32(d.len() as i32);
-            out.put_slice(d);
-        }
-        None => out.put_i32(-1),
-    }
-    out.freeze()
-}
+pub use rivulet_actors::group::consumer_protocol::*;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, Bytes, BytesMut};
     use kafka_protocol::messages::consumer_protocol_assignment::{
         ConsumerProtocolAssignment, TopicPartition,
     };
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -229,6 +103,28 @@ mod tests {
             &[0, 0, 0, 0, 0, 1, 0, 1, b'a', 0x7f, 0xff, 0xff, 0xff][..],
         ] {
             assert!(decode_assignment(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subscriptions_decode_as_kafka_encodes_them_and_encode_as_kafka_does() {
+        for version in 0..=3 {
+            let mut s = ConsumerProtocolSubscription::default();
+            s.topics = vec![
+                StrBytes::from_static_str("orders"),
+                StrBytes::from_static_str("payments"),
+            ];
+            s.user_data = Some(Bytes::from_static(b"sticky"));
+            let mut out = BytesMut::new();
+            out.put_i16(version);
+            s.encode(&mut out, version).expect("encode");
+            let d = decode_subscription(&out).expect("decode");
+            assert_eq!(d.topics, vec!["orders", "payments"], "v{version}");
+            assert_eq!(d.user_data.as_deref(), Some(&b"sticky"[..]), "v{version}");
+            if version == 0 {
+                let ours = encode_subscription(["orders", "payments"], Some(b"sticky"));
+                assert_eq!(ours, out.freeze());
+            }
         }
     }
 }

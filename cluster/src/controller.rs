@@ -601,15 +601,10 @@ impl Controller {
         Ok(())
     }
 
-    /// Effective `min.insync.replicas` of a topic: the topic's or node's setting, and at
-    /// least 2 for topics with 3 or more replicas unless the topic sets it explicitly.
+    /// Effective `min.insync.replicas` of a topic under this node's defaults as they stand
+    /// now ([`crate::policy::min_insync_replicas`] has the rule).
     pub fn min_insync_replicas(&self, topic: &TopicMeta) -> i64 {
-        let configured = self.topic_defaults().min_insync_replicas(&topic.configs);
-        if topic.replication_factor >= 3 && !topic.configs.contains_key("min.insync.replicas") {
-            configured.max(2)
-        } else {
-            configured
-        }
+        crate::policy::min_insync_replicas(&self.topic_defaults(), topic)
     }
 
     /// Allocates a fresh idempotent-producer id (blocks of 1000 from the controller).

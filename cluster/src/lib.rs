@@ -1,21 +1,23 @@
 //! `rivulet-cluster`: cluster metadata and who serves what.
 //!
-//! Today this is the single-node controller: it owns the topic catalogue (persisted in the
-//! storage crate's metadata store), validates topic configurations, and tells the local
-//! [`rivulet_actors::ReplicaManager`] which replicas to run. The Raft controller (openraft),
-//! membership and placement across nodes replace its internals, not its callers: the broker asks
-//! [`Controller`] for topics and changes, never the store directly.
-//!
 //! ```text
-//!  broker ──create/delete/describe──▶ Controller ──persist──▶ storage::MetadataStore
-//!                                         │
-//!                                         └──Ensure/Remove──▶ actors::ReplicaManager
+//!  broker ──topics, configs, leaders──▶ Controller (facade: reads the local image,
+//!                                         │          writes by proposal)
+//!                                         ├──▶ MetaRaft (openraft; every node applies the log)
+//!                                         └──▶ reconciler ──Ensure/Remove──▶ actors::ReplicaManager
+//!  Membership: one ractor_cluster session per node pair, heartbeats, Deliver / Call transports
+//!  policy: internal topics, min.insync.replicas (asked by the broker, told to the actors)
 //! ```
+//!
+//! The broker asks [`Controller`] for topics and changes, never the store directly. Lower
+//! layers are told what they need (replica roles, configs, the minimum ISR of a write); they
+//! never call up into this crate.
 
 pub mod controller;
 pub mod dynamic_config;
 pub mod forward;
 pub mod membership;
+pub mod policy;
 pub mod raft;
 pub mod topic_config;
 

@@ -33,13 +33,13 @@
 //! Replicated batches were validated by the leader: only header, CRC and counts are checked.
 
 mod compression;
-mod record;
+mod records;
 
 use std::io::BufRead;
 use std::ops::{ControlFlow, Range};
 
 pub use compression::{compress, compress_snappy_raw, Compression};
-pub use record::{decode_batches, encode_batch, ProducerStamp, Record};
+pub use records::{decode_batches, DecodedBatch, Record, RecordHeader};
 
 use crate::{Result, StorageError};
 
@@ -430,6 +430,9 @@ trait Source {
     fn byte(&mut self) -> std::result::Result<u8, String>;
     fn skip(&mut self, n: u64) -> std::result::Result<(), String>;
     fn pos(&self) -> u64;
+    /// The next `n` bytes. The caller has checked `n` against the record's length; a stream
+    /// still grows the buffer only as bytes arrive, since that length is the batch's word.
+    fn take(&mut self, n: u64) -> std::result::Result<Vec<u8>, String>;
 }
 
 struct SliceSource<'a> {
@@ -460,6 +463,11 @@ impl Source for SliceSource<'_> {
     }
     fn pos(&self) -> u64 {
         self.at as u64
+    }
+    fn take(&mut self, n: u64) -> std::result::Result<Vec<u8>, String> {
+        let start = self.at;
+        self.skip(n)?;
+        Ok(self.buf[start..self.at].to_vec())
     }
 }
 
@@ -503,10 +511,25 @@ impl<R: BufRead> Source for StreamSource<R> {
     fn pos(&self) -> u64 {
         self.pos
     }
+    fn take(&mut self, mut n: u64) -> std::result::Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        while n > 0 {
+            let avail = self.r.fill_buf().map_err(io_why)?;
+            if avail.is_empty() {
+                return Err(format!("decompressed records cut off at byte {}", self.pos));
+            }
+            let k = usize::try_from(n).map_or(avail.len(), |n| n.min(avail.len()));
+            out.extend_from_slice(&avail[..k]);
+            self.r.consume(k);
+            self.pos += k as u64;
+            n -= k as u64;
+        }
+        Ok(out)
+    }
 }
 
 /// Reads a zigzag varint (at most 10 bytes).
-fn read_varint(src: &mut impl Source) -> std::result::Result<i64, String> {
+fn read_varint<S: Source + ?Sized>(src: &mut S) -> std::result::Result<i64, String> {
     let mut value: u64 = 0;
     for i in 0..10 {
         let b = src.byte()?;
@@ -721,95 +744,36 @@ pub fn timestamps_patched(
     Ok(head)
 }
 
-/// One record of an uncompressed batch, as [`decode_records`] returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodedRecord {
-    /// Absolute offset (base offset + offset delta).
-    pub offset: i64,
-    /// Timestamp (ms).
-    pub timestamp: i64,
-    /// Key, `None` when null.
-    pub key: Option<Vec<u8>>,
-    /// Value, `None` when null (a tombstone).
-    pub value: Option<Vec<u8>>,
-}
-
-/// Decodes the records of one or more concatenated uncompressed v2 batches (headers skipped).
-/// Control batches are skipped; a compressed batch is an error. For internal topics whose
-/// batches the broker writes itself (`__consumer_offsets`).
-pub fn decode_records(mut buf: &[u8]) -> Result<Vec<DecodedRecord>> {
-    let mut out = Vec::new();
-    while buf.len() >= HEADER_LEN {
-        let h = BatchHeader::parse(buf)?;
+/// Decodes the records of one or more concatenated v2 batches that must all be whole (a log
+/// read), skipping control batches. For internal topics whose batches the node writes itself
+/// (`__consumer_offsets`); [`decode_batches`] has the batch facts and takes a partial tail.
+pub fn decode_records(buf: &[u8]) -> Result<Vec<Record>> {
+    let mut rest = buf;
+    while rest.len() >= HEADER_LEN {
+        let h = BatchHeader::parse(rest)?;
         let total = h.total_len();
-        if total > buf.len() {
+        if total > rest.len() {
             return Err(corrupt(format!(
                 "batch at offset {} of {total} bytes is cut off at {} bytes",
                 h.base_offset,
-                buf.len()
+                rest.len()
             )));
         }
-        let batch = &buf[..total];
-        buf = &buf[total..];
-        if h.is_control() {
-            continue;
-        }
-        if h.compression() != 0 {
-            return Err(corrupt(format!(
-                "batch at offset {} is compressed; only uncompressed batches decode here",
-                h.base_offset
-            )));
-        }
-        let mut src = SliceSource {
-            buf: batch,
-            at: HEADER_LEN,
-        };
-        for _ in 0..h.records_count {
-            let rec = decode_record(&mut src, &h)
-                .map_err(|e| corrupt(format!("batch at offset {}: {e}", h.base_offset)))?;
-            out.push(rec);
-        }
+        rest = &rest[total..];
     }
-    Ok(out)
+    // The node's own batches are uncompressed and at most a few MiB; the bound only keeps a
+    // damaged one from decompressing without end.
+    let batches = decode_batches(buf, 64 << 20)?;
+    Ok(batches
+        .into_iter()
+        .filter(|b| !b.is_control())
+        .flat_map(|b| b.records)
+        .collect())
 }
 
-fn decode_record(
-    src: &mut SliceSource<'_>,
-    h: &BatchHeader,
-) -> std::result::Result<DecodedRecord, String> {
-    let len = read_varint(src)?;
-    let len = u64::try_from(len).map_err(|_| "negative record length")?;
-    let end = src.pos().saturating_add(len);
-    if end > src.buf.len() as u64 {
-        return Err("record runs past its batch".into());
-    }
-    src.byte()?; // attributes
-    let ts_delta = read_varint(src)?;
-    let offset_delta = read_varint(src)?;
-    let key = take_field(src, end, "key")?;
-    let value = take_field(src, end, "value")?;
-    src.at = end as usize; // headers are not needed here
-    Ok(DecodedRecord {
-        offset: h.base_offset + offset_delta,
-        timestamp: h.base_timestamp + ts_delta,
-        key,
-        value,
-    })
-}
-
-fn take_field(
-    src: &mut SliceSource<'_>,
-    end: u64,
-    what: &str,
-) -> std::result::Result<Option<Vec<u8>>, String> {
-    let l = read_varint(src)?;
-    let start = src.at;
-    skip_field(src, l, end, what)?;
-    Ok((l >= 0).then(|| src.buf[start..src.at].to_vec()))
-}
-
-/// Builds uncompressed v2 batches of simple records (key, value, no headers): for tests,
-/// benchmarks and tools. Producers normally build batches themselves.
+/// Builds v2 batches (optionally compressed) of records with keys, values and headers: the one
+/// encoder below `broker`, for the node's own writes (`__consumer_offsets`), native
+/// producers, tools, benchmarks and tests. Kafka clients' batches are stored as sent.
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
     base_offset: i64,
@@ -905,8 +869,19 @@ impl BatchBuilder {
         self
     }
 
-    /// Appends a record (by reference, for loops).
+    /// Appends a record without headers (by reference, for loops).
     pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        self.push_record(timestamp_ms, key, value, &[]);
+    }
+
+    /// Appends a record with headers (`(key, value)` pairs, a `None` value is null).
+    pub fn push_record(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+    ) {
         let mut body =
             Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
         body.push(0); // attributes
@@ -921,7 +896,18 @@ impl BatchBuilder {
                 None => put_varlong(&mut body, -1),
             }
         }
-        put_varlong(&mut body, 0); // headers
+        put_varlong(&mut body, headers.len() as i64);
+        for (k, v) in headers {
+            put_varlong(&mut body, k.len() as i64);
+            body.extend_from_slice(k);
+            match v {
+                Some(v) => {
+                    put_varlong(&mut body, v.len() as i64);
+                    body.extend_from_slice(v);
+                }
+                None => put_varlong(&mut body, -1),
+            }
+        }
         put_varlong(&mut self.records, body.len() as i64);
         self.records.extend_from_slice(&body);
         self.records_count += 1;
@@ -1383,7 +1369,7 @@ mod tests {
         assert_eq!(recs[0].key.as_deref(), Some(&b"k"[..]));
         assert_eq!(recs[0].value, None);
         assert_eq!(recs[1].offset, 11);
-        assert_eq!(recs[1].timestamp, 1_005);
+        assert_eq!(recs[1].timestamp_ms, 1_005);
         assert_eq!(recs[4].value.as_deref(), Some(&b"value-2"[..]));
         assert!(decode_records(&two[..two.len() - 3]).is_err());
     }

@@ -21,6 +21,7 @@ use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
+use super::consumer_protocol::{decode_assignment, decode_subscription};
 use super::types::*;
 use super::GroupConfig;
 
@@ -919,8 +920,8 @@ impl ClassicGroup {
                 .iter()
                 .find(|p| p.name == protocol)
                 .or_else(|| m.protocols.first());
-            if let Some(topics) = meta.and_then(|p| decode_subscription(&p.metadata)) {
-                out.extend(topics);
+            if let Some(s) = meta.and_then(|p| decode_subscription(&p.metadata).ok()) {
+                out.extend(s.topics);
             }
         }
         out
@@ -958,7 +959,9 @@ impl ClassicGroup {
                     metadata: m.metadata_for(&protocol),
                     assignment: Bytes::from(m.assignment.clone()),
                     assigned: if consumer {
-                        decode_assignment(&m.assignment).unwrap_or_default()
+                        decode_assignment(&m.assignment)
+                            .map(|a| a.topic_partitions())
+                            .unwrap_or_default()
                     } else {
                         Vec::new()
                     },
@@ -968,59 +971,6 @@ impl ClassicGroup {
                 .collect(),
         }
     }
-}
-
-fn read_i16(b: &[u8], at: &mut usize) -> Option<i16> {
-    let v = i16::from_be_bytes(b.get(*at..*at + 2)?.try_into().ok()?);
-    *at += 2;
-    Some(v)
-}
-
-fn read_i32(b: &[u8], at: &mut usize) -> Option<i32> {
-    let v = i32::from_be_bytes(b.get(*at..*at + 4)?.try_into().ok()?);
-    *at += 4;
-    Some(v)
-}
-
-fn read_string(b: &[u8], at: &mut usize) -> Option<String> {
-    let len = usize::try_from(read_i16(b, at)?).ok()?;
-    let s = std::str::from_utf8(b.get(*at..*at + len)?).ok()?.to_owned();
-    *at += len;
-    Some(s)
-}
-
-/// Topics of Kafka's `ConsumerProtocolSubscription` (version, [topic], user data, ...).
-pub fn decode_subscription(b: &[u8]) -> Option<Vec<String>> {
-    let mut at = 0;
-    read_i16(b, &mut at)?;
-    let n = read_i32(b, &mut at)?;
-    let mut topics = Vec::new();
-    for _ in 0..n.max(0) {
-        topics.push(read_string(b, &mut at)?);
-    }
-    Some(topics)
-}
-
-/// Partitions of Kafka's `ConsumerProtocolAssignment` (version, [topic, [partition]], ...).
-pub fn decode_assignment(b: &[u8]) -> Option<Vec<GroupTopicPartition>> {
-    if b.is_empty() {
-        return Some(Vec::new());
-    }
-    let mut at = 0;
-    read_i16(b, &mut at)?;
-    let n = read_i32(b, &mut at)?;
-    let mut out = Vec::new();
-    for _ in 0..n.max(0) {
-        let topic = read_string(b, &mut at)?;
-        let parts = read_i32(b, &mut at)?;
-        for _ in 0..parts.max(0) {
-            out.push(GroupTopicPartition {
-                topic: topic.clone(),
-                partition: read_i32(b, &mut at)?,
-            });
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -1055,15 +1005,7 @@ mod tests {
     }
 
     fn subscription(topics: &[&str]) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend_from_slice(&1i16.to_be_bytes());
-        b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
-        for t in topics {
-            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
-            b.extend_from_slice(t.as_bytes());
-        }
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b
+        crate::group::consumer_protocol::encode_subscription(topics.iter().copied(), None).to_vec()
     }
 
     type JoinRx = oneshot::Receiver<Result<JoinResponse, GroupError>>;

@@ -90,6 +90,8 @@ pub struct TopicInfo {
     pub id: Uuid,
     /// Partition count.
     pub partitions: i32,
+    /// An internal topic (the cluster's policy says which): regex subscriptions skip it.
+    pub internal: bool,
 }
 
 /// The cluster's topics, as the coordinator needs them (implemented by the broker over the
@@ -124,6 +126,9 @@ pub trait TopicCatalog: Send + Sync + fmt::Debug {
 struct TopicMeta {
     id: Uuid,
     partitions: i32,
+    /// Absent from snapshots written before it existed; the next metadata refresh sets it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    internal: bool,
 }
 
 /// One member: what it asked for and where it stands. All of it is durable.
@@ -570,8 +575,7 @@ impl ConsumerGroup {
         let patterns = self.patterns();
         if !patterns.is_empty() {
             for topic in catalog.topics() {
-                if !topic.name.starts_with("__") && patterns.iter().any(|p| p.matches(&topic.name))
-                {
+                if !topic.internal && patterns.iter().any(|p| p.matches(&topic.name)) {
                     topics.insert(topic.name);
                 }
             }
@@ -799,13 +803,13 @@ impl ConsumerGroup {
         let patterns = self.patterns();
         if !patterns.is_empty() {
             for topic in catalog.topics() {
-                if !topic.name.starts_with("__") && patterns.iter().any(|p| p.matches(&topic.name))
-                {
+                if !topic.internal && patterns.iter().any(|p| p.matches(&topic.name)) {
                     metadata.insert(
                         topic.name,
                         TopicMeta {
                             id: topic.id,
                             partitions: topic.partitions,
+                            internal: topic.internal,
                         },
                     );
                 }
@@ -823,6 +827,7 @@ impl ConsumerGroup {
                     TopicMeta {
                         id: topic.id,
                         partitions: topic.partitions,
+                        internal: topic.internal,
                     },
                 );
             }
@@ -847,7 +852,7 @@ impl ConsumerGroup {
             .and_then(|r| self.pattern(r))
         {
             for (name, topic) in &self.metadata {
-                if !name.starts_with("__") && pattern.matches(name) {
+                if !topic.internal && pattern.matches(name) {
                     ids.insert(topic.id);
                 }
             }
@@ -1235,6 +1240,8 @@ mod tests {
                 name: name.into(),
                 id,
                 partitions,
+                // The broker's catalog asks the cluster's policy; this stands in for it.
+                internal: name == crate::group::OFFSETS_TOPIC,
             });
             id
         }

@@ -19,6 +19,7 @@
 pub mod assignor;
 pub mod classic;
 pub mod consumer;
+pub mod consumer_protocol;
 pub mod coordinator;
 pub mod manager;
 pub mod records;

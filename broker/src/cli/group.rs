@@ -24,13 +24,12 @@ use super::common::{
     CliContext, ClientArgs, CONNECT_TIMEOUT,
 };
 use crate::consumer_protocol;
+use rivulet_cluster::policy::is_internal;
 
 /// How long the broker may take to carry out a DeleteGroups request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an OffsetFetch / OffsetCommit may take (coordinator lookup included).
 const OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
-/// The internal topic holding group state; never shown as a consumed topic.
-const OFFSETS_TOPIC: &str = rivulet_actors::group::OFFSETS_TOPIC;
 
 /// `rivulet group ...`
 #[derive(Debug, clap::Args)]
@@ -391,7 +390,7 @@ fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
     let all: Vec<(String, i32)> = metadata
         .topics()
         .iter()
-        .filter(|t| t.name() != OFFSETS_TOPIC && t.error().is_none())
+        .filter(|t| !is_internal(t.name()) && t.error().is_none())
         .flat_map(|t| {
             t.partitions()
                 .iter()
@@ -651,8 +650,8 @@ fn reset_offsets(client: &ClientArgs, args: &ResetArgs) -> anyhow::Result<()> {
     let consumer = metadata_client(client)?;
     let metadata = fetch_metadata(&consumer, &client.bootstrap, Some(&args.topic))?;
     let topic = existing_topic(&metadata, &args.topic)?;
-    if topic.name() == OFFSETS_TOPIC {
-        bail!("{OFFSETS_TOPIC} is internal: its offsets cannot be reset");
+    if is_internal(topic.name()) {
+        bail!("{} is internal: its offsets cannot be reset", topic.name());
     }
     let partitions: Vec<i32> = match args.partition {
         Some(p) => {

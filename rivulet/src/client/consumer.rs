@@ -271,23 +271,37 @@ impl Consumer {
             };
             match result {
                 Ok(ForwardReply::Read(r)) => {
-                    let records = decode_batches(&r.records, offset, DECOMPRESSED_BYTES_MAX)
-                        .map_err(|e| {
-                            ClientError::Partition(ForwardError::Storage(e.to_string()))
-                        })?;
+                    let records: Vec<_> = decode_batches(&r.records, DECOMPRESSED_BYTES_MAX)
+                        .map_err(|e| ClientError::Partition(ForwardError::Storage(e.to_string())))?
+                        .into_iter()
+                        .filter(|b| !b.is_control())
+                        .flat_map(|b| b.records)
+                        // A read starts at the batch holding `offset`.
+                        .filter(|rec| rec.offset >= offset)
+                        .collect();
                     if let Some(last) = records.last() {
                         got_any = true;
                         self.positions.insert(tp.clone(), Some(last.offset + 1));
-                        self.buffered
-                            .extend(records.into_iter().map(|rec| ConsumerRecord {
+                        self.buffered.extend(records.into_iter().map(|rec| {
+                            ConsumerRecord {
                                 topic: tp.topic.clone(),
                                 partition: tp.partition,
                                 offset: rec.offset,
-                                timestamp: rec.timestamp,
-                                key: rec.key,
-                                value: rec.value,
-                                headers: rec.headers,
-                            }));
+                                timestamp: rec.timestamp_ms,
+                                key: rec.key.map(|k| k.to_vec()),
+                                value: rec.value.map(|v| v.to_vec()),
+                                headers: rec
+                                    .headers
+                                    .into_iter()
+                                    .map(|h| {
+                                        (
+                                            String::from_utf8_lossy(&h.key).into_owned(),
+                                            h.value.map(|v| v.to_vec()),
+                                        )
+                                    })
+                                    .collect(),
+                            }
+                        }));
                     }
                 }
                 Ok(other) => return Err(unexpected(&other)),

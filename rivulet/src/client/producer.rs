@@ -25,7 +25,7 @@ use rivulet_actors::TopicPartition;
 use rivulet_cluster::forward::{
     Acks, ForwardError, ForwardReply, ForwardRequest, Forwarder, APPEND_BYTES_MAX,
 };
-use rivulet_storage::batch::{encode_batch, Compression, ProducerStamp, Record};
+use rivulet_storage::batch::{BatchBuilder, Compression};
 use tokio::sync::{oneshot, Notify};
 use tracing::debug;
 
@@ -128,6 +128,41 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 }
 
 type Waiter = oneshot::Sender<ClientResult<RecordMetadata>>;
+
+/// A record waiting for its batch.
+#[derive(Debug)]
+struct Record {
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Producer id, epoch and first sequence number of a batch.
+#[derive(Debug, Clone, Copy)]
+struct ProducerStamp {
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+}
+
+/// One record batch of `records` with the shared codec (`storage::batch`).
+fn encode_batch(records: &[Record], codec: Compression, stamp: Option<ProducerStamp>) -> Vec<u8> {
+    let base = records.first().map_or(0, |r| r.timestamp);
+    let mut b = BatchBuilder::new(base).compression(codec);
+    if let Some(s) = stamp {
+        b = b.producer(s.producer_id, s.producer_epoch, s.base_sequence);
+    }
+    for r in records {
+        let headers: Vec<(&[u8], Option<&[u8]>)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+            .collect();
+        b.push_record(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
+    }
+    b.build()
+}
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -276,7 +311,6 @@ impl Producer {
             let first = st.pending.is_empty();
             let p = st.pending.entry(tp).or_default();
             p.records.push(Record {
-                offset: 0,
                 timestamp,
                 key: record.key,
                 value: record.value,

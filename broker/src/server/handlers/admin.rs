@@ -22,7 +22,6 @@ use kafka_protocol::messages::{
     DescribeClusterRequest, InitProducerIdRequest, MetadataRequest, ProducerId, ResponseKind,
     TopicName,
 };
-use rivulet_actors::group::OFFSETS_TOPIC;
 use rivulet_cluster::NewTopic;
 use rivulet_storage::TopicMeta;
 use uuid::Uuid;
@@ -163,9 +162,8 @@ fn metadata_topic(state: &BrokerState, topic: &TopicMeta, version: i16) -> Metad
 }
 
 /// Topics the node manages itself: clients may read them but not write, delete or create them.
-pub(crate) fn is_internal(name: &str) -> bool {
-    name == OFFSETS_TOPIC
-}
+/// The list is the cluster's policy.
+pub(crate) use rivulet_cluster::policy::is_internal;
 
 /// Why clients may not change an internal topic.
 fn internal_topic_refusal(name: &str, what: &str) -> String {

@@ -104,6 +104,7 @@ pub struct ControllerCatalog(pub Controller);
 
 fn topic_info(t: TopicMeta) -> TopicInfo {
     TopicInfo {
+        internal: rivulet_cluster::policy::is_internal(&t.name),
         name: t.name,
         id: t.id,
         partitions: t.partitions,
