@@ -339,7 +339,8 @@ pub async fn execute(
             let mut hw = *watch.borrow_and_update();
             // Nothing committed at `offset` yet (the log may hold uncommitted records past
             // the high watermark): wait for the high watermark to pass it.
-            if hw <= offset && max_wait_ms > 0 {
+            // An offset past the log end is out of range at once, not after the wait.
+            if hw <= offset && offset <= handle.log.log_end_offset() && max_wait_ms > 0 {
                 let wait = Duration::from_millis(u64::from(max_wait_ms.min(READ_WAIT_MAX_MS)));
                 // Ends early when the replica stops (the watch closes) or leadership moves:
                 // the next read then finds out which.
