@@ -15,7 +15,7 @@ use harness::{free_port, unique_name};
 use rivulet::client::partition_for_key;
 use rivulet::{
     Acks, ClusterSettings, Config, ConsumerConfig, NewTopic, Node, NodeClient, ProducerConfig,
-    ProducerRecord,
+    ProducerRecord, TopicPartition,
 };
 
 const EMBEDDED_ID: i32 = 4;
@@ -78,25 +78,16 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
         ..NewTopic::default()
     }))
     .unwrap_or_else(|e| cluster.fail(&format!("create {topic}: {e}")));
-    // The harness's own wait counts only its processes as live leaders; node 4 leads too.
-    let mut leaders = Vec::new();
-    wait_cluster(
-        &cluster,
-        "every leader and full ISR, as node 4 sees it",
-        || {
-            let Ok(d) = admin.describe_topic(&topic) else {
-                return false;
-            };
-            leaders = d.partitions.iter().map(|p| p.leader).collect();
-            d.partitions.len() == 4
-                && d.partitions.iter().all(|p| {
-                    let (mut isr, mut replicas) = (p.isr.clone(), p.replicas.clone());
-                    isr.sort_unstable();
-                    replicas.sort_unstable();
-                    p.leader >= 0 && isr == replicas
-                })
-        },
-    );
+    // Node 4 leads partitions too; the harness cannot see it run, so it is told.
+    cluster.add_embedded_node(EMBEDDED_ID as u32);
+    cluster.wait_for_full_isr(&topic, 4);
+    let leaders: Vec<i32> = admin
+        .describe_topic(&topic)
+        .unwrap_or_else(|e| cluster.fail(&format!("describe {topic}: {e}")))
+        .partitions
+        .iter()
+        .map(|p| p.leader)
+        .collect();
     assert!(
         leaders.iter().any(|&l| l != EMBEDDED_ID),
         "some partition must be led by another node to exercise forwarding: {leaders:?}"
@@ -143,7 +134,9 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
 
     // 3. The leader of a partition on another node dies: the producer's not-leader and
     // unreachable answers are retried inside (after the metadata moves the leadership), and
-    // the idempotent producer's records are stored once.
+    // the idempotent producer's records are stored once. A long-polling read forwarded to the
+    // victim when it dies fails over at once instead of waiting out its 30 s: the link's
+    // closing drops the pending call's reply port, which is a retriable `Unreachable`.
     let victim = leaders
         .iter()
         .copied()
@@ -152,8 +145,38 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
     let moved: Vec<i32> = (0..4)
         .filter(|&p| leaders[p as usize] == victim as i32)
         .collect();
+    let long_poll = Duration::from_secs(30);
+    let mut waiting = node.consumer(ConsumerConfig::default());
+    let moved_tps: Vec<TopicPartition> = moved
+        .iter()
+        .map(|&p| TopicPartition::new(topic.as_str(), p))
+        .collect();
+    waiting.assign(moved_tps.clone());
+    for tp in &moved_tps {
+        rt.block_on(waiting.seek_to_end(tp))
+            .unwrap_or_else(|e| cluster.fail(&format!("seek {tp:?} to its end: {e}")));
+    }
+    // The read is on its way to the victim before the kill: spawning sends it within
+    // microseconds, while killing a process and the link noticing take milliseconds.
+    let in_flight = rt.spawn(async move {
+        let result = waiting.poll(long_poll).await;
+        (result.map(|r| r.len()), Instant::now())
+    });
+    let killed_at = Instant::now();
     cluster.kill9(victim);
     let more: Vec<Record> = rt.block_on(send_native(&producer, &topic, 300..400));
+    let (polled, returned_at) = rt.block_on(in_flight).expect("poll task");
+    let took = returned_at.saturating_duration_since(killed_at);
+    // Failing over takes the session timeout (2 s) and an election; waiting out the call
+    // would take the full 30 s long poll plus the call's margin.
+    assert!(
+        took < Duration::from_secs(15),
+        "a read forwarded to the killed leader returned only after {took:?} ({polled:?})"
+    );
+    assert!(
+        polled.as_ref().map_or(true, |&n| n > 0),
+        "the forwarded read returned nothing although records arrived: {polled:?}"
+    );
     assert!(
         more.iter().any(|r| moved.contains(&r.partition)),
         "no record went to the partitions node {victim} led ({moved:?})"

@@ -21,7 +21,10 @@
 //! closes): a read returns at most [`READ_BYTES_MAX`] (plus a single batch larger than
 //! that, bounded by the topic's `max.message.bytes`), and an append carries at most
 //! [`APPEND_BYTES_MAX`]. A forwarded call that gets no answer in time (a remote message that
-//! fails to decode is dropped silently by ractor_cluster) is a `Timeout`.
+//! fails to decode is dropped silently by ractor_cluster) is a `Timeout`. A call in flight
+//! when the link to its node closes (the node died) fails at once instead: ractor_cluster
+//! drops the pending reply port with the link, which is a retriable `Unreachable`, so the
+//! retry goes to the next leader without waiting out a long poll (tests/native_client.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
