@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 use harness::cluster::{wait_cluster, Cluster, ClusterOptions};
 use harness::kafka::{assert_history, consume_all, key_for, value_for, Record, TestProducer};
 use harness::{free_port, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::ClientConfig;
 use rivulet::client::partition_for_key;
 use rivulet::{
     Acks, ClusterSettings, Config, ConsumerConfig, NewTopic, Node, NodeClient, ProducerConfig,
     ProducerRecord, TopicPartition,
 };
+use rivulet_actors::group::OFFSETS_TOPIC;
 
 const EMBEDDED_ID: i32 = 4;
 
@@ -43,13 +46,24 @@ fn embedded_config(dir: &std::path::Path, cluster: &Cluster) -> Config {
             journal_bytes_max: 64 << 20,
             free_bytes_min: 16 << 20,
         },
+        // Groups join at once: the test waits for their assignment.
+        groups: rivulet::GroupSettings {
+            initial_rebalance_delay_ms: 0,
+            ..rivulet::GroupSettings::default()
+        },
         ..Config::default()
     }
 }
 
 #[test]
 fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
-    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            config_toml: Some("[groups]\ninitial_rebalance_delay_ms = 0\n".into()),
+            ..ClusterOptions::default()
+        },
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -132,6 +146,68 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
     let consumed = rt.block_on(read_all(&node, &topic, all.len()));
     assert_history(&all, &consumed, true);
 
+    // 2b. Groups across the cluster: a group librdkafka runs, coordinated by another node,
+    // is listed and described by node 4's admin (asked of the peers' ForwardService).
+    let first = unique_name("native-group");
+    let mut members = vec![join_group(&cluster, &first, &topic)];
+    let coordinator = |group: &str| {
+        let offsets = admin
+            .describe_topic(OFFSETS_TOPIC)
+            .unwrap_or_else(|e| panic!("describe {OFFSETS_TOPIC}: {e}"));
+        let p = node.groups().partition_for(group);
+        offsets
+            .partitions
+            .iter()
+            .find(|i| i.partition == p)
+            .map_or(-1, |i| i.leader)
+    };
+    let remote_group = if coordinator(&first) != EMBEDDED_ID {
+        first.clone()
+    } else {
+        // One of the next names hashes to a partition another node leads.
+        let other = (0..64)
+            .map(|_| unique_name("native-group"))
+            .find(|g| coordinator(g) != EMBEDDED_ID)
+            .expect("a group coordinated by another node");
+        members.push(join_group(&cluster, &other, &topic));
+        other
+    };
+    let local: Vec<String> = rt
+        .block_on(node.groups().list())
+        .into_iter()
+        .map(|g| g.group_id)
+        .collect();
+    assert!(
+        !local.contains(&remote_group),
+        "node 4 coordinates {remote_group} itself: {local:?}"
+    );
+    let listed = rt.block_on(admin.list_groups());
+    for group in [&first, &remote_group] {
+        let entry = listed
+            .iter()
+            .find(|g| &g.group_id == group)
+            .unwrap_or_else(|| panic!("{group} is not listed: {listed:?}"));
+        assert_eq!(
+            (entry.state.as_str(), entry.protocol_type.as_str()),
+            ("Stable", "consumer"),
+            "{entry:?}"
+        );
+    }
+    let described = rt
+        .block_on(admin.describe_group(&remote_group))
+        .unwrap_or_else(|e| cluster.fail(&format!("describe {remote_group}: {e}")));
+    assert_eq!(described.state, "Stable", "{described:?}");
+    assert_eq!(described.members.len(), 1, "{described:?}");
+    let mut owned: Vec<i32> = described.members[0]
+        .assigned
+        .iter()
+        .filter(|tp| tp.topic == topic)
+        .map(|tp| tp.partition)
+        .collect();
+    owned.sort_unstable();
+    assert_eq!(owned, vec![0, 1, 2, 3], "{described:?}");
+    drop(members);
+
     // 3. The leader of a partition on another node dies: the producer's not-leader and
     // unreachable answers are retried inside (after the metadata moves the leadership), and
     // the idempotent producer's records are stored once. A long-polling read forwarded to the
@@ -191,6 +267,26 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
     })
     .unwrap_or_else(|e| panic!("embedded node shutdown: {e}"));
     drop(cluster);
+}
+
+/// A librdkafka consumer in `group`, subscribed to `topic`, once the group gave it its
+/// partitions (the group is then Stable).
+fn join_group(cluster: &Cluster, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap_or_else(|e| cluster.fail(&format!("consumer for {group}: {e}")));
+    consumer
+        .subscribe(&[topic])
+        .unwrap_or_else(|e| cluster.fail(&format!("subscribe {group}: {e}")));
+    wait_cluster(cluster, &format!("{group} assigns the partitions"), || {
+        // Polling drives the join; no records are expected to matter here.
+        let _ = consumer.poll(Duration::from_millis(100));
+        consumer.assignment().is_ok_and(|a| a.count() > 0)
+    });
+    consumer
 }
 
 /// Sends keyed records `seqs` through the native producer; every one must be acknowledged.

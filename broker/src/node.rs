@@ -379,6 +379,7 @@ impl NodeBuilder {
             rivulet_cluster::forward::ForwardServiceArgs {
                 node_id,
                 controller: controller.clone(),
+                groups: groups.clone(),
             },
         )
         .await

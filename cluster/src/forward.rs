@@ -31,6 +31,10 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
+use rivulet_actors::group::{
+    ConsumerMemberDescription, GroupDescription, GroupError, GroupKind, GroupListing,
+    GroupTopicPartition, Groups, MemberDescription,
+};
 use rivulet_actors::replication::NodeId;
 use rivulet_actors::write::{self, WriteError, WriteOptions};
 use rivulet_actors::TopicPartition;
@@ -310,6 +314,18 @@ fn decode_answer(bytes: &[u8]) -> Result<Answer, String> {
         .map_err(|e| format!("malformed forwarded answer: {e}"))
 }
 
+fn decode<T>(bytes: &[u8]) -> Result<T, String>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    rkyv::from_bytes::<T, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| format!("malformed group message: {e}"))
+}
+
 fn group_of(node: NodeId) -> String {
     format!("rivulet.forward.{node}")
 }
@@ -463,12 +479,16 @@ pub enum ForwardServiceMsg {
     /// An rkyv [`ForwardRequest`] in, an rkyv answer out.
     #[rpc]
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// An rkyv group question in (the groups this node coordinates), an rkyv answer out.
+    #[rpc]
+    Groups(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 impl std::fmt::Debug for ForwardServiceMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ForwardServiceMsg::Call(b, _) => write!(f, "Call({} bytes)", b.len()),
+            ForwardServiceMsg::Groups(b, _) => write!(f, "Groups({} bytes)", b.len()),
         }
     }
 }
@@ -480,6 +500,8 @@ pub struct ForwardServiceArgs {
     pub node_id: NodeId,
     /// Its controller facade (replicas, topic policies, the lease).
     pub controller: Controller,
+    /// Its group coordinators (peers' admin clients ask which groups it coordinates).
+    pub groups: Groups,
 }
 
 /// The per-node actor that runs operations forwarded by other nodes' clients. It joins the
@@ -507,7 +529,32 @@ impl Actor for ForwardService {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let ForwardServiceMsg::Call(bytes, reply) = msg;
+        let (bytes, reply) = match msg {
+            ForwardServiceMsg::Call(bytes, reply) => (bytes, reply),
+            ForwardServiceMsg::Groups(bytes, reply) => {
+                let query = match decode::<GroupQuery>(&bytes) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        warn!(error = %e, "dropping a malformed group query");
+                        return Ok(());
+                    }
+                };
+                let groups = state.groups.clone();
+                // Describing waits for a coordinator actor: not in this actor.
+                tokio::spawn(async move {
+                    let answer = match query {
+                        GroupQuery::List => GroupAnswer::List(groups.list().await),
+                        GroupQuery::Describe(id) => match groups.describe(&id).await {
+                            Ok(d) => GroupAnswer::Describe(d.into()),
+                            Err(GroupError::NotCoordinator) => GroupAnswer::NotCoordinator,
+                            Err(e) => GroupAnswer::Err(e.to_string()),
+                        },
+                    };
+                    let _ = reply.send(encode(&answer));
+                });
+                return Ok(());
+            }
+        };
         let request = match decode_request(&bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -641,6 +688,208 @@ impl Forwarder {
     }
 }
 
+/// A question about the groups a node coordinates.
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+enum GroupQuery {
+    List,
+    Describe(String),
+}
+
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+enum GroupAnswer {
+    List(Vec<GroupListing>),
+    Describe(GroupDescriptionWire),
+    /// The peer does not coordinate the group.
+    NotCoordinator,
+    Err(String),
+}
+
+/// [`GroupDescription`] on the cluster link: the member byte fields travel as `Vec<u8>`.
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct GroupDescriptionWire {
+    group_id: String,
+    state: String,
+    protocol_type: String,
+    protocol: String,
+    kind: GroupKind,
+    generation: i32,
+    members: Vec<MemberWire>,
+}
+
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct MemberWire {
+    member_id: String,
+    group_instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    metadata: Vec<u8>,
+    assignment: Vec<u8>,
+    assigned: Vec<GroupTopicPartition>,
+    member_epoch: i32,
+    consumer: Option<ConsumerMemberDescription>,
+}
+
+impl From<GroupDescription> for GroupDescriptionWire {
+    fn from(d: GroupDescription) -> Self {
+        GroupDescriptionWire {
+            group_id: d.group_id,
+            state: d.state,
+            protocol_type: d.protocol_type,
+            protocol: d.protocol,
+            kind: d.kind,
+            generation: d.generation,
+            members: d
+                .members
+                .into_iter()
+                .map(|m| MemberWire {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    metadata: m.metadata.to_vec(),
+                    assignment: m.assignment.to_vec(),
+                    assigned: m.assigned,
+                    member_epoch: m.member_epoch,
+                    consumer: m.consumer,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<GroupDescriptionWire> for GroupDescription {
+    fn from(d: GroupDescriptionWire) -> Self {
+        GroupDescription {
+            group_id: d.group_id,
+            state: d.state,
+            protocol_type: d.protocol_type,
+            protocol: d.protocol,
+            kind: d.kind,
+            generation: d.generation,
+            members: d
+                .members
+                .into_iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    metadata: Bytes::from(m.metadata),
+                    assignment: Bytes::from(m.assignment),
+                    assigned: m.assigned,
+                    member_epoch: m.member_epoch,
+                    consumer: m.consumer,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Every peer's [`ForwardService`], by the process groups ractor_cluster syncs.
+fn peer_services(node_id: NodeId) -> Vec<(String, ActorRef<ForwardServiceMsg>)> {
+    let own = group_of(node_id);
+    ractor::pg::which_groups()
+        .into_iter()
+        .filter(|g| g.starts_with("rivulet.forward.") && *g != own)
+        .filter_map(|g| {
+            let service = ractor::pg::get_members(&g)
+                .into_iter()
+                .find(|c| !c.get_id().is_local())?;
+            Some((g, ActorRef::from(service)))
+        })
+        .collect()
+}
+
+/// Asks every peer `query` at once; a peer that does not answer within `timeout` (or whose
+/// answer does not decode) is left out with a warning.
+async fn ask_peers(node_id: NodeId, query: GroupQuery, timeout: Duration) -> Vec<GroupAnswer> {
+    let bytes = encode(&query);
+    let mut asks = tokio::task::JoinSet::new();
+    for (peer, service) in peer_services(node_id) {
+        let bytes = bytes.clone();
+        asks.spawn(async move {
+            let reply = ractor::call_t!(
+                service,
+                ForwardServiceMsg::Groups,
+                timeout.as_millis() as u64,
+                bytes
+            );
+            match reply.map_err(|e| e.to_string()).and_then(|b| decode(&b)) {
+                Ok(answer) => Some(answer),
+                Err(e) => {
+                    warn!(%peer, error = %e, "a peer did not answer a group query");
+                    None
+                }
+            }
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(joined) = asks.join_next().await {
+        if let Ok(Some(a)) = joined {
+            answers.push(a);
+        }
+    }
+    answers
+}
+
+/// The groups coordinated anywhere in the cluster (Kafka's admin client asks every broker
+/// the same way): this node's, and each peer's. A peer that does not answer within `timeout`
+/// is left out; its groups show up again once it (or their next coordinator) answers.
+pub async fn list_groups_in_cluster(
+    node_id: NodeId,
+    groups: &Groups,
+    timeout: Duration,
+) -> Vec<GroupListing> {
+    let mut all = groups.list().await;
+    for answer in ask_peers(node_id, GroupQuery::List, timeout).await {
+        if let GroupAnswer::List(l) = answer {
+            all.extend(l);
+        }
+    }
+    all.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    // A coordinator that just moved may be listed by both nodes for a moment.
+    all.dedup_by(|a, b| a.group_id == b.group_id);
+    all
+}
+
+/// A group, described by the node that coordinates it: this one or a peer. A group no node
+/// coordinates is `Dead` with no members, as Kafka describes it.
+pub async fn describe_group_in_cluster(
+    node_id: NodeId,
+    groups: &Groups,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<GroupDescription, GroupError> {
+    match groups.describe(group_id).await {
+        Err(GroupError::NotCoordinator) => {}
+        // This node coordinates the group: its answer holds, dead or alive.
+        other => return other,
+    }
+    let query = GroupQuery::Describe(group_id.to_owned());
+    let mut error = None;
+    for answer in ask_peers(node_id, query, timeout).await {
+        match answer {
+            GroupAnswer::Describe(d) => return Ok(d.into()),
+            GroupAnswer::Err(e) => error = Some(e),
+            GroupAnswer::NotCoordinator | GroupAnswer::List(_) => {}
+        }
+    }
+    match error {
+        // The coordinator is there but cannot answer yet (loading): say so rather than
+        // describe the group as dead.
+        Some(e) => Err(GroupError::CoordinatorNotAvailable(e)),
+        None => Ok(GroupDescription {
+            group_id: group_id.to_owned(),
+            state: "Dead".into(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            kind: GroupKind::Classic,
+            generation: -1,
+            members: Vec::new(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,5 +920,43 @@ mod tests {
             assert_eq!(format!("{back:?}"), format!("{a:?}"));
         }
         assert!(decode_request(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn a_group_description_survives_the_link() {
+        let tp = |p| GroupTopicPartition {
+            topic: "orders".into(),
+            partition: p,
+        };
+        let described = GroupDescription {
+            group_id: "billing".into(),
+            state: "Stable".into(),
+            protocol_type: "consumer".into(),
+            protocol: "range".into(),
+            kind: GroupKind::Consumer,
+            generation: 4,
+            members: vec![MemberDescription {
+                member_id: "m-1".into(),
+                group_instance_id: Some("static-1".into()),
+                client_id: "app".into(),
+                client_host: "/127.0.0.1".into(),
+                metadata: Bytes::from_static(b"meta"),
+                assignment: Bytes::from_static(b"assign"),
+                assigned: vec![tp(0), tp(1)],
+                member_epoch: 4,
+                consumer: Some(ConsumerMemberDescription {
+                    subscribed_topic_names: vec!["orders".into()],
+                    subscribed_topic_regex: None,
+                    rack_id: Some("r1".into()),
+                    target: vec![tp(0), tp(1), tp(2)],
+                }),
+            }],
+        };
+        let answer = GroupAnswer::Describe(described.clone().into());
+        let Ok(GroupAnswer::Describe(back)) = decode::<GroupAnswer>(&encode(&answer)) else {
+            panic!("the description did not come back as one");
+        };
+        assert_eq!(GroupDescription::from(back), described);
+        assert!(decode::<GroupQuery>(&[1, 2, 3]).is_err());
     }
 }
