@@ -2,7 +2,9 @@
 //! in this test process, which joins a 3-node cluster of `rivulet serve` processes: its
 //! records are read back by librdkafka in the partitions librdkafka would have chosen for
 //! their keys, and it reads what librdkafka produced. Partitions led by the other nodes are
-//! reached by forwarding over the cluster link.
+//! reached by forwarding over the cluster link. The embedded node's admin lists and describes
+//! groups coordinated on other nodes. A remote leader is then killed (or, in the second test,
+//! paused), and calls forwarded to it at that moment go to the next leader promptly.
 
 mod harness;
 
@@ -55,8 +57,34 @@ fn embedded_config(dir: &std::path::Path, cluster: &Cluster) -> Config {
     }
 }
 
+/// How step 3 takes the remote leader away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaderFault {
+    /// SIGKILL: the cluster link closes at once.
+    Kill9,
+    /// SIGSTOP: the link stays open and the node is silent until the membership gives up on
+    /// it; only the metadata moving tells a call in flight to go elsewhere.
+    Pause,
+}
+
 #[test]
 fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
+    scenario(LeaderFault::Kill9);
+}
+
+#[test]
+fn native_client_fails_over_from_a_paused_leader() {
+    scenario(LeaderFault::Pause);
+}
+
+/// One embedded node per process at a time: ractor's name registry is global to a process.
+static ONE_EMBEDDED_NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scenario(fault: LeaderFault) {
+    // A test that panicked while holding it poisons it; the next one may still run.
+    let _one = ONE_EMBEDDED_NODE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cluster = Cluster::start(
         3,
         ClusterOptions {
@@ -208,11 +236,13 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
     assert_eq!(owned, vec![0, 1, 2, 3], "{described:?}");
     drop(members);
 
-    // 3. The leader of a partition on another node dies: the producer's not-leader and
-    // unreachable answers are retried inside (after the metadata moves the leadership), and
-    // the idempotent producer's records are stored once. A long-polling read forwarded to the
-    // victim when it dies fails over at once instead of waiting out its 30 s: the link's
-    // closing drops the pending call's reply port, which is a retriable `Unreachable`.
+    // 3. The leader of a partition on another node dies (or goes silent): the producer's
+    // not-leader and unreachable answers are retried inside (after the metadata moves the
+    // leadership), and the idempotent producer's records are stored once. A long-polling read
+    // forwarded to the victim at that moment fails over promptly instead of waiting out its
+    // 30 s: a killed node's link closes, which drops the pending call's reply port (a
+    // retriable `Unreachable`); for a paused one the call gives up when the metadata names
+    // another leader (a retriable `LeadershipMoved`).
     let victim = leaders
         .iter()
         .copied()
@@ -239,7 +269,10 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
         (result.map(|r| r.len()), Instant::now())
     });
     let killed_at = Instant::now();
-    cluster.kill9(victim);
+    match fault {
+        LeaderFault::Kill9 => cluster.kill9(victim),
+        LeaderFault::Pause => cluster.pause(victim),
+    }
     let more: Vec<Record> = rt.block_on(send_native(&producer, &topic, 300..400));
     let (polled, returned_at) = rt.block_on(in_flight).expect("poll task");
     let took = returned_at.saturating_duration_since(killed_at);
@@ -247,7 +280,7 @@ fn native_client_in_a_cluster_of_rivulet_serve_matches_librdkafka() {
     // would take the full 30 s long poll plus the call's margin.
     assert!(
         took < Duration::from_secs(15),
-        "a read forwarded to the killed leader returned only after {took:?} ({polled:?})"
+        "a read forwarded to the leader ({fault:?}) returned only after {took:?} ({polled:?})"
     );
     assert!(
         polled.as_ref().map_or(true, |&n| n > 0),

@@ -24,7 +24,10 @@
 //! fails to decode is dropped silently by ractor_cluster) is a `Timeout`. A call in flight
 //! when the link to its node closes (the node died) fails at once instead: ractor_cluster
 //! drops the pending reply port with the link, which is a retriable `Unreachable`, so the
-//! retry goes to the next leader without waiting out a long poll (tests/native_client.rs).
+//! retry goes to the next leader without waiting out a long poll. A node that only goes silent
+//! (paused, cut off) keeps its link open, so a call in flight also watches the metadata image
+//! and gives up (`LeadershipMoved`, retried) once another node is named leader
+//! (tests/native_client.rs, a killed and a paused leader).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,9 @@ pub const READ_WAIT_MAX_MS: u32 = 30_000;
 pub const APPEND_BYTES_MAX: usize = 4 << 20;
 /// Attempts of one request, across leader changes.
 const ATTEMPTS_MAX: u32 = 20;
+/// How often a forwarded call in flight checks whether its target still leads the partition
+/// (a read of the local metadata image).
+const LEADER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Time a forwarded call may take beyond the operation's own timeout before it is given up.
 const CALL_MARGIN: Duration = Duration::from_secs(5);
 
@@ -656,6 +662,19 @@ impl Forwarder {
         }
     }
 
+    /// Resolves once the metadata no longer names `leader` as the partition's leader (or no
+    /// longer knows the partition); never while it does.
+    async fn leadership_leaves(&self, topic: &str, partition: i32, leader: NodeId) {
+        let mut tick = tokio::time::interval(LEADER_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !matches!(self.leader_of(topic, partition), Ok(l) if l == leader) {
+                return;
+            }
+        }
+    }
+
     async fn attempt(&self, request: &ForwardRequest) -> ForwardResult<ForwardReply> {
         let (topic, partition) = request.topic_partition();
         let leader = self.leader_of(topic, partition)?;
@@ -669,12 +688,29 @@ impl Forwarder {
             .ok_or(ForwardError::Unreachable(leader))?;
         let timeout = Duration::from_millis(request.deadline_ms()) + CALL_MARGIN;
         let bytes = encode(request);
-        match ractor::call_t!(
-            service,
-            ForwardServiceMsg::Call,
-            timeout.as_millis() as u64,
-            bytes
-        ) {
+        let call = async {
+            ractor::call_t!(
+                service,
+                ForwardServiceMsg::Call,
+                timeout.as_millis() as u64,
+                bytes
+            )
+        };
+        // A leader that dies closes its link, which fails the call at once; one that only
+        // goes silent (paused, cut off) keeps it open until the call times out. Racing the
+        // call against the metadata lets the retry go to the next leader as soon as the
+        // controller names one. (An append abandoned this way may still have been stored: the
+        // idempotent producer's sequence numbers keep its retry from storing it twice.)
+        let reply = tokio::select! {
+            reply = call => reply,
+            () = self.leadership_leaves(topic, partition, leader) => {
+                debug!(leader, topic, partition, "leadership moved while a call was in flight");
+                return Err(ForwardError::LeadershipMoved(format!(
+                    "{topic}/{partition} is no longer led by node {leader}"
+                )));
+            }
+        };
+        match reply {
             Ok(reply) => match decode_answer(&reply) {
                 Ok(Answer::Ok(r)) => Ok(r),
                 Ok(Answer::Err(e)) => Err(e),
