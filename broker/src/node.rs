@@ -11,6 +11,7 @@
 //!        ├─ 5 MetaRaft (metadata controller; voter if a seed, else learner)
 //!        ├─ 6 Controller facade (reconciler: image ─▶ Ensure/Remove replicas)
 //!        ├─ 7 Groups (GroupManager ─▶ GroupCoordinator{group} …), linked to the supervisor
+//!        │    then the ForwardService (native-client operations forwarded by other nodes)
 //!        ├─ 8 the admin HTTP endpoint (when enabled): up before the wait, so /ready can say
 //!        │    what the node waits for
 //!        ├─ 9 wait (bounded) for the replicas this node already knows to start
@@ -371,6 +372,18 @@ impl NodeBuilder {
         )
         .await
         .map_err(|e| start_err("could not start the group coordinators")(e.into()))?;
+        // Native clients on other nodes forward reads and appends here (cluster::forward).
+        let (forward, _) = Actor::spawn(
+            None,
+            rivulet_cluster::forward::ForwardService,
+            rivulet_cluster::forward::ForwardServiceArgs {
+                node_id,
+                controller: controller.clone(),
+                groups: groups.clone(),
+            },
+        )
+        .await
+        .map_err(|e| start_err("could not start the forward service")(e.into()))?;
 
         // 7b. Transaction coordinators (only with `[transactions] enabled`).
         let txns = crate::server::handlers::txn::start(
@@ -521,6 +534,7 @@ impl NodeBuilder {
             txns,
             raft,
             membership,
+            forward,
             supervisor,
             supervisor_handle: Some(supervisor_handle),
             failed: false,
@@ -575,6 +589,7 @@ pub struct NodeHandle {
     txns: Option<rivulet_actors::txn::Txns>,
     raft: MetaRaft,
     membership: Option<Membership>,
+    forward: ActorRef<rivulet_cluster::forward::ForwardServiceMsg>,
     supervisor: ActorRef<NodeSupervisorMsg>,
     /// `None` once [`NodeHandle::failed`] saw the actor tree stop.
     supervisor_handle: Option<JoinHandle<()>>,
@@ -664,6 +679,7 @@ impl NodeHandle {
             t.shutdown().await;
         }
         self.groups.shutdown().await;
+        self.forward.stop(Some("shutdown".into()));
         if let Some(handle) = self.supervisor_handle.take() {
             if handle.is_finished() {
                 // It stopped on its own and nobody awaited `failed()`.

@@ -15,6 +15,7 @@
 
 pub mod controller;
 pub mod dynamic_config;
+pub mod forward;
 pub mod membership;
 pub mod policy;
 pub mod raft;

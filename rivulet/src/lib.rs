@@ -59,9 +59,20 @@
 //! environment and flags; build it in code, or parse it yourself with serde (unknown keys are
 //! errors). The node validates it at start.
 //!
-//! Coming to this crate (see ARCHITECTURE.md, "Crate layout"): a native producer, consumer and
-//! admin client on [`NodeHandle`] that do not go through the Kafka wire protocol, and the API for
-//! actors hosted by partitions.
+//! The native client ([`client`]: [`Producer`], [`Consumer`], [`Admin`] on the handle through
+//! [`NodeClient`]) produces, consumes and administers without the Kafka wire protocol; the
+//! [`guide`] walks through it. Coming to this crate (see ARCHITECTURE.md, "Crate layout"):
+//! the API for actors hosted by partitions.
+
+pub mod client;
+
+#[doc = include_str!("../../docs/client.md")]
+pub mod guide {}
+
+pub use client::{
+    Acks, Admin, AutoOffsetReset, ClientError, ClientResult, Compression, Consumer, ConsumerConfig,
+    ConsumerRecord, NodeClient, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
 
 pub use rivulet_actors::group::Groups;
 pub use rivulet_actors::{ReplicaHandle, ReplicaRegistry, TopicPartition};

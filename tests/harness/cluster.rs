@@ -144,6 +144,9 @@ pub(crate) struct Cluster {
     nodes: BTreeMap<u32, Node>,
     cluster_addrs: BTreeMap<u32, SocketAddr>,
     paused: BTreeSet<u32>,
+    /// Nodes that joined from outside the harness (a node embedded in the test process): they
+    /// may lead partitions, and the harness cannot see whether they run, so they count as live.
+    embedded: BTreeSet<u32>,
 }
 
 impl Cluster {
@@ -192,6 +195,7 @@ impl Cluster {
             nodes,
             cluster_addrs,
             paused: BTreeSet::new(),
+            embedded: BTreeSet::new(),
         };
         for node in cluster.nodes.values_mut() {
             node.wait_started();
@@ -236,6 +240,23 @@ impl Cluster {
         self.proxies
             .get(&key)
             .unwrap_or_else(|| panic!("no link {a}-{b}"))
+    }
+
+    /// Records that node `id` runs outside the harness (embedded in the test process), so
+    /// waits such as [`Cluster::wait_for_full_isr`] accept it as a partition leader.
+    pub(crate) fn add_embedded_node(&mut self, id: u32) {
+        assert!(
+            !self.nodes.contains_key(&id),
+            "node {id} is a harness process, not an embedded node"
+        );
+        self.embedded.insert(id);
+    }
+
+    /// Nodes that may lead a partition: the live harness processes and the embedded nodes.
+    fn live_leader_ids(&mut self) -> Vec<u32> {
+        let mut live = self.live_ids();
+        live.extend(self.embedded.iter().copied());
+        live
     }
 
     /// Nodes whose process is running and not paused: the ones that can answer.
@@ -330,7 +351,7 @@ impl Cluster {
             SETTLE_TIMEOUT,
             &format!("{topic}/{partition} has an acceptable live leader"),
             || {
-                let live = self.live_ids();
+                let live = self.live_leader_ids();
                 last = self.partition_state(topic, partition);
                 found = last
                     .as_ref()
@@ -384,7 +405,7 @@ impl Cluster {
             SETTLE_TIMEOUT,
             &format!("every partition of {topic} has its full ISR"),
             || {
-                let live = self.live_ids();
+                let live = self.live_leader_ids();
                 last = (0..partitions)
                     .map(|p| self.partition_state(topic, p))
                     .collect();

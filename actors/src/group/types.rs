@@ -115,7 +115,20 @@ impl From<crate::write::WriteError> for GroupError {
 }
 
 /// A topic and partition, by name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct GroupTopicPartition {
     /// Topic name.
     pub topic: String,
@@ -335,7 +348,18 @@ pub struct ConsumerHeartbeatResponse {
 }
 
 /// Which protocol a group speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub enum GroupKind {
     /// JoinGroup / SyncGroup with client-side assignment.
     Classic,
@@ -354,7 +378,7 @@ impl GroupKind {
 }
 
 /// A group in ListGroups.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct GroupListing {
     /// Group id.
     pub group_id: String,
@@ -392,7 +416,9 @@ pub struct MemberDescription {
 }
 
 /// The KIP-848 part of a member's description.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct ConsumerMemberDescription {
     /// Topic names the member subscribed to, sorted.
     pub subscribed_topic_names: Vec<String>,

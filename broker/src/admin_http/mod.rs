@@ -74,6 +74,17 @@ pub async fn serve(
         .await
 }
 
+/// What `rivulet cluster status` shows (and `/v1/cluster` answers), from `controller`'s
+/// metadata image; `advertised_host:advertised_port` is the queried node's Kafka address.
+pub fn cluster_status(
+    controller: &rivulet_cluster::Controller,
+    cluster_id: &str,
+    advertised_host: &str,
+    advertised_port: i32,
+) -> crate::cli::cluster::ClusterStatus {
+    views::status_of(controller, cluster_id, advertised_host, advertised_port)
+}
+
 /// Binds `addr` for [`serve`], with an error that says what to do.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {

@@ -36,9 +36,23 @@ fn address(host: &str, port: i32) -> String {
 }
 
 fn cluster_status(ctx: &AdminContext) -> ClusterStatus {
-    let c = &ctx.controller;
+    status_of(
+        &ctx.controller,
+        &ctx.cluster_id,
+        &ctx.advertised_host,
+        ctx.advertised_port,
+    )
+}
+
+/// The cluster status from `c`'s metadata image (also the native `Admin`'s answer).
+pub(crate) fn status_of(
+    c: &rivulet_cluster::Controller,
+    cluster_id: &str,
+    advertised_host: &str,
+    advertised_port: i32,
+) -> ClusterStatus {
     let controller_id = c.controller_id();
-    let live: BTreeMap<i32, String> = live_brokers_of(c, &ctx.advertised_host, ctx.advertised_port)
+    let live: BTreeMap<i32, String> = live_brokers_of(c, advertised_host, advertised_port)
         .into_iter()
         .map(|b| (b.node_id, address(&b.host, b.port)))
         .collect();
@@ -69,8 +83,8 @@ fn cluster_status(ctx: &AdminContext) -> ClusterStatus {
         controller_id,
     );
     ClusterStatus {
-        queried: address(&ctx.advertised_host, ctx.advertised_port),
-        cluster_id: Some(ctx.cluster_id.clone()),
+        queried: address(advertised_host, advertised_port),
+        cluster_id: Some(cluster_id.to_string()),
         controller_id,
         nodes,
         topics,

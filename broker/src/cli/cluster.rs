@@ -72,39 +72,39 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
 /// What `cluster status` reports (also its `--json` form).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct ClusterStatus {
+pub struct ClusterStatus {
     /// The address that answered.
-    pub(crate) queried: String,
-    pub(crate) cluster_id: Option<String>,
+    pub queried: String,
+    pub cluster_id: Option<String>,
     /// -1 when no controller is known.
-    pub(crate) controller_id: i32,
+    pub controller_id: i32,
     /// Live nodes, by id, then nodes that partitions name as replicas but that are not live.
-    pub(crate) nodes: Vec<NodeStatus>,
-    pub(crate) topics: usize,
-    pub(crate) partitions: usize,
+    pub nodes: Vec<NodeStatus>,
+    pub topics: usize,
+    pub partitions: usize,
     /// Partitions whose ISR is smaller than their replica set.
-    pub(crate) under_replicated: Vec<PartitionStatus>,
+    pub under_replicated: Vec<PartitionStatus>,
     /// Partitions without a leader.
-    pub(crate) offline: Vec<PartitionStatus>,
+    pub offline: Vec<PartitionStatus>,
     /// Topics the node reported with an error code instead of partitions.
-    pub(crate) topic_errors: Vec<TopicError>,
+    pub topic_errors: Vec<TopicError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct NodeStatus {
-    pub(crate) id: i32,
+pub struct NodeStatus {
+    pub id: i32,
     /// `HOST:PORT` as advertised; empty for a node that is not live.
-    pub(crate) address: String,
-    pub(crate) rack: Option<String>,
-    pub(crate) controller: bool,
+    pub address: String,
+    pub rack: Option<String>,
+    pub controller: bool,
     /// Reported as a live broker (false: only named as a replica by some partition).
-    pub(crate) live: bool,
+    pub live: bool,
 }
 
 impl NodeStatus {
     /// The live nodes (id → address and rack), then the nodes only named as replicas, which
     /// are down.
-    pub(crate) fn of_cluster(
+    pub fn of_cluster(
         live: impl IntoIterator<Item = (i32, (String, Option<String>))>,
         replica_ids: &BTreeSet<i32>,
         controller_id: i32,
@@ -135,18 +135,18 @@ impl NodeStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct PartitionStatus {
-    pub(crate) topic: String,
-    pub(crate) partition: i32,
-    pub(crate) leader: i32,
-    pub(crate) replicas: Vec<i32>,
-    pub(crate) isr: Vec<i32>,
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 impl PartitionStatus {
     /// Files the partition under offline (no leader) and/or under-replicated (ISR smaller
     /// than the replica set).
-    pub(crate) fn classify(
+    pub fn classify(
         self,
         offline: &mut Vec<PartitionStatus>,
         under_replicated: &mut Vec<PartitionStatus>,
@@ -161,8 +161,8 @@ impl PartitionStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct TopicError {
-    pub(crate) topic: String,
+pub struct TopicError {
+    pub topic: String,
     pub(crate) error_code: i16,
 }
 
