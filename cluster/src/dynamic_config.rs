@@ -392,10 +392,8 @@ mod tests {
                 ("7000".to_string(), ConfigSource::DynamicBroker),
                 ("6000".to_string(), ConfigSource::DynamicDefault),
                 ("5000".to_string(), ConfigSource::Static),
-                (
-                    (7 * 24 * 3600 * 1000_i64).to_string(),
-                    ConfigSource::Default
-                ),
+                // The built-in default is listed on Kafka's coarse key, log.retention.hours.
+                ("168".to_string(), ConfigSource::Default),
             ]
         );
         let entry = d
