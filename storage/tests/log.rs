@@ -929,10 +929,17 @@ mod store_lifecycle {
             b.append_as_leader(&batch(1, 80, 1), 0).unwrap();
         }
         assert_eq!(s.log_ids(), vec![pid(1), pid(10)]);
+        // The files hold the batches back to back, across several segments each.
+        assert!(a.segment_count() > 1);
+        assert_eq!(
+            s.segments_disk_bytes().unwrap(),
+            a.size_bytes() + b.size_bytes()
+        );
         s.delete_log(pid(1)).unwrap();
         assert!(a.is_closed());
         drop(a);
         assert_eq!(s.log_ids(), vec![pid(10)]);
+        assert_eq!(s.segments_disk_bytes().unwrap(), b.size_bytes());
         let a = s.open_log(pid(1), small.clone()).unwrap();
         assert_eq!(
             (a.log_start_offset(), a.log_end_offset(), a.segment_count()),
