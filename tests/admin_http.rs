@@ -147,6 +147,7 @@ fn metrics_and_json_match_what_clients_see() {
     wait_until(TIMEOUT, "the node is ready", || {
         get(admin, "/ready").is_some_and(|(s, _)| s == 200)
     });
+    let segments_before = Scrape::take(&node).value("rivulet_storage_segments_disk_bytes", &[]);
 
     let topic = unique_name("admin-http");
     let group = unique_name("admin-http-group");
@@ -280,6 +281,13 @@ fn metrics_and_json_match_what_clients_see() {
     assert!(m.value("rivulet_controller_raft_commit_index", &[]) >= 1.0);
     assert_eq!(m.value("rivulet_node_ready", &[]), 1.0);
     assert!(m.value("rivulet_storage_disk_bytes", &[]) > 0.0);
+    // The produced batches are in the segment files, not in fjall.
+    let log_size = m.value("rivulet_partition_log_size_bytes", &tp);
+    assert!(log_size > 0.0);
+    assert!(
+        m.value("rivulet_storage_segments_disk_bytes", &[]) >= segments_before + log_size,
+        "segment files grew by less than the partition's log"
+    );
     assert!(m.value("rivulet_connections_accepted_total", &[]) >= 2.0);
     assert!(m.value("rivulet_connections_open", &[]) >= 1.0);
 

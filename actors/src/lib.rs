@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod group;
+pub mod hosting;
 pub mod manager;
 pub mod node;
 pub mod registry;

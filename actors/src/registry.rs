@@ -72,12 +72,40 @@ impl ReplicaHandle {
 }
 
 /// Shared, cheap-to-clone registry of local replicas. Written only by the replica manager.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Debug)]
 pub struct ReplicaRegistry {
     inner: Arc<RwLock<HashMap<TopicPartition, ReplicaHandle>>>,
+    /// Bumped on every insert and remove, so watchers ([`crate::hosting`]) are told rather
+    /// than poll.
+    changes: Arc<watch::Sender<()>>,
+}
+
+impl Default for ReplicaRegistry {
+    fn default() -> Self {
+        ReplicaRegistry {
+            inner: Arc::default(),
+            changes: Arc::new(watch::channel(()).0),
+        }
+    }
 }
 
 impl ReplicaRegistry {
+    /// A receiver that sees a change whenever a replica is registered or removed (a
+    /// replica's role changes arrive on its own [`ReplicaHandle::status`]).
+    pub fn changes(&self) -> watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    /// The registered replicas of `topic`.
+    pub fn replicas_of(&self, topic: &str) -> Vec<ReplicaHandle> {
+        self.inner
+            .read()
+            .values()
+            .filter(|h| &*h.tp.topic == topic)
+            .cloned()
+            .collect()
+    }
+
     /// The replica for `tp`, if this node hosts a running one.
     pub fn get(&self, tp: &TopicPartition) -> Option<ReplicaHandle> {
         self.inner.read().get(tp).cloned()
@@ -109,9 +137,15 @@ impl ReplicaRegistry {
 
     pub(crate) fn insert(&self, handle: ReplicaHandle) {
         self.inner.write().insert(handle.tp.clone(), handle);
+        // After the lock is released: a woken watcher reads the map at once.
+        self.changes.send_replace(());
     }
 
     pub(crate) fn remove(&self, tp: &TopicPartition) -> Option<ReplicaHandle> {
-        self.inner.write().remove(tp)
+        let removed = self.inner.write().remove(tp);
+        if removed.is_some() {
+            self.changes.send_replace(());
+        }
+        removed
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
+use rivulet_actors::hosting::{watch_leadership, Leadership};
 use rivulet_actors::manager::ReplicaSettings;
 use rivulet_actors::{
     NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, PartitionReplicaMsg, ReplicaHandle,
@@ -206,5 +207,73 @@ async fn a_replica_past_its_restart_budget_is_retried_slowly_not_abandoned() {
         killed_at.elapsed()
     );
     assert_eq!(append(&third, b"second").await, 1);
+    node.stop(None);
+}
+
+/// The next leadership change told to a host, or a failure after 10 s.
+async fn told(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Leadership>,
+) -> (i32, Option<(ractor::ActorId, i32)>) {
+    let l = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a leadership change within 10 s")
+        .expect("watch running");
+    (
+        l.partition,
+        l.led.map(|led| (led.replica.actor.get_id(), led.epoch)),
+    )
+}
+
+/// A host of an internal topic is told (not polling) when a partition becomes led here, is
+/// led at a new epoch, is led by a restarted replica actor, and is no longer led.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_are_told_every_leadership_change_of_their_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("store opens");
+    let settings = ReplicaSettings {
+        restart_backoff: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let (node, manager, registry) = start_node(store, settings).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watch = watch_leadership("__hosted", registry.clone(), move |l| tx.send(l).is_ok());
+
+    // Another topic's replica is none of this host's business.
+    ensure(&manager, spec("other", 0)).await;
+    let s = spec("__hosted", 3);
+    let h = ensure(&manager, s.clone()).await;
+    assert_eq!(told(&mut rx).await, (3, Some((h.actor.get_id(), 0))));
+
+    let bumped = ReplicaSpec {
+        role: ReplicaRole::sole_leader(1, 1),
+        ..s.clone()
+    };
+    let h = ensure(&manager, bumped).await;
+    assert_eq!(told(&mut rx).await, (3, Some((h.actor.get_id(), 1))));
+
+    // A restarted actor is a new leadership even at the same epoch: the old handle is dead.
+    let crashed = h.actor.get_id();
+    h.actor.kill();
+    let h = restarted(&registry, &s.tp, crashed).await;
+    let mut change = told(&mut rx).await;
+    if change.1.is_none() {
+        change = told(&mut rx).await; // it was seen stopped before it was seen restarted
+    }
+    assert_eq!(change, (3, Some((h.actor.get_id(), 1))));
+
+    let tp = s.tp.clone();
+    ractor::call_t!(
+        manager,
+        |reply| ReplicaManagerMsg::Remove {
+            tp,
+            delete_data: true,
+            reply
+        },
+        10_000
+    )
+    .expect("manager answers")
+    .expect("removed");
+    assert_eq!(told(&mut rx).await, (3, None));
+    assert!(rx.try_recv().is_err(), "nothing else was told");
     node.stop(None);
 }

@@ -67,9 +67,6 @@ pub enum StorageError {
         /// Log end offset (next offset to be written).
         log_end: i64,
     },
-    /// `create_topic` for a name that exists.
-    #[error("topic {0} already exists")]
-    TopicExists(String),
     /// Disk I/O failed.
     #[error("storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
@@ -94,9 +91,6 @@ pub enum StorageError {
     /// replica: reopening its log cannot help, so it stays up and refuses appends.
     #[error("the storage engine refuses writes since a write failed (disk full or I/O error); restart the node after freeing space")]
     Poisoned,
-    /// Topic metadata could not be encoded or decoded.
-    #[error("metadata encoding failed: {0}")]
-    Encoding(#[from] serde_json::Error),
     /// A leader append carried a leader epoch older than the latest epoch in the log: the
     /// caller is a deposed leader.
     #[error("leader epoch {epoch} is older than the latest epoch {latest} in the log")]

@@ -1,7 +1,10 @@
-//! Rivulet's storage: the on-disk partition log and the metadata store, on [fjall].
+//! Rivulet's storage: the on-disk partition log, on [fjall].
 //!
 //! One fjall [`fjall::Database`] per node (under the directory given to [`Store::open`]) holds
-//! every partition log of the node and the node's metadata. The crate is synchronous: fjall
+//! every partition log of the node; other crates keep their own keyspaces in it through
+//! [`Store::database`] (the controller's Raft log and state machine). Topics and producer ids
+//! are cluster facts and live in the controller's state machine, not here. The crate is
+//! synchronous: fjall
 //! calls block on disk I/O, so callers in async code run them on blocking threads.
 //!
 //! # On-disk layout (log format 2)
@@ -11,15 +14,15 @@
 //! epoch patched in place: both lie outside the CRC), and **one fjall keyspace** holding a
 //! small index entry per batch. Each batch's bytes are written once, to the file; fjall keeps
 //! what it is good at (small ordered keys): the index, producer and epoch facts carried in
-//! the entries, topics. Retention drops a whole segment: `Database::delete_keyspace` (fjall
+//! the entries. Retention drops a whole segment: `Database::delete_keyspace` (fjall
 //! has no range delete) and an unlink, and never rewrites data.
 //!
 //! ```text
 //!  <dir>/                                          the fjall database (journal, tables)
-//!  ├─ keyspace "_meta"                             topics, producer-id reservations,
-//!  │    "topic/<name>"        -> TopicMeta as JSON  and the log format marker
-//!  │    "producer_id_block"   -> u64 BE: end of the reserved producer-id block
-//!  │    "log_format"          -> 2
+//!  ├─ keyspace "_meta"                             the log format marker
+//!  │    "log_format"          -> 2                 (older directories may also hold
+//!  │                                                "topic/*" and "producer_id_block"
+//!  │                                                keys: nothing reads them any more)
 //!  ├─ keyspace "log.<topic uuid, 32 hex>.<partition>.<base offset, 20 digits>"   segment 0
 //!  │    'I' + base offset (u64 BE) -> 53-byte index entry (below)
 //!  │    'R'                        -> recovery point: offset, file position (u64 BE each)
@@ -72,7 +75,7 @@
 //!
 //! # Threads
 //!
-//! [`Store`], [`PartitionLog`] and [`MetadataStore`] are `Clone + Send + Sync`. A log has one
+//! [`Store`] and [`PartitionLog`] are `Clone + Send + Sync`. A log has one
 //! writer at a time (appends, truncation, retention serialise on a mutex); reads and the
 //! offset and epoch getters never wait for that mutex. Every call may block on disk.
 //!
@@ -87,7 +90,6 @@
 //!   recovery; `log::segment` is the segment file (positioned writes and reads, the CRC
 //!   check recovery uses); its producer-state and leader-epoch caches are plain structs
 //!   with their own unit tests.
-//! - `metadata` ([`MetadataStore`]): topics and producer-id allocation.
 //! - `store` ([`Store`]): the database, opening and deleting logs.
 //! - `space`: the free-space floor ([`StoreConfig::free_bytes_min`]) that keeps fjall from
 //!   running out of disk, which would poison the whole database until a restart. Segment
@@ -102,7 +104,6 @@
 pub mod batch;
 mod error;
 mod log;
-mod metadata;
 mod space;
 mod store;
 
@@ -113,7 +114,6 @@ pub use bytes::Bytes;
 pub use batch::TimestampType;
 pub use error::{Result, StorageError};
 pub use log::PartitionLog;
-pub use metadata::{MetadataStore, PRODUCER_ID_BLOCK_SIZE};
 pub use store::Store;
 
 /// Identity of a partition on disk: the topic's uuid (not its name, so a deleted and
@@ -278,7 +278,7 @@ pub struct TimestampOffset {
     pub timestamp: i64,
 }
 
-/// A topic as the metadata store keeps it.
+/// A topic as the controller's state machine describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicMeta {
     /// Topic name.

@@ -1,4 +1,4 @@
-//! [`Store`]: the node's fjall database, the metadata store and the partition logs in it.
+//! [`Store`]: the node's fjall database and the partition logs in it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,9 +10,7 @@ use tracing::{info, warn};
 
 use crate::log::{parse_segment_name, segment_prefix, WeakLog};
 use crate::space::SpaceGuard;
-use crate::{
-    LogConfig, MetadataStore, PartitionId, PartitionLog, Result, StorageError, StoreConfig,
-};
+use crate::{LogConfig, PartitionId, PartitionLog, Result, StorageError, StoreConfig};
 
 const MIB: u64 = 1024 * 1024;
 /// fjall refuses a smaller journal limit.
@@ -39,7 +37,6 @@ pub struct Store {
 struct StoreInner {
     db: Database,
     dir: PathBuf,
-    metadata: MetadataStore,
     /// Refuses appends below the free-space floor; shared by every log.
     space: Arc<SpaceGuard>,
     /// The live handle of each opened log, so a reopen or delete can close it first. The
@@ -78,7 +75,6 @@ impl Store {
             }
         }
         let db = builder.open()?;
-        let metadata = MetadataStore::open(db.clone())?;
         let mut recovered_segments: HashMap<PartitionId, Vec<String>> = HashMap::new();
         for name in db.list_keyspace_names() {
             if let Some(id) = parse_log_id(&name) {
@@ -100,7 +96,6 @@ impl Store {
             inner: Arc::new(StoreInner {
                 db,
                 dir: dir.to_path_buf(),
-                metadata,
                 space: Arc::new(SpaceGuard::new(dir.to_path_buf(), cfg.free_bytes_min)),
                 open_logs: Mutex::new(HashMap::new()),
                 recovered_segments: Mutex::new(recovered_segments),
@@ -161,11 +156,6 @@ impl Store {
     /// may fsync) off tokio worker threads.
     pub fn database(&self) -> &Database {
         &self.inner.db
-    }
-
-    /// Topics and producer ids.
-    pub fn metadata(&self) -> &MetadataStore {
-        &self.inner.metadata
     }
 
     fn slot(&self, id: PartitionId) -> Arc<Mutex<WeakLog>> {
@@ -246,6 +236,38 @@ impl Store {
         info!(partition = %id, segments = deleted, "log deleted");
         self.inner.space.deleted();
         Ok(())
+    }
+
+    /// Bytes the segment files of every log in the store take (their lengths), whether the
+    /// log is open or not. Read from the files rather than summed from the open logs so that
+    /// it shows what the disk holds (a deleted topic's files until they are removed, logs no
+    /// replica has opened yet). One directory listing and one `stat` per file: blocks on disk.
+    pub fn segments_disk_bytes(&self) -> Result<u64> {
+        let root = self.inner.dir.join(SEGMENTS_DIR);
+        let logs = match std::fs::read_dir(&root) {
+            Ok(logs) => logs,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut total = 0u64;
+        for log in logs {
+            let files = match std::fs::read_dir(log?.path()) {
+                Ok(files) => files,
+                // Deleted (delete_log, retention) between the two listings.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for file in files {
+                let len = match file.and_then(|f| f.metadata()) {
+                    Ok(m) if m.is_file() => m.len(),
+                    Ok(_) => 0,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(e.into()),
+                };
+                total = total.saturating_add(len);
+            }
+        }
+        Ok(total)
     }
 
     /// The partitions that have a log in this store (for finding logs of deleted topics).

@@ -1,12 +1,10 @@
-//! Partition log, producer state and metadata store, through the public API.
+//! Partition log and producer state, through the public API.
 
 mod common;
 
 use common::{batch, cfg, headers, open, pbatch, pid, spans, store};
 use rivulet_storage::batch::{set_base_offset, set_partition_leader_epoch, BatchBuilder};
-use rivulet_storage::{
-    AppendOutcome, Durability, LogConfig, StorageError, TimestampOffset, TopicMeta,
-};
+use rivulet_storage::{AppendOutcome, Durability, LogConfig, StorageError, TimestampOffset};
 
 fn appended(o: AppendOutcome) -> rivulet_storage::AppendInfo {
     match o {
@@ -931,10 +929,17 @@ mod store_lifecycle {
             b.append_as_leader(&batch(1, 80, 1), 0).unwrap();
         }
         assert_eq!(s.log_ids(), vec![pid(1), pid(10)]);
+        // The files hold the batches back to back, across several segments each.
+        assert!(a.segment_count() > 1);
+        assert_eq!(
+            s.segments_disk_bytes().unwrap(),
+            a.size_bytes() + b.size_bytes()
+        );
         s.delete_log(pid(1)).unwrap();
         assert!(a.is_closed());
         drop(a);
         assert_eq!(s.log_ids(), vec![pid(10)]);
+        assert_eq!(s.segments_disk_bytes().unwrap(), b.size_bytes());
         let a = s.open_log(pid(1), small.clone()).unwrap();
         assert_eq!(
             (a.log_start_offset(), a.log_end_offset(), a.segment_count()),
@@ -952,88 +957,5 @@ mod store_lifecycle {
         s.delete_log(pid(10)).unwrap();
         assert_eq!(s.log_ids(), vec![pid(1)]);
         assert_eq!(s.open_log(pid(10), small).unwrap().log_end_offset(), 0);
-    }
-}
-
-mod metadata {
-    use super::*;
-
-    fn topic(name: &str) -> TopicMeta {
-        TopicMeta {
-            name: name.into(),
-            id: uuid::Uuid::new_v4(),
-            partitions: 3,
-            replication_factor: 1,
-            configs: [("retention.ms".to_string(), "1000".to_string())].into(),
-            created_ms: 1_700_000_000_000,
-        }
-    }
-
-    #[test]
-    fn topics_are_created_once_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (topic("alpha"), topic("beta"));
-        {
-            let s = store(dir.path());
-            let m = s.metadata();
-            m.create_topic(&b).unwrap();
-            m.create_topic(&a).unwrap();
-            assert!(
-                matches!(m.create_topic(&topic("alpha")), Err(StorageError::TopicExists(n)) if n == "alpha")
-            );
-            assert_eq!(m.get_topic("alpha").unwrap(), Some(a.clone()));
-            assert_eq!(m.get_topic("gamma").unwrap(), None);
-        }
-        let s = store(dir.path());
-        let m = s.metadata();
-        assert_eq!(m.list_topics().unwrap(), vec![a.clone(), b.clone()]);
-        let a2 = TopicMeta {
-            partitions: 6,
-            ..a.clone()
-        };
-        m.put_topic(&a2).unwrap();
-        assert_eq!(m.delete_topic("beta").unwrap(), Some(b));
-        assert_eq!(m.delete_topic("beta").unwrap(), None);
-        drop(s);
-        let s = store(dir.path());
-        assert_eq!(s.metadata().list_topics().unwrap(), vec![a2]);
-    }
-
-    #[test]
-    fn producer_ids_are_unique_and_increasing_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let s = store(dir.path());
-            for _ in 0..1500 {
-                ids.push(s.metadata().allocate_producer_id().unwrap());
-            }
-        }
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
-        assert!(ids[0] >= 0);
-    }
-
-    #[test]
-    fn producer_ids_are_unique_across_threads() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let m = s.metadata().clone();
-                std::thread::spawn(move || {
-                    (0..1200)
-                        .map(|_| m.allocate_producer_id().unwrap())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut all: Vec<i64> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        all.sort_unstable();
-        let n = all.len();
-        all.dedup();
-        assert_eq!(all.len(), n);
     }
 }

@@ -2,12 +2,14 @@
 //! supervises one [`GroupCoordinator`] per group in them.
 //!
 //! ```text
-//!  Tick (100 ms) ─▶ for each offsets partition: led here, at which leader epoch?
-//!     newly led ─▶ route "loading" ─▶ read the log (blocking pool) ─▶ wait for the high
-//!                  watermark to cover it ─▶ Loaded ─▶ spawn_linked a coordinator per group
-//!                  ─▶ route "ready"
-//!     not led / new epoch ─▶ stop its coordinators ─▶ route removed (NOT_COORDINATOR)
+//!  Leadership (told by crate::hosting, no polling)
+//!     led (new, new epoch or new replica) ─▶ stop the old epoch's coordinators ─▶ route
+//!                  "loading" ─▶ read the log (blocking pool) ─▶ wait for the high watermark
+//!                  to cover it ─▶ Loaded ─▶ spawn_linked a coordinator per group ─▶ route
+//!                  "ready"            (a failed load is retried after LOAD_RETRY)
+//!     not led ─▶ stop its coordinators ─▶ route removed (NOT_COORDINATOR)
 //!  coordinator failed ─▶ its in-memory state is gone: the partition is reloaded from the log
+//!  CompactCheck (every COMPACT_CHECK) ─▶ compact partitions grown by offsets_compact_records
 //! ```
 
 use std::collections::HashMap;
@@ -23,10 +25,15 @@ use super::coordinator::{CoordinatorArgs, GroupCoordinator, GroupMsg};
 use super::records::{load, LoadedGroup, LoadedPartition};
 use super::types::GroupError;
 use super::{partition_for, GroupConfig, OFFSETS_TOPIC};
-use crate::registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
-use crate::write::{wait_committed, CommitWait, WriteError};
+use crate::hosting::{
+    read_committed, unload_reason, watch_leadership, Leadership, LeadershipWatch, Led,
+    LedPartitions, LOAD_RETRY,
+};
+use crate::registry::{ReplicaHandle, ReplicaRegistry};
 
-const TICK: Duration = Duration::from_millis(100);
+/// How often the sizes of the loaded partitions are checked for compaction (a comparison
+/// of two offsets per partition: the log's growth has no event of its own).
+const COMPACT_CHECK: Duration = Duration::from_millis(100);
 
 /// How requests find a group's coordinator: per offsets partition, whether it is loaded and
 /// the coordinators of its groups. Written by the manager, read by [`super::Groups`].
@@ -91,8 +98,18 @@ impl Router {
 /// Messages of [`GroupManager`].
 #[derive(Debug)]
 pub enum GroupManagerMsg {
-    /// Check leaderships.
-    Tick,
+    /// A change of leadership of an offsets partition.
+    Leadership(Leadership),
+    /// Load `partition` again if it is still led in `epoch` and not loaded (after a failed
+    /// load).
+    Retry {
+        /// Partition.
+        partition: i32,
+        /// Epoch the failed load was for.
+        epoch: i32,
+    },
+    /// Compact the loaded partitions that grew enough.
+    CompactCheck,
     /// A partition finished loading.
     Loaded {
         /// Partition.
@@ -125,8 +142,6 @@ pub struct GroupManagerArgs {
 struct Shard {
     epoch: i32,
     ready: bool,
-    /// A coordinator failed: reload the partition from the log.
-    reload: bool,
     replica: ReplicaHandle,
     groups: HashMap<String, ActorRef<GroupMsg>>,
     /// Log end offset after the last compaction (or the load).
@@ -139,6 +154,10 @@ pub struct GroupManagerState {
     args: GroupManagerArgs,
     shards: HashMap<i32, Shard>,
     by_actor: HashMap<ActorId, (i32, String)>,
+    /// The offsets partitions led here, as last told.
+    led: LedPartitions,
+    /// Tells this manager about leadership changes; stops with it.
+    _leadership: LeadershipWatch,
 }
 
 /// The per-node supervisor of group coordinators.
@@ -181,9 +200,10 @@ impl GroupManagerState {
         self.publish(partition);
     }
 
-    fn start_load(&mut self, myself: &ActorRef<GroupManagerMsg>, replica: ReplicaHandle) {
+    fn start_load(&mut self, myself: &ActorRef<GroupManagerMsg>, led: Led) {
+        let replica = led.replica.clone();
         let partition = replica.tp.partition;
-        let epoch = replica.leader_epoch();
+        let epoch = led.epoch;
         info!(
             partition,
             epoch, "this node leads an offsets partition; loading its groups"
@@ -193,7 +213,6 @@ impl GroupManagerState {
             Shard {
                 epoch,
                 ready: false,
-                reload: false,
                 replica: replica.clone(),
                 groups: HashMap::new(),
                 // A partition loaded with a long history is compacted soon after.
@@ -203,7 +222,7 @@ impl GroupManagerState {
         self.publish(partition);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = load_partition(replica, epoch).await;
+            let result = load_partition(led).await;
             let _ = myself.cast(GroupManagerMsg::Loaded {
                 partition,
                 epoch,
@@ -313,31 +332,11 @@ impl GroupManagerState {
     }
 }
 
-/// Reads a partition and waits until its high watermark covers what was read (a new leader's
-/// tail may not be committed yet).
-async fn load_partition(replica: ReplicaHandle, epoch: i32) -> Result<LoadedPartition, String> {
-    let log = replica.log.clone();
+/// Reads a newly led partition once it is committed.
+async fn load_partition(led: Led) -> Result<LoadedPartition, String> {
     let started = std::time::Instant::now();
-    let loaded = tokio::task::spawn_blocking(move || load(&log))
-        .await
-        .map_err(|e| format!("load task failed: {e}"))?
-        .map_err(|e| format!("reading {}: {e}", replica.tp))?;
-    // No deadline: the load waits as long as this node keeps the leadership.
-    let wait = CommitWait {
-        leader_epoch: epoch,
-        end: loaded.end_offset,
-        min_insync_replicas: None,
-        lease: None,
-        timeout: None,
-    };
-    match wait_committed(&replica, wait, Duration::ZERO).await {
-        Ok(()) => {}
-        Err(WriteError::LeadershipMoved { .. }) => {
-            return Err("leadership moved while loading".into())
-        }
-        Err(e) => return Err(e.to_string()),
-    }
-    info!(partition = replica.tp.partition, epoch, groups = loaded.groups.len(),
+    let loaded = read_committed(&led, load, |l| l.end_offset).await?;
+    info!(partition = led.replica.tp.partition, epoch = led.epoch, groups = loaded.groups.len(),
         records = loaded.records, took = ?started.elapsed(), "offsets partition loaded");
     Ok(loaded)
 }
@@ -352,11 +351,17 @@ impl Actor for GroupManager {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_interval(TICK, || GroupManagerMsg::Tick);
+        let me = myself.clone();
+        let leadership = watch_leadership(OFFSETS_TOPIC, args.registry.clone(), move |l| {
+            me.cast(GroupManagerMsg::Leadership(l)).is_ok()
+        });
+        myself.send_interval(COMPACT_CHECK, || GroupManagerMsg::CompactCheck);
         Ok(GroupManagerState {
             args,
             shards: HashMap::new(),
             by_actor: HashMap::new(),
+            led: LedPartitions::default(),
+            _leadership: leadership,
         })
     }
 
@@ -367,35 +372,21 @@ impl Actor for GroupManager {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            GroupManagerMsg::Tick => {
-                let partitions =
-                    super::offsets_partitions(state.args.catalog.as_ref(), &state.args.config);
-                // Partitions beyond the count (the topic was re-created smaller) are unloaded.
-                let stale: Vec<i32> = state
-                    .shards
-                    .keys()
-                    .copied()
-                    .filter(|p| *p >= partitions)
-                    .collect();
-                for p in stale {
-                    state.unload(p, "partition no longer exists");
+            GroupManagerMsg::Leadership(change) => {
+                let partition = change.partition;
+                state.unload(partition, unload_reason(&change));
+                if let Some(led) = state.led.apply(change) {
+                    state.start_load(&myself, led);
                 }
-                for p in 0..partitions {
-                    let tp = TopicPartition::new(OFFSETS_TOPIC, p);
-                    let led = state.args.registry.get(&tp).filter(|h| h.is_leader());
-                    let current = state.shards.get(&p).map(|s| (s.epoch, s.reload));
-                    match (current, led) {
-                        (Some((epoch, false)), Some(h)) if epoch == h.leader_epoch() => {}
-                        (Some(_), led) => {
-                            state.unload(p, "leadership changed");
-                            if let Some(h) = led {
-                                state.start_load(&myself, h);
-                            }
-                        }
-                        (None, Some(h)) => state.start_load(&myself, h),
-                        (None, None) => {}
+            }
+            GroupManagerMsg::Retry { partition, epoch } => {
+                if !state.shards.contains_key(&partition) {
+                    if let Some(led) = state.led.still(partition, epoch) {
+                        state.start_load(&myself, led);
                     }
                 }
+            }
+            GroupManagerMsg::CompactCheck => {
                 let threshold = state.args.config.offsets_compact_records;
                 let due: Vec<i32> = state
                     .shards
@@ -436,6 +427,10 @@ impl Actor for GroupManager {
                     Err(e) => {
                         warn!(partition, epoch, error = %e, "loading an offsets partition failed; retrying");
                         state.unload(partition, "load failed");
+                        myself.send_after(LOAD_RETRY, move || GroupManagerMsg::Retry {
+                            partition,
+                            epoch,
+                        });
                     }
                 }
             }
@@ -465,7 +460,7 @@ impl Actor for GroupManager {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         evt: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -477,8 +472,9 @@ impl Actor for GroupManager {
                 if let Some(partition) = state.forget(&cell.get_id()) {
                     error!(partition, error = %err,
                         "a group coordinator failed; reloading its partition from the log");
-                    if let Some(s) = state.shards.get_mut(&partition) {
-                        s.reload = true;
+                    state.unload(partition, "a coordinator failed");
+                    if let Some(led) = state.led.get(partition) {
+                        state.start_load(&myself, led);
                     }
                 }
             }

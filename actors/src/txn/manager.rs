@@ -2,11 +2,12 @@
 //! and the broker's handle on their coordinators.
 //!
 //! ```text
-//!  Tick (100 ms) ─▶ for each state partition: led here, at which leader epoch?
-//!     newly led ─▶ route "loading" ─▶ read the log (blocking pool) ─▶ wait for the high
-//!                  watermark to cover it ─▶ spawn_linked a TxnCoordinator (it finishes every
-//!                  decided transaction it finds) ─▶ route "ready"
-//!     not led / new epoch ─▶ stop its coordinator ─▶ route removed (NOT_COORDINATOR)
+//!  Leadership (told by crate::hosting, no polling)
+//!     led (new, new epoch or new replica) ─▶ stop the old epoch's coordinator ─▶ route
+//!                  "loading" ─▶ read the log (blocking pool) ─▶ wait for the high watermark
+//!                  to cover it ─▶ spawn_linked a TxnCoordinator (it finishes every decided
+//!                  transaction it finds) ─▶ route "ready"   (a failed load is retried)
+//!     not led ─▶ stop its coordinator ─▶ route removed (NOT_COORDINATOR)
 //!  coordinator failed ─▶ the partition is reloaded from the log
 //! ```
 //!
@@ -28,10 +29,13 @@ use super::core::*;
 use super::records::load;
 use super::{TxnCoordinatorConfig, TRANSACTION_STATE_TOPIC};
 use crate::group::{partition_for, TopicCatalog};
-use crate::registry::{ReplicaHandle, ReplicaRegistry, TopicPartition};
+use crate::hosting::{
+    read_committed, unload_reason, watch_leadership, Leadership, LeadershipWatch, Led,
+    LedPartitions, LOAD_RETRY,
+};
+use crate::registry::{ReplicaHandle, ReplicaRegistry};
 use crate::ActorsError;
 
-const TICK: Duration = Duration::from_millis(100);
 /// Slack added to the write timeout when waiting for a coordinator's answer.
 const SLACK: Duration = Duration::from_secs(5);
 
@@ -62,8 +66,16 @@ impl Router {
 /// Messages of `TxnManager`.
 #[derive(Debug)]
 pub enum TxnManagerMsg {
-    /// Check leaderships.
-    Tick,
+    /// A change of leadership of a transaction state partition.
+    Leadership(Leadership),
+    /// Load `partition` again if it is still led in `epoch` and not loaded (after a failed
+    /// load).
+    Retry {
+        /// Partition.
+        partition: i32,
+        /// Epoch the failed load was for.
+        epoch: i32,
+    },
     /// A partition finished loading.
     Loaded {
         /// Partition.
@@ -82,7 +94,6 @@ impl ractor::Message for TxnManagerMsg {}
 pub struct TxnManagerArgs {
     config: Arc<TxnCoordinatorConfig>,
     registry: ReplicaRegistry,
-    catalog: Arc<dyn TopicCatalog>,
     env: Arc<dyn TxnEnvironment>,
     router: Router,
 }
@@ -90,7 +101,6 @@ pub struct TxnManagerArgs {
 #[derive(Debug)]
 struct Shard {
     epoch: i32,
-    reload: bool,
     replica: ReplicaHandle,
     coordinator: Option<ActorRef<TxnCoordinatorMsg>>,
 }
@@ -100,6 +110,10 @@ struct Shard {
 pub struct TxnManagerState {
     args: TxnManagerArgs,
     shards: HashMap<i32, Shard>,
+    /// The state partitions led here, as last told.
+    led: LedPartitions,
+    /// Tells this manager about leadership changes; stops with it.
+    _leadership: LeadershipWatch,
 }
 
 /// The per-node supervisor of transaction coordinators.
@@ -148,9 +162,10 @@ impl TxnManagerState {
         self.publish(partition);
     }
 
-    fn start_load(&mut self, myself: &ActorRef<TxnManagerMsg>, replica: ReplicaHandle) {
+    fn start_load(&mut self, myself: &ActorRef<TxnManagerMsg>, led: Led) {
+        let replica = led.replica.clone();
         let partition = replica.tp.partition;
-        let epoch = replica.leader_epoch();
+        let epoch = led.epoch;
         info!(
             partition,
             epoch, "this node leads a transaction state partition; loading it"
@@ -159,15 +174,16 @@ impl TxnManagerState {
             partition,
             Shard {
                 epoch,
-                reload: false,
-                replica: replica.clone(),
+                replica,
                 coordinator: None,
             },
         );
         self.publish(partition);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = load_partition(replica, epoch).await;
+            let result = read_committed(&led, load, |l| l.end_offset)
+                .await
+                .map(|l| l.records);
             let _ = myself.cast(TxnManagerMsg::Loaded {
                 partition,
                 epoch,
@@ -175,36 +191,6 @@ impl TxnManagerState {
             });
         });
     }
-}
-
-/// Reads a partition and waits until its high watermark covers what was read.
-async fn load_partition(
-    replica: ReplicaHandle,
-    epoch: i32,
-) -> Result<Vec<(String, Option<TxnMetadata>)>, String> {
-    let log = replica.log.clone();
-    let loaded = tokio::task::spawn_blocking(move || load(&log))
-        .await
-        .map_err(|e| format!("load task failed: {e}"))?
-        .map_err(|e| format!("reading {}: {e}", replica.tp))?;
-    let mut hw = replica.high_watermark.clone();
-    let mut status = replica.status.clone();
-    loop {
-        {
-            let st = status.borrow_and_update();
-            if !st.is_leader || st.leader_epoch != epoch {
-                return Err("leadership moved while loading".into());
-            }
-            if *hw.borrow_and_update() >= loaded.end_offset {
-                break;
-            }
-        }
-        tokio::select! {
-            r = hw.changed() => if r.is_err() { return Err("replica stopped".into()) },
-            r = status.changed() => if r.is_err() { return Err("replica stopped".into()) },
-        }
-    }
-    Ok(loaded.records)
 }
 
 impl Actor for TxnManager {
@@ -217,10 +203,16 @@ impl Actor for TxnManager {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_interval(TICK, || TxnManagerMsg::Tick);
+        let me = myself.clone();
+        let leadership =
+            watch_leadership(TRANSACTION_STATE_TOPIC, args.registry.clone(), move |l| {
+                me.cast(TxnManagerMsg::Leadership(l)).is_ok()
+            });
         Ok(TxnManagerState {
             args,
             shards: HashMap::new(),
+            led: LedPartitions::default(),
+            _leadership: leadership,
         })
     }
 
@@ -231,31 +223,17 @@ impl Actor for TxnManager {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TxnManagerMsg::Tick => {
-                let partitions = state_partitions(state.args.catalog.as_ref(), &state.args.config);
-                let stale: Vec<i32> = state
-                    .shards
-                    .keys()
-                    .copied()
-                    .filter(|p| *p >= partitions)
-                    .collect();
-                for p in stale {
-                    state.unload(p, "partition no longer exists");
+            TxnManagerMsg::Leadership(change) => {
+                let partition = change.partition;
+                state.unload(partition, unload_reason(&change));
+                if let Some(led) = state.led.apply(change) {
+                    state.start_load(&myself, led);
                 }
-                for p in 0..partitions {
-                    let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, p);
-                    let led = state.args.registry.get(&tp).filter(|h| h.is_leader());
-                    let current = state.shards.get(&p).map(|s| (s.epoch, s.reload));
-                    match (current, led) {
-                        (Some((epoch, false)), Some(h)) if epoch == h.leader_epoch() => {}
-                        (Some(_), led) => {
-                            state.unload(p, "leadership changed");
-                            if let Some(h) = led {
-                                state.start_load(&myself, h);
-                            }
-                        }
-                        (None, Some(h)) => state.start_load(&myself, h),
-                        (None, None) => {}
+            }
+            TxnManagerMsg::Retry { partition, epoch } => {
+                if !state.shards.contains_key(&partition) {
+                    if let Some(led) = state.led.still(partition, epoch) {
+                        state.start_load(&myself, led);
                     }
                 }
             }
@@ -304,6 +282,10 @@ impl Actor for TxnManager {
                     Err(e) => {
                         warn!(partition, epoch, error = %e, "loading a transaction state partition failed; retrying");
                         state.unload(partition, "load failed");
+                        myself.send_after(LOAD_RETRY, move || TxnManagerMsg::Retry {
+                            partition,
+                            epoch,
+                        });
                     }
                 }
             }
@@ -313,7 +295,7 @@ impl Actor for TxnManager {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         evt: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -332,11 +314,16 @@ impl Actor for TxnManager {
                 error!(partition = p, error = %err,
                     "a transaction coordinator failed; reloading its partition from the log");
             }
+            // A coordinator stops on its own only when it failed or gave up: its in-memory
+            // state is gone, so the partition is read again (unload first: the shard still
+            // names the stopped coordinator).
             if let Some(s) = state.shards.get_mut(&p) {
                 s.coordinator = None;
-                s.reload = true;
             }
-            state.publish(p);
+            state.unload(p, "its coordinator stopped");
+            if let Some(led) = state.led.get(p) {
+                state.start_load(&myself, led);
+            }
         }
         Ok(())
     }
@@ -378,7 +365,6 @@ impl Txns {
         let args = TxnManagerArgs {
             config: config.clone(),
             registry,
-            catalog: catalog.clone(),
             env,
             router: router.clone(),
         };

@@ -23,6 +23,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use rivulet_actors::group::FetchOffsetsRequest;
 use rivulet_actors::TopicPartition;
+use tracing::debug;
 
 use super::AdminContext;
 use crate::metrics::{Metrics, LATENCY_BUCKETS_SECONDS};
@@ -519,12 +520,16 @@ async fn gather_groups(ctx: &AdminContext, x: &mut Exposition) {
     x.family("rivulet_group_lag", "High watermark minus committed offset (0 if the commit is ahead), where this node hosts the partition", Some(Unit::Other("records".into())), Kind::Gauge).extend(lag);
 }
 
-/// What fjall tells about the node's one database.
+/// What fjall tells about the node's one database, and the size of the segment files.
 async fn gather_storage(ctx: &AdminContext, x: &mut Exposition) {
     let store = ctx.store.clone();
-    // disk_space() lists files: off the async workers, like every fjall call.
+    // disk_space() and segments_disk_bytes() list files: off the async workers.
     let figures = tokio::task::spawn_blocking(move || {
         let db = store.database();
+        let segments = store
+            .segments_disk_bytes()
+            .inspect_err(|e| debug!(error = %e, "segment files not measured"))
+            .ok();
         [
             db.disk_space().ok(),
             db.journal_disk_space().ok(),
@@ -535,10 +540,11 @@ async fn gather_storage(ctx: &AdminContext, x: &mut Exposition) {
             Some(db.compactions_completed() as u64),
             Some(db.cache_size()),
             Some(db.keyspace_count() as u64),
+            segments,
         ]
     })
     .await
-    .unwrap_or([None; 9]);
+    .unwrap_or([None; 10]);
     let v = |i: usize| figures[i].map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let mut put = |name, help, unit: Option<Unit>, kind, value: Option<i64>| {
         let s = x.family(name, help, unit, kind);
@@ -548,7 +554,7 @@ async fn gather_storage(ctx: &AdminContext, x: &mut Exposition) {
     };
     put(
         "rivulet_storage_disk",
-        "Bytes the node's fjall database takes on disk (tables, blobs, journals)",
+        "Bytes the node's fjall database takes on disk (tables, blobs, journals; record batches are in the segment files: rivulet_storage_segments_disk_bytes)",
         Some(Unit::Bytes),
         Kind::Gauge,
         v(0),
@@ -602,6 +608,13 @@ async fn gather_storage(ctx: &AdminContext, x: &mut Exposition) {
         None,
         Kind::Gauge,
         v(8),
+    );
+    put(
+        "rivulet_storage_segments_disk",
+        "Bytes the node's log segment files take (record batches of every local log)",
+        Some(Unit::Bytes),
+        Kind::Gauge,
+        v(9),
     );
 }
 

@@ -36,7 +36,6 @@ pub fn storage(e: &StorageError) -> i16 {
         StorageError::InvalidProducerEpoch { .. } => E::InvalidProducerEpoch,
         StorageError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
         StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
-        StorageError::TopicExists(_) => E::TopicAlreadyExists,
         StorageError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch,
         // The handle was replaced by a restarted replica: clients refresh and retry.
         StorageError::LogClosed(_) => E::NotLeaderOrFollower,
