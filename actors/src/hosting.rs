@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorId;
+use rivulet_storage::batch::decode_records;
 use rivulet_storage::PartitionLog;
 use tokio::task::JoinHandle;
 
@@ -216,4 +217,30 @@ pub async fn read_committed<T: Send + 'static>(
         Err(WriteError::LeadershipMoved { .. }) => Err("leadership moved while loading".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Reads a hosted partition from its start to its end, handing each record's key and value to
+/// `apply` in log order (blocking: run it on the blocking pool). Returns the log end offset the
+/// read reached: the state is only safe to serve once the high watermark covers it.
+pub fn replay(
+    log: &PartitionLog,
+    mut apply: impl FnMut(Option<&[u8]>, Option<&[u8]>),
+) -> rivulet_storage::Result<i64> {
+    let mut at = log.log_start_offset();
+    let end = log.log_end_offset();
+    while at < end {
+        let read = log.read(at, 4 << 20, end)?;
+        if read.records.is_empty() {
+            break;
+        }
+        let records = decode_records(&read.records)?;
+        let Some(last) = records.last() else { break };
+        let next = last.offset + 1;
+        for r in records {
+            apply(r.key.as_deref(), r.value.as_deref());
+        }
+        // Batches can end with skipped control records; always move forward.
+        at = next.max(at + 1);
+    }
+    Ok(end)
 }

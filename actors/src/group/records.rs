@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rivulet_storage::batch::{decode_records, BatchBuilder};
+use rivulet_storage::batch::BatchBuilder;
 use rivulet_storage::PartitionLog;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -211,24 +211,10 @@ pub struct LoadedPartition {
 /// Reads a partition from its start to its end (blocking: run it on the blocking pool).
 pub fn load(log: &PartitionLog) -> rivulet_storage::Result<LoadedPartition> {
     let mut out = LoadedPartition::default();
-    let mut at = log.log_start_offset();
-    let end = log.log_end_offset();
-    while at < end {
-        let read = log.read(at, 4 << 20, end)?;
-        if read.records.is_empty() {
-            break;
-        }
-        let records = decode_records(&read.records)?;
-        let Some(last) = records.last() else { break };
-        let next = last.offset + 1;
-        for r in records {
-            out.records += 1;
-            apply(&mut out.groups, r.key.as_deref(), r.value.as_deref());
-        }
-        // Batches can end with skipped control records; always move forward.
-        at = next.max(at + 1);
-    }
-    out.end_offset = end;
+    out.end_offset = crate::hosting::replay(log, |key, value| {
+        out.records += 1;
+        apply(&mut out.groups, key, value);
+    })?;
     // Groups left with nothing are gone.
     out.groups
         .retain(|_, g| g.snapshot.is_some() || !g.offsets.is_empty());
@@ -313,7 +299,7 @@ mod tests {
         ];
         let batch = encode_batch(&writes, 1_000);
         let mut groups = HashMap::new();
-        for r in decode_records(&batch).unwrap() {
+        for r in rivulet_storage::batch::decode_records(&batch).unwrap() {
             apply(&mut groups, r.key.as_deref(), r.value.as_deref());
         }
         let a = &groups["a"];

@@ -10,7 +10,7 @@
 //! keeps the records readable with any Kafka client, and a key of an unknown version is
 //! skipped with a warning so a newer node's records do not stop an older one from loading.
 
-use rivulet_storage::batch::{decode_records, BatchBuilder};
+use rivulet_storage::batch::BatchBuilder;
 use rivulet_storage::PartitionLog;
 use tracing::warn;
 
@@ -68,24 +68,11 @@ pub struct LoadedTxnPartition {
 /// Reads a partition from its start to its end (blocking: run it on the blocking pool).
 pub fn load(log: &PartitionLog) -> rivulet_storage::Result<LoadedTxnPartition> {
     let mut out = LoadedTxnPartition::default();
-    let mut at = log.log_start_offset();
-    let end = log.log_end_offset();
-    while at < end {
-        let read = log.read(at, 4 << 20, end)?;
-        if read.records.is_empty() {
-            break;
+    out.end_offset = crate::hosting::replay(log, |key, value| {
+        if let Some(rec) = decode(key, value) {
+            out.records.push(rec);
         }
-        let records = decode_records(&read.records)?;
-        let Some(last) = records.last() else { break };
-        let next = last.offset + 1;
-        for r in records {
-            if let Some(rec) = decode(r.key.as_deref(), r.value.as_deref()) {
-                out.records.push(rec);
-            }
-        }
-        at = next.max(at + 1);
-    }
-    out.end_offset = end;
+    })?;
     Ok(out)
 }
 
@@ -134,7 +121,7 @@ mod tests {
         let tomb = encode_batch("tx", None, 1_000).unwrap();
         let mut got = Vec::new();
         for b in [batch, tomb] {
-            for r in decode_records(&b).unwrap() {
+            for r in rivulet_storage::batch::decode_records(&b).unwrap() {
                 got.push(decode(r.key.as_deref(), r.value.as_deref()).unwrap());
             }
         }

@@ -227,11 +227,36 @@ async fn offsets_topic(state: &BrokerState) -> Result<TopicMeta, CoordinatorAnsw
             cfg.offsets_segment_bytes.to_string(),
         ),
     ]);
+    Err(CoordinatorAnswer::error(
+        code::COORDINATOR_NOT_AVAILABLE,
+        create_coordinator_topic(
+            state,
+            OFFSETS_TOPIC,
+            cfg.offsets_partitions,
+            rf,
+            configs,
+            "consumer groups",
+        )
+        .await,
+    ))
+}
+
+/// Creates an internal topic that hosts coordinators (`__consumer_offsets`,
+/// `__transaction_state`) and returns the COORDINATOR_NOT_AVAILABLE message for the client:
+/// whatever happens, the client retries once the topic's partitions are led and loaded.
+pub(super) async fn create_coordinator_topic(
+    state: &BrokerState,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: BTreeMap<String, String>,
+    purpose: &str,
+) -> String {
     let created = state
         .controller
         .create_topic(NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: Some(cfg.offsets_partitions),
+            name: name.to_string(),
+            partitions: Some(partitions),
             replication_factor: Some(rf),
             configs,
             validate_only: false,
@@ -241,25 +266,18 @@ async fn offsets_topic(state: &BrokerState) -> Result<TopicMeta, CoordinatorAnsw
     match created {
         Ok(_) => {
             info!(
-                partitions = cfg.offsets_partitions,
+                partitions,
                 replication_factor = rf,
-                "created the {OFFSETS_TOPIC} topic for consumer groups"
+                "created the {name} topic for {purpose}"
             );
-            Err(CoordinatorAnswer::error(
-                code::COORDINATOR_NOT_AVAILABLE,
-                format!("the {OFFSETS_TOPIC} topic was just created; retry in a moment"),
-            ))
+            format!("the {name} topic was just created; retry in a moment")
         }
-        Err(ControllerError::TopicExists(_)) => Err(CoordinatorAnswer::error(
-            code::COORDINATOR_NOT_AVAILABLE,
-            format!("the {OFFSETS_TOPIC} topic is being created; retry in a moment"),
-        )),
+        Err(ControllerError::TopicExists(_)) => {
+            format!("the {name} topic is being created; retry in a moment")
+        }
         Err(e) => {
-            warn!(error = %e, "could not create the {OFFSETS_TOPIC} topic");
-            Err(CoordinatorAnswer::error(
-                code::COORDINATOR_NOT_AVAILABLE,
-                format!("could not create the {OFFSETS_TOPIC} topic ({e}); retry later"),
-            ))
+            warn!(error = %e, "could not create the {name} topic");
+            format!("could not create the {name} topic ({e}); retry later")
         }
     }
 }

@@ -32,9 +32,9 @@ use rivulet_actors::group::{partition_for, OFFSETS_TOPIC};
 use rivulet_actors::txn::coordinator::BoxFuture;
 use rivulet_actors::txn::TRANSACTION_STATE_TOPIC;
 use rivulet_actors::txn::{self, MarkerRequest, TxnEnvironment, TxnError, TxnPartition, Txns};
-use rivulet_cluster::{Controller, ControllerError, NewTopic};
+use rivulet_cluster::Controller;
 use rivulet_storage::TopicMeta;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::groups::CoordinatorAnswer;
 use super::Reply;
@@ -507,38 +507,17 @@ async fn state_topic(state: &BrokerState, txns: &Txns) -> Result<TopicMeta, Coor
         // client hears of it.
         ("min.insync.replicas".to_string(), rf.min(2).to_string()),
     ]);
-    let created = state
-        .controller
-        .create_topic(NewTopic {
-            name: TRANSACTION_STATE_TOPIC.to_string(),
-            partitions: Some(cfg.state_partitions),
-            replication_factor: Some(rf),
+    Err(unavailable(
+        super::groups::create_coordinator_topic(
+            state,
+            TRANSACTION_STATE_TOPIC,
+            cfg.state_partitions,
+            rf,
             configs,
-            validate_only: false,
-            assignment: None,
-        })
-        .await;
-    match created {
-        Ok(_) => {
-            info!(
-                partitions = cfg.state_partitions,
-                replication_factor = rf,
-                "created the {TRANSACTION_STATE_TOPIC} topic for transactions"
-            );
-            Err(unavailable(format!(
-                "the {TRANSACTION_STATE_TOPIC} topic was just created; retry in a moment"
-            )))
-        }
-        Err(ControllerError::TopicExists(_)) => Err(unavailable(format!(
-            "the {TRANSACTION_STATE_TOPIC} topic is being created; retry in a moment"
-        ))),
-        Err(e) => {
-            warn!(error = %e, "could not create the {TRANSACTION_STATE_TOPIC} topic");
-            Err(unavailable(format!(
-                "could not create the {TRANSACTION_STATE_TOPIC} topic ({e}); retry later"
-            )))
-        }
-    }
+            "transactions",
+        )
+        .await,
+    ))
 }
 
 /// FindCoordinator answers for transactional ids: the live leader of each id's
