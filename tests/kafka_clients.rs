@@ -230,6 +230,46 @@ fn rdkafka_idempotent_producer_round_trip() {
     node.assert_alive("after the rdkafka round trip");
 }
 
+/// Fetch responses are written around regions of segment files and sent with `sendfile`: a
+/// real client reads partitions of many small segments (each response spans several
+/// partitions and several segment files per partition) and gets every record, in order.
+#[test]
+fn rdkafka_reads_many_segments_of_many_partitions_sent_from_the_files() {
+    let mut node = Node::start();
+    let topic = unique_name("segments");
+    kafka::create_topic(&node.bootstrap(), &topic, 4, &[("segment.bytes", "4096")]);
+
+    let mut producer = TestProducer::new(&node.bootstrap(), &[("linger.ms", "2")]);
+    for seq in 0..8_000 {
+        producer.send(&topic, &kafka::key_for(seq), &kafka::value_for(seq));
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush within 60 s");
+    let acked = producer.log().acked();
+    assert_eq!(
+        acked.len(),
+        8_000,
+        "failed: {:?}",
+        producer.log().failed().first()
+    );
+
+    // Every partition spans several segment files.
+    let segments = node.data_dir().join("segments");
+    let files: Vec<usize> = std::fs::read_dir(&segments)
+        .expect("segments directory")
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .collect();
+    assert!(
+        files.iter().filter(|n| **n >= 5).count() >= 4,
+        "segment files per partition directory: {files:?}"
+    );
+
+    let consumed = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(60));
+    kafka::assert_history(&acked, &consumed, true);
+    node.assert_alive("after reading many segments");
+}
+
 #[test]
 fn topic_configs_are_accepted_and_max_message_bytes_is_enforced() {
     let mut node = Node::start();

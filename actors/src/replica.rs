@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rivulet_storage::{
-    AppendOutcome, Durability, LogConfig, PartitionLog, ReadResult, StorageError,
-};
+use rivulet_storage::{AppendOutcome, Durability, LogConfig, PartitionLog, StorageError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -168,8 +166,8 @@ pub enum PartitionReplicaMsg {
         seq: u64,
         /// Where the read started.
         base_offset: i64,
-        /// What was read.
-        result: Result<ReadResult, StorageError>,
+        /// What was read: whole batches from `base_offset`, as stored.
+        result: Result<Vec<u8>, StorageError>,
     },
     /// Internal: the controller answered an ISR change.
     IsrChangeDone {
@@ -561,7 +559,11 @@ impl PartitionReplicaState {
                 });
                 let (log, next, me) = (self.log.clone(), f.next, myself.clone());
                 tokio::task::spawn_blocking(move || {
-                    let result = log.read(next, REPLICATION_CHUNK_BYTES, i64::MAX);
+                    // Straight from the segment files into the message's own buffer: one
+                    // copy (the rkyv encoding of the message makes the next).
+                    let result = log
+                        .read_regions(next, REPLICATION_CHUNK_BYTES, i64::MAX)
+                        .and_then(|r| r.to_vec());
                     let _ = me.cast(PartitionReplicaMsg::ChunkRead {
                         follower: id,
                         seq,
@@ -1044,12 +1046,12 @@ impl Actor for PartitionReplica {
                 }
                 let end = state.log.log_end_offset();
                 match result {
-                    Ok(read) => {
+                    Ok(batches) => {
                         state.send(
                             follower,
                             AppendOp::Records {
                                 base_offset,
-                                batches: read.records.to_vec(),
+                                batches,
                             },
                             end,
                         );

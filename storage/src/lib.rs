@@ -113,7 +113,7 @@ pub use bytes::Bytes;
 
 pub use batch::TimestampType;
 pub use error::{Result, StorageError};
-pub use log::PartitionLog;
+pub use log::{copy_chunks, FileRegion, PartitionLog, RecordChunk, RegionRead};
 pub use store::Store;
 
 /// Identity of a partition on disk: the topic's uuid (not its name, so a deleted and

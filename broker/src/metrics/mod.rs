@@ -172,14 +172,18 @@ impl Metrics {
 
     /// Counts record batches returned to a consumer from `topic`.
     pub fn fetched(&self, topic: &str, batches: &[u8]) {
-        if batches.is_empty() {
+        self.fetched_counts(topic, batches.len() as u64, count_records(batches));
+    }
+
+    /// Counts `bytes` of record batches holding `records` records sent to consumers of
+    /// `topic` (records sent from files, which the broker never holds in memory).
+    pub fn fetched_counts(&self, topic: &str, bytes: u64, records: u64) {
+        if bytes == 0 {
             return;
         }
         self.with_topic(topic, |t| {
-            t.bytes_out
-                .fetch_add(batches.len() as u64, Ordering::Relaxed);
-            t.records_out
-                .fetch_add(count_records(batches), Ordering::Relaxed);
+            t.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            t.records_out.fetch_add(records, Ordering::Relaxed);
         });
     }
 

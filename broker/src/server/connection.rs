@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use super::handlers::{self, Reply};
 use super::limits::{self, Reservation};
+use super::outgoing::Outgoing;
 use super::{legacy, versions, BrokerState};
 
 /// Why a connection is closed.
@@ -83,9 +84,11 @@ pub async fn run(
         };
         match result {
             Ok(Some((out, reservation))) => {
-                let written =
-                    tokio::time::timeout(state.limits.response_write_timeout, wr.write_all(&out))
-                        .await;
+                let written = tokio::time::timeout(
+                    state.limits.response_write_timeout,
+                    out.write_to(&mut wr),
+                )
+                .await;
                 drop(out);
                 drop(reservation);
                 match written {
@@ -194,7 +197,7 @@ pub async fn handle_frame(
     mut reservation: Reservation,
     state: &BrokerState,
     peer: SocketAddr,
-) -> Result<Option<(BytesMut, Reservation)>, ConnectionError> {
+) -> Result<Option<(Outgoing, Reservation)>, ConnectionError> {
     let mut peek = &frame[..8];
     let key_raw = peek.get_i16();
     let version = peek.get_i16();
@@ -214,7 +217,7 @@ pub async fn handle_frame(
                 correlation_id,
                 0,
                 0,
-                &Reply::new(ResponseKind::ApiVersions(resp)),
+                Reply::new(ResponseKind::ApiVersions(resp)),
             )
             .map(|out| Some((out, reservation)));
         }
@@ -226,7 +229,10 @@ pub async fn handle_frame(
                 if let Ok(body) = legacy::refuse_produce(version, rest) {
                     debug!(%peer, version, "Produce v0-v2 (message format v0/v1) refused");
                     let Some(body) = body else { return Ok(None) };
-                    return Ok(Some((frame_response(correlation_id, &body), reservation)));
+                    return Ok(Some((
+                        frame_response(correlation_id, &body).into(),
+                        reservation,
+                    )));
                 }
             }
         }
@@ -260,11 +266,11 @@ pub async fn handle_frame(
     match replied {
         Some(reply) => {
             let header_version = key.response_header_version(version);
-            let out = encode(correlation_id, header_version, version, &reply);
-            drop(reply);
+            let out = encode(correlation_id, header_version, version, reply);
             state.metrics.request(key_raw, started.elapsed());
             let out = out?;
-            let beyond = out.len().saturating_sub(reservation.bytes());
+            // Records sent from segment files are not in memory: only the framing counts.
+            let beyond = out.memory_bytes().saturating_sub(reservation.bytes());
             if beyond > 0 && !state.limits.budget.try_grow(&mut reservation, beyond) {
                 // Only a fetch's first batch may exceed its estimate (Kafka's progress rule);
                 // the memory exists already, so waiting would only hold it longer.
@@ -337,8 +343,24 @@ fn encode(
     correlation_id: i32,
     header_version: i16,
     version: i16,
-    reply: &Reply,
-) -> Result<BytesMut, ConnectionError> {
+    reply: Reply,
+) -> Result<Outgoing, ConnectionError> {
+    if reply.has_files() {
+        let (kind, files) = reply.into_parts();
+        let ResponseKind::Fetch(resp) = kind else {
+            return Err(ConnectionError::Encode(
+                "records in files for a response other than Fetch".into(),
+            ));
+        };
+        return super::fetch_encode::encode_fetch(
+            correlation_id,
+            header_version,
+            version,
+            resp,
+            files,
+        )
+        .map_err(|e| ConnectionError::Encode(format!("{e:#}")));
+    }
     let mut out = BytesMut::with_capacity(reply.size_hint(version) + 64);
     out.put_i32(0);
     let mut header = ResponseHeader::default();
@@ -352,7 +374,7 @@ fn encode(
     let len = i32::try_from(out.len() - 4)
         .map_err(|_| ConnectionError::Encode("response larger than 2 GiB".into()))?;
     out[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(out)
+    Ok(out.into())
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@
 //! ```
 //! `inflight_bytes_max` is the node-wide budget for request frames being read or handled and
 //! responses being written (like Kafka's `queued.max.request.bytes`, which covers requests
-//! only: Kafka sends fetch data with `sendfile`, while Rivulet's fetch responses are in memory).
+//! only: Kafka sends fetch data with `sendfile`). Rivulet sends fetched records with `sendfile`
+//! too (`server::outgoing`), so a fetch response holds only its framing in memory; its
+//! reservation still covers the records' size, which keeps the budget's bound on what slow
+//! consumers hold (open segment files, bytes owed) as it was.
 //!
 //! Two choices keep misbehaving clients from locking others out:
 //! - Frames reserve what has arrived, not what their header announces: a slowloris client that

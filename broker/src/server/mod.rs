@@ -6,6 +6,8 @@
 //!                                    (requests on one connection are answered in order,
 //!                                     one at a time, as Kafka does)
 //! ```
+//! Fetch responses keep their record bytes in the segment files: `fetch_encode` writes the
+//! framing around file regions and `outgoing` sends those with `sendfile(2)`.
 //! Memory and connections are bounded by `limits` (node-wide budget for request and response
 //! bytes, idle / read / write timeouts, connection counts per node and per address).
 //! Bad input never takes the node down: an oversized, truncated or undecodable frame, an
@@ -14,9 +16,11 @@
 
 pub mod connection;
 pub mod errors;
+pub mod fetch_encode;
 pub mod handlers;
 pub mod legacy;
 pub mod limits;
+pub mod outgoing;
 pub mod versions;
 
 use std::sync::atomic::Ordering;

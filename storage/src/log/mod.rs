@@ -24,6 +24,7 @@
 mod epoch;
 mod index;
 mod producer;
+mod region;
 mod segment;
 mod upgrade;
 
@@ -50,6 +51,7 @@ use epoch::EpochCache;
 use index::{key, segment_name, IndexEntry, INDEX_PREFIX};
 pub(crate) use index::{parse_segment_name, segment_prefix};
 use producer::{BatchMeta, PendingProducers, ProducerStates, SequenceCheck};
+pub use region::{copy_chunks, FileRegion, RecordChunk, RegionRead};
 use segment::{file_name, SegmentFile};
 pub(crate) use upgrade::upgrade_log_v1;
 
@@ -132,6 +134,26 @@ impl Segment {
         self.max_timestamp = self.max_timestamp.max(e.max_timestamp);
         self.first_batch_timestamp.get_or_insert(e.max_timestamp);
     }
+}
+
+/// How many times `read_regions` plans again after racing a truncation before it copies.
+const REGION_PLAN_ATTEMPTS: usize = 3;
+
+/// The batches a read returns, planned from the index.
+struct ReadPlan {
+    parts: Vec<PlannedPart>,
+    bytes: usize,
+    log_start: i64,
+    log_end: i64,
+}
+
+/// Batches of one segment, back to back from `position`.
+struct PlannedPart {
+    file: Arc<SegmentFile>,
+    position: u64,
+    entries: Vec<IndexEntry>,
+    /// The file's truncation count before the entries were read.
+    truncations: u64,
 }
 
 /// The wall clock in ms since the epoch (0 if the clock is before 1970).
@@ -832,6 +854,118 @@ impl PartitionLog {
     /// did not ask for. `offset == log end offset` gives no records; an offset outside
     /// `[log start, log end]` is [`StorageError::OffsetOutOfRange`].
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
+        let plan = self.plan_read(offset, max_bytes, max_offset)?;
+        // One buffer of the exact size and one positioned read per segment: the only copy of
+        // the bytes is the kernel's, from the page cache into that buffer.
+        let mut out = BytesMut::zeroed(plan.bytes);
+        let mut at = 0usize;
+        'read: for p in &plan.parts {
+            let len: usize = p.entries.iter().map(|e| e.size_bytes as usize).sum();
+            if !p.file.read_exact_at(&mut out[at..at + len], p.position)? {
+                // Truncated since we looked at the log end offset: keep what is whole.
+                break 'read;
+            }
+            for e in &p.entries {
+                // A follower's truncation and new appends may have replaced the bytes between
+                // our index lookup and the read: keep only batches that are still the ones
+                // indexed (their base offset and length match).
+                let size = e.size_bytes as usize;
+                let ok = BatchHeader::parse(&out[at..at + size])
+                    .is_ok_and(|h| h.base_offset == e.base_offset && h.total_len() == size);
+                if !ok {
+                    break 'read;
+                }
+                at += size;
+            }
+        }
+        out.truncate(at);
+        Ok(ReadResult {
+            records: out.freeze(),
+            log_start_offset: plan.log_start,
+            log_end_offset: plan.log_end,
+        })
+    }
+
+    /// The batches [`PartitionLog::read`] would return (same arguments, same rules), as
+    /// regions of segment files rather than bytes: nothing is read, so the caller can send
+    /// them with `sendfile(2)` from the page cache (see [`FileRegion`] for why a held region
+    /// stays valid). One region per segment touched.
+    ///
+    /// A read that raced a truncation of one of its files is planned again; after
+    /// `REGION_PLAN_ATTEMPTS` such races it falls back to copying (one
+    /// [`RecordChunk::Bytes`]).
+    pub fn read_regions(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<RegionRead> {
+        for _ in 0..REGION_PLAN_ATTEMPTS {
+            let plan = self.plan_read(offset, max_bytes, max_offset)?;
+            // A file cut (truncation) while we read its index entries may have made them
+            // stale; the count was taken before the entries were read.
+            if plan
+                .parts
+                .iter()
+                .any(|p| p.file.truncations() != p.truncations)
+            {
+                continue;
+            }
+            let mut out = RegionRead {
+                chunks: Vec::with_capacity(plan.parts.len()),
+                bytes: plan.bytes as u64,
+                records_count: 0,
+                log_start_offset: plan.log_start,
+                log_end_offset: plan.log_end,
+            };
+            for p in plan.parts {
+                let len: u64 = p.entries.iter().map(|e| u64::from(e.size_bytes)).sum();
+                let records: u64 = p
+                    .entries
+                    .iter()
+                    .map(|e| u64::try_from(e.records_count).unwrap_or(0))
+                    .sum();
+                out.records_count += records;
+                // Start reading what is not in the page cache yet, so the sender's
+                // `sendfile` (on an async thread) rarely waits for the disk.
+                let _ = rustix::fs::fadvise(
+                    &*p.file,
+                    p.position,
+                    std::num::NonZeroU64::new(len),
+                    rustix::fs::Advice::WillNeed,
+                );
+                out.chunks.push(RecordChunk::File(FileRegion::new(
+                    p.file,
+                    p.position,
+                    len,
+                    records,
+                    p.truncations,
+                )));
+            }
+            return Ok(out);
+        }
+        let r = self.read(offset, max_bytes, max_offset)?;
+        let mut records_count = 0u64;
+        let mut rest: &[u8] = &r.records;
+        while let Ok(h) = BatchHeader::parse(rest) {
+            records_count += u64::try_from(h.records_count).unwrap_or(0);
+            rest = rest.get(h.total_len()..).unwrap_or_default();
+        }
+        Ok(RegionRead {
+            bytes: r.records.len() as u64,
+            records_count,
+            chunks: if r.records.is_empty() {
+                Vec::new()
+            } else {
+                vec![RecordChunk::Bytes(r.records)]
+            },
+            log_start_offset: r.log_start_offset,
+            log_end_offset: r.log_end_offset,
+        })
+    }
+
+    /// Which batches a read returns, from the index alone (the rules are `read`'s).
+    fn plan_read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadPlan> {
         self.ensure_open()?;
         let s = &self.shared;
         let log_start = s.log_start.load(Ordering::Acquire);
@@ -845,10 +979,8 @@ impl PartitionLog {
             return Err(out_of_range(log_start));
         }
         let limit = max_offset.min(log_end);
-        // Plan first (index entries only), then one buffer of the exact size and one
-        // positioned read per segment: the only copy of the bytes is the kernel's, from the
-        // page cache into that buffer. Batches of a segment lie back to back in its file.
-        let mut plan: Vec<(Arc<SegmentFile>, u64, Vec<IndexEntry>)> = Vec::new();
+        // Batches of a segment lie back to back in its file: one part per segment.
+        let mut parts: Vec<PlannedPart> = Vec::new();
         let mut total = 0usize;
         if offset < limit {
             let Some(mut seg) = self.segment_at(offset) else {
@@ -859,6 +991,8 @@ impl PartitionLog {
                 _ => offset,
             };
             'segments: loop {
+                // Before the entries: a cut after this count makes them suspect.
+                let truncations = seg.file.truncations();
                 let mut entries: Vec<IndexEntry> = Vec::new();
                 let mut full = false;
                 for guard in seg
@@ -876,7 +1010,12 @@ impl PartitionLog {
                     entries.push(e);
                 }
                 if let Some(first) = entries.first() {
-                    plan.push((seg.file.clone(), first.position, entries));
+                    parts.push(PlannedPart {
+                        file: seg.file.clone(),
+                        position: first.position,
+                        entries,
+                        truncations,
+                    });
                 }
                 if full {
                     break 'segments;
@@ -890,32 +1029,11 @@ impl PartitionLog {
                 }
             }
         }
-        let mut out = BytesMut::zeroed(total);
-        let mut at = 0usize;
-        'read: for (file, position, entries) in &plan {
-            let len: usize = entries.iter().map(|e| e.size_bytes as usize).sum();
-            if !file.read_exact_at(&mut out[at..at + len], *position)? {
-                // Truncated since we looked at the log end offset: keep what is whole.
-                break 'read;
-            }
-            for e in entries {
-                // A follower's truncation and new appends may have replaced the bytes between
-                // our index lookup and the read: keep only batches that are still the ones
-                // indexed (their base offset and length match).
-                let size = e.size_bytes as usize;
-                let ok = BatchHeader::parse(&out[at..at + size])
-                    .is_ok_and(|h| h.base_offset == e.base_offset && h.total_len() == size);
-                if !ok {
-                    break 'read;
-                }
-                at += size;
-            }
-        }
-        out.truncate(at);
-        Ok(ReadResult {
-            records: out.freeze(),
-            log_start_offset: log_start,
-            log_end_offset: log_end,
+        Ok(ReadPlan {
+            parts,
+            bytes: total,
+            log_start,
+            log_end,
         })
     }
 

@@ -11,8 +11,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::batch::{compute_crc, BatchHeader, HEADER_LEN};
 use crate::{Result, StorageError};
@@ -24,9 +26,16 @@ pub(crate) fn file_name(base_offset: i64) -> String {
 
 /// One open segment file. Shared (behind an `Arc`) by the log and by readers that cloned the
 /// segment list; a deleted file stays readable through the handles still open on it.
+///
+/// Bytes once written at a position change only through [`SegmentFile::truncate`] (a
+/// follower's truncation, recovery), which counts itself in `truncations` before it cuts: a
+/// reader that saw the same count before and after planning, and again before sending, knows
+/// the bytes it was told about are still the ones at those positions. Replacing the file by
+/// rename (compaction) does not touch this handle: it keeps reading the old, open inode.
 pub(crate) struct SegmentFile {
     file: File,
     path: PathBuf,
+    truncations: AtomicU64,
 }
 
 impl std::fmt::Debug for SegmentFile {
@@ -59,6 +68,7 @@ impl SegmentFile {
         Ok(SegmentFile {
             file,
             path: path.to_path_buf(),
+            truncations: AtomicU64::new(0),
         })
     }
 
@@ -75,6 +85,7 @@ impl SegmentFile {
         Ok(SegmentFile {
             file,
             path: path.to_path_buf(),
+            truncations: AtomicU64::new(0),
         })
     }
 
@@ -126,8 +137,16 @@ impl SegmentFile {
         }
     }
 
+    /// How many times the file was cut short through this handle (see the type's docs).
+    pub(crate) fn truncations(&self) -> u64 {
+        self.truncations.load(Ordering::Acquire)
+    }
+
     /// Cuts the file to `len` bytes and makes that durable.
     pub(crate) fn truncate(&self, len: u64) -> Result<()> {
+        // Counted before the cut, so a reader that sees the old count afterwards read the
+        // old bytes.
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         self.file.set_len(len)?;
         self.file.sync_data()?;
         Ok(())
@@ -173,6 +192,12 @@ impl SegmentFile {
             return Ok(None);
         }
         Ok((compute_crc(buf) == h.crc).then_some(h))
+    }
+}
+
+impl AsFd for SegmentFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

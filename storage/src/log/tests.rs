@@ -620,3 +620,138 @@ fn offset_for_timestamp_and_max_timestamp_are_record_granular() {
         assert_eq!(max(0), None);
     }
 }
+
+/// A log of 12 one-record batches in small segments (several batches each).
+fn small_segments(log: &PartitionLog) {
+    log.set_config(LogConfig {
+        segment_bytes_max: 200,
+        ..cfg()
+    });
+    for i in 0..12i32 {
+        log.append_as_leader(&batch(1 + (i as usize % 3), 100), 0)
+            .unwrap();
+    }
+    assert!(log.segment_count() > 3, "small segments roll");
+}
+
+fn region_paths(read: &RegionRead) -> Vec<PathBuf> {
+    read.chunks
+        .iter()
+        .map(|c| match c {
+            RecordChunk::File(r) => r.path().to_path_buf(),
+            RecordChunk::Bytes(_) => panic!("a region read without races copies nothing"),
+        })
+        .collect()
+}
+
+#[test]
+fn regions_hold_exactly_the_batches_a_copying_read_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, log) = open(dir.path());
+    small_segments(&log);
+    let end = log.log_end_offset();
+    // (offset, max_bytes, max_offset): whole log, inside a batch, a byte limit, a high
+    // watermark / last-stable-offset cut, at the cut, at the end.
+    let cases = [
+        (0, 1 << 20, i64::MAX),
+        (1, 1 << 20, i64::MAX),
+        (0, 150, i64::MAX),
+        (0, 1, i64::MAX),
+        (3, 1 << 20, 9),
+        (9, 1 << 20, 9),
+        (end, 1 << 20, i64::MAX),
+    ];
+    for (offset, max_bytes, max_offset) in cases {
+        let copied = log.read(offset, max_bytes, max_offset).unwrap();
+        let regions = log.read_regions(offset, max_bytes, max_offset).unwrap();
+        let case = format!("read({offset}, {max_bytes}, {max_offset})");
+        assert_eq!(regions.to_bytes().unwrap(), copied.records, "{case}");
+        assert_eq!(regions.bytes, copied.records.len() as u64, "{case}");
+        assert_eq!(
+            regions.chunks.iter().map(RecordChunk::len).sum::<u64>(),
+            regions.bytes
+        );
+        assert_eq!(regions.log_start_offset, copied.log_start_offset);
+        assert_eq!(regions.log_end_offset, copied.log_end_offset);
+        let batches = if copied.records.is_empty() {
+            Vec::new()
+        } else {
+            validate_all(&copied.records)
+        };
+        let records: i64 = batches.iter().map(|(b, l)| l - b + 1).sum();
+        assert_eq!(regions.records_count, records as u64, "{case}");
+        assert!(batches.iter().all(|(b, _)| *b < max_offset), "{case}");
+        // One region per segment touched, each from a different file.
+        let mut paths = region_paths(&regions);
+        let n = paths.len();
+        paths.dedup();
+        assert_eq!(paths.len(), n, "{case}");
+    }
+    let whole = log.read_regions(0, 1 << 20, i64::MAX).unwrap();
+    assert_eq!(
+        whole.chunks.len(),
+        log.segment_count(),
+        "every segment, one region each"
+    );
+}
+
+#[test]
+fn a_region_outlives_the_deletion_and_replacement_of_its_segment_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, log) = open(dir.path());
+    small_segments(&log);
+    let held = log.read_regions(0, 1 << 20, i64::MAX).unwrap();
+    let before = held.to_bytes().unwrap();
+    let paths = region_paths(&held);
+    // Retention's way: the oldest segments go, their files are unlinked.
+    let dropped = log.delete_segments_before(log.log_end_offset()).unwrap();
+    assert!(dropped >= 2);
+    assert!(!paths[0].exists(), "{} is deleted", paths[0].display());
+    // Compaction's way: a file replaced by rename (the new file holds other bytes).
+    let replaced = paths.last().unwrap();
+    let tmp = replaced.with_extension("cleaned");
+    std::fs::write(&tmp, vec![0xAB; 300]).unwrap();
+    std::fs::rename(&tmp, replaced).unwrap();
+    // The held regions still read the old bytes, and still count as intact.
+    assert_eq!(held.to_bytes().unwrap(), before);
+    for c in &held.chunks {
+        let RecordChunk::File(r) = c else {
+            unreachable!()
+        };
+        assert!(r.is_intact());
+        let mut bytes = vec![0u8; r.len() as usize];
+        r.read_at(&mut bytes, 0).unwrap();
+        assert!(!validate_all(&bytes).is_empty());
+    }
+}
+
+#[test]
+fn a_region_whose_file_was_cut_is_refused_and_a_new_read_sees_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, log) = open(dir.path());
+    small_segments(&log);
+    let end = log.log_end_offset();
+    let held = log.read_regions(0, 1 << 20, i64::MAX).unwrap();
+    let Some(RecordChunk::File(last)) = held.chunks.last() else {
+        panic!("regions expected")
+    };
+    // A follower's truncation into the last batch cuts the active segment's file.
+    log.truncate_to(end - 1).unwrap();
+    let new_end = log.log_end_offset();
+    assert!(new_end < end);
+    assert!(!last.is_intact());
+    let mut buf = vec![0u8; 1];
+    assert!(last.read_at(&mut buf, 0).is_err());
+    // Untouched segments' regions stay good.
+    let RecordChunk::File(first) = &held.chunks[0] else {
+        unreachable!()
+    };
+    assert!(first.is_intact());
+    let after = log.read_regions(0, 1 << 20, i64::MAX).unwrap();
+    assert_eq!(
+        after.to_bytes().unwrap(),
+        log.read(0, 1 << 20, i64::MAX).unwrap().records
+    );
+    let batches = validate_all(&after.to_bytes().unwrap());
+    assert_eq!(batches.last().map(|b| b.1), Some(new_end - 1));
+}

@@ -1,16 +1,19 @@
 //! Fetch: read below the high watermark; wait (long poll) until `min_bytes` are available or
 //! `max_wait_ms` passes, woken by the replicas' high-watermark watches rather than by polling.
+//!
+//! The reads return file regions (`PartitionLog::read_regions`), not bytes: the response is
+//! encoded around them by `fetch_encode` and sent with `sendfile`, so record bytes are never
+//! copied in user space.
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, ResponseKind, TopicName};
 use rivulet_actors::{ReplicaHandle, TopicPartition};
-use rivulet_storage::StorageError;
+use rivulet_storage::{RegionRead, StorageError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -38,18 +41,18 @@ struct Got {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    records: RegionRead,
 }
 
 fn read_all(
     wanted: &[(i64, usize, Option<ReplicaHandle>, i64)],
     response_max: usize,
-) -> Vec<Result<(Bytes, i64, i64), StorageError>> {
+) -> Vec<Result<(RegionRead, i64, i64), StorageError>> {
     let mut budget = response_max;
     let mut out = Vec::with_capacity(wanted.len());
     for (offset, partition_max, replica, hw) in wanted {
         let Some(replica) = replica else {
-            out.push(Ok((Bytes::new(), -1, -1)));
+            out.push(Ok((RegionRead::default(), -1, -1)));
             continue;
         };
         // Kafka's rule: only the response's first batch may exceed the limits (so a consumer
@@ -57,17 +60,22 @@ fn read_all(
         let limit = (*partition_max).min(budget);
         let first = budget == response_max;
         if limit == 0 && !first {
-            out.push(Ok((Bytes::new(), replica.log.log_start_offset(), *hw)));
+            out.push(Ok((
+                RegionRead::default(),
+                replica.log.log_start_offset(),
+                *hw,
+            )));
             continue;
         }
-        match replica.log.read(*offset, limit, *hw) {
-            Ok(r) if !first && r.records.len() > limit => {
+        match replica.log.read_regions(*offset, limit, *hw) {
+            Ok(r) if !first && r.bytes > limit as u64 => {
                 // The log returned one oversized batch; it must wait for a later fetch.
-                out.push(Ok((Bytes::new(), r.log_start_offset, *hw)));
+                out.push(Ok((RegionRead::default(), r.log_start_offset, *hw)));
             }
             Ok(r) => {
-                budget = budget.saturating_sub(r.records.len());
-                out.push(Ok((r.records, r.log_start_offset, *hw)));
+                budget = budget.saturating_sub(usize::try_from(r.bytes).unwrap_or(usize::MAX));
+                let start = r.log_start_offset;
+                out.push(Ok((r, start, *hw)));
             }
             Err(e) => out.push(Err(e)),
         }
@@ -179,7 +187,7 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
             .zip(&wanted)
             .map(|(res, w)| match (w.error_code, res) {
                 (code::NONE, Ok((records, log_start, hw))) => {
-                    total += records.len();
+                    total += usize::try_from(records.bytes).unwrap_or(usize::MAX);
                     Got {
                         error_code: code::NONE,
                         high_watermark: hw,
@@ -203,7 +211,7 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
                         error_code: errors::storage(&e),
                         high_watermark: end,
                         log_start_offset: start,
-                        records: Bytes::new(),
+                        records: RegionRead::default(),
                     }
                 }
                 (ec, _) => {
@@ -212,7 +220,7 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
                         error_code: ec,
                         high_watermark: -1,
                         log_start_offset: -1,
-                        records: Bytes::new(),
+                        records: RegionRead::default(),
                     }
                 }
             })
@@ -247,6 +255,7 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
             t
         })
         .collect();
+    let mut files = Vec::with_capacity(wanted.len());
     for (w, g) in wanted.iter().zip(got) {
         let mut p = PartitionData::default();
         p.partition_index = w.partition;
@@ -258,15 +267,22 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
         }
         p.preferred_read_replica = BrokerId(-1);
         p.aborted_transactions = Some(Vec::new());
-        bytes_hint += g.records.len() + 64;
+        bytes_hint += 64;
         if let Some((name, _)) = topics.get(w.topic_index) {
-            state.metrics.fetched(name, &g.records);
+            state
+                .metrics
+                .fetched_counts(name, g.records.bytes, g.records.records_count);
         }
-        p.records = Some(g.records);
+        // The records stay in their files (`p.records` stays empty); `fetch_encode` writes
+        // the framing around them, in this order.
         if let Some(t) = by_topic.get_mut(w.topic_index) {
             t.partitions.push(p);
+            files.push((w.topic_index, g.records.chunks));
         }
     }
     r.responses = by_topic;
-    Reply::with_hint(ResponseKind::Fetch(r), bytes_hint)
+    // Response order: topics in order, each topic's partitions in the order pushed above.
+    files.sort_by_key(|(topic_index, _)| *topic_index);
+    let files = files.into_iter().map(|(_, c)| Some(c)).collect();
+    Reply::with_files(ResponseKind::Fetch(r), bytes_hint, files)
 }

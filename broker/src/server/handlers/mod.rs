@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rivulet_storage::TopicMeta;
+use rivulet_storage::{RecordChunk, TopicMeta};
 use uuid::Uuid;
 
 use super::BrokerState;
@@ -36,6 +36,9 @@ use super::BrokerState;
 pub struct Reply {
     kind: ResponseKind,
     bytes_hint: usize,
+    /// A Fetch response's records left in their segment files, one entry per partition in
+    /// response order (see `fetch_encode`); empty for every other response.
+    files: Vec<Option<Vec<RecordChunk>>>,
 }
 
 impl Reply {
@@ -44,12 +47,42 @@ impl Reply {
         Self {
             kind,
             bytes_hint: 256,
+            files: Vec::new(),
         }
     }
 
     /// A response carrying about `bytes_hint` bytes of records.
     pub fn with_hint(kind: ResponseKind, bytes_hint: usize) -> Self {
-        Self { kind, bytes_hint }
+        Self {
+            kind,
+            bytes_hint,
+            files: Vec::new(),
+        }
+    }
+
+    /// A Fetch response whose partitions' records are `files` (in response order; a
+    /// partition's `records` field must be empty where its entry is `Some`), sent from the
+    /// files. `bytes_hint` is the size of the framing alone.
+    pub fn with_files(
+        kind: ResponseKind,
+        bytes_hint: usize,
+        files: Vec<Option<Vec<RecordChunk>>>,
+    ) -> Self {
+        Self {
+            kind,
+            bytes_hint,
+            files,
+        }
+    }
+
+    /// The response and its file records, to encode with `fetch_encode`.
+    pub fn into_parts(self) -> (ResponseKind, Vec<Option<Vec<RecordChunk>>>) {
+        (self.kind, self.files)
+    }
+
+    /// Whether records are left in files (the response must be encoded by `fetch_encode`).
+    pub fn has_files(&self) -> bool {
+        !self.files.is_empty()
     }
 
     /// The response.
