@@ -239,7 +239,7 @@ fn rdkafka_reads_many_segments_of_many_partitions_sent_from_the_files() {
     let topic = unique_name("segments");
     kafka::create_topic(&node.bootstrap(), &topic, 4, &[("segment.bytes", "4096")]);
 
-    let mut producer = TestProducer::new(&node.bootstrap(), &[("linger.ms", "2")]);
+    let mut producer = TestProducer::new(&node.bootstrap(), &[("batch.num.messages", "50")]);
     for seq in 0..8_000 {
         producer.send(&topic, &kafka::key_for(seq), &kafka::value_for(seq));
     }
