@@ -621,8 +621,9 @@ fn offset_for_timestamp_and_max_timestamp_are_record_granular() {
     }
 }
 
-/// A log of 12 one-record batches in small segments (several batches each).
-fn small_segments(log: &PartitionLog) {
+/// A log of 12 batches of 1-3 records in small segments (several batches each).
+fn small_segments(dir: &std::path::Path) -> (Store, PartitionLog) {
+    let (store, log) = open(dir);
     log.set_config(LogConfig {
         segment_bytes_max: 200,
         ..cfg()
@@ -632,6 +633,7 @@ fn small_segments(log: &PartitionLog) {
             .unwrap();
     }
     assert!(log.segment_count() > 3, "small segments roll");
+    (store, log)
 }
 
 fn region_paths(read: &RegionRead) -> Vec<PathBuf> {
@@ -647,8 +649,7 @@ fn region_paths(read: &RegionRead) -> Vec<PathBuf> {
 #[test]
 fn regions_hold_exactly_the_batches_a_copying_read_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let (_store, log) = open(dir.path());
-    small_segments(&log);
+    let (_store, log) = small_segments(dir.path());
     let end = log.log_end_offset();
     // (offset, max_bytes, max_offset): whole log, inside a batch, a byte limit, a high
     // watermark / last-stable-offset cut, at the cut, at the end.
@@ -698,8 +699,7 @@ fn regions_hold_exactly_the_batches_a_copying_read_returns() {
 #[test]
 fn a_region_outlives_the_deletion_and_replacement_of_its_segment_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (_store, log) = open(dir.path());
-    small_segments(&log);
+    let (_store, log) = small_segments(dir.path());
     let held = log.read_regions(0, 1 << 20, i64::MAX).unwrap();
     let before = held.to_bytes().unwrap();
     let paths = region_paths(&held);
@@ -728,8 +728,7 @@ fn a_region_outlives_the_deletion_and_replacement_of_its_segment_file() {
 #[test]
 fn a_region_whose_file_was_cut_is_refused_and_a_new_read_sees_the_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let (_store, log) = open(dir.path());
-    small_segments(&log);
+    let (_store, log) = small_segments(dir.path());
     let end = log.log_end_offset();
     let held = log.read_regions(0, 1 << 20, i64::MAX).unwrap();
     let Some(RecordChunk::File(last)) = held.chunks.last() else {
