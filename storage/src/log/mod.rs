@@ -915,6 +915,11 @@ impl PartitionLog {
                 chunks: Vec::with_capacity(plan.parts.len()),
                 bytes: plan.bytes as u64,
                 records_count: 0,
+                next_offset: plan
+                    .parts
+                    .last()
+                    .and_then(|p| p.entries.last())
+                    .map(IndexEntry::next_offset),
                 log_start_offset: plan.log_start,
                 log_end_offset: plan.log_end,
             };
@@ -946,14 +951,17 @@ impl PartitionLog {
         }
         let r = self.read(offset, max_bytes, max_offset)?;
         let mut records_count = 0u64;
+        let mut next_offset = None;
         let mut rest: &[u8] = &r.records;
         while let Ok(h) = BatchHeader::parse(rest) {
             records_count += u64::try_from(h.records_count).unwrap_or(0);
+            next_offset = Some(h.next_offset());
             rest = rest.get(h.total_len()..).unwrap_or_default();
         }
         Ok(RegionRead {
             bytes: r.records.len() as u64,
             records_count,
+            next_offset,
             chunks: if r.records.is_empty() {
                 Vec::new()
             } else {

@@ -181,6 +181,9 @@ pub struct RegionRead {
     pub bytes: u64,
     /// Records in the batches (as their headers count them).
     pub records_count: u64,
+    /// The offset after the last batch (`None` when no batch was read): where the next read
+    /// continues, without parsing the bytes.
+    pub next_offset: Option<i64>,
     /// First offset of the log at the time of the read.
     pub log_start_offset: i64,
     /// Log end offset at the time of the read.

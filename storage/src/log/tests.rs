@@ -681,6 +681,11 @@ fn regions_hold_exactly_the_batches_a_copying_read_returns() {
         };
         let records: i64 = batches.iter().map(|(b, l)| l - b + 1).sum();
         assert_eq!(regions.records_count, records as u64, "{case}");
+        assert_eq!(
+            regions.next_offset,
+            batches.last().map(|b| b.1 + 1),
+            "{case}"
+        );
         assert!(batches.iter().all(|(b, _)| *b < max_offset), "{case}");
         // One region per segment touched, each from a different file.
         let mut paths = region_paths(&regions);
