@@ -165,6 +165,39 @@ pub fn coarse_time_synonym(topic_key: &str) -> Option<CoarseTimeSynonym> {
     })
 }
 
+/// What a `cleanup.policy` value asks for: Kafka's list of `delete` and `compact`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention (`retention.ms`, `retention.bytes`) deletes old segments.
+    pub delete: bool,
+    /// The latest record of each key is kept. Rivulet accepts it so that clients that
+    /// require compacted topics (Kafka Connect's internal topics) run; the cleaner is not
+    /// built yet, so such a topic keeps every record (readers still find each key's latest
+    /// value), and one without `delete` is exempt from retention.
+    pub compact: bool,
+}
+
+/// Parses a `cleanup.policy` value (`delete`, `compact`, or both, comma-separated, in any
+/// order), as Kafka's `ValidList` does: an empty list or an unknown word is an error.
+pub fn cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
+    let mut policy = CleanupPolicy {
+        delete: false,
+        compact: false,
+    };
+    for word in value.split(',').map(str::trim) {
+        match word {
+            "delete" => policy.delete = true,
+            "compact" => policy.compact = true,
+            other => {
+                return Err(format!(
+                    "cleanup.policy={value:?}: {other:?} is not a policy; use \"delete\", \"compact\" or \"compact,delete\""
+                ))
+            }
+        }
+    }
+    Ok(policy)
+}
+
 /// Kafka topic-config keys Rivulet accepts, in the order DescribeConfigs lists them.
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
@@ -283,11 +316,8 @@ impl TopicDefaults {
                 Ok(v)
             };
             match key.as_str() {
-                "cleanup.policy" if value == "delete" => {}
                 "cleanup.policy" => {
-                    return Err(format!(
-                        "cleanup.policy={value:?} is not supported yet: only \"delete\" (compaction is planned)"
-                    ))
+                    cleanup_policy(value)?;
                 }
                 "compression.type" if value == "producer" => {}
                 "compression.type" => {
@@ -366,12 +396,24 @@ impl TopicDefaults {
         } else {
             Durability::Os
         };
+        // A compacted topic without `delete` in its policy is not subject to retention (Kafka:
+        // only the cleaner removes its records). No cleaner runs yet, so it keeps everything.
+        let deletes =
+            cleanup_policy(&self.effective(configs, "cleanup.policy")).map_or(true, |p| p.delete);
+        let (retention_bytes, retention_ms) = if deletes {
+            (
+                self.effective_i64(configs, "retention.bytes"),
+                self.effective_i64(configs, "retention.ms"),
+            )
+        } else {
+            (-1, -1)
+        };
         LogConfig {
             segment_bytes_max: u64::try_from(self.effective_i64(configs, "segment.bytes"))
                 .unwrap_or(1 << 30),
             segment_age_max_ms: self.effective_i64(configs, "segment.ms"),
-            retention_bytes: self.effective_i64(configs, "retention.bytes"),
-            retention_ms: self.effective_i64(configs, "retention.ms"),
+            retention_bytes,
+            retention_ms,
             batch_bytes_max: usize::try_from(self.effective_i64(configs, "max.message.bytes"))
                 .unwrap_or(1_048_588),
             durability,
@@ -618,7 +660,12 @@ mod tests {
             (&[("retention.ms", "ten")], false),
             (&[("segment.bytes", "100")], false),
             (&[("segment.bytes", "1048576")], true),
-            (&[("cleanup.policy", "compact")], false),
+            (&[("cleanup.policy", "compact")], true),
+            (&[("cleanup.policy", "delete,compact")], true),
+            (&[("cleanup.policy", "compact, delete")], true),
+            (&[("cleanup.policy", "")], false),
+            (&[("cleanup.policy", "compact,")], false),
+            (&[("cleanup.policy", "shred")], false),
             (&[("flush.messages", "1")], true),
             (&[("no.such.key", "1")], false),
             (&[("compression.type", "producer")], true),
@@ -664,6 +711,44 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_policy_with_delete_is_subject_to_retention() {
+        let d = TopicDefaults {
+            retention_ms: 60_000,
+            retention_bytes: 1 << 20,
+            ..TopicDefaults::default()
+        };
+        let cases: &[(&[(&str, &str)], (i64, i64))] = &[
+            (&[], (60_000, 1 << 20)),
+            (&[("cleanup.policy", "delete")], (60_000, 1 << 20)),
+            (&[("cleanup.policy", "compact")], (-1, -1)),
+            (
+                &[("cleanup.policy", "compact"), ("retention.ms", "5")],
+                (-1, -1),
+            ),
+            (&[("cleanup.policy", "compact,delete")], (60_000, 1 << 20)),
+            (
+                &[("cleanup.policy", "delete,compact"), ("retention.ms", "5")],
+                (5, 1 << 20),
+            ),
+        ];
+        for (pairs, (ms, bytes)) in cases {
+            let c = d.log_config(&cfg(pairs));
+            assert_eq!(
+                (c.retention_ms, c.retention_bytes),
+                (*ms, *bytes),
+                "{pairs:?}"
+            );
+        }
+        assert_eq!(
+            cleanup_policy("compact, delete"),
+            Ok(CleanupPolicy {
+                delete: true,
+                compact: true
+            })
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@
 pub(crate) mod apache_kafka;
 pub(crate) mod chaos;
 pub(crate) mod cluster;
+pub(crate) mod connect;
 pub(crate) mod go;
 pub(crate) mod java;
 pub(crate) mod kafka;

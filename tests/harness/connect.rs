@@ -1,0 +1,329 @@
+//! Kafka Connect workers in distributed mode (`org.apache.kafka.connect.cli.ConnectDistributed`
+//! 4.3.1 from Maven Central, `tools/apache-kafka/connect/pom.xml`), started against a Rivulet
+//! cluster and driven through Connect's REST API.
+//!
+//! ```text
+//!   Worker::launch(options) ─▶ <tempdir>/worker.properties (bootstrap = the cluster's nodes,
+//!      │                         group.id, internal topics, listeners=http://127.0.0.1:<port>)
+//!      └─ spawn tools/apache-kafka/bin/connect-distributed.sh worker.properties
+//!              └─▶ kafka.sh connect ─ exec ─▶ java ... ConnectDistributed   (the child's pid
+//!                                                 is the JVM's: kill9 reaches the worker)
+//!   rest(worker, "PUT", "/connectors/x/pause", None) ─▶ HTTP/1.0 over a fresh TCP connection
+//! ```
+//!
+//! The classpath is resolved once per test binary (`kafka.sh connect-classpath`); a missing
+//! `java` or `mvn` fails the test with how to install it (`.ci/run` resolves the jars on CI).
+//! When a test panics, dropping a [`Worker`] prints the tail of its log and keeps its temp dir.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::apache_kafka::tools_dir;
+use super::{free_port, run, try_wait_until};
+
+/// How long a worker gets to answer its REST API: a JVM start plus the plugin scan, on a busy
+/// 2-core machine.
+pub(crate) const WORKER_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Socket timeout of one REST call. Connect itself bounds a forwarded request by 90 s; calls
+/// that take that long are failures here.
+const REST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lines of a worker's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
+/// Checks `java` and resolves Connect's classpath once per test binary.
+pub(crate) fn require_connect() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let java = std::env::var("JAVA").unwrap_or_else(|_| "java".to_string());
+        match Command::new(&java)
+            .arg("-version")
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            other => {
+                return Err(format!(
+                    "Kafka Connect needs a Java 17+ runtime, but `{java} -version` failed \
+                     ({other:?}). Install one: `apt-get install -y openjdk-17-jre-headless` \
+                     (Debian/Ubuntu) or `brew install openjdk@17`; set JAVA to use another path."
+                ))
+            }
+        }
+        let out = run(
+            Command::new(tools_dir().join("kafka.sh")).arg("connect-classpath"),
+            None,
+            // A cold ~/.m2 downloads about 60 jars from Maven Central.
+            Duration::from_secs(600),
+        );
+        if !out.success() {
+            return Err(format!(
+                "could not resolve Kafka Connect's jars with `tools/apache-kafka/kafka.sh \
+                 connect-classpath` (needs Maven: `apt-get install -y maven`, and Maven Central \
+                 reachable; .ci/run does this on CI):\n{out}"
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = ready {
+        panic!("{e}");
+    }
+}
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerOptions {
+    /// Names the worker in logs and its temp dir.
+    pub(crate) name: String,
+    pub(crate) bootstrap: String,
+    /// Workers with the same `group.id` form one Connect cluster.
+    pub(crate) group_id: String,
+    /// Worker properties after the harness's own (`key=value`); a later key wins, as in
+    /// `java.util.Properties`.
+    pub(crate) properties: Vec<(String, String)>,
+}
+
+/// One Connect worker process. Dropping it kills the process.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    options: WorkerOptions,
+    dir: Option<tempfile::TempDir>,
+    dir_path: PathBuf,
+    rest_port: u16,
+    child: Option<Child>,
+}
+
+impl Worker {
+    /// Writes the worker's config and starts it, without waiting for its REST API
+    /// ([`Worker::wait_rest`] waits): JVMs start faster side by side.
+    pub(crate) fn launch(options: WorkerOptions) -> Worker {
+        require_connect();
+        let dir = tempfile::Builder::new()
+            .prefix("rivulet-connect-")
+            .tempdir()
+            .expect("create temp dir");
+        let dir_path = dir.path().to_path_buf();
+        let rest_port = free_port();
+        let mut props = vec![
+            ("bootstrap.servers".to_string(), options.bootstrap.clone()),
+            ("group.id".to_string(), options.group_id.clone()),
+            (
+                "listeners".to_string(),
+                format!("http://127.0.0.1:{rest_port}"),
+            ),
+            ("rest.advertised.host.name".to_string(), "127.0.0.1".into()),
+            ("rest.advertised.port".to_string(), rest_port.to_string()),
+        ];
+        props.extend(options.properties.iter().cloned());
+        let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let config = dir_path.join("worker.properties");
+        std::fs::write(&config, text).expect("write worker.properties");
+        let log = File::create(dir_path.join("worker.log")).expect("worker log file");
+        let child = Command::new(tools_dir().join("bin/connect-distributed.sh"))
+            .arg(&config)
+            .current_dir(&dir_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log file handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn connect-distributed.sh: {e}"));
+        Worker {
+            options,
+            dir: Some(dir),
+            dir_path,
+            rest_port,
+            child: Some(child),
+        }
+    }
+
+    /// Polls until the REST API lists connectors (the worker has joined its group and read
+    /// the config topic far enough to answer). Fails early if the process exits.
+    pub(crate) fn wait_rest(&mut self) {
+        let mut last = String::from("no answer yet");
+        let waited = try_wait_until(
+            WORKER_START_TIMEOUT,
+            &format!("worker {} answers GET /connectors", self.options.name),
+            || {
+                if !self.is_running() {
+                    return true;
+                }
+                match rest(self.rest_addr(), "GET", "/connectors", None) {
+                    Ok((200, _)) => true,
+                    Ok((status, body)) => {
+                        last = format!("{status} {body}");
+                        false
+                    }
+                    Err(e) => {
+                        last = e;
+                        false
+                    }
+                }
+            },
+        );
+        assert!(
+            self.is_running(),
+            "worker {} exited during start-up; its log:\n{}",
+            self.options.name,
+            self.log_tail(LOG_TAIL_LINES)
+        );
+        if let Err(e) = waited {
+            panic!("{e}; last answer: {last}");
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    pub(crate) fn rest_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.rest_port))
+    }
+
+    /// The worker id Connect reports in statuses (`rest.advertised.host.name:port`).
+    pub(crate) fn worker_id(&self) -> String {
+        format!("127.0.0.1:{}", self.rest_port)
+    }
+
+    /// A directory for the test's files (connector input and output), kept with the log.
+    pub(crate) fn scratch_dir(&self) -> &Path {
+        &self.dir_path
+    }
+
+    pub(crate) fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL: the worker gets no chance to commit offsets or leave its group.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The worker's WARN and ERROR lines (what it complains about even when the test passes),
+    /// each once, in the order first seen, at most `max`.
+    pub(crate) fn complaints(&self, max: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir_path.join("worker.log")).unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        text.lines()
+            .filter(|l| l.contains("] WARN ") || l.contains("] ERROR "))
+            // Drop the timestamp so repeats of one complaint collapse.
+            .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest).to_string())
+            .filter(|l| seen.insert(l.clone()))
+            .take(max)
+            .collect()
+    }
+
+    /// The last `lines` lines of the worker's log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        let path = self.dir_path.join("worker.log");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        format!(
+            "----- {} (last {} of {} lines) -----\n{}\n",
+            path.display(),
+            tail.len(),
+            all.len(),
+            tail.join("\n")
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "===== Connect worker {} (REST {}) failed a test; its log follows =====\n{}",
+                self.options.name,
+                self.rest_addr(),
+                self.log_tail(LOG_TAIL_LINES)
+            );
+            if let Some(dir) = self.dir.take() {
+                eprintln!(
+                    "kept the worker's temp dir for inspection: {}",
+                    dir.keep().display()
+                );
+            }
+        }
+    }
+}
+
+/// One REST call: `(status, body)`. HTTP/1.0, so the answer is never chunked and ends when the
+/// worker closes the connection. `Err` while nothing answers.
+pub(crate) fn rest(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(REST_TIMEOUT))
+        .and_then(|()| s.set_write_timeout(Some(REST_TIMEOUT)))
+        .map_err(|e| format!("socket timeouts: {e}"))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut request =
+        format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n");
+    if !body.is_empty() || matches!(method, "POST" | "PUT") {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    s.write_all(request.as_bytes())
+        .map_err(|e| format!("{method} {path}: send: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("{method} {path}: read: {e}"))?;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{method} {path}: no HTTP head in {raw:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("{method} {path}: bad status line in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// A REST call that must answer `expected`; returns the body parsed as JSON (`Null` when
+/// empty). Panics with what the worker said otherwise.
+pub(crate) fn rest_ok(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    expected: u16,
+) -> Value {
+    match rest(addr, method, path, body) {
+        Ok((status, text)) if status == expected => {
+            if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{method} {path}: {e} in {text:?}"))
+            }
+        }
+        Ok((status, text)) => {
+            panic!("{method} {path} on {addr}: expected {expected}, got {status}: {text}")
+        }
+        Err(e) => panic!("{method} {path} on {addr}: {e}"),
+    }
+}
