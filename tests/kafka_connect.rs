@@ -31,7 +31,9 @@
 //!
 //! ```text
 //! cargo build -p rivulet-broker --bin rivulet
-//! cargo test -p rivulet-broker --test kafka_connect
+//! cargo test -p rivulet-broker --test kafka_connect -- --nocapture
+//! # the same with KIP-415's protocol without session keys (or `eager`, Connect's oldest):
+//! RIVULET_TEST_CONNECT_PROTOCOL=compatible cargo test -p rivulet-broker --test kafka_connect
 //! ```
 
 mod harness;
@@ -341,6 +343,16 @@ fn connect_distributed_file_pipeline_survives_a_node_and_a_worker_kill() {
         properties.push((format!("{kind}.storage.topic"), name.clone()));
         properties.push((format!("{kind}.storage.replication.factor"), "3".into()));
     }
+    // `connect.protocol`: Connect's default, `sessioned`, unless the run asks for another.
+    let protocol =
+        std::env::var("RIVULET_TEST_CONNECT_PROTOCOL").unwrap_or_else(|_| "sessioned".into());
+    properties.push(("connect.protocol".into(), protocol.clone()));
+    // The group protocol each setting ends up with (an `eager` worker offers only `default`).
+    let group_protocol = if protocol == "eager" {
+        "default"
+    } else {
+        protocol.as_str()
+    };
     let group_id = format!("{prefix}-group");
     let mut workers: Vec<Worker> = ["a", "b"]
         .iter()
@@ -403,7 +415,7 @@ fn connect_distributed_file_pipeline_survives_a_node_and_a_worker_kill() {
                 g.name() == group_id
                     && g.state() == "Stable"
                     && g.protocol_type() == "connect"
-                    && g.protocol() == "sessioned"
+                    && g.protocol() == group_protocol
                     && g.members().len() == 2
             })
         },

@@ -720,7 +720,9 @@ mod tests {
             retention_bytes: 1 << 20,
             ..TopicDefaults::default()
         };
-        let cases: &[(&[(&str, &str)], (i64, i64))] = &[
+        // (overrides, (retention.ms, retention.bytes) of the log)
+        type Case = (&'static [(&'static str, &'static str)], (i64, i64));
+        let cases: &[Case] = &[
             (&[], (60_000, 1 << 20)),
             (&[("cleanup.policy", "delete")], (60_000, 1 << 20)),
             (&[("cleanup.policy", "compact")], (-1, -1)),

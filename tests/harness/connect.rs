@@ -13,19 +13,20 @@
 //!
 //! The classpath is resolved once per test binary (`kafka.sh connect-classpath`); a missing
 //! `java` or `mvn` fails the test with how to install it (`.ci/run` resolves the jars on CI).
-//! When a test panics, dropping a [`Worker`] prints the tail of its log and keeps its temp dir.
+//! When a test panics, dropping a [`Worker`] prints the tail of its log and keeps its temp dir
+//! (harness::jvm).
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::apache_kafka::tools_dir;
+use super::jvm::JvmProcess;
 use super::{free_port, run, try_wait_until};
 
 /// How long a worker gets to answer its REST API: a JVM start plus the plugin scan, on a busy
@@ -35,9 +36,6 @@ pub(crate) const WORKER_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Socket timeout of one REST call. Connect itself bounds a forwarded request by 90 s; calls
 /// that take that long are failures here.
 const REST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Lines of a worker's log printed when a test fails.
-const LOG_TAIL_LINES: usize = 80;
 
 /// Checks `java` and resolves Connect's classpath once per test binary.
 pub(crate) fn require_connect() {
@@ -91,14 +89,12 @@ pub(crate) struct WorkerOptions {
     pub(crate) properties: Vec<(String, String)>,
 }
 
-/// One Connect worker process. Dropping it kills the process.
+/// One Connect worker process. Dropping it kills the process (and, when the test failed,
+/// prints the tail of its log and keeps its temp dir).
 #[derive(Debug)]
 pub(crate) struct Worker {
-    options: WorkerOptions,
-    dir: Option<tempfile::TempDir>,
-    dir_path: PathBuf,
+    process: JvmProcess,
     rest_port: u16,
-    child: Option<Child>,
 }
 
 impl Worker {
@@ -106,11 +102,7 @@ impl Worker {
     /// ([`Worker::wait_rest`] waits): JVMs start faster side by side.
     pub(crate) fn launch(options: WorkerOptions) -> Worker {
         require_connect();
-        let dir = tempfile::Builder::new()
-            .prefix("rivulet-connect-")
-            .tempdir()
-            .expect("create temp dir");
-        let dir_path = dir.path().to_path_buf();
+        let mut process = JvmProcess::new(&format!("connect-worker-{}", options.name));
         let rest_port = free_port();
         let mut props = vec![
             ("bootstrap.servers".to_string(), options.bootstrap.clone()),
@@ -124,38 +116,26 @@ impl Worker {
         ];
         props.extend(options.properties.iter().cloned());
         let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        let config = dir_path.join("worker.properties");
+        let config = process.dir().join("worker.properties");
         std::fs::write(&config, text).expect("write worker.properties");
-        let log = File::create(dir_path.join("worker.log")).expect("worker log file");
-        let child = Command::new(tools_dir().join("bin/connect-distributed.sh"))
-            .arg(&config)
-            .current_dir(&dir_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn connect-distributed.sh: {e}"));
-        Worker {
-            options,
-            dir: Some(dir),
-            dir_path,
-            rest_port,
-            child: Some(child),
-        }
+        process.spawn(Command::new(tools_dir().join("bin/connect-distributed.sh")).arg(&config));
+        Worker { process, rest_port }
     }
 
     /// Polls until the REST API lists connectors (the worker has joined its group and read
     /// the config topic far enough to answer). Fails early if the process exits.
     pub(crate) fn wait_rest(&mut self) {
         let mut last = String::from("no answer yet");
+        let addr = self.rest_addr();
+        let process = &mut self.process;
         let waited = try_wait_until(
             WORKER_START_TIMEOUT,
-            &format!("worker {} answers GET /connectors", self.options.name),
+            &format!("{} answers GET /connectors", process.name()),
             || {
-                if !self.is_running() {
+                if !process.is_running() {
                     return true;
                 }
-                match rest(self.rest_addr(), "GET", "/connectors", None) {
+                match rest(addr, "GET", "/connectors", None) {
                     Ok((200, _)) => true,
                     Ok((status, body)) => {
                         last = format!("{status} {body}");
@@ -169,10 +149,9 @@ impl Worker {
             },
         );
         assert!(
-            self.is_running(),
-            "worker {} exited during start-up; its log:\n{}",
-            self.options.name,
-            self.log_tail(LOG_TAIL_LINES)
+            process.is_running(),
+            "{} exited during start-up (its log is below)",
+            process.name()
         );
         if let Err(e) = waited {
             panic!("{e}; last answer: {last}");
@@ -180,7 +159,7 @@ impl Worker {
     }
 
     pub(crate) fn name(&self) -> &str {
-        &self.options.name
+        self.process.name()
     }
 
     pub(crate) fn rest_addr(&self) -> SocketAddr {
@@ -194,71 +173,21 @@ impl Worker {
 
     /// A directory for the test's files (connector input and output), kept with the log.
     pub(crate) fn scratch_dir(&self) -> &Path {
-        &self.dir_path
+        self.process.dir()
     }
 
     pub(crate) fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// SIGKILL: the worker gets no chance to commit offsets or leave its group.
     pub(crate) fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
-    /// The worker's WARN and ERROR lines (what it complains about even when the test passes),
-    /// each once, in the order first seen, at most `max`.
+    /// The worker's WARN and ERROR lines, each once.
     pub(crate) fn complaints(&self, max: usize) -> Vec<String> {
-        let text = std::fs::read_to_string(self.dir_path.join("worker.log")).unwrap_or_default();
-        let mut seen = std::collections::BTreeSet::new();
-        text.lines()
-            .filter(|l| l.contains("] WARN ") || l.contains("] ERROR "))
-            // Drop the timestamp so repeats of one complaint collapse.
-            .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest).to_string())
-            .filter(|l| seen.insert(l.clone()))
-            .take(max)
-            .collect()
-    }
-
-    /// The last `lines` lines of the worker's log.
-    pub(crate) fn log_tail(&self, lines: usize) -> String {
-        let path = self.dir_path.join("worker.log");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        let tail = &all[all.len().saturating_sub(lines)..];
-        format!(
-            "----- {} (last {} of {} lines) -----\n{}\n",
-            path.display(),
-            tail.len(),
-            all.len(),
-            tail.join("\n")
-        )
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!(
-                "===== Connect worker {} (REST {}) failed a test; its log follows =====\n{}",
-                self.options.name,
-                self.rest_addr(),
-                self.log_tail(LOG_TAIL_LINES)
-            );
-            if let Some(dir) = self.dir.take() {
-                eprintln!(
-                    "kept the worker's temp dir for inspection: {}",
-                    dir.keep().display()
-                );
-            }
-        }
+        self.process.complaints(max)
     }
 }
 

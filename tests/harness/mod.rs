@@ -27,8 +27,10 @@ pub(crate) mod cluster;
 pub(crate) mod connect;
 pub(crate) mod go;
 pub(crate) mod java;
+pub(crate) mod jvm;
 pub(crate) mod kafka;
 pub(crate) mod proxy;
+pub(crate) mod streams;
 pub(crate) mod wire;
 
 use std::fs::File;
