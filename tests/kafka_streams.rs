@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Instance a starts alone; b joins while lines keep arriving, so the application rebalances
-//! mid-stream and b restores the stores it takes over from their changelogs. With no failure
+//! mid-stream and tasks move to b (Streams restores their stores from the changelogs). With no failure
 //! the final counts equal the oracle exactly (at-least-once only over-counts after a crash).
 //! The instances commit every 500 ms and purge repartition records every second
 //! (tests/clients/streams WordCount) instead of every 30 s.

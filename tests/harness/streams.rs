@@ -108,10 +108,17 @@ impl StreamsInstance {
             .count()
     }
 
-    /// SIGTERM: the application closes (commits, leaves its group) and exits 0.
+    /// SIGTERM: the application closes (commits, leaves its group) in its shutdown hook and
+    /// reports NOT_RUNNING; the JVM then exits with 143 (128 + SIGTERM), as JVMs do on SIGTERM.
     pub(crate) fn stop(&mut self) {
         match self.process.terminate(Duration::from_secs(60)) {
-            Ok(status) if status.success() => {}
+            Ok(status)
+                if status.code() == Some(143)
+                    && self
+                        .process
+                        .log()
+                        .lines()
+                        .any(|l| l.starts_with("STATE NOT_RUNNING ")) => {}
             other => panic!(
                 "{} did not close cleanly: {other:?}\n{}",
                 self.process.name(),

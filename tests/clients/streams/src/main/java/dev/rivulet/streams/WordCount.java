@@ -28,8 +28,8 @@ import org.apache.kafka.streams.kstream.Produced;
  * {@code rivulet.replication} (replication factor of the internal topics, default 3).
  *
  * <p>Prints {@code STATE <new> <old>} on every state change (the harness waits for
- * {@code STATE RUNNING}); runs until SIGTERM (closes cleanly, exit 0) or until the application
- * fails (exit 1).
+ * {@code STATE RUNNING}); runs until SIGTERM (closes in the shutdown hook, prints
+ * {@code STATE NOT_RUNNING}; the JVM exits 143) or until the application fails (exit 1).
  */
 public final class WordCount {
     private WordCount() {}
