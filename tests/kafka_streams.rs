@@ -26,23 +26,14 @@ mod harness;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use harness::cluster::{Cluster, ClusterOptions};
-use harness::kafka::TestProducer;
+use harness::cluster::Cluster;
+use harness::kafka::{self, TestProducer};
 use harness::streams::{StreamsInstance, WORD_COUNT};
 use harness::{pseudo_random_bytes, try_wait_until, unique_name, wait_until};
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
-
-/// Fast group timings, as in tests/java_clients.rs.
-const CLUSTER_TOML: &str = "[groups]\n\
-    offsets_partitions = 4\n\
-    initial_rebalance_delay_ms = 300\n\
-    min_session_timeout_ms = 1000\n";
 
 const PARTITIONS: i32 = 4;
 const LINES: usize = 3000;
@@ -151,25 +142,6 @@ fn latest_counts(bootstrap: &str, topic: &str) -> Result<(BTreeMap<String, i64>,
     Ok((counts, records))
 }
 
-/// `topic`'s `cleanup.policy` as the cluster describes it.
-fn cleanup_policy(bootstrap: &str, topic: &str) -> Option<String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .ok()?;
-    let opts = AdminOptions::new().request_timeout(Some(Timeout::After(Duration::from_secs(30))));
-    let results = futures::executor::block_on(
-        admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts),
-    )
-    .ok()?;
-    let resource = results.into_iter().next()?.ok()?;
-    resource
-        .entries
-        .into_iter()
-        .find(|e| e.name == "cleanup.policy")
-        .and_then(|e| e.value)
-}
-
 fn send_lines(producer: &mut TestProducer, topic: &str, lines: &[String], from: usize) {
     for (i, line) in lines.iter().enumerate() {
         producer.send(topic, &format!("line-{}", from + i), line);
@@ -188,13 +160,7 @@ fn send_lines(producer: &mut TestProducer, topic: &str, lines: &[String], from: 
 fn streams_word_count_at_least_once_with_two_instances_matches_the_oracle() {
     harness::streams::program();
     let started = Instant::now();
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            config_toml: Some(CLUSTER_TOML.to_string()),
-            ..ClusterOptions::default()
-        },
-    );
+    let mut cluster = Cluster::start_for_jvm_apps(3);
     let bootstrap = cluster.bootstrap();
     let prefix = unique_name("streams");
     let (input, output) = (format!("{prefix}-text"), format!("{prefix}-counts"));
@@ -234,34 +200,8 @@ fn streams_word_count_at_least_once_with_two_instances_matches_the_oracle() {
     );
 
     // The group: two members of the consumer protocol with Streams' own assignor.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .expect("consumer for DescribeGroups");
-    let mut described = String::new();
-    wait_until(
-        OUTPUT_TIMEOUT,
-        "the application's group is stable with 2 members",
-        || {
-            let Ok(list) = consumer.fetch_group_list(Some(&app), Duration::from_secs(5)) else {
-                return false;
-            };
-            list.groups().iter().any(|g| {
-                described = format!(
-                    "{} {} {} {} members",
-                    g.state(),
-                    g.protocol_type(),
-                    g.protocol(),
-                    g.members().len()
-                );
-                g.name() == app
-                    && g.state() == "Stable"
-                    && g.protocol_type() == "consumer"
-                    && g.protocol() == "stream"
-                    && g.members().len() == 2
-            })
-        },
-    );
+    let described =
+        kafka::wait_for_stable_group(&bootstrap, &app, "consumer", "stream", 2, OUTPUT_TIMEOUT);
     eprintln!("group {app}: {described}");
 
     let mut last = Ok((BTreeMap::new(), 0));
@@ -294,16 +234,14 @@ fn streams_word_count_at_least_once_with_two_instances_matches_the_oracle() {
     // The internal topics Streams created: a repartition topic it purges, a compacted changelog.
     let repartition = format!("{app}-words-repartition");
     let changelog = format!("{app}-counts-changelog");
-    assert_eq!(
-        cleanup_policy(&bootstrap, &repartition).as_deref(),
-        Some("delete"),
-        "{repartition}"
-    );
-    assert_eq!(
-        cleanup_policy(&bootstrap, &changelog).as_deref(),
-        Some("compact"),
-        "{changelog}"
-    );
+    for (topic, policy) in [(&repartition, "delete"), (&changelog, "compact")] {
+        let configs = kafka::topic_configs(&bootstrap, topic);
+        assert_eq!(
+            configs.get("cleanup.policy").map(String::as_str),
+            Some(policy),
+            "{topic}: {configs:?}"
+        );
+    }
     let view = cluster.metadata(1).expect("metadata");
     for topic in [&repartition, &changelog] {
         let parts = view
@@ -316,6 +254,10 @@ fn streams_word_count_at_least_once_with_two_instances_matches_the_oracle() {
             "{topic} has three replicas per partition: {parts:?}"
         );
     }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("consumer for watermarks");
     wait_until(
         OUTPUT_TIMEOUT,
         "Streams purged consumed records of the repartition topic (DeleteRecords)",

@@ -19,15 +19,15 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::apache_kafka::tools_dir;
+use super::apache_kafka::{resolve_jars, tools_dir};
 use super::jvm::JvmProcess;
-use super::{free_port, run, try_wait_until};
+use super::{free_port, try_wait_until};
 
 /// How long a worker gets to answer its REST API: a JVM start plus the plugin scan, on a busy
 /// 2-core machine.
@@ -40,38 +40,8 @@ const REST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Checks `java` and resolves Connect's classpath once per test binary.
 pub(crate) fn require_connect() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        let java = std::env::var("JAVA").unwrap_or_else(|_| "java".to_string());
-        match Command::new(&java)
-            .arg("-version")
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            other => {
-                return Err(format!(
-                    "Kafka Connect needs a Java 17+ runtime, but `{java} -version` failed \
-                     ({other:?}). Install one: `apt-get install -y openjdk-17-jre-headless` \
-                     (Debian/Ubuntu) or `brew install openjdk@17`; set JAVA to use another path."
-                ))
-            }
-        }
-        let out = run(
-            Command::new(tools_dir().join("kafka.sh")).arg("connect-classpath"),
-            None,
-            // A cold ~/.m2 downloads about 60 jars from Maven Central.
-            Duration::from_secs(600),
-        );
-        if !out.success() {
-            return Err(format!(
-                "could not resolve Kafka Connect's jars with `tools/apache-kafka/kafka.sh \
-                 connect-classpath` (needs Maven: `apt-get install -y maven`, and Maven Central \
-                 reachable; .ci/run does this on CI):\n{out}"
-            ));
-        }
-        Ok(())
-    });
-    if let Err(e) = ready {
+    if let Err(e) = READY.get_or_init(|| resolve_jars("connect-classpath", "Kafka Connect workers"))
+    {
         panic!("{e}");
     }
 }
