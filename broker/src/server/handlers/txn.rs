@@ -22,18 +22,24 @@ use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::list_transactions_response::{
     ListTransactionsResponse, TransactionState as ListedTxn,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
     InitProducerIdRequest, ListTransactionsRequest, ProducerId, ResponseKind, TopicName,
-    TransactionalId,
+    TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use rivulet_actors::group::{partition_for, OFFSETS_TOPIC};
+use rivulet_actors::group::{
+    partition_for, GroupError, GroupTopicPartition, OffsetToCommit, TxnCommitRequest, OFFSETS_TOPIC,
+};
 use rivulet_actors::txn::coordinator::BoxFuture;
 use rivulet_actors::txn::TRANSACTION_STATE_TOPIC;
 use rivulet_actors::txn::{self, MarkerRequest, TxnEnvironment, TxnError, TxnPartition, Txns};
 use rivulet_cluster::Controller;
 use rivulet_storage::TopicMeta;
+
 use tracing::warn;
 
 use super::groups::CoordinatorAnswer;
@@ -325,6 +331,88 @@ pub async fn end_txn(state: &BrokerState, req: EndTxnRequest, v: i16) -> Reply {
     Reply::new(ResponseKind::EndTxn(r))
 }
 
+/// TxnOffsetCommit v0-4: group offsets committed inside a transaction, pending in the group
+/// coordinator until the transaction's marker reaches the group's `__consumer_offsets`
+/// partition (AddOffsetsToTxn put that partition in the transaction).
+pub async fn txn_offset_commit(state: &BrokerState, req: TxnOffsetCommitRequest, v: i16) -> Reply {
+    let group = req.group_id.0.to_string();
+    let asked: Vec<(String, Vec<i32>)> = req
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.0.to_string(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    let offsets: Vec<OffsetToCommit> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| OffsetToCommit {
+                tp: GroupTopicPartition {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                },
+                offset: p.committed_offset,
+                leader_epoch: if v >= 2 { p.committed_leader_epoch } else { -1 },
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let ask = TxnCommitRequest {
+        producer_id: req.producer_id.0,
+        producer_epoch: req.producer_epoch,
+        member_id: if v >= 3 {
+            req.member_id.to_string()
+        } else {
+            String::new()
+        },
+        generation_id: if v >= 3 { req.generation_id } else { -1 },
+        group_instance_id: if v >= 3 {
+            req.group_instance_id.as_ref().map(|s| s.to_string())
+        } else {
+            None
+        },
+        offsets,
+    };
+    let result = match txns(state) {
+        Err(_) => None,
+        Ok(_) if group.is_empty() => Some(Err(GroupError::InvalidGroupId)),
+        Ok(_) => Some(state.groups.txn_commit_offsets(&group, ask).await),
+    };
+    let codes = match &result {
+        None => asked
+            .iter()
+            .map(|(t, ps)| {
+                let c = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                (t.clone(), ps.iter().map(|p| (*p, c)).collect())
+            })
+            .collect(),
+        Some(r) => super::groups::partition_codes(&asked, r),
+    };
+    let mut r = TxnOffsetCommitResponse::default();
+    r.topics = codes
+        .into_iter()
+        .map(|(topic, parts)| {
+            let mut t = TxnOffsetCommitResponseTopic::default();
+            t.name = TopicName(StrBytes::from_string(topic));
+            t.partitions = parts
+                .into_iter()
+                .map(|(p, c)| {
+                    let mut pr = TxnOffsetCommitResponsePartition::default();
+                    pr.partition_index = p;
+                    pr.error_code = c;
+                    pr
+                })
+                .collect();
+            t
+        })
+        .collect();
+    Reply::new(ResponseKind::TxnOffsetCommit(r))
+}
+
 // ---------------------------------------------------------------------------------------------
 // DescribeTransactions / ListTransactions
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +475,8 @@ struct ListFilter {
     producer_ids: Vec<i64>,
     /// v1 (KIP-994): only transactions open longer than this; negative: no filter.
     duration_ms: i64,
+    /// v2 (KIP-1152): only ids the whole of which this matches.
+    pattern: Option<regex::Regex>,
 }
 
 impl ListFilter {
@@ -406,12 +496,17 @@ impl ListFilter {
         if self.duration_ms >= 0 && (m.start_ms < 0 || now_ms - m.start_ms <= self.duration_ms) {
             return false;
         }
-        true
+        self.pattern
+            .as_ref()
+            .is_none_or(|p| p.is_match(&m.transactional_id))
     }
 }
 
-/// ListTransactions v0-1: the ids of this broker's own coordinators (clients ask every broker
-/// and merge). v2's transactional-id pattern (KIP-1152) is not served.
+/// ListTransactions v0-2: the ids of this broker's own coordinators (clients ask every broker
+/// and merge). v2's transactional-id pattern (KIP-1152) must match the whole id, as Java's
+/// `Matcher.matches`; it is compiled with the `regex` crate (RE2 syntax: no look-around or
+/// back-references, which Java's regexes have), and one that does not compile is
+/// INVALID_REGULAR_EXPRESSION.
 pub async fn list_transactions(state: &BrokerState, req: ListTransactionsRequest, v: i16) -> Reply {
     let mut r = ListTransactionsResponse::default();
     let mut filter = ListFilter {
@@ -419,7 +514,24 @@ pub async fn list_transactions(state: &BrokerState, req: ListTransactionsRequest
         states_given: !req.state_filters.is_empty(),
         producer_ids: req.producer_id_filters.iter().map(|p| p.0).collect(),
         duration_ms: if v >= 1 { req.duration_filter } else { -1 },
+        pattern: None,
     };
+    if let Some(p) = req
+        .transactional_id_pattern
+        .as_ref()
+        .filter(|p| v >= 2 && !p.is_empty())
+    {
+        match regex::RegexBuilder::new(&format!("^(?:{})$", p.as_str()))
+            .size_limit(1 << 20)
+            .build()
+        {
+            Ok(re) => filter.pattern = Some(re),
+            Err(_) => {
+                r.error_code = code::INVALID_REGULAR_EXPRESSION;
+                return Reply::new(ResponseKind::ListTransactions(r));
+            }
+        }
+    }
     for name in &req.state_filters {
         match txn::TxnState::from_name(name.as_str()) {
             Some(s) => filter.states.push(s),
@@ -604,6 +716,7 @@ mod tests {
             states_given: !states.is_empty(),
             producer_ids: producer_ids.to_vec(),
             duration_ms,
+            pattern: None,
         }
     }
 
@@ -627,6 +740,22 @@ mod tests {
         ];
         for (i, (f, m, want)) in table.iter().enumerate() {
             assert_eq!(f.matches(m, now), *want, "row {i}: {f:?} {m:?}");
+        }
+        // KIP-1152: the pattern matches the whole id ("t" here).
+        for (pattern, want) in [
+            ("t", true),
+            ("t.*", true),
+            ("x|t", true),
+            ("", false),
+            ("tt", false),
+        ] {
+            let mut f = filter(&[], &[], -1);
+            f.pattern = Some(regex::Regex::new(&format!("^(?:{pattern})$")).unwrap());
+            assert_eq!(
+                f.matches(&meta(Empty, 1, -1), now),
+                want,
+                "pattern {pattern:?}"
+            );
         }
     }
 
