@@ -18,7 +18,8 @@ on stdout (its last line); tests/transactions.rs checks it.
       (the group's offsets must stay uncommitted), then every input record is copied to O as
       "out-<key>" inside transactions that also commit the group's offsets
       (send_offsets_to_transaction). {"offsets_after_abort": {p: off}, "offsets_after": {p:
-      off}, "inputs": n, "transactions": t}
+      off}, "consumed_until": {p: offset after the last record}, "high_watermarks": {p: hw},
+      "inputs": n, "transactions": t}
 """
 
 import argparse
@@ -26,7 +27,7 @@ import json
 import os
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 
 def producer(bootstrap, txn_id, timeout_ms=60000):
@@ -109,8 +110,18 @@ def read(args):
 
 
 def committed_offsets(consumer, topic, parts):
-    got = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=20)
-    return {str(tp.partition): tp.offset for tp in got}
+    """The group's committed offsets. Right after commit_transaction() the markers may still be
+    on their way: a read_committed consumer's fetch of them is then UNSTABLE_OFFSET_COMMIT
+    (KIP-447), which librdkafka hands to the application; retried here for up to 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            got = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=20)
+            return {str(tp.partition): tp.offset for tp in got}
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.UNSTABLE_OFFSET_COMMIT or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def poll_batch(consumer, n, wait_s):
@@ -162,6 +173,7 @@ def transform(args):
         c.seek(TopicPartition(tp.topic, tp.partition, 0))
     inputs = 0
     transactions = 0
+    consumed = {}
     while inputs < args.inputs:
         batch = poll_batch(c, args.batch, 30)
         if not batch:
@@ -169,7 +181,15 @@ def transform(args):
         process(batch, commit=True)
         inputs += len(batch)
         transactions += 1
+        for m in batch:
+            consumed[str(m.partition())] = max(consumed.get(str(m.partition()), 0), m.offset() + 1)
     out["offsets_after"] = committed_offsets(c, args.input, parts)
+    # Offsets count the markers too: a committed position lies between the offset after the
+    # last record consumed and the partition's end.
+    out["consumed_until"] = consumed
+    out["high_watermarks"] = {
+        str(p): c.get_watermark_offsets(TopicPartition(args.input, p), timeout=10)[1]
+        for p in parts}
     out["inputs"] = inputs
     out["transactions"] = transactions
     c.close()

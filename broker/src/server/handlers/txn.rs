@@ -1,6 +1,7 @@
 //! Transactions (issue 14): InitProducerId with a transactional id, AddPartitionsToTxn,
 //! AddOffsetsToTxn, EndTxn, DescribeTransactions and ListTransactions, served by the transaction coordinator of the id
-//! (`rivulet_actors::txn`), and the node's [`TxnEnvironment`].
+//! (`rivulet_actors::txn`); the node's side of them (markers, producer ids) is
+//! `rivulet_cluster::txn`.
 //!
 //! Served only with `[transactions] enabled = true`; otherwise transactional requests get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which every client treats as fatal at once.
@@ -34,72 +35,22 @@ use kafka_protocol::protocol::StrBytes;
 use rivulet_actors::group::{
     partition_for, GroupError, GroupTopicPartition, OffsetToCommit, TxnCommitRequest, OFFSETS_TOPIC,
 };
-use rivulet_actors::txn::coordinator::BoxFuture;
 use rivulet_actors::txn::TRANSACTION_STATE_TOPIC;
-use rivulet_actors::txn::{self, MarkerRequest, TxnEnvironment, TxnError, TxnPartition, Txns};
+use rivulet_actors::txn::{self, TxnError, TxnPartition, Txns};
+use rivulet_cluster::txn::NodeTxnEnvironment;
 use rivulet_cluster::Controller;
 use rivulet_storage::TopicMeta;
-
-use tracing::warn;
 
 use super::groups::CoordinatorAnswer;
 use super::Reply;
 use crate::server::errors::{self, code};
 use crate::server::BrokerState;
 
-/// The node's side of the coordinators: producer ids from the controller, its lease.
-#[derive(Debug)]
-pub struct NodeTxnEnvironment {
-    /// The controller facade.
-    pub controller: Controller,
-    /// Whether the missing markers were reported at warn level already (retries come every
-    /// 500 ms per open transaction: once is enough, the rest go to debug).
-    markers_warned: std::sync::atomic::AtomicBool,
-}
-
-impl TxnEnvironment for NodeTxnEnvironment {
-    fn allocate_producer_id(&self) -> BoxFuture<Result<i64, String>> {
-        let controller = self.controller.clone();
-        Box::pin(async move {
-            controller
-                .allocate_producer_id()
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn write_markers(&self, request: MarkerRequest) -> BoxFuture<Vec<TxnPartition>> {
-        // Markers are the next layer of issue 14. Until they exist nothing is reported written,
-        // so the transaction stays decided-but-incomplete (and the coordinator retries), which
-        // is the truth; `[transactions] enabled` is off by default for this reason.
-        if self
-            .markers_warned
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::debug!(transactional_id = %request.transactional_id, "markers not written (not implemented yet)");
-        } else {
-            warn!(transactional_id = %request.transactional_id, commit = request.commit,
-                partitions = request.partitions.len(),
-                "transaction markers are not implemented yet; ended transactions cannot complete");
-        }
-        Box::pin(async { Vec::new() })
-    }
-
-    fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        Some(self.controller.lease_watch())
-    }
-
-    fn min_insync_replicas(&self, topic: &str) -> i64 {
-        self.controller
-            .topic(topic)
-            .map_or(1, |t| self.controller.min_insync_replicas(&t))
-    }
-}
-
 /// Starts the coordinators when transactions are enabled.
 pub async fn start(
     settings: &crate::config::TransactionSettings,
     controller: &Controller,
+    groups: &rivulet_actors::group::Groups,
     registry: rivulet_actors::ReplicaRegistry,
     supervisor: ractor::ActorCell,
 ) -> Result<Option<Txns>, rivulet_actors::ActorsError> {
@@ -107,19 +58,15 @@ pub async fn start(
         return Ok(None);
     }
     let catalog = Arc::new(super::groups::ControllerCatalog(controller.clone()));
-    let env = Arc::new(NodeTxnEnvironment {
-        controller: controller.clone(),
-        markers_warned: std::sync::atomic::AtomicBool::new(false),
-    });
-    Txns::start(
-        settings.to_coordinator_config(),
-        registry,
-        catalog,
-        env,
-        Some(supervisor),
-    )
-    .await
-    .map(Some)
+    let config = settings.to_coordinator_config();
+    let env = Arc::new(NodeTxnEnvironment::new(
+        controller.clone(),
+        groups.clone(),
+        config.write_timeout,
+    ));
+    Txns::start(config, registry, catalog, env, Some(supervisor))
+        .await
+        .map(Some)
 }
 
 /// What a transactional request gets while transactions are off.
