@@ -271,7 +271,8 @@ pub struct TransactionSettings {
     pub max_timeout_ms: i64,
     /// A transactional id idle this long is forgotten (`transactional.id.expiration.ms`).
     pub id_expiration_ms: i64,
-    /// Longest a write to `__transaction_state` may take before the request fails.
+    /// Longest a write to `__transaction_state` may take before the request fails; also bounds
+    /// each transaction marker append (a marker not written in time is retried).
     pub write_timeout_ms: u64,
 }
 
