@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::apache_kafka::kafka_tool;
+use harness::cluster::{Cluster, ClusterOptions};
 use harness::wire::RawConn;
 use harness::{kafka, unique_name, wait_until, Node, NodeOptions};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -82,7 +83,7 @@ fn a_new_incarnation_fences_the_old_and_produces_transactionally() {
     );
 
     // The live transaction is still open: only a read_uncommitted reader sees its record.
-    let keys = read_keys(&node, &topic, "read_uncommitted", 1);
+    let keys = read_keys(&node.bootstrap(), &topic, "read_uncommitted", 1);
     assert_eq!(
         keys,
         ["live"],
@@ -482,13 +483,13 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Runs one mode of `txn_eos.py` and returns its JSON line.
-fn eos(node: &Node, args: &[&str]) -> serde_json::Value {
+fn eos(bootstrap: &str, args: &[&str]) -> serde_json::Value {
     let python = harness::require_python(&["confluent_kafka"]);
     let out = harness::run(
         Command::new(&python)
             .arg(harness::clients_dir().join("txn_eos.py"))
             .args(args)
-            .args(["--bootstrap", &node.bootstrap()]),
+            .args(["--bootstrap", bootstrap]),
         None,
         Duration::from_secs(120),
     );
@@ -507,12 +508,46 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `transactions` transactions of `per_txn` records each by the producer `id`, every
+/// `abort_every`-th one aborted (0: none): the keys committed and the keys aborted.
+fn produce_transactions(
+    bootstrap: &str,
+    topic: &str,
+    id: &str,
+    transactions: u32,
+    per_txn: u32,
+    abort_every: u32,
+) -> (Vec<String>, Vec<String>) {
+    let (t, k, a) = (
+        transactions.to_string(),
+        per_txn.to_string(),
+        abort_every.to_string(),
+    );
+    let v = eos(
+        bootstrap,
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--id",
+            id,
+            "--transactions",
+            &t,
+            "--per-txn",
+            &k,
+            "--abort-every",
+            &a,
+        ],
+    );
+    (strings(&v["committed"]), strings(&v["aborted"]))
+}
+
 /// Reads `topic` from the start with `isolation` until `expect` records came (and then no
 /// more for a while): the keys in arrival order.
-fn read_keys(node: &Node, topic: &str, isolation: &str, expect: usize) -> Vec<String> {
+fn read_keys(bootstrap: &str, topic: &str, isolation: &str, expect: usize) -> Vec<String> {
     let expect = expect.to_string();
     let v = eos(
-        node,
+        bootstrap,
         &[
             "read",
             "--topic",
@@ -562,31 +597,15 @@ fn committed_transactions_are_read_exactly_once_and_aborted_ones_never() {
     let mut node = node_with_transactions();
     let topic = unique_name("txn-eos");
     kafka::create_topic(&node.bootstrap(), &topic, 3, &[]);
-    let id = unique_name("tx");
-    let v = eos(
-        &node,
-        &[
-            "produce",
-            "--topic",
-            &topic,
-            "--id",
-            &id,
-            "--transactions",
-            "6",
-            "--per-txn",
-            "5",
-            "--abort-every",
-            "3",
-        ],
-    );
-    let (committed, aborted) = (strings(&v["committed"]), strings(&v["aborted"]));
-    assert_eq!((committed.len(), aborted.len()), (20, 10), "{v}");
+    let (committed, aborted) =
+        produce_transactions(&node.bootstrap(), &topic, &unique_name("tx"), 6, 5, 3);
+    assert_eq!((committed.len(), aborted.len()), (20, 10));
 
-    let read = read_keys(&node, &topic, "read_committed", committed.len());
+    let read = read_keys(&node.bootstrap(), &topic, "read_committed", committed.len());
     assert_exactly_committed(&read, &committed, &aborted);
 
     let mut all = read_keys(
-        &node,
+        &node.bootstrap(),
         &topic,
         "read_uncommitted",
         committed.len() + aborted.len(),
@@ -608,26 +627,13 @@ fn consume_transform_produce_commits_output_and_offsets_together() {
     kafka::create_topic(&node.bootstrap(), &input, 2, &[]);
     kafka::create_topic(&node.bootstrap(), &output, 2, &[]);
     // The input, itself written in committed transactions.
-    let v = eos(
-        &node,
-        &[
-            "produce",
-            "--topic",
-            &input,
-            "--id",
-            &unique_name("tx-src"),
-            "--transactions",
-            "4",
-            "--per-txn",
-            "10",
-        ],
-    );
-    let inputs = strings(&v["committed"]);
+    let (inputs, _) =
+        produce_transactions(&node.bootstrap(), &input, &unique_name("tx-src"), 4, 10, 0);
     assert_eq!(inputs.len(), 40);
 
     let group = unique_name("txn-group");
     let v = eos(
-        &node,
+        &node.bootstrap(),
         &[
             "transform",
             "--input",
@@ -668,7 +674,7 @@ fn consume_transform_produce_commits_output_and_offsets_together() {
     assert_eq!(v["inputs"], 40, "{v}");
 
     let expected: Vec<String> = inputs.iter().map(|k| format!("out-{k}")).collect();
-    let read = read_keys(&node, &output, "read_committed", expected.len());
+    let read = read_keys(&node.bootstrap(), &output, "read_committed", expected.len());
     // The aborted batch's output is in the log but never read.
     assert_exactly_committed(&read, &expected, &[]);
     node.assert_alive("after the transform");
@@ -684,7 +690,7 @@ fn a_producer_that_dies_mid_transaction_is_aborted_by_its_timeout() {
     kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
     let dead = unique_name("tx-dead");
     let v = eos(
-        &node,
+        &node.bootstrap(),
         &[
             "hang",
             "--topic",
@@ -703,22 +709,9 @@ fn a_producer_that_dies_mid_transaction_is_aborted_by_its_timeout() {
         "the dead producer's records were written: {v}"
     );
     let started = std::time::Instant::now();
-    let v = eos(
-        &node,
-        &[
-            "produce",
-            "--topic",
-            &topic,
-            "--id",
-            &unique_name("tx-live"),
-            "--transactions",
-            "1",
-            "--per-txn",
-            "4",
-        ],
-    );
-    let committed = strings(&v["committed"]);
-    let read = read_keys(&node, &topic, "read_committed", committed.len());
+    let (committed, _) =
+        produce_transactions(&node.bootstrap(), &topic, &unique_name("tx-live"), 1, 4, 0);
+    let read = read_keys(&node.bootstrap(), &topic, "read_committed", committed.len());
     assert_exactly_committed(&read, &committed, &pending);
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -737,4 +730,57 @@ fn a_producer_that_dies_mid_transaction_is_aborted_by_its_timeout() {
         },
     );
     node.assert_alive("after the timeout");
+}
+
+/// FindCoordinator v3 for a transactional id: the coordinator's node id once one serves.
+fn txn_coordinator_node(conn: &mut RawConn, id: &str) -> Option<i32> {
+    let mut req = FindCoordinatorRequest::default();
+    req.key_type = 1;
+    req.key = StrBytes::from_string(id.to_string());
+    let r = conn.request(&req, 3).ok()?;
+    (r.error_code == NONE).then_some(r.node_id.0)
+}
+
+/// On 3 nodes, one transactional id commits and aborts across the SIGKILL of a partition's
+/// leader and then of the node of its transaction coordinator (each between transactions:
+/// the markers go to the new leader, remote from the coordinator or not; the new coordinator
+/// replays `__transaction_state`). The checker holds over the whole history.
+#[test]
+fn transactions_stay_exactly_once_across_leader_and_coordinator_kills() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let topic = unique_name("txn-kill");
+    cluster.create_replicated_topic(&topic, 2);
+    let id = unique_name("tx");
+    let (mut committed, mut aborted) =
+        produce_transactions(&cluster.bootstrap(), &topic, &id, 2, 4, 2);
+
+    let leader = cluster.leader_of(&topic, 0);
+    cluster.kill9(leader);
+    let (c, a) = produce_transactions(&cluster.bootstrap(), &topic, &id, 2, 4, 2);
+    committed.extend(c);
+    aborted.extend(a);
+    cluster.restart(leader);
+    cluster.wait_for_full_isr(&topic, 2);
+
+    let any = cluster.live_ids()[0];
+    let mut conn = RawConn::connect(cluster.node(any).addr()).expect("connect");
+    let mut coordinator = None;
+    wait_until(Duration::from_secs(30), "the coordinator is named", || {
+        coordinator = txn_coordinator_node(&mut conn, &id);
+        coordinator.is_some()
+    });
+    let coordinator = coordinator.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    cluster.kill9(coordinator);
+    let (c, a) = produce_transactions(&cluster.bootstrap(), &topic, &id, 2, 4, 2);
+    committed.extend(c);
+    aborted.extend(a);
+    assert_eq!((committed.len(), aborted.len()), (12, 12));
+
+    let read = read_keys(
+        &cluster.bootstrap(),
+        &topic,
+        "read_committed",
+        committed.len(),
+    );
+    assert_exactly_committed(&read, &committed, &aborted);
 }

@@ -1033,6 +1033,19 @@ mod tests {
             timeout_ms: 500,
         };
         assert_eq!(decode_request(&encode(&req)).unwrap(), req);
+        let markers = ForwardRequest::WriteMarkers {
+            marker: MarkerSpec {
+                producer_id: 7,
+                producer_epoch: 3,
+                coordinator_epoch: 2,
+                commit: true,
+            },
+            partitions: vec![("orders".into(), 0), ("__consumer_offsets".into(), 12)],
+            timeout_ms: 5_000,
+        };
+        assert_eq!(decode_request(&encode(&markers)).unwrap(), markers);
+        assert_eq!(markers.topic_partition(), None, "addressed to a node");
+        assert_eq!(markers.deadline_ms(), 5_000);
         let answers = [
             Answer::Ok(ForwardReply::Offset(OffsetReply {
                 offset: 5,

@@ -4,7 +4,7 @@ read_uncommitted readers, and a consume-transform-produce job. Each mode prints 
 on stdout (its last line); tests/transactions.rs checks it.
 
   txn_eos.py produce   --bootstrap B --topic T --id ID --transactions N --per-txn K --abort-every A
-      N transactions of K records (keys "<ID>-<txn>-<i>", spread over the partitions); every
+      N transactions of K records (keys "<ID>-<pid>-<txn>-<i>", over the partitions); every
       A-th one (1-based) is aborted. {"committed": [keys], "aborted": [keys]}
   txn_eos.py hang      --bootstrap B --topic T --id ID --per-txn K --timeout-ms MS
       opens a transaction, writes K records, and exits without ending it (a producer that dies
@@ -52,7 +52,7 @@ def produce(args):
     p.init_transactions(30)
     out = {"committed": [], "aborted": []}
     for t in range(1, args.transactions + 1):
-        keys = ["%s-%d-%d" % (args.id, t, i) for i in range(args.per_txn)]
+        keys = ["%s-%d-%d-%d" % (args.id, os.getpid(), t, i) for i in range(args.per_txn)]
         p.begin_transaction()
         for i, k in enumerate(keys):
             p.produce(args.topic, key=k.encode(), value=("v-" + k).encode(),

@@ -718,31 +718,14 @@ pub(crate) fn partition_codes(
 /// epoch; the coordinator knows which the group uses).
 pub async fn offset_commit(state: &BrokerState, req: OffsetCommitRequest, v: i16) -> Reply {
     let group = req.group_id.0.to_string();
-    let asked: Vec<(String, Vec<i32>)> = req
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                t.name.0.to_string(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
-    let offsets: Vec<OffsetToCommit> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| OffsetToCommit {
-                tp: GroupTopicPartition {
-                    topic: t.name.0.to_string(),
-                    partition: p.partition_index,
-                },
-                offset: p.committed_offset,
-                leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
-        })
-        .collect();
+    let (asked, offsets) = offsets_to_commit(req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| {
+            let epoch = if v >= 6 { p.committed_leader_epoch } else { -1 };
+            let meta = p.committed_metadata.as_ref().map(|m| m.to_string());
+            (p.partition_index, p.committed_offset, epoch, meta)
+        });
+        (t.name.0.to_string(), parts.collect())
+    }));
     let commit = CommitRequest {
         member_id: req.member_id.to_string(),
         generation_id: req.generation_id_or_member_epoch,
@@ -763,6 +746,35 @@ pub async fn offset_commit(state: &BrokerState, req: OffsetCommitRequest, v: i16
     Reply::new(ResponseKind::OffsetCommit(offset_commit_response(
         &asked, &result,
     )))
+}
+
+/// One topic of an offset commit: its name and (partition, offset, leader epoch, metadata).
+pub(crate) type CommitTopic = (String, Vec<(i32, i64, i32, Option<String>)>);
+
+/// The partitions asked for (for the answer, in the request's order) and the offsets to
+/// commit, from the topics of an OffsetCommit or TxnOffsetCommit request.
+pub(crate) fn offsets_to_commit(
+    topics: impl Iterator<Item = CommitTopic>,
+) -> (Vec<(String, Vec<i32>)>, Vec<OffsetToCommit>) {
+    let mut asked = Vec::new();
+    let mut offsets = Vec::new();
+    for (topic, parts) in topics {
+        asked.push((topic.clone(), parts.iter().map(|p| p.0).collect()));
+        offsets.extend(
+            parts.into_iter().map(
+                |(partition, offset, leader_epoch, metadata)| OffsetToCommit {
+                    tp: GroupTopicPartition {
+                        topic: topic.clone(),
+                        partition,
+                    },
+                    offset,
+                    leader_epoch,
+                    metadata,
+                },
+            ),
+        );
+    }
+    (asked, offsets)
 }
 
 pub(crate) fn offset_commit_response(

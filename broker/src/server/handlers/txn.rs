@@ -32,9 +32,7 @@ use kafka_protocol::messages::{
     TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use rivulet_actors::group::{
-    partition_for, GroupError, GroupTopicPartition, OffsetToCommit, TxnCommitRequest, OFFSETS_TOPIC,
-};
+use rivulet_actors::group::{partition_for, GroupError, TxnCommitRequest, OFFSETS_TOPIC};
 use rivulet_actors::txn::TRANSACTION_STATE_TOPIC;
 use rivulet_actors::txn::{self, TxnError, TxnPartition, Txns};
 use rivulet_cluster::txn::NodeTxnEnvironment;
@@ -283,31 +281,14 @@ pub async fn end_txn(state: &BrokerState, req: EndTxnRequest, v: i16) -> Reply {
 /// partition (AddOffsetsToTxn put that partition in the transaction).
 pub async fn txn_offset_commit(state: &BrokerState, req: TxnOffsetCommitRequest, v: i16) -> Reply {
     let group = req.group_id.0.to_string();
-    let asked: Vec<(String, Vec<i32>)> = req
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                t.name.0.to_string(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
-    let offsets: Vec<OffsetToCommit> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| OffsetToCommit {
-                tp: GroupTopicPartition {
-                    topic: t.name.0.to_string(),
-                    partition: p.partition_index,
-                },
-                offset: p.committed_offset,
-                leader_epoch: if v >= 2 { p.committed_leader_epoch } else { -1 },
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
-        })
-        .collect();
+    let (asked, offsets) = super::groups::offsets_to_commit(req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| {
+            let epoch = if v >= 2 { p.committed_leader_epoch } else { -1 };
+            let meta = p.committed_metadata.as_ref().map(|m| m.to_string());
+            (p.partition_index, p.committed_offset, epoch, meta)
+        });
+        (t.name.0.to_string(), parts.collect())
+    }));
     let ask = TxnCommitRequest {
         producer_id: req.producer_id.0,
         producer_epoch: req.producer_epoch,
