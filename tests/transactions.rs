@@ -680,6 +680,42 @@ fn consume_transform_produce_commits_output_and_offsets_together() {
     node.assert_alive("after the transform");
 }
 
+/// kafka-python's transactional producer: a committed and an aborted transaction, each with a
+/// group offset (send_offsets_to_transaction): read_committed readers get the committed
+/// records only, and the group's offset is the committed transaction's.
+#[test]
+fn kafka_python_commits_and_aborts_with_group_offsets() {
+    let mut node = node_with_transactions();
+    let python = harness::require_python(&["kafka"]);
+    let topic = unique_name("txn-kp");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let out = harness::run(
+        Command::new(&python)
+            .arg(harness::clients_dir().join("txn_kafka_python.py"))
+            .args(["--bootstrap", &node.bootstrap(), "--topic", &topic])
+            .args([
+                "--id",
+                &unique_name("tx-kp"),
+                "--group",
+                &unique_name("kp-group"),
+            ]),
+        None,
+        Duration::from_secs(120),
+    );
+    out.assert_success();
+    let last = out.stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON result ({e}):\n{out}"));
+    assert_eq!(
+        v["group_offset"], 7,
+        "the committed transaction's offset: {v}"
+    );
+    let (committed, aborted) = (strings(&v["committed"]), strings(&v["aborted"]));
+    let read = read_keys(&node.bootstrap(), &topic, "read_committed", committed.len());
+    assert_exactly_committed(&read, &committed, &aborted);
+    node.assert_alive("after kafka-python's transactions");
+}
+
 /// A producer that dies mid-transaction: its transaction timeout aborts it, the partition's
 /// last stable offset moves on, and read_committed readers get the records committed after
 /// it (and never the dead producer's).

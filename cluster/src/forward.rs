@@ -1,7 +1,10 @@
 //! Client operations on partitions from inside the cluster, without the Kafka wire protocol:
-//! read, list offsets, append. The native client (the `rivulet` facade's `Producer`,
-//! `Consumer`) calls them through a [`Forwarder`], which runs them against the local replica
-//! when this node leads the partition and forwards them to the leader's node otherwise.
+//! read, list offsets, append; and, addressed to a node rather than a partition, the
+//! transaction markers of the partitions that node leads ([`ForwardRequest::WriteMarkers`],
+//! sent by [`crate::txn`] through [`Forwarder::call_node`]). The native client (the `rivulet`
+//! facade's `Producer`, `Consumer`) calls them through a [`Forwarder`], which runs them against
+//! the local replica when this node leads the partition and forwards them to the leader's node
+//! otherwise.
 //!
 //! ```text
 //!  Forwarder::request(tp, op) ── leader? (local metadata image) ──┐
@@ -491,8 +494,7 @@ pub async fn execute(
     }
 }
 
-/// A failed write, as a forwarded request reports it.
-pub fn write_error(node: NodeId, e: WriteError) -> ForwardError {
+fn write_error(node: NodeId, e: WriteError) -> ForwardError {
     let not_leader = |tp: TopicPartition| ForwardError::NotLeader {
         node,
         topic: tp.topic.to_string(),
