@@ -1,13 +1,16 @@
-//! Transactions (issue 14) with real clients against real `rivulet serve` processes.
+//! Transactions (issue 14) with real clients against real `rivulet serve` processes
+//! (docs/semantics.md, "Transactions (exactly-once)").
 //!
-//! Commit/abort markers are not written yet, so these tests cover what is served so far: the
-//! transaction coordinator found through FindCoordinator, InitProducerId with a transactional
-//! id (epoch bumps, fencing), AddPartitionsToTxn, transactional produce, the coordinator's
-//! state reloaded from `__transaction_state` after a SIGKILL, and DescribeTransactions /
-//! ListTransactions (raw frames, `rivulet txn`, Kafka's `kafka-transactions.sh`). The state
-//! machine itself is
-//! tested in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a
-//! randomized simulation with crashes and failovers).
+//! confluent-kafka (tests/clients/txn_eos.py) and kafka-python (txn_kafka_python.py) commit and
+//! abort; read_committed readers must get every committed record exactly once and no aborted
+//! one (`assert_exactly_committed`), read_uncommitted readers everything; consume-transform-
+//! produce commits the group's offsets only with its transaction; a producer that dies
+//! mid-transaction is aborted by its timeout; a new incarnation fences the old; 3 nodes keep it
+//! through a leader kill and a coordinator kill. Also: the coordinator's state reloaded from
+//! `__transaction_state` after a SIGKILL, and DescribeTransactions / ListTransactions (raw
+//! frames, `rivulet txn`, Kafka's `kafka-transactions.sh`). The state machine itself is tested
+//! in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a randomized
+//! simulation with crashes and failovers).
 
 mod harness;
 
