@@ -3,6 +3,8 @@
 //! log side of transactions (issue 14) checked end to end without the coordinator's marker
 //! fan-out. docs/semantics.md, "Transactions in the log".
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -19,20 +21,7 @@ const TOPIC: &str = "txn-read-committed";
 const TRANSACTIONAL: i16 = 1 << 4;
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".into(),
-        admin: rivulet::AdminSettings {
-            listen: "127.0.0.1:0".into(),
-        },
-        storage: rivulet::StorageSettings {
-            cache_bytes: 8 << 20,
-            write_buffer_bytes_max: 8 << 20,
-            journal_bytes_max: 64 << 20,
-            free_bytes_min: 16 << 20,
-        },
-        ..Config::default()
-    }
+    common::config(dir, "127.0.0.1:0")
 }
 
 fn now_ms() -> i64 {
