@@ -170,6 +170,9 @@ struct LogShared {
     /// marker that closed it (`i64::MAX` while open). A closed one stays until the high
     /// watermark passes its marker (Kafka's unreplicated transactions); readers prune it.
     unstable: Mutex<BTreeMap<i64, i64>>,
+    /// Offset of the last abort marker in the log (-1: none), so a read_committed fetch past
+    /// it skips the aborted-index lookup.
+    last_abort: AtomicI64,
     log_start: AtomicI64,
     log_end: AtomicI64,
     size_bytes: AtomicU64,
@@ -221,6 +224,8 @@ struct Scan {
     /// Aborted transactions whose marker is at or after the offset the scan was asked to
     /// collect from (recovery rebuilds their index entries for a recovered tail).
     aborted: Vec<AbortedEntry>,
+    /// Offset of the last abort marker (-1: none).
+    last_abort: i64,
     /// First inconsistency found: the segment it is in (later segments are invalid as a
     /// whole) and the offset from which that segment's entries are invalid.
     broken: Option<(usize, i64)>,
@@ -241,6 +246,7 @@ fn scan(handles: Vec<SegmentHandles>, collect_aborted_from: i64) -> Result<Scan>
         epochs: EpochCache::default(),
         producers: ProducerStates::default(),
         aborted: Vec::new(),
+        last_abort: -1,
         broken: None,
     };
     for (base_offset, keyspace, file) in handles {
@@ -269,6 +275,9 @@ fn scan(handles: Vec<SegmentHandles>, collect_aborted_from: i64) -> Result<Scan>
                     epoch = e.leader_epoch,
                     "leader epoch goes backwards"
                 );
+            }
+            if e.abort_marker {
+                out.last_abort = e.base_offset;
             }
             if e.producer_id >= 0 {
                 let u = replay_producer(&mut out.producers, &e);
@@ -441,6 +450,7 @@ impl PartitionLog {
                 segments: RwLock::new(Vec::new()),
                 epochs: RwLock::new(EpochCache::default()),
                 unstable: Mutex::new(BTreeMap::new()),
+                last_abort: AtomicI64::new(-1),
                 log_start: AtomicI64::new(0),
                 log_end: AtomicI64::new(0),
                 size_bytes: AtomicU64::new(0),
@@ -482,6 +492,7 @@ impl PartitionLog {
         *s.segments.write() = scanned.segments;
         *s.epochs.write() = scanned.epochs;
         w.producers = scanned.producers;
+        s.last_abort.store(scanned.last_abort, Ordering::Release);
         // Transactions closed before are taken as replicated: a rebuilt state cannot tell.
         *s.unstable.lock() = w
             .producers
@@ -692,6 +703,11 @@ impl PartitionLog {
         if u.opened.is_empty() && u.completed.is_empty() && u.aborted.is_empty() {
             w.producers.apply_txns(u);
             return;
+        }
+        if let Some(a) = u.aborted.last() {
+            self.shared
+                .last_abort
+                .fetch_max(a.last_offset, Ordering::AcqRel);
         }
         {
             let mut unstable = self.shared.unstable.lock();
@@ -1169,6 +1185,10 @@ impl PartitionLog {
             return Ok(out);
         }
         let from = fetch_offset.max(self.log_start_offset());
+        if from > self.shared.last_abort.load(Ordering::Acquire) {
+            // No abort marker at or after `from`, so no entry either.
+            return Ok(out);
+        }
         let segments: Vec<Segment> = {
             let segments = self.shared.segments.read();
             let i = segments
@@ -1503,6 +1523,7 @@ impl PartitionLog {
                 epochs: EpochCache::default(),
                 producers: ProducerStates::default(),
                 aborted: Vec::new(),
+                last_abort: -1,
                 broken: None,
             },
         );
