@@ -32,6 +32,7 @@ const NONE: i16 = 0;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
 const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 fn node_with_transactions() -> Node {
     Node::start_with(NodeOptions {
@@ -292,6 +293,33 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
     );
     let (_, by_pid, _) = list_txns(&mut conn, &[], &[idle_pid], -1);
     assert_eq!(by_pid, vec![(idle.clone(), idle_pid, "Empty".to_string())]);
+    // v2 (KIP-1152): a pattern that matches the whole id; one that does not compile.
+    let by_pattern = |conn: &mut RawConn, pattern: &str| {
+        let mut req = ListTransactionsRequest::default();
+        req.duration_filter = -1;
+        req.transactional_id_pattern = Some(StrBytes::from_string(pattern.to_string()));
+        let r = conn.request(&req, 2).expect("ListTransactions v2");
+        let ids: Vec<String> = r
+            .transaction_states
+            .iter()
+            .map(|t| t.transactional_id.0.to_string())
+            .collect();
+        (r.error_code, ids)
+    };
+    assert_eq!(
+        // The ids are letters, digits and `-`: each matches itself.
+        by_pattern(&mut conn, &format!("{open}|nothing")),
+        (NONE, vec![open.clone()])
+    );
+    assert_eq!(
+        by_pattern(&mut conn, "tx-open"),
+        (NONE, vec![]),
+        "the pattern must match the whole id"
+    );
+    assert_eq!(
+        by_pattern(&mut conn, "tx-(open"),
+        (INVALID_REGULAR_EXPRESSION, vec![])
+    );
     let (_, long_running, _) = list_txns(&mut conn, &[], &[], 3_600_000);
     assert!(
         long_running.is_empty(),
