@@ -47,21 +47,20 @@ fn node_with_transactions() -> Node {
 #[test]
 fn a_new_incarnation_fences_the_old_and_produces_transactionally() {
     let mut node = node_with_transactions();
-    let python = harness::require_python(&["confluent_kafka"]);
     let topic = unique_name("txn-fence");
     kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
-    let out = harness::run(
-        Command::new(&python)
-            .arg(harness::clients_dir().join("txn_fencing.py"))
-            .args(["--bootstrap", &node.bootstrap(), "--topic", &topic])
-            .args(["--id", &unique_name("tx")]),
-        None,
-        Duration::from_secs(120),
+    let v = client_json(
+        "confluent_kafka",
+        "txn_fencing.py",
+        &[
+            "--bootstrap",
+            &node.bootstrap(),
+            "--topic",
+            &topic,
+            "--id",
+            &unique_name("tx"),
+        ],
     );
-    out.assert_success();
-    let last = out.stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON result ({e}):\n{out}"));
     assert_eq!(
         v["init1"],
         serde_json::Value::Null,
@@ -515,12 +514,22 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 /// Runs one mode of `txn_eos.py` and returns its JSON line.
 fn eos(bootstrap: &str, args: &[&str]) -> serde_json::Value {
-    let python = harness::require_python(&["confluent_kafka"]);
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--bootstrap", bootstrap])
+        .collect();
+    client_json("confluent_kafka", "txn_eos.py", &args)
+}
+
+/// Runs `tests/clients/<script>` (needing the Python `module`) with `args` and returns the JSON
+/// line it ends with.
+fn client_json(module: &str, script: &str, args: &[&str]) -> serde_json::Value {
+    let python = harness::require_python(&[module]);
     let out = harness::run(
         Command::new(&python)
-            .arg(harness::clients_dir().join("txn_eos.py"))
-            .args(args)
-            .args(["--bootstrap", bootstrap]),
+            .arg(harness::clients_dir().join(script))
+            .args(args),
         None,
         Duration::from_secs(120),
     );
@@ -717,26 +726,24 @@ fn consume_transform_produce_commits_output_and_offsets_together() {
 #[test]
 fn kafka_python_commits_and_aborts_with_group_offsets() {
     let mut node = node_with_transactions();
-    let python = harness::require_python(&["kafka"]);
     let topic = unique_name("txn-kp");
     kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
-    let out = harness::run(
-        Command::new(&python)
-            .arg(harness::clients_dir().join("txn_kafka_python.py"))
-            .args(["--bootstrap", &node.bootstrap(), "--topic", &topic])
-            .args([
-                "--id",
-                &unique_name("tx-kp"),
-                "--group",
-                &unique_name("kp-group"),
-            ]),
-        None,
-        Duration::from_secs(120),
+    let (id, group) = (unique_name("tx-kp"), unique_name("kp-group"));
+    let bootstrap = node.bootstrap();
+    let v = client_json(
+        "kafka",
+        "txn_kafka_python.py",
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--id",
+            &id,
+            "--group",
+            &group,
+        ],
     );
-    out.assert_success();
-    let last = out.stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON result ({e}):\n{out}"));
     assert_eq!(
         v["group_offset"], 7,
         "the committed transaction's offset: {v}"
