@@ -13,7 +13,7 @@ use harness::wire::{
     ERROR_NOT_ENOUGH_REPLICAS, ERROR_OUT_OF_ORDER_SEQUENCE_NUMBER,
     ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
-use harness::{unique_name, Node};
+use harness::{unique_name, Node, NodeOptions};
 use kafka_protocol::messages::{
     ApiVersionsRequest, InitProducerIdRequest, ProduceRequest, ProducerId, TransactionalId,
 };
@@ -396,12 +396,12 @@ fn acks_all_answers_not_enough_replicas_before_and_after_the_append() {
     assert_eq!(produce(-1, "back-in-sync"), (ERROR_NONE, 3));
 }
 
-/// "Idempotent producers": until transactions exist, a transactional producer fails at once with
-/// a non-retriable error that says so, instead of retrying a retriable
+/// "Idempotent producers": with `[transactions] enabled = false`, a transactional producer fails
+/// at once with a non-retriable error that says so, instead of retrying a retriable
 /// COORDINATOR_NOT_AVAILABLE for its whole timeout (30 s; aiokafka forever). Issue 9, defect 11.
 #[test]
 fn transactional_producers_fail_fast_saying_transactions_are_unsupported() {
-    let mut node = Node::start();
+    let mut node = node_without_transactions();
     let python = harness::require_python(&["confluent_kafka", "kafka"]);
     for client in ["confluent", "kafka-python"] {
         let out = harness::run(
@@ -438,11 +438,19 @@ fn transactional_producers_fail_fast_saying_transactions_are_unsupported() {
     node.assert_alive("after the transactional producers");
 }
 
-/// "Idempotent producers": transactions are not served yet and say so with an error instead
-/// of pretending.
+/// Transactions turned off (they are on by default).
+fn node_without_transactions() -> Node {
+    Node::start_with(NodeOptions {
+        env: vec![("RIVULET_TRANSACTIONS__ENABLED".into(), "false".into())],
+        ..NodeOptions::default()
+    })
+}
+
+/// "Idempotent producers": transactions, when turned off, are refused with an error instead of
+/// pretending.
 #[test]
 fn transactional_ids_are_refused() {
-    let mut node = Node::start();
+    let mut node = node_without_transactions();
     let mut conn = RawConn::connect(node.addr()).expect("connect");
     let (code, _, _) = init_producer_id(&mut conn, Some("tx-1"));
     assert_eq!(

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorId;
-use rivulet_storage::batch::decode_records;
+use rivulet_storage::batch::control::TxnMarker;
+use rivulet_storage::batch::{decode_records, BatchHeader, HEADER_LEN};
 use rivulet_storage::PartitionLog;
 use tokio::task::JoinHandle;
 
@@ -219,12 +220,34 @@ pub async fn read_committed<T: Send + 'static>(
     }
 }
 
+/// One entry of a hosted partition, in log order (see [`replay_entries`]).
+#[derive(Debug)]
+pub enum Entry<'a> {
+    /// A record the host wrote: key and value.
+    Record(Option<&'a [u8]>, Option<&'a [u8]>),
+    /// A transaction marker (the group coordinators learn a transaction's outcome from the
+    /// marker on their offsets partition, as Kafka's do).
+    Marker(TxnMarker),
+}
+
 /// Reads a hosted partition from its start to its end, handing each record's key and value to
 /// `apply` in log order (blocking: run it on the blocking pool). Returns the log end offset the
 /// read reached: the state is only safe to serve once the high watermark covers it.
 pub fn replay(
     log: &PartitionLog,
     mut apply: impl FnMut(Option<&[u8]>, Option<&[u8]>),
+) -> rivulet_storage::Result<i64> {
+    replay_entries(log, |e| {
+        if let Entry::Record(k, v) = e {
+            apply(k, v);
+        }
+    })
+}
+
+/// [`replay`], with the transaction markers too.
+pub fn replay_entries(
+    log: &PartitionLog,
+    mut apply: impl FnMut(Entry<'_>),
 ) -> rivulet_storage::Result<i64> {
     let mut at = log.log_start_offset();
     let end = log.log_end_offset();
@@ -233,13 +256,25 @@ pub fn replay(
         if read.records.is_empty() {
             break;
         }
-        let records = decode_records(&read.records)?;
-        let Some(last) = records.last() else { break };
-        let next = last.offset + 1;
-        for r in records {
-            apply(r.key.as_deref(), r.value.as_deref());
+        let mut next = at;
+        let mut rest: &[u8] = &read.records;
+        while rest.len() >= HEADER_LEN {
+            let h = BatchHeader::parse(rest)?;
+            let total = h.total_len().min(rest.len());
+            let batch = &rest[..total];
+            rest = &rest[total..];
+            next = next.max(h.next_offset());
+            if h.is_control() {
+                if let Some(m) = TxnMarker::decode(batch)? {
+                    apply(Entry::Marker(m));
+                }
+                continue;
+            }
+            for r in decode_records(batch)? {
+                apply(Entry::Record(r.key.as_deref(), r.value.as_deref()));
+            }
         }
-        // Batches can end with skipped control records; always move forward.
+        // Always move forward.
         at = next.max(at + 1);
     }
     Ok(end)

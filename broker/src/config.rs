@@ -19,7 +19,7 @@
 //! [groups]             # consumer group coordinators
 //! offsets_partitions = 16
 //!
-//! [transactions]       # transaction coordinators (off until markers are written: issue 14)
+//! [transactions]       # transaction coordinators (exactly-once; on by default)
 //! enabled = false
 //!
 //! [admin]              # HTTP: /health, /ready, /metrics, /v1/... ("" or "off" disables)
@@ -259,9 +259,9 @@ pub const SERVER_ASSIGNORS: &[&str] = &["uniform", "range"];
 #[serde(deny_unknown_fields, default)]
 pub struct TransactionSettings {
     /// Serve transactional producers (FindCoordinator for transactions, InitProducerId with a
-    /// transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn). Off by default while
-    /// commit/abort markers are not written yet (issue 14): a transaction's end is recorded
-    /// but never completes, so its producer cannot start another one.
+    /// transactional id, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, the
+    /// transaction admin APIs). On by default; off, transactional producers fail at once with
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
     pub enabled: bool,
     /// Partitions of `__transaction_state` (fixed once the topic exists).
     pub state_partitions: i32,
@@ -271,7 +271,8 @@ pub struct TransactionSettings {
     pub max_timeout_ms: i64,
     /// A transactional id idle this long is forgotten (`transactional.id.expiration.ms`).
     pub id_expiration_ms: i64,
-    /// Longest a write to `__transaction_state` may take before the request fails.
+    /// Longest a write to `__transaction_state` may take before the request fails; also bounds
+    /// each transaction marker append (a marker not written in time is retried).
     pub write_timeout_ms: u64,
 }
 
@@ -279,7 +280,7 @@ impl Default for TransactionSettings {
     fn default() -> Self {
         let d = TxnCoordinatorConfig::default();
         Self {
-            enabled: false,
+            enabled: true,
             state_partitions: d.state_partitions,
             state_replication_factor: d.state_replication_factor,
             max_timeout_ms: d.core.max_timeout_ms,

@@ -389,6 +389,7 @@ impl NodeBuilder {
         let txns = crate::server::handlers::txn::start(
             &cfg.transactions,
             &controller,
+            &groups,
             registry.clone(),
             supervisor.get_cell(),
         )

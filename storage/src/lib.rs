@@ -225,6 +225,18 @@ impl Default for StoreConfig {
     }
 }
 
+/// An aborted transaction, as a `read_committed` fetch reports it: the consumer drops the
+/// records of `producer_id` from `first_offset` up to the abort marker at `last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    /// The transaction's producer id.
+    pub producer_id: i64,
+    /// Offset of its first batch on this partition.
+    pub first_offset: i64,
+    /// Offset of its abort marker.
+    pub last_offset: i64,
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {

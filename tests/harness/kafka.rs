@@ -213,6 +213,9 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
+        // Up to the high watermark, as before the broker knew isolation levels (librdkafka's
+        // default is read_committed, which stops at the last stable offset).
+        .set("isolation.level", "read_uncommitted")
         .create()
         .expect("create consumer")
 }

@@ -484,6 +484,7 @@ async fn gather_groups(ctx: &AdminContext, x: &mut Exposition) {
         let req = FetchOffsetsRequest {
             partitions: None,
             member: None,
+            require_stable: false,
         };
         let Ok(Ok(offsets)) =
             tokio::time::timeout(GROUP_ANSWER_TIMEOUT, ctx.groups.fetch_offsets(&id, req)).await
