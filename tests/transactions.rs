@@ -858,3 +858,38 @@ fn transactions_stay_exactly_once_across_leader_and_coordinator_kills() {
     );
     assert_exactly_committed(&read, &committed, &aborted);
 }
+
+/// read_committed with confluent-kafka (docs/semantics.md, "Transactions in the log"): a
+/// transactional producer commits one transaction and aborts another, and leaves a third open.
+/// A read_committed consumer sees only the committed records and stops at the last stable
+/// offset (the open transaction's first offset) until it commits; a read_uncommitted one sees
+/// every record. ListOffsets for each isolation level answers the LSO and the high watermark.
+#[test]
+fn read_committed_sees_only_committed_records_and_stops_at_the_lso() {
+    let mut node = node_with_transactions();
+    let topic = unique_name("txn-iso");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let id = unique_name("tx");
+    let v = eos(
+        &node.bootstrap(),
+        &["isolation", "--topic", &topic, "--id", &id],
+    );
+    let keys = |k: &str| strings(&v[k]);
+    assert_eq!(
+        keys("ru"),
+        ["c1", "c2", "a1", "a2", "o1"],
+        "read_uncommitted: {v}"
+    );
+    assert_eq!(keys("rc_before"), ["c1", "c2"], "read_committed: {v}");
+    // c1 c2 | commit marker 2 | a1 a2 | abort marker 5 | o1 at 6: the LSO is 6, the HW 7.
+    assert_eq!(
+        v["rc_high_before"], 6,
+        "read_committed latest offset is the LSO: {v}"
+    );
+    assert_eq!(
+        v["ru_high"], 7,
+        "read_uncommitted latest offset is the HW: {v}"
+    );
+    assert_eq!(keys("rc_after"), ["o1"], "after the commit: {v}");
+    node.assert_alive("after the read_committed run");
+}

@@ -252,10 +252,14 @@ pub async fn append_to(
     records: Bytes,
     opts: &WriteOptions,
 ) -> Result<Written, WriteError> {
-    let Some(replica) = registry.get(tp) else {
-        return Err(WriteError::UnknownReplica { tp: tp.clone() });
-    };
-    append(&replica, records, opts).await
+    append(&local(registry, tp)?, records, opts).await
+}
+
+/// The local replica of `tp`, or [`WriteError::UnknownReplica`].
+fn local(registry: &ReplicaRegistry, tp: &TopicPartition) -> Result<ReplicaHandle, WriteError> {
+    registry
+        .get(tp)
+        .ok_or_else(|| WriteError::UnknownReplica { tp: tp.clone() })
 }
 
 /// Appends `records` (one or more record batches, format v2) to the partition `replica` leads
@@ -276,10 +280,7 @@ pub async fn write_marker_to(
     marker: TxnMarker,
     opts: &WriteOptions,
 ) -> Result<Written, WriteError> {
-    let Some(replica) = registry.get(tp) else {
-        return Err(WriteError::UnknownReplica { tp: tp.clone() });
-    };
-    write_marker(&replica, marker, opts).await
+    write_marker(&local(registry, tp)?, marker, opts).await
 }
 
 /// Writes a transaction marker to the partition `replica` leads, through the same steps as

@@ -13,6 +13,12 @@ on stdout (its last line); tests/transactions.rs checks it.
                        --expect N [--idle-ms MS] [--max-ms MS]
       reads every partition from the start until N records came and nothing more for idle-ms
       (or max-ms passed). {"keys": [keys in arrival order], "seconds": s}
+  txn_eos.py isolation --bootstrap B --topic T --id ID
+      on partition 0: commits (c1, c2), aborts (a1, a2), leaves (o1) open; reads it with a
+      read_uncommitted and a read_committed consumer and takes the latest offset each sees
+      (librdkafka's ListOffsets uses the consumer's isolation level); then commits o1 and
+      reads on with read_committed. {"ru": [keys], "rc_before": [keys], "ru_high": n,
+      "rc_high_before": n, "rc_after": [keys]}
   txn_eos.py transform --bootstrap B --input I --output O --group G --id ID --batch K
       consume-transform-produce: a first batch is processed in a transaction that is aborted
       (the group's offsets must stay uncommitted), then every input record is copied to O as
@@ -84,19 +90,23 @@ def hang(args):
     os._exit(0)
 
 
-def read(args):
-    parts = partitions_of(args.bootstrap, args.topic)
-    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "txn-eos-reader",
-                  "enable.auto.commit": False, "isolation.level": args.isolation})
-    c.assign([TopicPartition(args.topic, p, 0) for p in parts])
+def reader(bootstrap, topic, parts, isolation):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-eos-reader",
+                  "enable.auto.commit": False, "isolation.level": isolation})
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    return c
+
+
+def poll_keys(c, expect, idle_ms, max_ms):
+    """Keys polled until `expect` came and nothing more for idle_ms, or max_ms passed."""
     start = time.monotonic()
     keys = []
     last = time.monotonic()
     while True:
         now = time.monotonic()
-        if now - start > args.max_ms / 1000:
+        if now - start > max_ms / 1000:
             break
-        if len(keys) >= args.expect and now - last > args.idle_ms / 1000:
+        if len(keys) >= expect and now - last > idle_ms / 1000:
             break
         m = c.poll(0.2)
         if m is None:
@@ -105,8 +115,43 @@ def read(args):
             raise KafkaException(m.error())
         keys.append(m.key().decode() if m.key() else "")
         last = time.monotonic()
+    return keys
+
+
+def read(args):
+    parts = partitions_of(args.bootstrap, args.topic)
+    c = reader(args.bootstrap, args.topic, parts, args.isolation)
+    start = time.monotonic()
+    keys = poll_keys(c, args.expect, args.idle_ms, args.max_ms)
     c.close()
     print(json.dumps({"keys": keys, "seconds": round(time.monotonic() - start, 2)}))
+
+
+def isolation(args):
+    p = producer(args.bootstrap, args.id)
+    p.init_transactions(30)
+    for keys, end in ((["c1", "c2"], p.commit_transaction), (["a1", "a2"], p.abort_transaction),
+                      (["o1"], None)):
+        p.begin_transaction()
+        for k in keys:
+            p.produce(args.topic, key=k.encode(), value=b"v", partition=0)
+        p.flush(30)
+        if end is not None:
+            end(30)
+    out = {}
+    ru = reader(args.bootstrap, args.topic, [0], "read_uncommitted")
+    rc = reader(args.bootstrap, args.topic, [0], "read_committed")
+    out["ru"] = poll_keys(ru, 5, args.idle_ms, args.max_ms)
+    # The open transaction holds read_committed back: idle_ms for it to (wrongly) read more.
+    out["rc_before"] = poll_keys(rc, 2, args.idle_ms, args.max_ms)
+    tp = TopicPartition(args.topic, 0)
+    out["ru_high"] = ru.get_watermark_offsets(tp, 10, cached=False)[1]
+    out["rc_high_before"] = rc.get_watermark_offsets(tp, 10, cached=False)[1]
+    p.commit_transaction(30)
+    out["rc_after"] = poll_keys(rc, 1, args.idle_ms, args.max_ms)
+    rc.close()
+    ru.close()
+    print(json.dumps(out))
 
 
 def committed_offsets(consumer, topic, parts):
@@ -199,7 +244,7 @@ def transform(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["produce", "hang", "read", "transform"])
+    ap.add_argument("mode", choices=["produce", "hang", "read", "isolation", "transform"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic")
     ap.add_argument("--id")
@@ -217,7 +262,8 @@ def main():
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--inputs", type=int, default=0)
     args = ap.parse_args()
-    {"produce": produce, "hang": hang, "read": read, "transform": transform}[args.mode](args)
+    {"produce": produce, "hang": hang, "read": read, "isolation": isolation,
+     "transform": transform}[args.mode](args)
 
 
 if __name__ == "__main__":
