@@ -436,10 +436,10 @@ fn transactional_producers_fail_fast_saying_transactions_are_unsupported() {
     node.assert_alive("after the transactional producers");
 }
 
-/// "Idempotent producers" and "Retention": transactions and compaction are not supported and
-/// say so with an error instead of pretending.
+/// "Idempotent producers" and "Retention": transactions (while off) are refused and say so;
+/// a cleanup policy Kafka does not define is refused (`compact` and `delete` are served).
 #[test]
-fn transactions_and_compaction_are_refused() {
+fn transactions_and_unknown_cleanup_policies_are_refused() {
     let mut node = Node::start();
     let mut conn = RawConn::connect(node.addr()).expect("connect");
     let (code, _, _) = init_producer_id(&mut conn, Some("tx-1"));
@@ -452,9 +452,9 @@ fn transactions_and_compaction_are_refused() {
         .set("bootstrap.servers", node.bootstrap())
         .create()
         .expect("admin client");
-    let topic = unique_name("compacted");
+    let topic = unique_name("shredded");
     let new_topic =
-        NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+        NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact,shred");
     let opts = AdminOptions::new().request_timeout(Some(Timeout::After(Duration::from_secs(30))));
     let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))
         .expect("CreateTopics answered");
@@ -464,7 +464,7 @@ fn transactions_and_compaction_are_refused() {
     );
     assert!(
         refused,
-        "cleanup.policy=compact should be refused with INVALID_CONFIG ({ERROR_INVALID_CONFIG}), got {results:?}"
+        "cleanup.policy=compact,shred should be refused with INVALID_CONFIG ({ERROR_INVALID_CONFIG}), got {results:?}"
     );
     node.assert_alive("after refused requests");
 }

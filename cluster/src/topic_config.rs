@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::{Durability, LogConfig, TimestampType};
+use rivulet_storage::{CleanupPolicy, Durability, LogConfig, TimestampType};
 use serde::Deserialize;
 
 /// Node-wide defaults for topic configurations (Kafka's `log.*` broker settings).
@@ -169,13 +169,17 @@ pub fn coarse_time_synonym(topic_key: &str) -> Option<CoarseTimeSynonym> {
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
+    "delete.retention.ms",
     "flush.messages",
     "flush.ms",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.difference.max.ms",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -250,6 +254,11 @@ impl TopicDefaults {
         match key {
             "cleanup.policy" => "delete".into(),
             "compression.type" => "producer".into(),
+            // Kafka's defaults: tombstones kept a day, clean at half dirty, no lags.
+            "delete.retention.ms" => "86400000".into(),
+            "min.cleanable.dirty.ratio" => "0.5".into(),
+            "min.compaction.lag.ms" => "0".into(),
+            "max.compaction.lag.ms" => i64::MAX.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
@@ -283,11 +292,28 @@ impl TopicDefaults {
                 Ok(v)
             };
             match key.as_str() {
-                "cleanup.policy" if value == "delete" => {}
+                "cleanup.policy" if CleanupPolicy::parse(value).is_some() => {}
                 "cleanup.policy" => {
                     return Err(format!(
-                        "cleanup.policy={value:?} is not supported yet: only \"delete\" (compaction is planned)"
+                        "cleanup.policy={value:?}: must be \"delete\", \"compact\" or \"compact,delete\""
                     ))
+                }
+                "min.cleanable.dirty.ratio" => {
+                    let ok = value
+                        .trim()
+                        .parse::<f64>()
+                        .is_ok_and(|r| (0.0..=1.0).contains(&r));
+                    if !ok {
+                        return Err(format!(
+                            "min.cleanable.dirty.ratio={value:?} must be a number from 0 to 1"
+                        ));
+                    }
+                }
+                "delete.retention.ms" | "min.compaction.lag.ms" => {
+                    int(0)?;
+                }
+                "max.compaction.lag.ms" => {
+                    int(1)?;
                 }
                 "compression.type" if value == "producer" => {}
                 "compression.type" => {
@@ -383,6 +409,20 @@ impl TopicDefaults {
             },
             timestamp_before_max_ms: self.timestamp_window_ms(configs, "before"),
             timestamp_after_max_ms: self.timestamp_window_ms(configs, "after"),
+            cleanup_policy: CleanupPolicy::parse(&self.effective(configs, "cleanup.policy"))
+                .unwrap_or_default(),
+            tombstone_retention_ms: self.effective_i64(configs, "delete.retention.ms"),
+            dirty_ratio_min_permille: {
+                let ratio: f64 = self
+                    .effective(configs, "min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.5);
+                // In [0, 1] after validation: the cast cannot overflow.
+                (ratio.clamp(0.0, 1.0) * 1000.0).round() as u32
+            },
+            compaction_lag_min_ms: self.effective_i64(configs, "min.compaction.lag.ms"),
+            compaction_lag_max_ms: self.effective_i64(configs, "max.compaction.lag.ms"),
         }
     }
 
@@ -618,7 +658,17 @@ mod tests {
             (&[("retention.ms", "ten")], false),
             (&[("segment.bytes", "100")], false),
             (&[("segment.bytes", "1048576")], true),
-            (&[("cleanup.policy", "compact")], false),
+            (&[("cleanup.policy", "compact")], true),
+            (&[("cleanup.policy", "compact,delete")], true),
+            (&[("cleanup.policy", "delete, compact")], true),
+            (&[("cleanup.policy", "")], false),
+            (&[("cleanup.policy", "shred")], false),
+            (&[("min.cleanable.dirty.ratio", "0.1")], true),
+            (&[("min.cleanable.dirty.ratio", "1.5")], false),
+            (&[("delete.retention.ms", "0")], true),
+            (&[("delete.retention.ms", "-1")], false),
+            (&[("max.compaction.lag.ms", "0")], false),
+            (&[("min.compaction.lag.ms", "100")], true),
             (&[("flush.messages", "1")], true),
             (&[("no.such.key", "1")], false),
             (&[("compression.type", "producer")], true),

@@ -113,7 +113,7 @@ pub use bytes::Bytes;
 
 pub use batch::TimestampType;
 pub use error::{Result, StorageError};
-pub use log::PartitionLog;
+pub use log::{CleanOutcome, Cleaner, CleanerConfig, CleanerState, CleanerStats, PartitionLog};
 pub use store::Store;
 
 /// Identity of a partition on disk: the topic's uuid (not its name, so a deleted and
@@ -174,6 +174,64 @@ pub struct LogConfig {
     /// `message.timestamp.after.max.ms`: how far after the leader's clock a record's
     /// timestamp may be (`CreateTime` only).
     pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy`: whether old segments are deleted by retention, compacted, or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone (null value) stays readable after the
+    /// segment holding it was first cleaned.
+    pub tombstone_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`, in thousandths: the cleaner runs when the dirty part of
+    /// the cleanable log is at least this share of it.
+    pub dirty_ratio_min_permille: u32,
+    /// `min.compaction.lag.ms`: a segment holding a record newer than this is not cleaned.
+    pub compaction_lag_min_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes the log cleanable
+    /// whatever its dirty ratio.
+    pub compaction_lag_max_ms: i64,
+}
+
+/// Kafka's `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention (`retention.ms`, `retention.bytes`) drops old segments.
+    pub delete: bool,
+    /// The cleaner keeps only the latest record of each key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    /// `delete` only (Kafka's default).
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    /// `compact` only.
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+
+    /// Parses Kafka's list value (`delete`, `compact`, `compact,delete`, in any order and
+    /// spacing); `None` for anything else, including an empty list.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for word in value.split(',').map(str::trim) {
+            match word {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                _ => return None,
+            }
+        }
+        (p.delete || p.compact).then_some(p)
+    }
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy::DELETE
+    }
 }
 
 impl Default for LogConfig {
@@ -191,6 +249,11 @@ impl Default for LogConfig {
             timestamp_type: batch::TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            cleanup_policy: CleanupPolicy::DELETE,
+            tombstone_retention_ms: 24 * 3600 * 1000,
+            dirty_ratio_min_permille: 500,
+            compaction_lag_min_ms: 0,
+            compaction_lag_max_ms: i64::MAX,
         }
     }
 }
@@ -212,6 +275,8 @@ pub struct StoreConfig {
     /// restart): fjall must be able to flush its memtables (up to `write_buffer_bytes_max`),
     /// and the Raft log, topic metadata and deletes keep writing. 0 turns the check off.
     pub free_bytes_min: u64,
+    /// The log cleaner's node-wide budget (compacted topics).
+    pub cleaner: CleanerConfig,
 }
 
 impl Default for StoreConfig {
@@ -221,6 +286,7 @@ impl Default for StoreConfig {
             write_buffer_bytes_max: 256 * 1024 * 1024,
             journal_bytes_max: 512 * 1024 * 1024,
             free_bytes_min: 320 * 1024 * 1024,
+            cleaner: CleanerConfig::default(),
         }
     }
 }
