@@ -1427,13 +1427,7 @@ mod tests {
 
     #[test]
     fn raw_records_locate_keys_and_a_rebuilt_batch_round_trips() {
-        for codec in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for codec in Compression::ALL {
             let b = BatchBuilder::new(NOW_MS)
                 .compression(codec)
                 .producer(7, 1, 40)

@@ -662,6 +662,18 @@ mod compaction {
             .base_offset
     }
 
+    /// `n` updates round-robin over `keys` keys `k0..`, the i-th with value `v<i>`.
+    fn updates(log: &PartitionLog, n: usize, keys: usize) {
+        for i in 0..n {
+            put(
+                log,
+                &format!("k{}", i % keys),
+                Some(&format!("v{i}")),
+                Compression::None,
+            );
+        }
+    }
+
     /// Every record in the log: offset -> (key, value).
     fn contents(log: &PartitionLog) -> BTreeMap<i64, (String, Option<String>)> {
         let r = log
@@ -696,14 +708,7 @@ mod compaction {
     fn cleaning_keeps_the_latest_record_of_every_key_at_its_offset() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, log) = open_compacted(dir.path());
-        for i in 0..200 {
-            put(
-                &log,
-                &format!("k{}", i % 7),
-                Some(&format!("v{i}")),
-                Compression::None,
-            );
-        }
+        updates(&log, 200, 7);
         let before = contents(&log);
         let size_before = log.size_bytes();
         let segments = log.segment_count();
@@ -896,9 +901,7 @@ mod compaction {
     fn min_compaction_lag_and_dirty_ratio_hold_the_cleaner_back() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, log) = open_compacted(dir.path());
-        for i in 0..100 {
-            put(&log, "k", Some(&format!("v{i}")), Compression::None);
-        }
+        updates(&log, 100, 1);
         let hw = log.log_end_offset();
         log.set_config(LogConfig {
             compaction_lag_min_ms: 10_000,
@@ -980,9 +983,7 @@ mod compaction {
     fn a_reader_holding_the_old_file_keeps_reading_it_after_the_swap() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, log) = open_compacted(dir.path());
-        for i in 0..100 {
-            put(&log, "k", Some(&format!("v{i}")), Compression::None);
-        }
+        updates(&log, 100, 1);
         let first = log.shared.segments.read()[0].clone();
         let old_path = first.file.path().to_path_buf();
         let mut whole = vec![0u8; first.size_bytes as usize];
@@ -999,14 +1000,7 @@ mod compaction {
     fn a_follower_takes_a_cleaned_leaders_batches_with_gaps() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, leader) = open_compacted(dir.path());
-        for i in 0..100 {
-            put(
-                &leader,
-                &format!("k{}", i % 4),
-                Some(&format!("v{i}")),
-                Compression::None,
-            );
-        }
+        updates(&leader, 100, 4);
         leader.clean(leader.log_end_offset(), NOW).unwrap();
         let fdir = tempfile::tempdir().unwrap();
         let fstore = Store::open(fdir.path(), StoreConfig::default()).unwrap();
@@ -1042,14 +1036,7 @@ mod compaction {
             let dir = tempfile::tempdir().unwrap();
             let (before, hw) = {
                 let (_store, log) = open_compacted(dir.path());
-                for i in 0..150 {
-                    put(
-                        &log,
-                        &format!("k{}", i % 5),
-                        Some(&format!("v{i}")),
-                        Compression::None,
-                    );
-                }
+                updates(&log, 150, 5);
                 let before = contents(&log);
                 CRASH_AT.with(|c| c.set(Some(at)));
                 let r = log.clean(log.log_end_offset(), NOW);
