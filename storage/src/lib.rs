@@ -27,10 +27,14 @@
 //!  │    'I' + base offset (u64 BE) -> 53-byte index entry (below)
 //!  │    'R'                        -> recovery point: offset, file position (u64 BE each)
 //!  │    'S'                        -> logical log start (DeleteRecords), u64 BE
+//!  │    'G' 'N' 'C'                -> cleaned segments: file generation, end offset,
+//!  │                                  first-clean time (ms), i64 BE each
+//!  │    'X'                        -> offsets may jump (a follower's copy of a cleaned one)
 //!  ├─ keyspace "log.<same partition>.00000000000000004096"                      segment 1
 //!  └─ segments/<topic uuid>.<partition>/
 //!       00000000000000000000.log   batches of segment 0, back to back from position 0
 //!       00000000000000004096.log   batches of segment 1
+//!       00000000000000008192.3.log generation 3 of a segment the cleaner rewrote 3 times
 //!
 //!  index entry (big-endian, fixed size, version byte first):
 //!  ┌───┬───────────┬────────┬───────────┬───────┬────────┬───────┬──────┬────┬─────┬────────┐
@@ -56,6 +60,15 @@
 //! bad one ends the log; whole batches after the last entry (their entry did not reach the
 //! journal) are indexed again; a torn tail is cut off the file. After a clean stop the
 //! recovery point is the end, and nothing is read.
+//!
+//! # Compaction
+//!
+//! `PartitionLog::clean` (log compaction, `cleanup.policy=compact`) writes a closed
+//! segment's kept batches to the next generation's file, fsyncs it, then replaces the
+//! segment's index entries and its `G`/`N`/`C` keys in one fjall batch, and unlinks the old
+//! file; `open` removes any file generation the index does not name, so a crash leaves the
+//! old or the new segment. Offsets never change: a cleaned segment's batches lie back to back
+//! in its file with gaps between their offsets. Module docs: `log::compact`, `log::cleaner`.
 //!
 //! # Durability and cost
 //!
@@ -87,7 +100,7 @@
 //!   (headers, compressed batches: [`batch::decode_batches`]) and encoding
 //!   ([`batch::BatchBuilder`]).
 //! - `log` ([`PartitionLog`]): append (leader and follower), read, truncate, retention,
-//!   recovery; `log::segment` is the segment file (positioned writes and reads, the CRC
+//!   compaction (`log::cleaner` decides, `log::compact` rewrites and swaps), recovery; `log::segment` is the segment file (positioned writes and reads, the CRC
 //!   check recovery uses); its producer-state and leader-epoch caches are plain structs
 //!   with their own unit tests.
 //! - `store` ([`Store`]): the database, opening and deleting logs.
