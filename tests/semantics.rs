@@ -18,7 +18,9 @@ use kafka_protocol::messages::{
     ApiVersionsRequest, InitProducerIdRequest, ProduceRequest, ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
@@ -436,10 +438,10 @@ fn transactional_producers_fail_fast_saying_transactions_are_unsupported() {
     node.assert_alive("after the transactional producers");
 }
 
-/// "Idempotent producers" and "Retention": transactions (while off) are refused and say so;
-/// a cleanup policy Kafka does not define is refused (`compact` and `delete` are served).
+/// "Idempotent producers": transactions are not served yet and say so with an error instead
+/// of pretending.
 #[test]
-fn transactions_and_unknown_cleanup_policies_are_refused() {
+fn transactional_ids_are_refused() {
     let mut node = Node::start();
     let mut conn = RawConn::connect(node.addr()).expect("connect");
     let (code, _, _) = init_producer_id(&mut conn, Some("tx-1"));
@@ -447,24 +449,56 @@ fn transactions_and_unknown_cleanup_policies_are_refused() {
         code, ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
         "InitProducerId with a transactional id"
     );
+    node.assert_alive("after a refused request");
+}
 
+/// "Retention": `cleanup.policy=compact` (and `compact,delete`) is accepted and described as
+/// given, as Kafka Connect requires of its internal topics; an unknown policy is refused with
+/// INVALID_CONFIG. The cleaner itself: tests/compaction.rs.
+#[test]
+fn compacted_topics_are_accepted_and_described() {
+    let mut node = Node::start();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", node.bootstrap())
         .create()
         .expect("admin client");
-    let topic = unique_name("shredded");
-    let new_topic =
-        NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact,shred");
     let opts = AdminOptions::new().request_timeout(Some(Timeout::After(Duration::from_secs(30))));
-    let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))
-        .expect("CreateTopics answered");
-    let refused = matches!(
-        results.as_slice(),
-        [Err((_, RDKafkaErrorCode::InvalidConfig))]
-    );
-    assert!(
-        refused,
-        "cleanup.policy=compact,shred should be refused with INVALID_CONFIG ({ERROR_INVALID_CONFIG}), got {results:?}"
-    );
-    node.assert_alive("after refused requests");
+    for (policy, accepted) in [
+        ("compact", true),
+        ("compact,delete", true),
+        ("shred", false),
+    ] {
+        let topic = unique_name("compacted");
+        let new_topic =
+            NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", policy);
+        let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))
+            .expect("CreateTopics answered");
+        if !accepted {
+            assert!(
+                matches!(
+                    results.as_slice(),
+                    [Err((_, RDKafkaErrorCode::InvalidConfig))]
+                ),
+                "cleanup.policy={policy} should be refused with INVALID_CONFIG \
+                 ({ERROR_INVALID_CONFIG}), got {results:?}"
+            );
+            continue;
+        }
+        assert!(
+            matches!(results.as_slice(), [Ok(_)]),
+            "cleanup.policy={policy}: {results:?}"
+        );
+        let described = futures::executor::block_on(
+            admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &opts),
+        )
+        .expect("DescribeConfigs answered");
+        let entries = &described[0].as_ref().expect("topic described").entries;
+        let entry = entries
+            .iter()
+            .find(|e| e.name == "cleanup.policy")
+            .expect("cleanup.policy described");
+        assert_eq!(entry.value.as_deref(), Some(policy), "{entry:?}");
+        assert_eq!(entry.source, ConfigSource::DynamicTopic, "{entry:?}");
+    }
+    node.assert_alive("after compacted topics");
 }

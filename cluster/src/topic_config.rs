@@ -165,6 +165,28 @@ pub fn coarse_time_synonym(topic_key: &str) -> Option<CoarseTimeSynonym> {
     })
 }
 
+/// Parses a `cleanup.policy` value (`delete`, `compact`, or both, comma-separated, in any
+/// order), as Kafka's `ValidList` does: an empty list or an unknown word is an error.
+/// (The policy type is storage's: [`LogConfig::cleanup_policy`] carries it to the log.)
+pub fn cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
+    let mut policy = CleanupPolicy {
+        delete: false,
+        compact: false,
+    };
+    for word in value.split(',').map(str::trim) {
+        match word {
+            "delete" => policy.delete = true,
+            "compact" => policy.compact = true,
+            other => {
+                return Err(format!(
+                    "cleanup.policy={value:?}: {other:?} is not a policy; use \"delete\", \"compact\" or \"compact,delete\""
+                ))
+            }
+        }
+    }
+    Ok(policy)
+}
+
 /// Kafka topic-config keys Rivulet accepts, in the order DescribeConfigs lists them.
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
@@ -292,11 +314,8 @@ impl TopicDefaults {
                 Ok(v)
             };
             match key.as_str() {
-                "cleanup.policy" if CleanupPolicy::parse(value).is_some() => {}
                 "cleanup.policy" => {
-                    return Err(format!(
-                        "cleanup.policy={value:?}: must be \"delete\", \"compact\" or \"compact,delete\""
-                    ))
+                    cleanup_policy(value)?;
                 }
                 "min.cleanable.dirty.ratio" => {
                     let ok = value
@@ -392,12 +411,24 @@ impl TopicDefaults {
         } else {
             Durability::Os
         };
+        // A compacted topic without `delete` in its policy is not subject to retention (Kafka:
+        // only the cleaner removes its records; `PartitionLog::apply_retention` checks too).
+        let deletes =
+            cleanup_policy(&self.effective(configs, "cleanup.policy")).map_or(true, |p| p.delete);
+        let (retention_bytes, retention_ms) = if deletes {
+            (
+                self.effective_i64(configs, "retention.bytes"),
+                self.effective_i64(configs, "retention.ms"),
+            )
+        } else {
+            (-1, -1)
+        };
         LogConfig {
             segment_bytes_max: u64::try_from(self.effective_i64(configs, "segment.bytes"))
                 .unwrap_or(1 << 30),
             segment_age_max_ms: self.effective_i64(configs, "segment.ms"),
-            retention_bytes: self.effective_i64(configs, "retention.bytes"),
-            retention_ms: self.effective_i64(configs, "retention.ms"),
+            retention_bytes,
+            retention_ms,
             batch_bytes_max: usize::try_from(self.effective_i64(configs, "max.message.bytes"))
                 .unwrap_or(1_048_588),
             durability,
@@ -409,7 +440,7 @@ impl TopicDefaults {
             },
             timestamp_before_max_ms: self.timestamp_window_ms(configs, "before"),
             timestamp_after_max_ms: self.timestamp_window_ms(configs, "after"),
-            cleanup_policy: CleanupPolicy::parse(&self.effective(configs, "cleanup.policy"))
+            cleanup_policy: cleanup_policy(&self.effective(configs, "cleanup.policy"))
                 .unwrap_or_default(),
             tombstone_retention_ms: self.effective_i64(configs, "delete.retention.ms"),
             dirty_ratio_min_permille: {
@@ -669,6 +700,7 @@ mod tests {
             (&[("delete.retention.ms", "-1")], false),
             (&[("max.compaction.lag.ms", "0")], false),
             (&[("min.compaction.lag.ms", "100")], true),
+            (&[("cleanup.policy", "compact,")], false),
             (&[("flush.messages", "1")], true),
             (&[("no.such.key", "1")], false),
             (&[("compression.type", "producer")], true),
@@ -714,6 +746,46 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_policy_with_delete_is_subject_to_retention() {
+        let d = TopicDefaults {
+            retention_ms: 60_000,
+            retention_bytes: 1 << 20,
+            ..TopicDefaults::default()
+        };
+        // (overrides, (retention.ms, retention.bytes) of the log)
+        type Case = (&'static [(&'static str, &'static str)], (i64, i64));
+        let cases: &[Case] = &[
+            (&[], (60_000, 1 << 20)),
+            (&[("cleanup.policy", "delete")], (60_000, 1 << 20)),
+            (&[("cleanup.policy", "compact")], (-1, -1)),
+            (
+                &[("cleanup.policy", "compact"), ("retention.ms", "5")],
+                (-1, -1),
+            ),
+            (&[("cleanup.policy", "compact,delete")], (60_000, 1 << 20)),
+            (
+                &[("cleanup.policy", "delete,compact"), ("retention.ms", "5")],
+                (5, 1 << 20),
+            ),
+        ];
+        for (pairs, (ms, bytes)) in cases {
+            let c = d.log_config(&cfg(pairs));
+            assert_eq!(
+                (c.retention_ms, c.retention_bytes),
+                (*ms, *bytes),
+                "{pairs:?}"
+            );
+        }
+        assert_eq!(
+            cleanup_policy("compact, delete"),
+            Ok(CleanupPolicy {
+                delete: true,
+                compact: true
+            })
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -394,4 +394,65 @@ pub(crate) fn value_for(seq: usize) -> String {
 
 pub(crate) fn key_for(seq: usize) -> String {
     format!("key-{:04}", seq % 257)
+}
+
+/// Polls DescribeGroups until `group` is Stable with `members` members of `protocol_type` and
+/// `protocol` (a JVM application's group: Connect's "connect"/"sessioned", Streams'
+/// "consumer"/"stream"); returns what was seen. Panics with the last description otherwise.
+pub(crate) fn wait_for_stable_group(
+    bootstrap: &str,
+    group: &str,
+    protocol_type: &str,
+    protocol: &str,
+    members: usize,
+    timeout: Duration,
+) -> String {
+    let consumer = consumer(bootstrap);
+    let mut described = String::from("not listed yet");
+    let waited = super::try_wait_until(
+        timeout,
+        &format!("{group} is Stable with {members} members of {protocol_type}/{protocol}"),
+        || {
+            let Ok(list) = consumer.fetch_group_list(Some(group), Duration::from_secs(5)) else {
+                return false;
+            };
+            list.groups().iter().any(|g| {
+                described = format!(
+                    "{} {} {} {} members",
+                    g.state(),
+                    g.protocol_type(),
+                    g.protocol(),
+                    g.members().len()
+                );
+                g.name() == group
+                    && g.state() == "Stable"
+                    && g.protocol_type() == protocol_type
+                    && g.protocol() == protocol
+                    && g.members().len() == members
+            })
+        },
+    );
+    if let Err(e) = waited {
+        panic!("{e}; last seen: {described}");
+    }
+    described
+}
+
+/// A topic's configs as the cluster describes them (DescribeConfigs: key → value).
+pub(crate) fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
+    let opts = AdminOptions::new().request_timeout(Some(Timeout::After(Duration::from_secs(30))));
+    let results = futures::executor::block_on(
+        admin(bootstrap).describe_configs([&ResourceSpecifier::Topic(topic)], &opts),
+    )
+    .unwrap_or_else(|e| panic!("DescribeConfigs {topic}: {e}"));
+    let resource = results
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .unwrap_or_else(|e| panic!("DescribeConfigs {topic}: {e:?}"));
+    resource
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect()
 }

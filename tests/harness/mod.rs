@@ -24,10 +24,13 @@
 pub(crate) mod apache_kafka;
 pub(crate) mod chaos;
 pub(crate) mod cluster;
+pub(crate) mod connect;
 pub(crate) mod go;
 pub(crate) mod java;
+pub(crate) mod jvm;
 pub(crate) mod kafka;
 pub(crate) mod proxy;
+pub(crate) mod streams;
 pub(crate) mod wire;
 
 use std::fs::File;
