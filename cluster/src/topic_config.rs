@@ -169,22 +169,11 @@ pub fn coarse_time_synonym(topic_key: &str) -> Option<CoarseTimeSynonym> {
 /// order), as Kafka's `ValidList` does: an empty list or an unknown word is an error.
 /// (The policy type is storage's: [`LogConfig::cleanup_policy`] carries it to the log.)
 pub fn cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
-    let mut policy = CleanupPolicy {
-        delete: false,
-        compact: false,
-    };
-    for word in value.split(',').map(str::trim) {
-        match word {
-            "delete" => policy.delete = true,
-            "compact" => policy.compact = true,
-            other => {
-                return Err(format!(
-                    "cleanup.policy={value:?}: {other:?} is not a policy; use \"delete\", \"compact\" or \"compact,delete\""
-                ))
-            }
-        }
-    }
-    Ok(policy)
+    CleanupPolicy::parse(value).ok_or_else(|| {
+        format!(
+            "cleanup.policy={value:?} is not a policy list; use \"delete\", \"compact\" or \"compact,delete\""
+        )
+    })
 }
 
 /// Kafka topic-config keys Rivulet accepts, in the order DescribeConfigs lists them.
