@@ -462,7 +462,7 @@ fn transactional_ids_are_refused() {
 
 /// "Retention": `cleanup.policy=compact` (and `compact,delete`) is accepted and described as
 /// given, as Kafka Connect requires of its internal topics; an unknown policy is refused with
-/// INVALID_CONFIG. (No cleaner runs yet: a compact-only topic keeps every record.)
+/// INVALID_CONFIG. The cleaner itself: tests/compaction.rs.
 #[test]
 fn compacted_topics_are_accepted_and_described() {
     let mut node = Node::start();

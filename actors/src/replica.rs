@@ -37,7 +37,7 @@ use rivulet_storage::{
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::registry::TopicPartition;
 use crate::replication::{
@@ -1224,6 +1224,31 @@ impl Actor for PartitionReplica {
                     ),
                     Err(e) if e.is_fatal() => return Err(e.into()),
                     Err(e) => warn!(tp = %state.tp, error = %e, "retention failed"),
+                }
+                if state.log.config().cleanup_policy.compact {
+                    // Compaction runs beside the actor, not in it: appends and fetches go on
+                    // during a pass (it takes the log's writer lock only to swap a segment).
+                    // The node's cleaner budget bounds how many passes run at once; each
+                    // replica (followers too) cleans its own log below its high watermark.
+                    let log = state.log.clone();
+                    let high_watermark = *state.high_watermark.borrow();
+                    let tp = state.tp.clone();
+                    tokio::task::spawn_blocking(move || match log.clean(high_watermark, now_ms) {
+                        Ok(o) if o.segments_cleaned > 0 => debug!(
+                            %tp, segments = o.segments_cleaned, bytes_before = o.bytes_before,
+                            bytes_after = o.bytes_after, first_dirty_offset = o.first_dirty_offset,
+                            "log cleaned"
+                        ),
+                        Ok(_) => {}
+                        Err(e) if e.is_fatal() => error!(
+                            %tp, error = %e,
+                            "the log cleaner failed on this partition; its log is unchanged \
+                             (restart the node to recover the log, then check the disk)"
+                        ),
+                        Err(e) => {
+                            warn!(%tp, error = %e, "log cleaner pass failed; retried at the next check")
+                        }
+                    });
                 }
             }
             PartitionReplicaMsg::Flush => {

@@ -236,6 +236,14 @@ pub struct StorageSettings {
     /// above `write_buffer_bytes_max` (fjall must flush its memtables) plus room for the
     /// metadata log. 0 disables the check (a full disk then stops writes until a restart).
     pub free_bytes_min: u64,
+    /// Log cleaner passes that may run at once (compacted topics, one partition each;
+    /// Kafka's `log.cleaner.threads`). 0 stops compaction.
+    pub cleaner_threads: usize,
+    /// Bytes per second a cleaner pass reads and writes at most; 0 = no limit (Kafka's
+    /// `log.cleaner.io.max.bytes.per.second`).
+    pub cleaner_io_bytes_per_sec_max: u64,
+    /// Memory for one pass's key map (Kafka's `log.cleaner.dedupe.buffer.size`).
+    pub cleaner_key_map_bytes_max: u64,
 }
 
 impl Default for StorageSettings {
@@ -246,6 +254,9 @@ impl Default for StorageSettings {
             journal_bytes_max: 1 << 30,
             // The default write buffer (256 MiB) plus 64 MiB for metadata and compactions.
             free_bytes_min: 320 << 20,
+            cleaner_threads: 1,
+            cleaner_io_bytes_per_sec_max: 0,
+            cleaner_key_map_bytes_max: 64 << 20,
         }
     }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::{Durability, LogConfig, TimestampType};
+use rivulet_storage::{CleanupPolicy, Durability, LogConfig, TimestampType};
 use serde::Deserialize;
 
 /// Node-wide defaults for topic configurations (Kafka's `log.*` broker settings).
@@ -165,50 +165,32 @@ pub fn coarse_time_synonym(topic_key: &str) -> Option<CoarseTimeSynonym> {
     })
 }
 
-/// What a `cleanup.policy` value asks for: Kafka's list of `delete` and `compact`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CleanupPolicy {
-    /// Retention (`retention.ms`, `retention.bytes`) deletes old segments.
-    pub delete: bool,
-    /// The latest record of each key is kept. Rivulet accepts it so that clients that
-    /// require compacted topics (Kafka Connect's internal topics) run; the cleaner is not
-    /// built yet, so such a topic keeps every record (readers still find each key's latest
-    /// value), and one without `delete` is exempt from retention.
-    pub compact: bool,
-}
-
 /// Parses a `cleanup.policy` value (`delete`, `compact`, or both, comma-separated, in any
 /// order), as Kafka's `ValidList` does: an empty list or an unknown word is an error.
+/// (The policy type is storage's: [`LogConfig::cleanup_policy`] carries it to the log.)
 pub fn cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
-    let mut policy = CleanupPolicy {
-        delete: false,
-        compact: false,
-    };
-    for word in value.split(',').map(str::trim) {
-        match word {
-            "delete" => policy.delete = true,
-            "compact" => policy.compact = true,
-            other => {
-                return Err(format!(
-                    "cleanup.policy={value:?}: {other:?} is not a policy; use \"delete\", \"compact\" or \"compact,delete\""
-                ))
-            }
-        }
-    }
-    Ok(policy)
+    CleanupPolicy::parse(value).ok_or_else(|| {
+        format!(
+            "cleanup.policy={value:?} is not a policy list; use \"delete\", \"compact\" or \"compact,delete\""
+        )
+    })
 }
 
 /// Kafka topic-config keys Rivulet accepts, in the order DescribeConfigs lists them.
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
+    "delete.retention.ms",
     "flush.messages",
     "flush.ms",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.difference.max.ms",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -283,6 +265,11 @@ impl TopicDefaults {
         match key {
             "cleanup.policy" => "delete".into(),
             "compression.type" => "producer".into(),
+            // Kafka's defaults: tombstones kept a day, clean at half dirty, no lags.
+            "delete.retention.ms" => "86400000".into(),
+            "min.cleanable.dirty.ratio" => "0.5".into(),
+            "min.compaction.lag.ms" => "0".into(),
+            "max.compaction.lag.ms" => i64::MAX.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
@@ -318,6 +305,23 @@ impl TopicDefaults {
             match key.as_str() {
                 "cleanup.policy" => {
                     cleanup_policy(value)?;
+                }
+                "min.cleanable.dirty.ratio" => {
+                    let ok = value
+                        .trim()
+                        .parse::<f64>()
+                        .is_ok_and(|r| (0.0..=1.0).contains(&r));
+                    if !ok {
+                        return Err(format!(
+                            "min.cleanable.dirty.ratio={value:?} must be a number from 0 to 1"
+                        ));
+                    }
+                }
+                "delete.retention.ms" | "min.compaction.lag.ms" => {
+                    int(0)?;
+                }
+                "max.compaction.lag.ms" => {
+                    int(1)?;
                 }
                 "compression.type" if value == "producer" => {}
                 "compression.type" => {
@@ -397,7 +401,7 @@ impl TopicDefaults {
             Durability::Os
         };
         // A compacted topic without `delete` in its policy is not subject to retention (Kafka:
-        // only the cleaner removes its records). No cleaner runs yet, so it keeps everything.
+        // only the cleaner removes its records; `PartitionLog::apply_retention` checks too).
         let deletes =
             cleanup_policy(&self.effective(configs, "cleanup.policy")).map_or(true, |p| p.delete);
         let (retention_bytes, retention_ms) = if deletes {
@@ -425,6 +429,20 @@ impl TopicDefaults {
             },
             timestamp_before_max_ms: self.timestamp_window_ms(configs, "before"),
             timestamp_after_max_ms: self.timestamp_window_ms(configs, "after"),
+            cleanup_policy: cleanup_policy(&self.effective(configs, "cleanup.policy"))
+                .unwrap_or_default(),
+            tombstone_retention_ms: self.effective_i64(configs, "delete.retention.ms"),
+            dirty_ratio_min_permille: {
+                let ratio: f64 = self
+                    .effective(configs, "min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.5);
+                // In [0, 1] after validation: the cast cannot overflow.
+                (ratio.clamp(0.0, 1.0) * 1000.0).round() as u32
+            },
+            compaction_lag_min_ms: self.effective_i64(configs, "min.compaction.lag.ms"),
+            compaction_lag_max_ms: self.effective_i64(configs, "max.compaction.lag.ms"),
         }
     }
 
@@ -661,11 +679,17 @@ mod tests {
             (&[("segment.bytes", "100")], false),
             (&[("segment.bytes", "1048576")], true),
             (&[("cleanup.policy", "compact")], true),
-            (&[("cleanup.policy", "delete,compact")], true),
-            (&[("cleanup.policy", "compact, delete")], true),
+            (&[("cleanup.policy", "compact,delete")], true),
+            (&[("cleanup.policy", "delete, compact")], true),
             (&[("cleanup.policy", "")], false),
-            (&[("cleanup.policy", "compact,")], false),
             (&[("cleanup.policy", "shred")], false),
+            (&[("min.cleanable.dirty.ratio", "0.1")], true),
+            (&[("min.cleanable.dirty.ratio", "1.5")], false),
+            (&[("delete.retention.ms", "0")], true),
+            (&[("delete.retention.ms", "-1")], false),
+            (&[("max.compaction.lag.ms", "0")], false),
+            (&[("min.compaction.lag.ms", "100")], true),
+            (&[("cleanup.policy", "compact,")], false),
             (&[("flush.messages", "1")], true),
             (&[("no.such.key", "1")], false),
             (&[("compression.type", "producer")], true),

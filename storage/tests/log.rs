@@ -679,6 +679,28 @@ mod follower_and_epochs {
                 got: 5
             })
         ));
+        // On a compacted topic the leader's cleaned segments have gaps: they are taken.
+        log.set_config(LogConfig {
+            cleanup_policy: rivulet_storage::CleanupPolicy::COMPACT,
+            ..cfg()
+        });
+        let keyed = |base| {
+            BatchBuilder::new(7)
+                .offsets(base, 2)
+                .record(7, Some(b"k"), Some(b"x"))
+                .build()
+        };
+        assert!(
+            log.append_as_follower(&keyed(0)).is_err(),
+            "never backwards"
+        );
+        assert_eq!(log.append_as_follower(&keyed(3)).unwrap().last_offset, 3);
+        assert!(matches!(
+            log.append_as_follower(&keyed(4)),
+            Ok(info) if info.base_offset == 4
+        ));
+        log.truncate_to(1).unwrap();
+        log.set_config(cfg());
         // Two batches both claiming offset 1: the second is not contiguous.
         assert!(matches!(
             log.append_as_follower(&at(1, 2, 2)),

@@ -171,12 +171,26 @@ impl TestProducer {
 
     /// Queues one record (waiting, bounded, while librdkafka's queue is full); returns its seq.
     pub(crate) fn send(&mut self, topic: &str, key: &str, value: &str) -> usize {
+        self.send_opt(topic, Some(key), Some(value))
+    }
+
+    /// [`TestProducer::send`] with a null key or a null value (a tombstone) where `None`.
+    pub(crate) fn send_opt(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        value: Option<&str>,
+    ) -> usize {
         let seq = self.next_seq;
         self.next_seq += 1;
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut record = BaseRecord::with_opaque_to(topic, seq)
-            .key(key)
-            .payload(value);
+        let mut record: BaseRecord<'_, str, str, usize> = BaseRecord::with_opaque_to(topic, seq);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return seq,

@@ -21,6 +21,8 @@
 //! checks the active segment's entries against its file, so an entry never survives a crash
 //! pointing past durable, CRC-valid bytes (see `recover_tail`).
 
+mod cleaner;
+mod compact;
 mod epoch;
 mod index;
 mod producer;
@@ -48,6 +50,9 @@ use crate::{
     AbortedTransaction, AppendInfo, AppendOutcome, Durability, LogConfig, PartitionId, ReadResult,
     Result, StorageError, TimestampOffset,
 };
+pub use cleaner::CleanerState;
+use compact::read_clean_markers;
+pub use compact::{CleanOutcome, Cleaner, CleanerConfig, CleanerStats};
 use epoch::EpochCache;
 use index::{key, segment_name, IndexEntry, ABORTED_PREFIX, INDEX_PREFIX};
 pub(crate) use index::{parse_segment_name, segment_prefix};
@@ -83,6 +88,11 @@ struct Segment {
     /// segment file's mtime; a recovered or rescanned segment counts from the time it was
     /// opened, which can only delay its deletion, never hasten it.
     created_ms: i64,
+    /// Which file holds it: `file_name(base_offset, generation)`; each cleaning writes the
+    /// next generation.
+    generation: u64,
+    /// When the cleaner first cleaned it (the tombstone clock); `None`: dirty.
+    cleaned_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -108,6 +118,8 @@ impl Segment {
             max_timestamp: i64::MIN,
             first_batch_timestamp: None,
             created_ms: now_ms(),
+            generation: 0,
+            cleaned_ms: None,
         }
     }
 
@@ -177,6 +189,13 @@ struct LogShared {
     log_end: AtomicI64,
     size_bytes: AtomicU64,
     closed: AtomicBool,
+    /// Held (write) by the cleaner while it swaps a segment's index and file, and (read) by
+    /// readers while they plan from the index, so a plan's entries and file agree.
+    swap: RwLock<()>,
+    /// The node's cleaner (budget and counters).
+    cleaner: Arc<Cleaner>,
+    /// A cleaner pass of this log is running (one at a time per log).
+    cleaning: AtomicBool,
 }
 
 /// A partition's log. Cheap to clone (an `Arc` inside); `Send + Sync`.
@@ -257,14 +276,21 @@ fn scan(handles: Vec<SegmentHandles>, collect_aborted_from: i64) -> Result<Scan>
             }
         }
         let file_len = file.len()?;
+        let markers = read_clean_markers(&keyspace)?;
         let mut seg = Segment::empty(base_offset, keyspace.clone(), file);
+        seg.generation = markers.generation;
+        seg.cleaned_ms = markers.cleaned_ms;
         for guard in keyspace.prefix([INDEX_PREFIX]) {
             let (k, v) = guard.into_inner()?;
             let e = IndexEntry::decode(&k, &v)?;
-            if e.base_offset != seg.next_offset
-                || e.position != seg.end_position()
-                || e.end_position() > file_len
-            {
+            // Offsets may jump where the segment says so (cleaned, or a follower's copy of a
+            // cleaned segment); the bytes never: batches lie back to back in the file.
+            let offset_ok = if markers.gaps {
+                e.base_offset >= seg.next_offset
+            } else {
+                e.base_offset == seg.next_offset
+            };
+            if !offset_ok || e.position != seg.end_position() || e.end_position() > file_len {
                 out.broken = Some((out.segments.len(), e.base_offset));
                 break;
             }
@@ -287,6 +313,12 @@ fn scan(handles: Vec<SegmentHandles>, collect_aborted_from: i64) -> Result<Scan>
                         .filter(|a| a.last_offset >= collect_aborted_from),
                 );
                 out.producers.apply_txns(u);
+            }
+        }
+        if out.broken.is_none() {
+            if let Some(end) = markers.end_offset {
+                // A cleaned segment whose last batches were removed still ends where it did.
+                seg.next_offset = seg.next_offset.max(end);
             }
         }
         out.segments.push(seg);
@@ -361,6 +393,7 @@ impl PartitionLog {
     pub(crate) fn open(
         db: Database,
         space: Arc<SpaceGuard>,
+        cleaner: Arc<Cleaner>,
         id: PartitionId,
         dir: PathBuf,
         cfg: LogConfig,
@@ -387,25 +420,30 @@ impl PartitionLog {
         bases.sort_unstable();
         std::fs::create_dir_all(&dir)?;
         let mut handles: Vec<SegmentHandles> = Vec::with_capacity(bases.len().max(1));
+        let mut names = Vec::with_capacity(bases.len());
         for base in &bases {
             let keyspace = db.keyspace(&segment_name(id, *base), segment_options)?;
+            // The generation the index names: a cleaner's swap changes both in one batch.
+            let name = file_name(*base, read_clean_markers(&keyspace)?.generation);
             // A segment's file is created before its keyspace; one can be missing only if it
             // was lost, and then its index entries point past its end and recovery cuts there.
-            let file = SegmentFile::open(&dir.join(file_name(*base)), true)?;
+            let file = SegmentFile::open(&dir.join(&name), true)?;
             handles.push((*base, keyspace, Arc::new(file)));
+            names.push(name);
         }
         // Files whose keyspace is gone (a crash while a segment was being created or dropped)
-        // hold nothing the log refers to.
+        // or whose generation the index does not name (a crash during a cleaner's swap) hold
+        // nothing the log refers to.
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name();
-            let known = bases.iter().any(|b| name.to_str() == Some(&file_name(*b)));
+            let known = names.iter().any(|n| name.to_str() == Some(n));
             if !known {
                 warn!(partition = %id, file = ?name, "removing a segment file without an index");
                 remove_file(&dir.join(&name))?;
             }
         }
         if handles.is_empty() {
-            let file = SegmentFile::create(&dir.join(file_name(0)))?;
+            let file = SegmentFile::create(&dir.join(file_name(0, 0)))?;
             let keyspace = db.keyspace(&segment_name(id, 0), segment_options)?;
             handles.push((0, keyspace, Arc::new(file)));
         }
@@ -455,6 +493,9 @@ impl PartitionLog {
                 log_end: AtomicI64::new(0),
                 size_bytes: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
+                swap: RwLock::new(()),
+                cleaner,
+                cleaning: AtomicBool::new(false),
             }),
         };
         {
@@ -591,6 +632,7 @@ impl PartitionLog {
                     timestamp_type: cfg.timestamp_type,
                     timestamp_before_max_ms: cfg.timestamp_before_max_ms,
                     timestamp_after_max_ms: cfg.timestamp_after_max_ms,
+                    key_required: cfg.cleanup_policy.compact,
                 }),
             },
         )?;
@@ -681,7 +723,7 @@ impl PartitionLog {
             );
         }
         let txns = txns.finish();
-        let info = self.commit(records, &prepared, &cfg, true, now_ms, &txns.aborted)?;
+        let info = self.commit(records, &prepared, &cfg, true, false, now_ms, &txns.aborted)?;
         w.producers.apply(updates);
         self.apply_txns(&mut w, txns);
         Ok(AppendOutcome::Appended(info))
@@ -807,8 +849,14 @@ impl PartitionLog {
         )?;
         let mut next = s.log_end.load(Ordering::Acquire);
         let mut prepared = Vec::with_capacity(batches.len());
+        let mut gaps = false;
         for vb in batches {
-            if vb.header.base_offset != next {
+            // A compacted leader's cleaned segments have gaps between batches (offsets never
+            // move): there, offsets must increase, not be contiguous. Elsewhere a gap is a
+            // replication defect and refused.
+            let gap = vb.header.base_offset > next;
+            gaps |= gap;
+            if vb.header.base_offset < next || (gap && !cfg.cleanup_policy.compact) {
                 return Err(StorageError::UnexpectedBaseOffset {
                     expected: next,
                     got: vb.header.base_offset,
@@ -836,7 +884,7 @@ impl PartitionLog {
             );
         }
         let txns = txns.finish();
-        let info = self.commit(records, &prepared, &cfg, false, now_ms(), &txns.aborted)?;
+        let info = self.commit(records, &prepared, &cfg, false, gaps, now_ms(), &txns.aborted)?;
         for p in &prepared {
             // Producer state needs no position.
             let e = IndexEntry::of(&p.header, 0);
@@ -852,12 +900,14 @@ impl PartitionLog {
     /// Rolls if needed, writes the prepared batches to the segment file and their index
     /// entries in one fjall write batch, then publishes them.
     /// `patch`: write the header's base offset and leader epoch over the caller's bytes.
+    /// `gaps`: the batches skip offsets (a cleaned leader's): the segment is marked so.
     fn commit(
         &self,
         records: &[u8],
         prepared: &[Prepared],
         cfg: &LogConfig,
         patch: bool,
+        gaps: bool,
         now_ms: i64,
         aborted: &[AbortedEntry],
     ) -> Result<AppendInfo> {
@@ -920,6 +970,9 @@ impl PartitionLog {
         let mut batch = s.db.batch();
         if cfg.durability == Durability::EveryBatch {
             batch = batch.durability(Some(PersistMode::SyncData));
+        }
+        if gaps {
+            batch.insert(&keyspace, compact::GAPS_KEY, &[1u8][..]);
         }
         let mut entries = Vec::with_capacity(prepared.len());
         let mut position = start_position;
@@ -1028,7 +1081,7 @@ impl PartitionLog {
         }
         // The file before the keyspace: recovery finds a segment by its keyspace and expects
         // its file (a file without a keyspace is cut empty when the segment is created again).
-        let file = SegmentFile::create(&s.dir.join(file_name(base_offset)))?;
+        let file = SegmentFile::create(&s.dir.join(file_name(base_offset, 0)))?;
         let keyspace = s.db.keyspace(&name, segment_options)?;
         Ok(Segment::empty(base_offset, keyspace, Arc::new(file)))
     }
@@ -1060,6 +1113,9 @@ impl PartitionLog {
         // page cache into that buffer. Batches of a segment lie back to back in its file.
         let mut plan: Vec<(Arc<SegmentFile>, u64, Vec<IndexEntry>)> = Vec::new();
         let mut total = 0usize;
+        // A cleaner's swap replaces a segment's entries and file together: the plan sees
+        // both before or both after (the old file stays readable through its handle).
+        let swap = s.swap.read();
         if offset < limit {
             let Some(mut seg) = self.segment_at(offset) else {
                 return Err(out_of_range(s.log_start.load(Ordering::Acquire)));
@@ -1100,6 +1156,7 @@ impl PartitionLog {
                 }
             }
         }
+        drop(swap);
         let mut out = BytesMut::zeroed(total);
         let mut at = 0usize;
         'read: for (file, position, entries) in &plan {
@@ -1234,6 +1291,7 @@ impl PartitionLog {
         max_offset: i64,
     ) -> Result<Option<TimestampOffset>> {
         self.ensure_open()?;
+        let _swap = self.shared.swap.read();
         let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
         let candidates: Vec<Segment> = self
@@ -1271,6 +1329,7 @@ impl PartitionLog {
     /// the best so far, so with ordered timestamps only the last segment's index is read.
     pub fn max_timestamp_offset(&self, max_offset: i64) -> Result<Option<TimestampOffset>> {
         self.ensure_open()?;
+        let _swap = self.shared.swap.read();
         let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
         let segments: Vec<Segment> = self
@@ -1349,6 +1408,7 @@ impl PartitionLog {
         let batch_hit = hit(&RecordInfo {
             offset_delta: 0,
             timestamp: e.max_timestamp,
+            has_key: true,
         });
         if e.attributes & LOG_APPEND_TIME_BIT != 0 {
             return Ok(batch_hit.then_some(whole_batch));
@@ -1462,6 +1522,10 @@ impl PartitionLog {
             seg.file.truncate(IndexEntry::decode(&k, &v)?.position)?;
         }
         remove_from(&s.db, &seg.keyspace, new_end)?;
+        // The cut may fall in a gap (a cleaned segment, or a follower's copy of one): the
+        // segment ends at the cut.
+        seg.keyspace
+            .insert(compact::END_OFFSET_KEY, new_end.to_be_bytes())?;
         let scanned = scan(self.handles(), i64::MAX)?;
         if scanned.broken.is_some() {
             return Err(StorageError::CorruptLog(format!(
@@ -1546,6 +1610,10 @@ impl PartitionLog {
     /// lets go of the segment), no data is rewritten.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let cfg = self.config();
+        if !cfg.cleanup_policy.delete {
+            // `cleanup.policy=compact`: the cleaner bounds the log, not time or size.
+            return Ok(0);
+        }
         self.drop_oldest_segments(|oldest, _, total| {
             let by_size = u64::try_from(cfg.retention_bytes).is_ok_and(|max| total > max);
             // A segment without a usable timestamp ages from its creation, not from 1970.
@@ -1918,6 +1986,8 @@ fn remove_from(db: &Database, keyspace: &Keyspace, from: i64) -> Result<()> {
     }
     let mut batch = db.batch().durability(Some(PersistMode::SyncData));
     batch.remove(keyspace, RECOVERY_POINT_KEY);
+    // A cleaned segment's end marker may lie past `from`.
+    batch.remove(keyspace, compact::END_OFFSET_KEY);
     for o in offsets {
         // Readers already stop below `from` (the log end offset moved first).
         batch.remove(keyspace, &key(INDEX_PREFIX, o)[..]);

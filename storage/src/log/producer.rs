@@ -101,6 +101,14 @@ impl ProducerStates {
         self.producers.len()
     }
 
+    /// Base offset of each producer's last batch: the batch whose header the cleaner keeps
+    /// (producer state is rebuilt from it).
+    pub(crate) fn last_batch_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.producers
+            .values()
+            .filter_map(|p| p.batches.back().map(|b| b.base_offset))
+    }
+
     /// The leader's rules for a client batch (`producer_id >= 0`).
     pub(crate) fn check(
         entry: Option<&ProducerEntry>,

@@ -217,11 +217,13 @@ async fn offsets_topic(state: &BrokerState) -> Result<TopicMeta, CoordinatorAnsw
         ));
     }
     let configs = BTreeMap::from([
-        // Offsets must never be deleted by time or size retention.
+        // Latest offset and state per key: compaction keeps the partitions bounded (as
+        // Kafka's); retention must never delete offsets.
+        ("cleanup.policy".to_string(), "compact".to_string()),
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
-        // Small segments, so that compaction (coordinators rewrite their live state, then the
-        // segments below it are dropped) frees space soon.
+        // Small segments, so that both the log cleaner and the coordinators' rewrite (live
+        // state written again, then the segments below it dropped) free space soon.
         (
             "segment.bytes".to_string(),
             cfg.offsets_segment_bytes.to_string(),

@@ -540,7 +540,9 @@ async fn state_topic(state: &BrokerState, txns: &Txns) -> Result<TopicMeta, Coor
         )));
     }
     let configs = BTreeMap::from([
-        // Transaction state must never be deleted by time or size retention.
+        // Latest state per transactional id: compaction keeps the partition bounded (as
+        // Kafka's), retention must never delete it.
+        ("cleanup.policy".to_string(), "compact".to_string()),
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
         // Kafka's transaction.state.log.min.isr (2): a decision is on two replicas before a
