@@ -15,6 +15,7 @@ pub(crate) fn config(dir: &std::path::Path, admin_listen: &str) -> rivulet::Conf
             write_buffer_bytes_max: 8 << 20,
             journal_bytes_max: 64 << 20,
             free_bytes_min: 16 << 20,
+            ..rivulet::StorageSettings::default()
         },
         ..rivulet::Config::default()
     }

@@ -259,6 +259,25 @@ type SegmentHandles = (i64, Keyspace, Arc<SegmentFile>);
 ///
 /// Producer state, open transactions included, comes from the entries too: a marker's entry
 /// says whether it aborts.
+/// How [`PartitionLog::commit`] treats the batches it writes.
+#[derive(Debug, Clone, Copy)]
+struct CommitMode {
+    /// Write the header's base offset and leader epoch over the caller's bytes (a leader's
+    /// appends).
+    patch: bool,
+    /// The batches skip offsets (a follower's copy of a cleaned leader's): the segment is
+    /// marked so.
+    gaps: bool,
+}
+
+impl CommitMode {
+    /// A leader's append: patched, no gaps.
+    const LEADER: CommitMode = CommitMode {
+        patch: true,
+        gaps: false,
+    };
+}
+
 fn scan(handles: Vec<SegmentHandles>, collect_aborted_from: i64) -> Result<Scan> {
     let mut out = Scan {
         segments: Vec::with_capacity(handles.len()),
@@ -723,7 +742,7 @@ impl PartitionLog {
             );
         }
         let txns = txns.finish();
-        let info = self.commit(records, &prepared, &cfg, true, false, now_ms, &txns.aborted)?;
+        let info = self.commit(records, &prepared, &cfg, CommitMode::LEADER, now_ms, &txns.aborted)?;
         w.producers.apply(updates);
         self.apply_txns(&mut w, txns);
         Ok(AppendOutcome::Appended(info))
@@ -821,7 +840,7 @@ impl PartitionLog {
             TxnBatch::Marker { abort },
         );
         let txns = txns.finish();
-        let info = self.commit(&bytes, &prepared, &cfg, true, now_ms, &txns.aborted)?;
+        let info = self.commit(&bytes, &prepared, &cfg, CommitMode::LEADER, now_ms, &txns.aborted)?;
         self.apply_txns(&mut w, txns);
         debug!(partition = %s.id, producer_id = marker.producer_id, offset = next,
             commit = marker.commit, "transaction marker appended");
@@ -884,7 +903,14 @@ impl PartitionLog {
             );
         }
         let txns = txns.finish();
-        let info = self.commit(records, &prepared, &cfg, false, gaps, now_ms(), &txns.aborted)?;
+        let info = self.commit(
+            records,
+            &prepared,
+            &cfg,
+            CommitMode { patch: false, gaps },
+            now_ms(),
+            &txns.aborted,
+        )?;
         for p in &prepared {
             // Producer state needs no position.
             let e = IndexEntry::of(&p.header, 0);
@@ -899,18 +925,16 @@ impl PartitionLog {
 
     /// Rolls if needed, writes the prepared batches to the segment file and their index
     /// entries in one fjall write batch, then publishes them.
-    /// `patch`: write the header's base offset and leader epoch over the caller's bytes.
-    /// `gaps`: the batches skip offsets (a cleaned leader's): the segment is marked so.
     fn commit(
         &self,
         records: &[u8],
         prepared: &[Prepared],
         cfg: &LogConfig,
-        patch: bool,
-        gaps: bool,
+        mode: CommitMode,
         now_ms: i64,
         aborted: &[AbortedEntry],
     ) -> Result<AppendInfo> {
+        let CommitMode { patch, gaps } = mode;
         let s = &self.shared;
         let (Some(first), Some(last)) = (prepared.first(), prepared.last()) else {
             return Err(StorageError::CorruptBatch("no record batch".into()));
