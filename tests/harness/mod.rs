@@ -429,9 +429,11 @@ impl Node {
         // say, fetch and acknowledge one more batch. Wait until every thread is stopped, so
         // that what the test does next meets a node that is really paused.
         let pid = self.pid();
-        wait_until(Duration::from_secs(10), "every thread of the paused node stopped", || {
-            all_threads_stopped(pid)
-        });
+        wait_until(
+            Duration::from_secs(10),
+            "every thread of the paused node stopped",
+            || all_threads_stopped(pid),
+        );
     }
 
     /// SIGCONT after [`Node::pause`].

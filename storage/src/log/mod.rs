@@ -742,7 +742,14 @@ impl PartitionLog {
             );
         }
         let txns = txns.finish();
-        let info = self.commit(records, &prepared, &cfg, CommitMode::LEADER, now_ms, &txns.aborted)?;
+        let info = self.commit(
+            records,
+            &prepared,
+            &cfg,
+            CommitMode::LEADER,
+            now_ms,
+            &txns.aborted,
+        )?;
         w.producers.apply(updates);
         self.apply_txns(&mut w, txns);
         Ok(AppendOutcome::Appended(info))
@@ -840,7 +847,14 @@ impl PartitionLog {
             TxnBatch::Marker { abort },
         );
         let txns = txns.finish();
-        let info = self.commit(&bytes, &prepared, &cfg, CommitMode::LEADER, now_ms, &txns.aborted)?;
+        let info = self.commit(
+            &bytes,
+            &prepared,
+            &cfg,
+            CommitMode::LEADER,
+            now_ms,
+            &txns.aborted,
+        )?;
         self.apply_txns(&mut w, txns);
         debug!(partition = %s.id, producer_id = marker.producer_id, offset = next,
             commit = marker.commit, "transaction marker appended");
