@@ -47,6 +47,7 @@ fn embedded_config(dir: &std::path::Path, cluster: &Cluster) -> Config {
             write_buffer_bytes_max: 8 << 20,
             journal_bytes_max: 64 << 20,
             free_bytes_min: 16 << 20,
+            ..rivulet::StorageSettings::default()
         },
         // Groups join at once: the test waits for their assignment.
         groups: rivulet::GroupSettings {

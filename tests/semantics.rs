@@ -13,12 +13,14 @@ use harness::wire::{
     ERROR_NOT_ENOUGH_REPLICAS, ERROR_OUT_OF_ORDER_SEQUENCE_NUMBER,
     ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
-use harness::{unique_name, Node};
+use harness::{unique_name, Node, NodeOptions};
 use kafka_protocol::messages::{
     ApiVersionsRequest, InitProducerIdRequest, ProduceRequest, ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
@@ -394,12 +396,12 @@ fn acks_all_answers_not_enough_replicas_before_and_after_the_append() {
     assert_eq!(produce(-1, "back-in-sync"), (ERROR_NONE, 3));
 }
 
-/// "Idempotent producers": until transactions exist, a transactional producer fails at once with
-/// a non-retriable error that says so, instead of retrying a retriable
+/// "Idempotent producers": with `[transactions] enabled = false`, a transactional producer fails
+/// at once with a non-retriable error that says so, instead of retrying a retriable
 /// COORDINATOR_NOT_AVAILABLE for its whole timeout (30 s; aiokafka forever). Issue 9, defect 11.
 #[test]
 fn transactional_producers_fail_fast_saying_transactions_are_unsupported() {
-    let mut node = Node::start();
+    let mut node = node_without_transactions();
     let python = harness::require_python(&["confluent_kafka", "kafka"]);
     for client in ["confluent", "kafka-python"] {
         let out = harness::run(
@@ -436,35 +438,75 @@ fn transactional_producers_fail_fast_saying_transactions_are_unsupported() {
     node.assert_alive("after the transactional producers");
 }
 
-/// "Idempotent producers" and "Retention": transactions and compaction are not supported and
-/// say so with an error instead of pretending.
+/// Transactions turned off (they are on by default).
+fn node_without_transactions() -> Node {
+    Node::start_with(NodeOptions {
+        env: vec![("RIVULET_TRANSACTIONS__ENABLED".into(), "false".into())],
+        ..NodeOptions::default()
+    })
+}
+
+/// "Idempotent producers": transactions, when turned off, are refused with an error instead of
+/// pretending.
 #[test]
-fn transactions_and_compaction_are_refused() {
-    let mut node = Node::start();
+fn transactional_ids_are_refused() {
+    let mut node = node_without_transactions();
     let mut conn = RawConn::connect(node.addr()).expect("connect");
     let (code, _, _) = init_producer_id(&mut conn, Some("tx-1"));
     assert_eq!(
         code, ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
         "InitProducerId with a transactional id"
     );
+    node.assert_alive("after a refused request");
+}
 
+/// "Retention": `cleanup.policy=compact` (and `compact,delete`) is accepted and described as
+/// given, as Kafka Connect requires of its internal topics; an unknown policy is refused with
+/// INVALID_CONFIG. The cleaner itself: tests/compaction.rs.
+#[test]
+fn compacted_topics_are_accepted_and_described() {
+    let mut node = Node::start();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", node.bootstrap())
         .create()
         .expect("admin client");
-    let topic = unique_name("compacted");
-    let new_topic =
-        NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
     let opts = AdminOptions::new().request_timeout(Some(Timeout::After(Duration::from_secs(30))));
-    let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))
-        .expect("CreateTopics answered");
-    let refused = matches!(
-        results.as_slice(),
-        [Err((_, RDKafkaErrorCode::InvalidConfig))]
-    );
-    assert!(
-        refused,
-        "cleanup.policy=compact should be refused with INVALID_CONFIG ({ERROR_INVALID_CONFIG}), got {results:?}"
-    );
-    node.assert_alive("after refused requests");
+    for (policy, accepted) in [
+        ("compact", true),
+        ("compact,delete", true),
+        ("shred", false),
+    ] {
+        let topic = unique_name("compacted");
+        let new_topic =
+            NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", policy);
+        let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))
+            .expect("CreateTopics answered");
+        if !accepted {
+            assert!(
+                matches!(
+                    results.as_slice(),
+                    [Err((_, RDKafkaErrorCode::InvalidConfig))]
+                ),
+                "cleanup.policy={policy} should be refused with INVALID_CONFIG \
+                 ({ERROR_INVALID_CONFIG}), got {results:?}"
+            );
+            continue;
+        }
+        assert!(
+            matches!(results.as_slice(), [Ok(_)]),
+            "cleanup.policy={policy}: {results:?}"
+        );
+        let described = futures::executor::block_on(
+            admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &opts),
+        )
+        .expect("DescribeConfigs answered");
+        let entries = &described[0].as_ref().expect("topic described").entries;
+        let entry = entries
+            .iter()
+            .find(|e| e.name == "cleanup.policy")
+            .expect("cleanup.policy described");
+        assert_eq!(entry.value.as_deref(), Some(policy), "{entry:?}");
+        assert_eq!(entry.source, ConfigSource::DynamicTopic, "{entry:?}");
+    }
+    node.assert_alive("after compacted topics");
 }

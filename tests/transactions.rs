@@ -1,13 +1,16 @@
-//! Transactions (issue 14) with real clients against real `rivulet serve` processes.
+//! Transactions (issue 14) with real clients against real `rivulet serve` processes
+//! (docs/semantics.md, "Transactions (exactly-once)").
 //!
-//! Commit/abort markers are not written yet, so these tests cover what is served so far: the
-//! transaction coordinator found through FindCoordinator, InitProducerId with a transactional
-//! id (epoch bumps, fencing), AddPartitionsToTxn, transactional produce, the coordinator's
-//! state reloaded from `__transaction_state` after a SIGKILL, and DescribeTransactions /
-//! ListTransactions (raw frames, `rivulet txn`, Kafka's `kafka-transactions.sh`). The state
-//! machine itself is
-//! tested in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a
-//! randomized simulation with crashes and failovers).
+//! confluent-kafka (tests/clients/txn_eos.py) and kafka-python (txn_kafka_python.py) commit and
+//! abort; read_committed readers must get every committed record exactly once and no aborted
+//! one (`assert_exactly_committed`), read_uncommitted readers everything; consume-transform-
+//! produce commits the group's offsets only with its transaction; a producer that dies
+//! mid-transaction is aborted by its timeout; a new incarnation fences the old; 3 nodes keep it
+//! through a leader kill and a coordinator kill. Also: the coordinator's state reloaded from
+//! `__transaction_state` after a SIGKILL, and DescribeTransactions / ListTransactions (raw
+//! frames, `rivulet txn`, Kafka's `kafka-transactions.sh`). The state machine itself is tested
+//! in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a randomized
+//! simulation with crashes and failovers).
 
 mod harness;
 
@@ -15,6 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::apache_kafka::kafka_tool;
+use harness::cluster::{Cluster, ClusterOptions};
 use harness::wire::RawConn;
 use harness::{kafka, unique_name, wait_until, Node, NodeOptions};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -28,6 +32,7 @@ const NONE: i16 = 0;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
 const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 fn node_with_transactions() -> Node {
     Node::start_with(NodeOptions {
@@ -42,21 +47,20 @@ fn node_with_transactions() -> Node {
 #[test]
 fn a_new_incarnation_fences_the_old_and_produces_transactionally() {
     let mut node = node_with_transactions();
-    let python = harness::require_python(&["confluent_kafka"]);
     let topic = unique_name("txn-fence");
     kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
-    let out = harness::run(
-        Command::new(&python)
-            .arg(harness::clients_dir().join("txn_fencing.py"))
-            .args(["--bootstrap", &node.bootstrap(), "--topic", &topic])
-            .args(["--id", &unique_name("tx")]),
-        None,
-        Duration::from_secs(120),
+    let v = client_json(
+        "confluent_kafka",
+        "txn_fencing.py",
+        &[
+            "--bootstrap",
+            &node.bootstrap(),
+            "--topic",
+            &topic,
+            "--id",
+            &unique_name("tx"),
+        ],
     );
-    out.assert_success();
-    let last = out.stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON result ({e}):\n{out}"));
     assert_eq!(
         v["init1"],
         serde_json::Value::Null,
@@ -81,12 +85,8 @@ fn a_new_incarnation_fences_the_old_and_produces_transactionally() {
         "the live producer's record was not delivered: {v}"
     );
 
-    let records = kafka::consume_all(&node.bootstrap(), &topic, Duration::from_secs(20));
-    let keys: Vec<String> = records
-        .values()
-        .flatten()
-        .map(|r| r.key.clone().unwrap_or_default())
-        .collect();
+    // The live transaction is still open: only a read_uncommitted reader sees its record.
+    let keys = read_keys(&node.bootstrap(), &topic, "read_uncommitted", 1);
     assert_eq!(
         keys,
         ["live"],
@@ -292,6 +292,33 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
     );
     let (_, by_pid, _) = list_txns(&mut conn, &[], &[idle_pid], -1);
     assert_eq!(by_pid, vec![(idle.clone(), idle_pid, "Empty".to_string())]);
+    // v2 (KIP-1152): a pattern that matches the whole id; one that does not compile.
+    let by_pattern = |conn: &mut RawConn, pattern: &str| {
+        let mut req = ListTransactionsRequest::default();
+        req.duration_filter = -1;
+        req.transactional_id_pattern = Some(StrBytes::from_string(pattern.to_string()));
+        let r = conn.request(&req, 2).expect("ListTransactions v2");
+        let ids: Vec<String> = r
+            .transaction_states
+            .iter()
+            .map(|t| t.transactional_id.0.to_string())
+            .collect();
+        (r.error_code, ids)
+    };
+    assert_eq!(
+        // The ids are letters, digits and `-`: each matches itself.
+        by_pattern(&mut conn, &format!("{open}|nothing")),
+        (NONE, vec![open.clone()])
+    );
+    assert_eq!(
+        by_pattern(&mut conn, "tx-open"),
+        (NONE, vec![]),
+        "the pattern must match the whole id"
+    );
+    assert_eq!(
+        by_pattern(&mut conn, "tx-(open"),
+        (INVALID_REGULAR_EXPRESSION, vec![])
+    );
     let (_, long_running, _) = list_txns(&mut conn, &[], &[], 3_600_000);
     assert!(
         long_running.is_empty(),
@@ -478,4 +505,391 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head and body");
     assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
     body.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: markers, read_committed, consume-transform-produce, timeouts
+// (tests/clients/txn_eos.py drives confluent-kafka; docs/semantics.md, "Transactions")
+// ---------------------------------------------------------------------------------------------
+
+/// Runs one mode of `txn_eos.py` and returns its JSON line.
+fn eos(bootstrap: &str, args: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--bootstrap", bootstrap])
+        .collect();
+    client_json("confluent_kafka", "txn_eos.py", &args)
+}
+
+/// Runs `tests/clients/<script>` (needing the Python `module`) with `args` and returns the JSON
+/// line it ends with.
+fn client_json(module: &str, script: &str, args: &[&str]) -> serde_json::Value {
+    let python = harness::require_python(&[module]);
+    let out = harness::run(
+        Command::new(&python)
+            .arg(harness::clients_dir().join(script))
+            .args(args),
+        None,
+        Duration::from_secs(120),
+    );
+    out.assert_success();
+    let last = out.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON result ({e}):\n{out}"))
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `transactions` transactions of `per_txn` records each by the producer `id`, every
+/// `abort_every`-th one aborted (0: none): the keys committed and the keys aborted.
+fn produce_transactions(
+    bootstrap: &str,
+    topic: &str,
+    id: &str,
+    transactions: u32,
+    per_txn: u32,
+    abort_every: u32,
+) -> (Vec<String>, Vec<String>) {
+    let (t, k, a) = (
+        transactions.to_string(),
+        per_txn.to_string(),
+        abort_every.to_string(),
+    );
+    let v = eos(
+        bootstrap,
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--id",
+            id,
+            "--transactions",
+            &t,
+            "--per-txn",
+            &k,
+            "--abort-every",
+            &a,
+        ],
+    );
+    (strings(&v["committed"]), strings(&v["aborted"]))
+}
+
+/// Reads `topic` from the start with `isolation` until `expect` records came (and then no
+/// more for a while): the keys in arrival order.
+fn read_keys(bootstrap: &str, topic: &str, isolation: &str, expect: usize) -> Vec<String> {
+    let expect = expect.to_string();
+    let v = eos(
+        bootstrap,
+        &[
+            "read",
+            "--topic",
+            topic,
+            "--isolation",
+            isolation,
+            "--expect",
+            &expect,
+        ],
+    );
+    strings(&v["keys"])
+}
+
+/// The exactly-once checker: every committed key exactly once, no aborted key, nothing else.
+fn assert_exactly_committed(read: &[String], committed: &[String], aborted: &[String]) {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for k in read {
+        *counts.entry(k.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "records read more than once: {twice:?}");
+    let seen_aborted: Vec<_> = aborted
+        .iter()
+        .filter(|k| counts.contains_key(k.as_str()))
+        .collect();
+    assert!(
+        seen_aborted.is_empty(),
+        "aborted records were read: {seen_aborted:?}"
+    );
+    let missing: Vec<_> = committed
+        .iter()
+        .filter(|k| !counts.contains_key(k.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "committed records missing: {missing:?}");
+    assert_eq!(
+        read.len(),
+        committed.len(),
+        "records that no transaction committed were read: {read:?}"
+    );
+}
+
+/// Commits and aborts with one producer, transaction after transaction (each needs the last
+/// one's markers to complete): a read_committed reader gets every committed record exactly
+/// once and no aborted one; a read_uncommitted reader gets both.
+#[test]
+fn committed_transactions_are_read_exactly_once_and_aborted_ones_never() {
+    let mut node = node_with_transactions();
+    let topic = unique_name("txn-eos");
+    kafka::create_topic(&node.bootstrap(), &topic, 3, &[]);
+    let (committed, aborted) =
+        produce_transactions(&node.bootstrap(), &topic, &unique_name("tx"), 6, 5, 3);
+    assert_eq!((committed.len(), aborted.len()), (20, 10));
+
+    let read = read_keys(&node.bootstrap(), &topic, "read_committed", committed.len());
+    assert_exactly_committed(&read, &committed, &aborted);
+
+    let mut all = read_keys(
+        &node.bootstrap(),
+        &topic,
+        "read_uncommitted",
+        committed.len() + aborted.len(),
+    );
+    all.sort();
+    let mut written: Vec<String> = committed.iter().chain(&aborted).cloned().collect();
+    written.sort();
+    assert_eq!(all, written, "read_uncommitted sees every record once");
+    node.assert_alive("after the transactions");
+}
+
+/// Consume-transform-produce with `send_offsets_to_transaction`: the group's offsets stay
+/// uncommitted after an aborted transaction and are committed with the committed ones; the
+/// output holds one record per input record.
+#[test]
+fn consume_transform_produce_commits_output_and_offsets_together() {
+    let mut node = node_with_transactions();
+    let (input, output) = (unique_name("txn-in"), unique_name("txn-out"));
+    kafka::create_topic(&node.bootstrap(), &input, 2, &[]);
+    kafka::create_topic(&node.bootstrap(), &output, 2, &[]);
+    // The input, itself written in committed transactions.
+    let (inputs, _) =
+        produce_transactions(&node.bootstrap(), &input, &unique_name("tx-src"), 4, 10, 0);
+    assert_eq!(inputs.len(), 40);
+
+    let group = unique_name("txn-group");
+    let v = eos(
+        &node.bootstrap(),
+        &[
+            "transform",
+            "--input",
+            &input,
+            "--output",
+            &output,
+            "--group",
+            &group,
+            "--id",
+            &unique_name("tx-job"),
+            "--batch",
+            "10",
+            "--inputs",
+            "40",
+        ],
+    );
+    let after_abort = v["offsets_after_abort"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        after_abort.values().all(|o| o.as_i64().unwrap_or(0) < 0),
+        "offsets sent in an aborted transaction must not be committed: {v}"
+    );
+    // Offsets count the markers too: each committed offset lies between the offset after the
+    // partition's last record and its end.
+    for p in ["0", "1"] {
+        let committed = v["offsets_after"][p].as_i64().unwrap_or(-1);
+        let (from, to) = (
+            v["consumed_until"][p].as_i64().unwrap_or(i64::MAX),
+            v["high_watermarks"][p].as_i64().unwrap_or(-1),
+        );
+        assert!(
+            (from..=to).contains(&committed),
+            "partition {p}: the committed offset must cover the input: {v}"
+        );
+    }
+    assert_eq!(v["inputs"], 40, "{v}");
+
+    let expected: Vec<String> = inputs.iter().map(|k| format!("out-{k}")).collect();
+    let read = read_keys(&node.bootstrap(), &output, "read_committed", expected.len());
+    // The aborted batch's output is in the log but never read.
+    assert_exactly_committed(&read, &expected, &[]);
+    node.assert_alive("after the transform");
+}
+
+/// kafka-python's transactional producer: a committed and an aborted transaction, each with a
+/// group offset (send_offsets_to_transaction): read_committed readers get the committed
+/// records only, and the group's offset is the committed transaction's.
+#[test]
+fn kafka_python_commits_and_aborts_with_group_offsets() {
+    let mut node = node_with_transactions();
+    let topic = unique_name("txn-kp");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let (id, group) = (unique_name("tx-kp"), unique_name("kp-group"));
+    let bootstrap = node.bootstrap();
+    let v = client_json(
+        "kafka",
+        "txn_kafka_python.py",
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--id",
+            &id,
+            "--group",
+            &group,
+        ],
+    );
+    assert_eq!(
+        v["group_offset"], 7,
+        "the committed transaction's offset: {v}"
+    );
+    let (committed, aborted) = (strings(&v["committed"]), strings(&v["aborted"]));
+    let read = read_keys(&node.bootstrap(), &topic, "read_committed", committed.len());
+    assert_exactly_committed(&read, &committed, &aborted);
+    node.assert_alive("after kafka-python's transactions");
+}
+
+/// A producer that dies mid-transaction: its transaction timeout aborts it, the partition's
+/// last stable offset moves on, and read_committed readers get the records committed after
+/// it (and never the dead producer's).
+#[test]
+fn a_producer_that_dies_mid_transaction_is_aborted_by_its_timeout() {
+    let mut node = node_with_transactions();
+    let topic = unique_name("txn-dead");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let dead = unique_name("tx-dead");
+    let v = eos(
+        &node.bootstrap(),
+        &[
+            "hang",
+            "--topic",
+            &topic,
+            "--id",
+            &dead,
+            "--per-txn",
+            "3",
+            "--timeout-ms",
+            "3000",
+        ],
+    );
+    let pending = strings(&v["pending"]);
+    assert_eq!(
+        v["delivered"], 3,
+        "the dead producer's records were written: {v}"
+    );
+    let started = std::time::Instant::now();
+    let (committed, _) =
+        produce_transactions(&node.bootstrap(), &topic, &unique_name("tx-live"), 1, 4, 0);
+    let read = read_keys(&node.bootstrap(), &topic, "read_committed", committed.len());
+    assert_exactly_committed(&read, &committed, &pending);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "read_committed readers waited {:?} for a 3 s transaction timeout",
+        started.elapsed()
+    );
+    let mut conn = RawConn::connect(node.addr()).expect("connect");
+    wait_until(
+        Duration::from_secs(15),
+        "the dead producer's transaction is aborted",
+        || {
+            let (_, listed, _) = list_txns(&mut conn, &[], &[], -1);
+            listed
+                .iter()
+                .any(|(id, _, state)| *id == dead && state == "CompleteAbort")
+        },
+    );
+    node.assert_alive("after the timeout");
+}
+
+/// FindCoordinator v3 for a transactional id: the coordinator's node id once one serves.
+fn txn_coordinator_node(conn: &mut RawConn, id: &str) -> Option<i32> {
+    let mut req = FindCoordinatorRequest::default();
+    req.key_type = 1;
+    req.key = StrBytes::from_string(id.to_string());
+    let r = conn.request(&req, 3).ok()?;
+    (r.error_code == NONE).then_some(r.node_id.0)
+}
+
+/// On 3 nodes, one transactional id commits and aborts across the SIGKILL of a partition's
+/// leader and then of the node of its transaction coordinator (each between transactions:
+/// the markers go to the new leader, remote from the coordinator or not; the new coordinator
+/// replays `__transaction_state`). The checker holds over the whole history.
+#[test]
+fn transactions_stay_exactly_once_across_leader_and_coordinator_kills() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default());
+    let topic = unique_name("txn-kill");
+    cluster.create_replicated_topic(&topic, 2);
+    let id = unique_name("tx");
+    let (mut committed, mut aborted) =
+        produce_transactions(&cluster.bootstrap(), &topic, &id, 2, 4, 2);
+
+    let leader = cluster.leader_of(&topic, 0);
+    cluster.kill9(leader);
+    let (c, a) = produce_transactions(&cluster.bootstrap(), &topic, &id, 2, 4, 2);
+    committed.extend(c);
+    aborted.extend(a);
+    cluster.restart(leader);
+    cluster.wait_for_full_isr(&topic, 2);
+
+    let any = cluster.live_ids()[0];
+    let mut conn = RawConn::connect(cluster.node(any).addr()).expect("connect");
+    let mut coordinator = None;
+    wait_until(Duration::from_secs(30), "the coordinator is named", || {
+        coordinator = txn_coordinator_node(&mut conn, &id);
+        coordinator.is_some()
+    });
+    let coordinator = coordinator.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    cluster.kill9(coordinator);
+    let (c, a) = produce_transactions(&cluster.bootstrap(), &topic, &id, 2, 4, 2);
+    committed.extend(c);
+    aborted.extend(a);
+    assert_eq!((committed.len(), aborted.len()), (12, 12));
+
+    let read = read_keys(
+        &cluster.bootstrap(),
+        &topic,
+        "read_committed",
+        committed.len(),
+    );
+    assert_exactly_committed(&read, &committed, &aborted);
+}
+
+/// read_committed with confluent-kafka (docs/semantics.md, "Transactions in the log"): a
+/// transactional producer commits one transaction and aborts another, and leaves a third open.
+/// A read_committed consumer sees only the committed records and stops at the last stable
+/// offset (the open transaction's first offset) until it commits; a read_uncommitted one sees
+/// every record. ListOffsets for each isolation level answers the LSO and the high watermark.
+#[test]
+fn read_committed_sees_only_committed_records_and_stops_at_the_lso() {
+    let mut node = node_with_transactions();
+    let topic = unique_name("txn-iso");
+    kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+    let id = unique_name("tx");
+    let v = eos(
+        &node.bootstrap(),
+        &["isolation", "--topic", &topic, "--id", &id],
+    );
+    let keys = |k: &str| strings(&v[k]);
+    assert_eq!(
+        keys("ru"),
+        ["c1", "c2", "a1", "a2", "o1"],
+        "read_uncommitted: {v}"
+    );
+    assert_eq!(keys("rc_before"), ["c1", "c2"], "read_committed: {v}");
+    // c1 c2 | commit marker 2 | a1 a2 | abort marker 5 | o1 at 6: the LSO is 6, the HW 7.
+    assert_eq!(
+        v["rc_high_before"], 6,
+        "read_committed latest offset is the LSO: {v}"
+    );
+    assert_eq!(
+        v["ru_high"], 7,
+        "read_uncommitted latest offset is the HW: {v}"
+    );
+    assert_eq!(keys("rc_after"), ["o1"], "after the commit: {v}");
+    node.assert_alive("after the read_committed run");
 }

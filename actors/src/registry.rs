@@ -69,6 +69,18 @@ impl ReplicaHandle {
     pub fn is_leader(&self) -> bool {
         self.status.borrow().is_leader
     }
+
+    /// The high watermark now.
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// The last stable offset now: the first offset of the oldest transaction not yet
+    /// decided and replicated, capped at the high watermark (`read_committed` readers stop
+    /// here; see [`PartitionLog::last_stable_offset`]).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.log.last_stable_offset(self.high_watermark())
+    }
 }
 
 /// Shared, cheap-to-clone registry of local replicas. Written only by the replica manager.

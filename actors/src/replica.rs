@@ -31,10 +31,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rivulet_storage::batch::control::TxnMarker;
 use rivulet_storage::{AppendOutcome, Durability, LogConfig, PartitionLog, StorageError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::registry::TopicPartition;
 use crate::replication::{
@@ -120,6 +121,15 @@ pub enum PartitionReplicaMsg {
     Append {
         /// Record batches (format v2) exactly as the producer sent them.
         records: Bytes,
+        /// Where the outcome goes.
+        reply: RpcReplyPort<Result<AppendOutcome, AppendError>>,
+    },
+    /// Append a transaction marker as leader (the transaction coordinator's trusted path:
+    /// the log builds the control batch; clients can never send one through `Append`).
+    /// Replies with the marker's offset.
+    AppendMarker {
+        /// Commit or abort of which producer's transaction.
+        marker: TxnMarker,
         /// Where the outcome goes.
         reply: RpcReplyPort<Result<AppendOutcome, AppendError>>,
     },
@@ -898,6 +908,53 @@ impl PartitionReplicaState {
         }
     }
 
+    /// A leader's append (client batches or a transaction marker): refused on a follower;
+    /// `op` runs on the blocking pool with the log and the leader epoch; a fatal storage
+    /// error stops the actor (its supervisor reopens the log).
+    async fn leader_append<F>(
+        &mut self,
+        myself: &ActorRef<PartitionReplicaMsg>,
+        reply: RpcReplyPort<Result<AppendOutcome, AppendError>>,
+        op: F,
+    ) -> Result<(), ActorProcessingErr>
+    where
+        F: FnOnce(&PartitionLog, i32) -> Result<AppendOutcome, StorageError> + Send + 'static,
+    {
+        if !self.is_leader() {
+            let _ = reply.send(Err(AppendError::NotLeader {
+                tp: self.tp.clone(),
+            }));
+            return Ok(());
+        }
+        let log = self.log.clone();
+        let epoch = self.role.leader_epoch;
+        match blocking(move || op(&log, epoch)).await? {
+            Ok(outcome) => {
+                let _ = reply.send(Ok(outcome));
+                if let AppendOutcome::Appended(_) = outcome {
+                    self.recompute_high_watermark();
+                    self.pump_all(myself);
+                }
+            }
+            Err(e) if e.is_fatal() => {
+                let reason = e.to_string();
+                let _ = reply.send(Err(AppendError::ReplicaFailed {
+                    tp: self.tp.clone(),
+                    reason: reason.clone(),
+                }));
+                return Err(ActorProcessingErr::from(format!(
+                    "append to {} failed, log in doubt: {reason}",
+                    self.tp
+                )));
+            }
+            Err(e) => {
+                debug!(tp = %self.tp, error = %e, "append rejected");
+                let _ = reply.send(Err(AppendError::Rejected(e)));
+            }
+        }
+        Ok(())
+    }
+
     fn tick(&mut self, myself: &ActorRef<PartitionReplicaMsg>) {
         if !self.is_leader() {
             return;
@@ -973,39 +1030,19 @@ impl Actor for PartitionReplica {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PartitionReplicaMsg::Append { records, reply } => {
-                if !state.is_leader() {
-                    let _ = reply.send(Err(AppendError::NotLeader {
-                        tp: state.tp.clone(),
-                    }));
-                    return Ok(());
-                }
-                let log = state.log.clone();
-                let epoch = state.role.leader_epoch;
-                let outcome = blocking(move || log.append_as_leader(&records, epoch)).await?;
-                match outcome {
-                    Ok(outcome) => {
-                        let _ = reply.send(Ok(outcome));
-                        if let AppendOutcome::Appended(_) = outcome {
-                            state.recompute_high_watermark();
-                            state.pump_all(&myself);
-                        }
-                    }
-                    Err(e) if e.is_fatal() => {
-                        let reason = e.to_string();
-                        let _ = reply.send(Err(AppendError::ReplicaFailed {
-                            tp: state.tp.clone(),
-                            reason: reason.clone(),
-                        }));
-                        return Err(ActorProcessingErr::from(format!(
-                            "append to {} failed, log in doubt: {reason}",
-                            state.tp
-                        )));
-                    }
-                    Err(e) => {
-                        debug!(tp = %state.tp, error = %e, "append rejected");
-                        let _ = reply.send(Err(AppendError::Rejected(e)));
-                    }
-                }
+                state
+                    .leader_append(&myself, reply, move |log, epoch| {
+                        log.append_as_leader(&records, epoch)
+                    })
+                    .await?;
+            }
+            PartitionReplicaMsg::AppendMarker { marker, reply } => {
+                state
+                    .leader_append(&myself, reply, move |log, epoch| {
+                        log.append_marker(&marker, epoch)
+                            .map(AppendOutcome::Appended)
+                    })
+                    .await?;
             }
             PartitionReplicaMsg::Replication(ReplicationMessage::Append(req)) => {
                 let (leader, seq, epoch) = (req.leader, req.seq, req.leader_epoch);
@@ -1189,6 +1226,31 @@ impl Actor for PartitionReplica {
                     ),
                     Err(e) if e.is_fatal() => return Err(e.into()),
                     Err(e) => warn!(tp = %state.tp, error = %e, "retention failed"),
+                }
+                if state.log.config().cleanup_policy.compact {
+                    // Compaction runs beside the actor, not in it: appends and fetches go on
+                    // during a pass (it takes the log's writer lock only to swap a segment).
+                    // The node's cleaner budget bounds how many passes run at once; each
+                    // replica (followers too) cleans its own log below its high watermark.
+                    let log = state.log.clone();
+                    let high_watermark = *state.high_watermark.borrow();
+                    let tp = state.tp.clone();
+                    tokio::task::spawn_blocking(move || match log.clean(high_watermark, now_ms) {
+                        Ok(o) if o.segments_cleaned > 0 => debug!(
+                            %tp, segments = o.segments_cleaned, bytes_before = o.bytes_before,
+                            bytes_after = o.bytes_after, first_dirty_offset = o.first_dirty_offset,
+                            "log cleaned"
+                        ),
+                        Ok(_) => {}
+                        Err(e) if e.is_fatal() => error!(
+                            %tp, error = %e,
+                            "the log cleaner failed on this partition; its log is unchanged \
+                             (restart the node to recover the log, then check the disk)"
+                        ),
+                        Err(e) => {
+                            warn!(%tp, error = %e, "log cleaner pass failed; retried at the next check")
+                        }
+                    });
                 }
             }
             PartitionReplicaMsg::Flush => {

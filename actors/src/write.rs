@@ -2,8 +2,10 @@
 //! a timeout, and (for [`Acks::All`]) wait until every in-sync replica has them.
 //!
 //! Every writer of a partition log goes through here: the Kafka produce handler, the group
-//! coordinators (`__consumer_offsets`), and the writers to come (native client, transaction
-//! markers). The rules of an acknowledged write therefore live in one place:
+//! coordinators (`__consumer_offsets`), the transaction coordinators' markers
+//! ([`write_marker`]: the log builds the control batch, the only way one gets in), and the
+//! writers to come (native client). The rules of an acknowledged write therefore live in one
+//! place:
 //!
 //! ```text
 //!  caller ──append(records, WriteOptions)──▶ check: leader? (epoch?) lease valid?
@@ -28,6 +30,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ractor::rpc::CallResult;
+use ractor::RpcReplyPort;
+use rivulet_storage::batch::control::TxnMarker;
 use rivulet_storage::TimestampType;
 use rivulet_storage::{AppendOutcome, StorageError};
 use tokio::sync::watch;
@@ -248,10 +252,14 @@ pub async fn append_to(
     records: Bytes,
     opts: &WriteOptions,
 ) -> Result<Written, WriteError> {
-    let Some(replica) = registry.get(tp) else {
-        return Err(WriteError::UnknownReplica { tp: tp.clone() });
-    };
-    append(&replica, records, opts).await
+    append(&local(registry, tp)?, records, opts).await
+}
+
+/// The local replica of `tp`, or [`WriteError::UnknownReplica`].
+fn local(registry: &ReplicaRegistry, tp: &TopicPartition) -> Result<ReplicaHandle, WriteError> {
+    registry
+        .get(tp)
+        .ok_or_else(|| WriteError::UnknownReplica { tp: tp.clone() })
 }
 
 /// Appends `records` (one or more record batches, format v2) to the partition `replica` leads
@@ -264,6 +272,35 @@ pub async fn append(
     append_all(replica, std::slice::from_ref(&records), opts).await
 }
 
+/// Writes a transaction marker (commit or abort of `marker.producer_id`'s transaction)
+/// through the local replica of `tp` in `registry`; see [`write_marker`].
+pub async fn write_marker_to(
+    registry: &ReplicaRegistry,
+    tp: &TopicPartition,
+    marker: TxnMarker,
+    opts: &WriteOptions,
+) -> Result<Written, WriteError> {
+    write_marker(&local(registry, tp)?, marker, opts).await
+}
+
+/// Writes a transaction marker to the partition `replica` leads, through the same steps as
+/// [`append`] (leader and epoch check, lease, min ISR, and for [`Acks::All`] the wait for the
+/// high watermark; the coordinator writes markers with `acks=all`). The log builds the control
+/// batch ([`TxnMarker::encode`]) and ends the producer's open transaction; a marker whose
+/// producer epoch is older than the partition knows is
+/// `Rejected(StorageError::InvalidProducerEpoch)`. A marker for a producer with no open
+/// transaction here is written all the same (as Kafka does).
+pub async fn write_marker(
+    replica: &ReplicaHandle,
+    marker: TxnMarker,
+    opts: &WriteOptions,
+) -> Result<Written, WriteError> {
+    committed_write(replica, opts, 1, |_, reply| {
+        PartitionReplicaMsg::AppendMarker { marker, reply }
+    })
+    .await
+}
+
 /// Like [`append`], for a write split into several appends (each its own actor call, so no
 /// single message grows without bound). They are acknowledged together: with [`Acks::All`]
 /// the wait covers the end of the last one. Returns the first base offset and the last
@@ -273,6 +310,26 @@ pub async fn append_all(
     parts: &[Bytes],
     opts: &WriteOptions,
 ) -> Result<Written, WriteError> {
+    committed_write(replica, opts, parts.len(), |i, reply| {
+        PartitionReplicaMsg::Append {
+            records: parts[i].clone(),
+            reply,
+        }
+    })
+    .await
+}
+
+/// The steps of every committed write: `parts` leader appends, the message of the `i`-th
+/// built by `message(i, reply)`, acknowledged together.
+async fn committed_write<F>(
+    replica: &ReplicaHandle,
+    opts: &WriteOptions,
+    parts: usize,
+    mut message: F,
+) -> Result<Written, WriteError>
+where
+    F: FnMut(usize, RpcReplyPort<Result<AppendOutcome, AppendError>>) -> PartitionReplicaMsg,
+{
     let tp = &replica.tp;
     let started = tokio::time::Instant::now();
     let deadline = started + opts.timeout;
@@ -294,7 +351,7 @@ pub async fn append_all(
         }
         st.leader_epoch
     };
-    if parts.is_empty() {
+    if parts == 0 {
         let end = replica.log.log_end_offset();
         return Ok(Written {
             base_offset: end,
@@ -310,16 +367,12 @@ pub async fn append_all(
     let mut max_timestamp = i64::MIN;
     let mut records = 0u64;
     let mut duplicate = true;
-    for part in parts {
+    for i in 0..parts {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let records_part = part.clone();
         let call = replica
             .actor
             .call(
-                |reply| PartitionReplicaMsg::Append {
-                    records: records_part,
-                    reply,
-                },
+                |reply| message(i, reply),
                 Some(remaining.max(Duration::from_millis(1))),
             )
             .await;

@@ -679,3 +679,113 @@ async fn committed_write_waits_for_the_isr_and_types_each_failure() {
         .expect("acks=1");
     assert_eq!(w.base_offset, end);
 }
+
+/// A transaction marker goes through the committed-write path: written by the leader (the
+/// only way a control batch gets in), acknowledged once the ISR has it, and the follower
+/// derives the same open transactions, last stable offset and aborted index from it, so a
+/// failover keeps them. A marker of a fenced producer epoch is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_markers_replicate_and_followers_agree_on_the_lso() {
+    use rivulet_actors::write::{self, Acks, WriteError, WriteOptions};
+    use rivulet_storage::batch::control::TxnMarker;
+    use rivulet_storage::batch::BatchBuilder;
+    use rivulet_storage::{AbortedTransaction, StorageError};
+    let txn_batch = |producer_id: i64, seq: i32| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        bytes::Bytes::from(
+            BatchBuilder::new(now)
+                .attributes(1 << 4)
+                .producer(producer_id, 0, seq)
+                .record(now, None, Some(b"t"))
+                .build(),
+        )
+    };
+    let marker = |producer_id: i64, producer_epoch: i16, commit: bool| TxnMarker {
+        producer_id,
+        producer_epoch,
+        coordinator_epoch: 0,
+        commit,
+    };
+    let fabric = Arc::new(Fabric::default());
+    let (n1, n2, id, r) = two_nodes(&fabric).await;
+    let leader = ensure(&n1, id, r.clone()).await;
+    let follower = ensure(&n2, id, r).await;
+    let all = WriteOptions {
+        min_insync_replicas: 2,
+        ..WriteOptions::new(Acks::All, Duration::from_secs(10))
+    };
+    append(&leader, b"plain").await; // 0
+    wait_for("the follower in sync", || {
+        follower.log.log_end_offset() == 1 && leader.status.borrow().isr.len() == 2
+    })
+    .await;
+    write::append(&leader, txn_batch(7, 0), &all)
+        .await
+        .expect("txn 7"); // 1
+    write::append(&leader, txn_batch(8, 0), &all)
+        .await
+        .expect("txn 8"); // 2
+    assert_eq!(leader.high_watermark(), 3);
+    assert_eq!(
+        leader.last_stable_offset(),
+        1,
+        "producer 7's transaction is open"
+    );
+
+    let w = write::write_marker_to(&n1.registry, &leader.tp, marker(7, 0, false), &all)
+        .await
+        .expect("abort marker acknowledged by the ISR");
+    assert_eq!((w.base_offset, w.last_offset, w.records), (3, 3, 1));
+    assert!(leader.high_watermark() >= 4, "acknowledged below the HW");
+    assert_eq!(
+        follower.log.log_end_offset(),
+        4,
+        "acknowledged before the follower had it"
+    );
+    assert_eq!(leader.last_stable_offset(), 2, "producer 8's is still open");
+    let aborted = vec![AbortedTransaction {
+        producer_id: 7,
+        first_offset: 1,
+        last_offset: 3,
+    }];
+    for h in [&leader, &follower] {
+        assert_eq!(
+            h.log.aborted_transactions(0, 4).unwrap(),
+            aborted,
+            "{}",
+            h.tp
+        );
+        assert_eq!(h.log.last_stable_offset(4), 2, "{}", h.tp);
+    }
+
+    // A stale producer epoch is fenced; nothing is written.
+    let e = write::write_marker(&leader, marker(8, -1, true), &all)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WriteError::Rejected(StorageError::InvalidProducerEpoch { .. })
+        ),
+        "{e:?}"
+    );
+    assert!(!e.written());
+    // Only the leader writes markers.
+    let e = write::write_marker(&follower, marker(8, 0, true), &all)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WriteError::NotLeader { .. }), "{e:?}");
+    let w = write::write_marker(&leader, marker(8, 0, true), &all)
+        .await
+        .expect("commit marker");
+    assert_eq!(w.base_offset, 4);
+    wait_for("the follower's high watermark past the commit", || {
+        *follower.high_watermark.borrow() == 5
+    })
+    .await;
+    assert_eq!(leader.last_stable_offset(), 5);
+    assert_eq!(follower.last_stable_offset(), 5, "the follower agrees");
+}

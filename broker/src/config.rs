@@ -19,7 +19,7 @@
 //! [groups]             # consumer group coordinators
 //! offsets_partitions = 16
 //!
-//! [transactions]       # transaction coordinators (off until markers are written: issue 14)
+//! [transactions]       # transaction coordinators (exactly-once; on by default)
 //! enabled = false
 //!
 //! [admin]              # HTTP: /health, /ready, /metrics, /v1/... ("" or "off" disables)
@@ -236,6 +236,14 @@ pub struct StorageSettings {
     /// above `write_buffer_bytes_max` (fjall must flush its memtables) plus room for the
     /// metadata log. 0 disables the check (a full disk then stops writes until a restart).
     pub free_bytes_min: u64,
+    /// Log cleaner passes that may run at once (compacted topics, one partition each;
+    /// Kafka's `log.cleaner.threads`). 0 stops compaction.
+    pub cleaner_threads: usize,
+    /// Bytes per second a cleaner pass reads and writes at most; 0 = no limit (Kafka's
+    /// `log.cleaner.io.max.bytes.per.second`).
+    pub cleaner_io_bytes_per_sec_max: u64,
+    /// Memory for one pass's key map (Kafka's `log.cleaner.dedupe.buffer.size`).
+    pub cleaner_key_map_bytes_max: u64,
 }
 
 impl Default for StorageSettings {
@@ -246,6 +254,9 @@ impl Default for StorageSettings {
             journal_bytes_max: 1 << 30,
             // The default write buffer (256 MiB) plus 64 MiB for metadata and compactions.
             free_bytes_min: 320 << 20,
+            cleaner_threads: 1,
+            cleaner_io_bytes_per_sec_max: 0,
+            cleaner_key_map_bytes_max: 64 << 20,
         }
     }
 }
@@ -259,9 +270,9 @@ pub const SERVER_ASSIGNORS: &[&str] = &["uniform", "range"];
 #[serde(deny_unknown_fields, default)]
 pub struct TransactionSettings {
     /// Serve transactional producers (FindCoordinator for transactions, InitProducerId with a
-    /// transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn). Off by default while
-    /// commit/abort markers are not written yet (issue 14): a transaction's end is recorded
-    /// but never completes, so its producer cannot start another one.
+    /// transactional id, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, the
+    /// transaction admin APIs). On by default; off, transactional producers fail at once with
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
     pub enabled: bool,
     /// Partitions of `__transaction_state` (fixed once the topic exists).
     pub state_partitions: i32,
@@ -271,7 +282,8 @@ pub struct TransactionSettings {
     pub max_timeout_ms: i64,
     /// A transactional id idle this long is forgotten (`transactional.id.expiration.ms`).
     pub id_expiration_ms: i64,
-    /// Longest a write to `__transaction_state` may take before the request fails.
+    /// Longest a write to `__transaction_state` may take before the request fails; also bounds
+    /// each transaction marker append (a marker not written in time is retried).
     pub write_timeout_ms: u64,
 }
 
@@ -279,7 +291,7 @@ impl Default for TransactionSettings {
     fn default() -> Self {
         let d = TxnCoordinatorConfig::default();
         Self {
-            enabled: false,
+            enabled: true,
             state_partitions: d.state_partitions,
             state_replication_factor: d.state_replication_factor,
             max_timeout_ms: d.core.max_timeout_ms,

@@ -204,6 +204,12 @@ impl NodeBuilder {
             write_buffer_bytes_max: cfg.storage.write_buffer_bytes_max,
             journal_bytes_max: cfg.storage.journal_bytes_max,
             free_bytes_min: cfg.storage.free_bytes_min,
+            cleaner: rivulet_storage::CleanerConfig {
+                threads: cfg.storage.cleaner_threads,
+                io_bytes_per_sec_max: cfg.storage.cleaner_io_bytes_per_sec_max,
+                key_map_bytes_max: usize::try_from(cfg.storage.cleaner_key_map_bytes_max)
+                    .unwrap_or(usize::MAX),
+            },
         };
         if cfg.storage.free_bytes_min < cfg.storage.write_buffer_bytes_max {
             warn!(
@@ -389,6 +395,7 @@ impl NodeBuilder {
         let txns = crate::server::handlers::txn::start(
             &cfg.transactions,
             &controller,
+            &groups,
             registry.clone(),
             supervisor.get_cell(),
         )

@@ -1,7 +1,10 @@
 //! Client operations on partitions from inside the cluster, without the Kafka wire protocol:
-//! read, list offsets, append. The native client (the `rivulet` facade's `Producer`,
-//! `Consumer`) calls them through a [`Forwarder`], which runs them against the local replica
-//! when this node leads the partition and forwards them to the leader's node otherwise.
+//! read, list offsets, append; and, addressed to a node rather than a partition, the
+//! transaction markers of the partitions that node leads ([`ForwardRequest::WriteMarkers`],
+//! sent by [`crate::txn`] through [`Forwarder::call_node`]). The native client (the `rivulet`
+//! facade's `Producer`, `Consumer`) calls them through a [`Forwarder`], which runs them against
+//! the local replica when this node leads the partition and forwards them to the leader's node
+//! otherwise.
 //!
 //! ```text
 //!  Forwarder::request(tp, op) ── leader? (local metadata image) ──┐
@@ -122,10 +125,35 @@ pub enum ForwardRequest {
         /// How long an `acks=All` append may wait for the followers (ms).
         timeout_ms: u32,
     },
+    /// Write one transaction's marker (commit or abort) to the partitions this node leads
+    /// (the transaction coordinator's fan-out, [`crate::txn`]); answered with the partitions
+    /// that now hold it (replicated, `acks=all`) or no longer exist.
+    WriteMarkers {
+        /// The marker.
+        marker: MarkerSpec,
+        /// Partitions, as (topic, partition).
+        partitions: Vec<(String, i32)>,
+        /// How long each append may wait for the followers (ms).
+        timeout_ms: u32,
+    },
+}
+
+/// A transaction marker on the cluster link (storage's `TxnMarker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct MarkerSpec {
+    /// Producer id of the transaction.
+    pub producer_id: i64,
+    /// Its producer epoch.
+    pub producer_epoch: i16,
+    /// Epoch of the coordinator writing it.
+    pub coordinator_epoch: i32,
+    /// Commit (true) or abort.
+    pub commit: bool,
 }
 
 impl ForwardRequest {
-    fn topic_partition(&self) -> (&str, i32) {
+    /// The one partition of the request; `None` for one addressed to a node.
+    fn topic_partition(&self) -> Option<(&str, i32)> {
         match self {
             ForwardRequest::Read {
                 topic, partition, ..
@@ -135,13 +163,15 @@ impl ForwardRequest {
             }
             | ForwardRequest::Append {
                 topic, partition, ..
-            } => (topic, *partition),
+            } => Some((topic, *partition)),
+            ForwardRequest::WriteMarkers { .. } => None,
         }
     }
 
     fn deadline_ms(&self) -> u64 {
         match self {
-            ForwardRequest::Append { timeout_ms, .. } => u64::from(*timeout_ms),
+            ForwardRequest::Append { timeout_ms, .. }
+            | ForwardRequest::WriteMarkers { timeout_ms, .. } => u64::from(*timeout_ms),
             ForwardRequest::Read { max_wait_ms, .. } => {
                 u64::from((*max_wait_ms).min(READ_WAIT_MAX_MS))
             }
@@ -190,6 +220,8 @@ pub enum ForwardReply {
     Offset(OffsetReply),
     /// To an append.
     Appended(AppendReply),
+    /// To [`ForwardRequest::WriteMarkers`]: the partitions done.
+    MarkersWritten(Vec<(String, i32)>),
 }
 
 /// Why an operation failed. `is_retriable` ones are retried by the [`Forwarder`] itself
@@ -342,7 +374,11 @@ pub async fn execute(
     controller: &Controller,
     request: ForwardRequest,
 ) -> ForwardResult<ForwardReply> {
-    let (topic, partition) = request.topic_partition();
+    let Some((topic, partition)) = request.topic_partition() else {
+        return Err(ForwardError::Rejected(
+            "a request addressed to a node is served by its ForwardService".into(),
+        ));
+    };
     let tp = TopicPartition::new(topic, partition);
     let not_leader = || ForwardError::NotLeader {
         node,
@@ -419,6 +455,9 @@ pub async fn execute(
             };
             Ok(ForwardReply::Offset(OffsetReply { offset, timestamp }))
         }
+        ForwardRequest::WriteMarkers { .. } => Err(ForwardError::Rejected(
+            "markers are written by crate::txn::write_markers_here".into(),
+        )),
         ForwardRequest::Append {
             records,
             acks,
@@ -572,7 +611,24 @@ impl Actor for ForwardService {
         let state = state.clone();
         // Appends wait for followers: the actor must not wait with them.
         tokio::spawn(async move {
-            let answer = match execute(state.node_id, &state.controller, request).await {
+            let result = match request {
+                ForwardRequest::WriteMarkers {
+                    marker,
+                    partitions,
+                    timeout_ms,
+                } => Ok(ForwardReply::MarkersWritten(
+                    crate::txn::write_markers_here(
+                        &state.controller,
+                        &state.groups,
+                        marker,
+                        partitions,
+                        Duration::from_millis(u64::from(timeout_ms)),
+                    )
+                    .await,
+                )),
+                request => execute(state.node_id, &state.controller, request).await,
+            };
+            let answer = match result {
                 Ok(r) => Answer::Ok(r),
                 Err(e) => Answer::Err(e),
             };
@@ -676,18 +732,16 @@ impl Forwarder {
     }
 
     async fn attempt(&self, request: &ForwardRequest) -> ForwardResult<ForwardReply> {
-        let (topic, partition) = request.topic_partition();
+        let Some((topic, partition)) = request.topic_partition() else {
+            return Err(ForwardError::Rejected(
+                "a request addressed to a node goes through Forwarder::call_node".into(),
+            ));
+        };
         let leader = self.leader_of(topic, partition)?;
         if leader == self.node_id {
             return execute(self.node_id, &self.controller, request.clone()).await;
         }
-        let service = ractor::pg::get_members(&group_of(leader))
-            .into_iter()
-            .find(|c| !c.get_id().is_local())
-            .map(ActorRef::<ForwardServiceMsg>::from)
-            .ok_or(ForwardError::Unreachable(leader))?;
-        let timeout = Duration::from_millis(request.deadline_ms()) + CALL_MARGIN;
-        let bytes = encode(request);
+        let (service, timeout, bytes) = Self::prepare_call(leader, request)?;
         let call = async {
             ractor::call_t!(
                 service,
@@ -710,6 +764,28 @@ impl Forwarder {
                 )));
             }
         };
+        Self::answer(leader, timeout, reply)
+    }
+
+    /// The peer's service, the call's timeout and the encoded request.
+    fn prepare_call(
+        node: NodeId,
+        request: &ForwardRequest,
+    ) -> ForwardResult<(ActorRef<ForwardServiceMsg>, Duration, Vec<u8>)> {
+        let service = ractor::pg::get_members(&group_of(node))
+            .into_iter()
+            .find(|c| !c.get_id().is_local())
+            .map(ActorRef::<ForwardServiceMsg>::from)
+            .ok_or(ForwardError::Unreachable(node))?;
+        let timeout = Duration::from_millis(request.deadline_ms()) + CALL_MARGIN;
+        Ok((service, timeout, encode(request)))
+    }
+
+    fn answer<E>(
+        node: NodeId,
+        timeout: Duration,
+        reply: Result<Vec<u8>, ractor::RactorErr<E>>,
+    ) -> ForwardResult<ForwardReply> {
         match reply {
             Ok(reply) => match decode_answer(&reply) {
                 Ok(Answer::Ok(r)) => Ok(r),
@@ -717,10 +793,29 @@ impl Forwarder {
                 Err(e) => Err(ForwardError::Storage(e)),
             },
             Err(ractor::RactorErr::Timeout) => Err(ForwardError::Timeout(format!(
-                "node {leader} did not answer within {timeout:?}"
+                "node {node} did not answer within {timeout:?}"
             ))),
-            Err(_) => Err(ForwardError::Unreachable(leader)),
+            Err(_) => Err(ForwardError::Unreachable(node)),
         }
+    }
+
+    /// Sends a request addressed to a node (not to a partition's leader) to that peer's
+    /// [`ForwardService`], once: no retry (the caller decides), bounded by the request's own
+    /// deadline plus a margin. A peer that dies meanwhile closes its link, which fails the
+    /// call at once.
+    pub async fn call_node(
+        &self,
+        node: NodeId,
+        request: &ForwardRequest,
+    ) -> ForwardResult<ForwardReply> {
+        let (service, timeout, bytes) = Self::prepare_call(node, request)?;
+        let reply = ractor::call_t!(
+            service,
+            ForwardServiceMsg::Call,
+            timeout.as_millis() as u64,
+            bytes
+        );
+        Self::answer(node, timeout, reply)
     }
 }
 
@@ -940,6 +1035,19 @@ mod tests {
             timeout_ms: 500,
         };
         assert_eq!(decode_request(&encode(&req)).unwrap(), req);
+        let markers = ForwardRequest::WriteMarkers {
+            marker: MarkerSpec {
+                producer_id: 7,
+                producer_epoch: 3,
+                coordinator_epoch: 2,
+                commit: true,
+            },
+            partitions: vec![("orders".into(), 0), ("__consumer_offsets".into(), 12)],
+            timeout_ms: 5_000,
+        };
+        assert_eq!(decode_request(&encode(&markers)).unwrap(), markers);
+        assert_eq!(markers.topic_partition(), None, "addressed to a node");
+        assert_eq!(markers.deadline_ms(), 5_000);
         let answers = [
             Answer::Ok(ForwardReply::Offset(OffsetReply {
                 offset: 5,

@@ -20,6 +20,7 @@ pub mod membership;
 pub mod policy;
 pub mod raft;
 pub mod topic_config;
+pub mod txn;
 
 pub use controller::{
     BrokerInfo, Controller, ControllerConfig, ControllerError, NewTopic, PartitionInfo,

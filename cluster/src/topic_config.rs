@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::{Durability, LogConfig, TimestampType};
+use rivulet_storage::{CleanupPolicy, Durability, LogConfig, TimestampType};
 use serde::Deserialize;
 
 /// Node-wide defaults for topic configurations (Kafka's `log.*` broker settings).
@@ -165,17 +165,32 @@ pub fn coarse_time_synonym(topic_key: &str) -> Option<CoarseTimeSynonym> {
     })
 }
 
+/// Parses a `cleanup.policy` value (`delete`, `compact`, or both, comma-separated, in any
+/// order), as Kafka's `ValidList` does: an empty list or an unknown word is an error.
+/// (The policy type is storage's: [`LogConfig::cleanup_policy`] carries it to the log.)
+pub fn cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
+    CleanupPolicy::parse(value).ok_or_else(|| {
+        format!(
+            "cleanup.policy={value:?} is not a policy list; use \"delete\", \"compact\" or \"compact,delete\""
+        )
+    })
+}
+
 /// Kafka topic-config keys Rivulet accepts, in the order DescribeConfigs lists them.
 pub const KNOWN_KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
+    "delete.retention.ms",
     "flush.messages",
     "flush.ms",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.difference.max.ms",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -250,6 +265,11 @@ impl TopicDefaults {
         match key {
             "cleanup.policy" => "delete".into(),
             "compression.type" => "producer".into(),
+            // Kafka's defaults: tombstones kept a day, clean at half dirty, no lags.
+            "delete.retention.ms" => "86400000".into(),
+            "min.cleanable.dirty.ratio" => "0.5".into(),
+            "min.compaction.lag.ms" => "0".into(),
+            "max.compaction.lag.ms" => i64::MAX.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
@@ -283,11 +303,25 @@ impl TopicDefaults {
                 Ok(v)
             };
             match key.as_str() {
-                "cleanup.policy" if value == "delete" => {}
                 "cleanup.policy" => {
-                    return Err(format!(
-                        "cleanup.policy={value:?} is not supported yet: only \"delete\" (compaction is planned)"
-                    ))
+                    cleanup_policy(value)?;
+                }
+                "min.cleanable.dirty.ratio" => {
+                    let ok = value
+                        .trim()
+                        .parse::<f64>()
+                        .is_ok_and(|r| (0.0..=1.0).contains(&r));
+                    if !ok {
+                        return Err(format!(
+                            "min.cleanable.dirty.ratio={value:?} must be a number from 0 to 1"
+                        ));
+                    }
+                }
+                "delete.retention.ms" | "min.compaction.lag.ms" => {
+                    int(0)?;
+                }
+                "max.compaction.lag.ms" => {
+                    int(1)?;
                 }
                 "compression.type" if value == "producer" => {}
                 "compression.type" => {
@@ -366,12 +400,24 @@ impl TopicDefaults {
         } else {
             Durability::Os
         };
+        // A compacted topic without `delete` in its policy is not subject to retention (Kafka:
+        // only the cleaner removes its records; `PartitionLog::apply_retention` checks too).
+        let deletes =
+            cleanup_policy(&self.effective(configs, "cleanup.policy")).map_or(true, |p| p.delete);
+        let (retention_bytes, retention_ms) = if deletes {
+            (
+                self.effective_i64(configs, "retention.bytes"),
+                self.effective_i64(configs, "retention.ms"),
+            )
+        } else {
+            (-1, -1)
+        };
         LogConfig {
             segment_bytes_max: u64::try_from(self.effective_i64(configs, "segment.bytes"))
                 .unwrap_or(1 << 30),
             segment_age_max_ms: self.effective_i64(configs, "segment.ms"),
-            retention_bytes: self.effective_i64(configs, "retention.bytes"),
-            retention_ms: self.effective_i64(configs, "retention.ms"),
+            retention_bytes,
+            retention_ms,
             batch_bytes_max: usize::try_from(self.effective_i64(configs, "max.message.bytes"))
                 .unwrap_or(1_048_588),
             durability,
@@ -383,6 +429,20 @@ impl TopicDefaults {
             },
             timestamp_before_max_ms: self.timestamp_window_ms(configs, "before"),
             timestamp_after_max_ms: self.timestamp_window_ms(configs, "after"),
+            cleanup_policy: cleanup_policy(&self.effective(configs, "cleanup.policy"))
+                .unwrap_or_default(),
+            tombstone_retention_ms: self.effective_i64(configs, "delete.retention.ms"),
+            dirty_ratio_min_permille: {
+                let ratio: f64 = self
+                    .effective(configs, "min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.5);
+                // In [0, 1] after validation: the cast cannot overflow.
+                (ratio.clamp(0.0, 1.0) * 1000.0).round() as u32
+            },
+            compaction_lag_min_ms: self.effective_i64(configs, "min.compaction.lag.ms"),
+            compaction_lag_max_ms: self.effective_i64(configs, "max.compaction.lag.ms"),
         }
     }
 
@@ -618,7 +678,18 @@ mod tests {
             (&[("retention.ms", "ten")], false),
             (&[("segment.bytes", "100")], false),
             (&[("segment.bytes", "1048576")], true),
-            (&[("cleanup.policy", "compact")], false),
+            (&[("cleanup.policy", "compact")], true),
+            (&[("cleanup.policy", "compact,delete")], true),
+            (&[("cleanup.policy", "delete, compact")], true),
+            (&[("cleanup.policy", "")], false),
+            (&[("cleanup.policy", "shred")], false),
+            (&[("min.cleanable.dirty.ratio", "0.1")], true),
+            (&[("min.cleanable.dirty.ratio", "1.5")], false),
+            (&[("delete.retention.ms", "0")], true),
+            (&[("delete.retention.ms", "-1")], false),
+            (&[("max.compaction.lag.ms", "0")], false),
+            (&[("min.compaction.lag.ms", "100")], true),
+            (&[("cleanup.policy", "compact,")], false),
             (&[("flush.messages", "1")], true),
             (&[("no.such.key", "1")], false),
             (&[("compression.type", "producer")], true),
@@ -664,6 +735,46 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_policy_with_delete_is_subject_to_retention() {
+        let d = TopicDefaults {
+            retention_ms: 60_000,
+            retention_bytes: 1 << 20,
+            ..TopicDefaults::default()
+        };
+        // (overrides, (retention.ms, retention.bytes) of the log)
+        type Case = (&'static [(&'static str, &'static str)], (i64, i64));
+        let cases: &[Case] = &[
+            (&[], (60_000, 1 << 20)),
+            (&[("cleanup.policy", "delete")], (60_000, 1 << 20)),
+            (&[("cleanup.policy", "compact")], (-1, -1)),
+            (
+                &[("cleanup.policy", "compact"), ("retention.ms", "5")],
+                (-1, -1),
+            ),
+            (&[("cleanup.policy", "compact,delete")], (60_000, 1 << 20)),
+            (
+                &[("cleanup.policy", "delete,compact"), ("retention.ms", "5")],
+                (5, 1 << 20),
+            ),
+        ];
+        for (pairs, (ms, bytes)) in cases {
+            let c = d.log_config(&cfg(pairs));
+            assert_eq!(
+                (c.retention_ms, c.retention_bytes),
+                (*ms, *bytes),
+                "{pairs:?}"
+            );
+        }
+        assert_eq!(
+            cleanup_policy("compact, delete"),
+            Ok(CleanupPolicy {
+                delete: true,
+                compact: true
+            })
+        );
     }
 
     #[test]

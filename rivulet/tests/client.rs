@@ -1,6 +1,8 @@
 //! The native client against one embedded node: produce, consume, seek, admin, and keys in
 //! the partitions librdkafka chooses. One test: one node per process (ARCHITECTURE.md).
 
+mod common;
+
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -12,20 +14,7 @@ use rivulet::{
 };
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".into(),
-        admin: rivulet::AdminSettings {
-            listen: String::new(),
-        },
-        storage: rivulet::StorageSettings {
-            cache_bytes: 8 << 20,
-            write_buffer_bytes_max: 8 << 20,
-            journal_bytes_max: 64 << 20,
-            free_bytes_min: 16 << 20,
-        },
-        ..Config::default()
-    }
+    common::config(dir, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

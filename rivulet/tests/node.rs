@@ -1,5 +1,7 @@
 //! The embedding API as a user sees it: one in-process node on a free port in a temp dir.
 
+mod common;
+
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as KafkaNewTopic, TopicReplication};
@@ -10,22 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rivulet::{AdminListener, Config, KafkaListener, NewTopic, Node, TopicPartition};
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.join("data"),
-        // Port 0: the OS picks a free port, and the node advertises the one it bound.
-        listen: "127.0.0.1:0".into(),
-        admin: rivulet::AdminSettings {
-            listen: "127.0.0.1:0".into(),
-        },
-        // Small memory settings keep the test light; the floor must fit a CI disk.
-        storage: rivulet::StorageSettings {
-            cache_bytes: 8 << 20,
-            write_buffer_bytes_max: 8 << 20,
-            journal_bytes_max: 64 << 20,
-            free_bytes_min: 16 << 20,
-        },
-        ..Config::default()
-    }
+    common::config(dir, "127.0.0.1:0")
 }
 
 /// Status code and body of `GET path` on the admin endpoint (HTTP/1.0: the server closes).

@@ -69,6 +69,7 @@ fn validation(c: &mut Criterion) {
             timestamp_type: TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            key_required: false,
         }),
     };
     let mut group = c.benchmark_group("validate");

@@ -70,8 +70,8 @@ const BASE_SEQUENCE_AT: usize = 53;
 const RECORDS_COUNT_AT: usize = 57;
 
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
-const TRANSACTIONAL_BIT: i16 = 1 << 4;
-const CONTROL_BIT: i16 = 1 << 5;
+pub(crate) const TRANSACTIONAL_BIT: i16 = 1 << 4;
+pub(crate) const CONTROL_BIT: i16 = 1 << 5;
 
 /// The decoded header of one v2 record batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +252,9 @@ pub struct ClientRules {
     /// A record timestamp newer than `now_ms` plus this is refused
     /// (`message.timestamp.after.max.ms`).
     pub timestamp_after_max_ms: i64,
+    /// Every record needs a key (`cleanup.policy` with `compact`): a keyless record is
+    /// refused as [`StorageError::InvalidRecord`], as Kafka's log validator does.
+    pub key_required: bool,
 }
 
 /// Who produced the batches being validated: stricter rules apply to client batches.
@@ -388,9 +391,14 @@ fn check_client_batch(
         .now_ms
         .saturating_add(rules.timestamp_after_max_ms.max(0));
     let mut out_of_window = None;
+    let mut keyless = None;
     let mut max_timestamp = i64::MIN;
     let count = walk_batch(h, batch, codec, records_bytes_max(batch_bytes_max), |r| {
         max_timestamp = max_timestamp.max(r.timestamp);
+        if rules.key_required && !r.has_key {
+            keyless = Some(r);
+            return ControlFlow::Break(());
+        }
         if check_window && r.timestamp != NO_TIMESTAMP && !(oldest..=newest).contains(&r.timestamp)
         {
             out_of_window = Some(r);
@@ -399,6 +407,14 @@ fn check_client_batch(
         ControlFlow::Continue(())
     })
     .map_err(|why| corrupt(format!("batch at byte {at}: {why}")))?;
+    if let Some(r) = keyless {
+        // Kafka: "Compacted topic cannot accept message without key" (INVALID_RECORD).
+        return Err(StorageError::InvalidRecord(format!(
+            "record {} of the batch at byte {at} has no key: a compacted topic \
+             (cleanup.policy=compact) keeps the latest record per key, so every record needs one",
+            r.offset_delta
+        )));
+    }
     if let Some(r) = out_of_window {
         return Err(StorageError::InvalidTimestamp(format!(
             "record {} of the batch at byte {at} has timestamp {} ms, outside [{oldest}, {newest}] \
@@ -422,6 +438,8 @@ pub struct RecordInfo {
     pub offset_delta: i64,
     /// Its absolute timestamp (`baseTimestamp + timestampDelta`).
     pub timestamp: i64,
+    /// False for a record with a null key.
+    pub has_key: bool,
 }
 
 /// Byte source of the record walker: a slice (uncompressed batches, the hot path) or a
@@ -609,6 +627,7 @@ fn walk<S: Source>(
         let info = RecordInfo {
             offset_delta,
             timestamp: base_timestamp.saturating_add(timestamp_delta),
+            has_key: key_len >= 0,
         };
         if visit(info).is_break() {
             break;
@@ -770,6 +789,148 @@ pub fn decode_records(buf: &[u8]) -> Result<Vec<Record>> {
         .filter(|b| !b.is_control())
         .flat_map(|b| b.records)
         .collect())
+}
+
+/// One record of a batch, located in the batch's (decompressed) records section: what the
+/// log cleaner needs to decide on it and to copy it unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The record's bytes, length prefix included, in [`RawRecords::bytes`].
+    pub range: Range<usize>,
+    /// Its offset delta.
+    pub offset_delta: i64,
+    /// Its key's bytes in [`RawRecords::bytes`]; `None` for a null key.
+    pub key: Option<Range<usize>>,
+    /// True for a null value (a tombstone).
+    pub value_is_null: bool,
+}
+
+/// The records section of one batch, decompressed, with each record located in it.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecords {
+    /// The uncompressed records section.
+    pub bytes: Vec<u8>,
+    /// Its records in order.
+    pub records: Vec<RawRecord>,
+}
+
+impl RawRecords {
+    /// The key bytes of `r`, if it has a key.
+    pub fn key(&self, r: &RawRecord) -> Option<&[u8]> {
+        r.key.clone().and_then(|k| self.bytes.get(k))
+    }
+}
+
+/// Decompresses (with at most `records_bytes_max` bytes of output) and walks the records of
+/// one whole stored batch, locating each record and its key. Offset deltas need only
+/// increase (a cleaned batch has gaps).
+pub fn raw_records(batch: &[u8], records_bytes_max: u64) -> Result<RawRecords> {
+    use std::io::Read;
+    let h = BatchHeader::parse(batch)?;
+    let why = |w: String| corrupt(format!("batch at offset {}: {w}", h.base_offset));
+    let codec = Compression::from_id(h.compression())
+        .ok_or(StorageError::UnsupportedCompression(h.compression()))?;
+    let section = batch.get(HEADER_LEN..h.total_len()).ok_or_else(|| {
+        why(format!(
+            "{} bytes hold less than its length {}",
+            batch.len(),
+            h.total_len()
+        ))
+    })?;
+    let bytes = match codec {
+        Compression::None => section.to_vec(),
+        _ => {
+            let mut out = Vec::new();
+            compression::decompressor(codec, section, records_bytes_max)
+                .and_then(|mut r| r.read_to_end(&mut out))
+                .map_err(|e| why(io_why(e)))?;
+            out
+        }
+    };
+    let mut records = Vec::with_capacity(
+        usize::try_from(h.records_count.max(0))
+            .unwrap_or(0)
+            .min(1 << 16),
+    );
+    let mut src = SliceSource { buf: &bytes, at: 0 };
+    let mut last_delta = -1i64;
+    while src.at < bytes.len() {
+        let start = src.at;
+        let len = read_varint(&mut src).map_err(&why)?;
+        let len = u64::try_from(len)
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| why(format!("record at byte {start} has length {len}")))?;
+        let end = src.pos().saturating_add(len);
+        if end > bytes.len() as u64 {
+            return Err(why(format!("record at byte {start} runs past the records")));
+        }
+        src.byte().map_err(&why)?; // attributes
+        read_varint(&mut src).map_err(&why)?; // timestamp delta
+        let offset_delta = read_varint(&mut src).map_err(&why)?;
+        if offset_delta <= last_delta || offset_delta > i64::from(h.last_offset_delta) {
+            return Err(why(format!(
+                "record at byte {start} has offset delta {offset_delta}"
+            )));
+        }
+        last_delta = offset_delta;
+        let key_len = read_varint(&mut src).map_err(&why)?;
+        let key_at = src.at;
+        skip_field(&mut src, key_len, end, "key").map_err(&why)?;
+        let key = (key_len >= 0).then_some(key_at..src.at);
+        let value_len = read_varint(&mut src).map_err(&why)?;
+        let end = usize::try_from(end).map_err(|_| why("record too long".into()))?;
+        src.at = end;
+        records.push(RawRecord {
+            range: start..end,
+            offset_delta,
+            key,
+            value_is_null: value_len < 0,
+        });
+    }
+    Ok(RawRecords { bytes, records })
+}
+
+/// A copy of the stored batch `original` (its header) holding only `records` (whole
+/// records, concatenated, uncompressed, `count` of them), compressed again with the batch's
+/// codec; base offset, last offset delta, timestamps, producer id, epoch and base sequence
+/// are kept (Kafka's cleaner does the same), the length, count and CRC are recomputed. With
+/// no record left the batch is an empty, uncompressed one (Kafka keeps such a batch to retain
+/// its producer's state).
+pub fn rebuilt_batch(original: &[u8], records: &[u8], count: i32) -> Result<Vec<u8>> {
+    let h = BatchHeader::parse(original)?;
+    let codec = Compression::from_id(h.compression())
+        .ok_or(StorageError::UnsupportedCompression(h.compression()))?;
+    let (attributes, section) = if count == 0 {
+        (h.attributes & !0x7, Vec::new())
+    } else {
+        let section = match codec {
+            Compression::None => records.to_vec(),
+            _ => {
+                let c = compress(codec, records);
+                if c.is_empty() {
+                    return Err(corrupt(format!(
+                        "batch at offset {}: recompressing {} bytes with {codec:?} failed",
+                        h.base_offset,
+                        records.len()
+                    )));
+                }
+                c
+            }
+        };
+        (h.attributes, section)
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + section.len());
+    out.extend_from_slice(&original[..HEADER_LEN]);
+    out.extend_from_slice(&section);
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
+        .map_err(|_| corrupt(format!("rebuilt batch of {} bytes", out.len())))?;
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
 }
 
 /// Builds v2 batches (optionally compressed) of records with keys, values and headers: the one
@@ -983,6 +1144,7 @@ mod tests {
             timestamp_type: TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            key_required: false,
         }
     }
 
@@ -1228,6 +1390,108 @@ mod tests {
             ..window
         };
         assert!(at(NOW_MS + 1_000_000, append_time).is_ok());
+    }
+
+    #[test]
+    fn compacted_topics_refuse_keyless_records() {
+        let rules = |key_required| ValidationRules {
+            batch_bytes_max: 1 << 20,
+            origin: BatchOrigin::Client(ClientRules {
+                key_required,
+                ..client()
+            }),
+        };
+        let keyed = BatchBuilder::new(NOW_MS)
+            .record(NOW_MS, Some(b"k"), Some(b"v"))
+            .record(NOW_MS, Some(b"k"), None)
+            .build();
+        let keyless = BatchBuilder::new(NOW_MS)
+            .record(NOW_MS, Some(b"k"), Some(b"v"))
+            .record(NOW_MS, None, Some(b"v"))
+            .build();
+        assert!(validate(&keyed, &rules(true)).is_ok());
+        assert!(validate(&keyless, &rules(false)).is_ok());
+        assert!(matches!(
+            validate(&keyless, &rules(true)),
+            Err(StorageError::InvalidRecord(_))
+        ));
+        let zipped = BatchBuilder::new(NOW_MS)
+            .compression(Compression::Zstd)
+            .record(NOW_MS, None, Some(b"v"))
+            .build();
+        assert!(matches!(
+            validate(&zipped, &rules(true)),
+            Err(StorageError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn raw_records_locate_keys_and_a_rebuilt_batch_round_trips() {
+        for codec in Compression::ALL {
+            let b = BatchBuilder::new(NOW_MS)
+                .compression(codec)
+                .producer(7, 1, 40)
+                .offsets(100, 3)
+                .record(NOW_MS, Some(b"a"), Some(b"1"))
+                .record(NOW_MS + 1, Some(b"bb"), None)
+                .record(NOW_MS + 2, None, Some(b"3"))
+                .build();
+            let raw = raw_records(&b, 1 << 20).unwrap();
+            assert_eq!(raw.records.len(), 3, "{codec:?}");
+            let keys: Vec<_> = raw
+                .records
+                .iter()
+                .map(|r| raw.key(r).map(<[u8]>::to_vec))
+                .collect();
+            assert_eq!(keys, vec![Some(b"a".to_vec()), Some(b"bb".to_vec()), None]);
+            let nulls: Vec<_> = raw.records.iter().map(|r| r.value_is_null).collect();
+            assert_eq!(nulls, vec![false, true, false]);
+            // Keep the second record only: offsets and producer fields stay.
+            let kept = raw.bytes[raw.records[1].range.clone()].to_vec();
+            let nb = rebuilt_batch(&b, &kept, 1).unwrap();
+            let h = BatchHeader::parse(&nb).unwrap();
+            let old = BatchHeader::parse(&b).unwrap();
+            assert_eq!(h.compression(), old.compression());
+            assert_eq!(
+                (h.base_offset, h.last_offset_delta, h.records_count),
+                (100, 2, 1)
+            );
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (7, 1, 40)
+            );
+            assert_eq!(h.partition_leader_epoch, 3);
+            assert_eq!(compute_crc(&nb), h.crc);
+            assert!(validate(
+                &nb,
+                &ValidationRules {
+                    batch_bytes_max: 1 << 20,
+                    origin: BatchOrigin::Replication
+                }
+            )
+            .is_ok());
+            let decoded = decode_batches(&nb, 1 << 20).unwrap();
+            assert_eq!(decoded[0].records.len(), 1);
+            assert_eq!(decoded[0].records[0].offset, 101);
+            assert_eq!(decoded[0].records[0].key.as_deref(), Some(&b"bb"[..]));
+            assert_eq!(decoded[0].records[0].value, None);
+            // Nothing kept: an empty, uncompressed batch with the same offsets.
+            let empty = rebuilt_batch(&b, &[], 0).unwrap();
+            let eh = BatchHeader::parse(&empty).unwrap();
+            assert_eq!(
+                (eh.records_count, eh.last_offset_delta, eh.compression()),
+                (0, 2, 0)
+            );
+            assert_eq!(empty.len(), HEADER_LEN);
+            assert!(validate(
+                &empty,
+                &ValidationRules {
+                    batch_bytes_max: 1 << 20,
+                    origin: BatchOrigin::Replication
+                }
+            )
+            .is_ok());
+        }
     }
 
     #[test]

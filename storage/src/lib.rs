@@ -27,10 +27,14 @@
 //!  │    'I' + base offset (u64 BE) -> 53-byte index entry (below)
 //!  │    'R'                        -> recovery point: offset, file position (u64 BE each)
 //!  │    'S'                        -> logical log start (DeleteRecords), u64 BE
+//!  │    'G' 'N' 'C'                -> cleaned segments: file generation, end offset,
+//!  │                                  first-clean time (ms), i64 BE each
+//!  │    'X'                        -> offsets may jump (a follower's copy of a cleaned one)
 //!  ├─ keyspace "log.<same partition>.00000000000000004096"                      segment 1
 //!  └─ segments/<topic uuid>.<partition>/
 //!       00000000000000000000.log   batches of segment 0, back to back from position 0
 //!       00000000000000004096.log   batches of segment 1
+//!       00000000000000008192.3.log generation 3 of a segment the cleaner rewrote 3 times
 //!
 //!  index entry (big-endian, fixed size, version byte first):
 //!  ┌───┬───────────┬────────┬───────────┬───────┬────────┬───────┬──────┬────┬─────┬────────┐
@@ -56,6 +60,15 @@
 //! bad one ends the log; whole batches after the last entry (their entry did not reach the
 //! journal) are indexed again; a torn tail is cut off the file. After a clean stop the
 //! recovery point is the end, and nothing is read.
+//!
+//! # Compaction
+//!
+//! `PartitionLog::clean` (log compaction, `cleanup.policy=compact`) writes a closed
+//! segment's kept batches to the next generation's file, fsyncs it, then replaces the
+//! segment's index entries and its `G`/`N`/`C` keys in one fjall batch, and unlinks the old
+//! file; `open` removes any file generation the index does not name, so a crash leaves the
+//! old or the new segment. Offsets never change: a cleaned segment's batches lie back to back
+//! in its file with gaps between their offsets. Module docs: `log::compact`, `log::cleaner`.
 //!
 //! # Durability and cost
 //!
@@ -87,7 +100,7 @@
 //!   (headers, compressed batches: [`batch::decode_batches`]) and encoding
 //!   ([`batch::BatchBuilder`]).
 //! - `log` ([`PartitionLog`]): append (leader and follower), read, truncate, retention,
-//!   recovery; `log::segment` is the segment file (positioned writes and reads, the CRC
+//!   compaction (`log::cleaner` decides, `log::compact` rewrites and swaps), recovery; `log::segment` is the segment file (positioned writes and reads, the CRC
 //!   check recovery uses); its producer-state and leader-epoch caches are plain structs
 //!   with their own unit tests.
 //! - `store` ([`Store`]): the database, opening and deleting logs.
@@ -113,7 +126,10 @@ pub use bytes::Bytes;
 
 pub use batch::TimestampType;
 pub use error::{Result, StorageError};
-pub use log::{copy_chunks, FileRegion, PartitionLog, RecordChunk, RegionRead};
+pub use log::{
+    copy_chunks, CleanOutcome, Cleaner, CleanerConfig, CleanerState, CleanerStats, FileRegion,
+    PartitionLog, RecordChunk, RegionRead,
+};
 pub use store::Store;
 
 /// Identity of a partition on disk: the topic's uuid (not its name, so a deleted and
@@ -174,6 +190,64 @@ pub struct LogConfig {
     /// `message.timestamp.after.max.ms`: how far after the leader's clock a record's
     /// timestamp may be (`CreateTime` only).
     pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy`: whether old segments are deleted by retention, compacted, or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone (null value) stays readable after the
+    /// segment holding it was first cleaned.
+    pub tombstone_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`, in thousandths: the cleaner runs when the dirty part of
+    /// the cleanable log is at least this share of it.
+    pub dirty_ratio_min_permille: u32,
+    /// `min.compaction.lag.ms`: a segment holding a record newer than this is not cleaned.
+    pub compaction_lag_min_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes the log cleanable
+    /// whatever its dirty ratio.
+    pub compaction_lag_max_ms: i64,
+}
+
+/// Kafka's `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention (`retention.ms`, `retention.bytes`) drops old segments.
+    pub delete: bool,
+    /// The cleaner keeps only the latest record of each key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    /// `delete` only (Kafka's default).
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    /// `compact` only.
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+
+    /// Parses Kafka's list value (`delete`, `compact`, `compact,delete`, in any order and
+    /// spacing); `None` for anything else, including an empty list.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for word in value.split(',').map(str::trim) {
+            match word {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                _ => return None,
+            }
+        }
+        (p.delete || p.compact).then_some(p)
+    }
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy::DELETE
+    }
 }
 
 impl Default for LogConfig {
@@ -191,6 +265,11 @@ impl Default for LogConfig {
             timestamp_type: batch::TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            cleanup_policy: CleanupPolicy::DELETE,
+            tombstone_retention_ms: 24 * 3600 * 1000,
+            dirty_ratio_min_permille: 500,
+            compaction_lag_min_ms: 0,
+            compaction_lag_max_ms: i64::MAX,
         }
     }
 }
@@ -212,6 +291,8 @@ pub struct StoreConfig {
     /// restart): fjall must be able to flush its memtables (up to `write_buffer_bytes_max`),
     /// and the Raft log, topic metadata and deletes keep writing. 0 turns the check off.
     pub free_bytes_min: u64,
+    /// The log cleaner's node-wide budget (compacted topics).
+    pub cleaner: CleanerConfig,
 }
 
 impl Default for StoreConfig {
@@ -221,8 +302,21 @@ impl Default for StoreConfig {
             write_buffer_bytes_max: 256 * 1024 * 1024,
             journal_bytes_max: 512 * 1024 * 1024,
             free_bytes_min: 320 * 1024 * 1024,
+            cleaner: CleanerConfig::default(),
         }
     }
+}
+
+/// An aborted transaction, as a `read_committed` fetch reports it: the consumer drops the
+/// records of `producer_id` from `first_offset` up to the abort marker at `last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    /// The transaction's producer id.
+    pub producer_id: i64,
+    /// Offset of its first batch on this partition.
+    pub first_offset: i64,
+    /// Offset of its abort marker.
+    pub last_offset: i64,
 }
 
 /// Where an append landed.

@@ -39,6 +39,8 @@ struct StoreInner {
     dir: PathBuf,
     /// Refuses appends below the free-space floor; shared by every log.
     space: Arc<SpaceGuard>,
+    /// The log cleaner's node-wide budget and counters; shared by every log.
+    cleaner: Arc<crate::log::Cleaner>,
     /// The live handle of each opened log, so a reopen or delete can close it first. The
     /// per-partition mutex serialises open/delete of one partition without blocking others.
     open_logs: Mutex<HashMap<PartitionId, Arc<Mutex<WeakLog>>>>,
@@ -97,6 +99,7 @@ impl Store {
                 db,
                 dir: dir.to_path_buf(),
                 space: Arc::new(SpaceGuard::new(dir.to_path_buf(), cfg.free_bytes_min)),
+                cleaner: Arc::new(crate::log::Cleaner::new(cfg.cleaner)),
                 open_logs: Mutex::new(HashMap::new()),
                 recovered_segments: Mutex::new(recovered_segments),
             }),
@@ -178,6 +181,7 @@ impl Store {
             PartitionLog::open(
                 self.inner.db.clone(),
                 self.inner.space.clone(),
+                self.inner.cleaner.clone(),
                 id,
                 self.log_dir(id),
                 cfg,
@@ -236,6 +240,11 @@ impl Store {
         info!(partition = %id, segments = deleted, "log deleted");
         self.inner.space.deleted();
         Ok(())
+    }
+
+    /// What the log cleaner did since the store was opened (for /metrics).
+    pub fn cleaner_stats(&self) -> crate::CleanerStats {
+        self.inner.cleaner.stats()
     }
 
     /// Bytes the segment files of every log in the store take (their lengths), whether the

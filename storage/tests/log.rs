@@ -679,6 +679,28 @@ mod follower_and_epochs {
                 got: 5
             })
         ));
+        // On a compacted topic the leader's cleaned segments have gaps: they are taken.
+        log.set_config(LogConfig {
+            cleanup_policy: rivulet_storage::CleanupPolicy::COMPACT,
+            ..cfg()
+        });
+        let keyed = |base| {
+            BatchBuilder::new(7)
+                .offsets(base, 2)
+                .record(7, Some(b"k"), Some(b"x"))
+                .build()
+        };
+        assert!(
+            log.append_as_follower(&keyed(0)).is_err(),
+            "never backwards"
+        );
+        assert_eq!(log.append_as_follower(&keyed(3)).unwrap().last_offset, 3);
+        assert!(matches!(
+            log.append_as_follower(&keyed(4)),
+            Ok(info) if info.base_offset == 4
+        ));
+        log.truncate_to(1).unwrap();
+        log.set_config(cfg());
         // Two batches both claiming offset 1: the second is not contiguous.
         assert!(matches!(
             log.append_as_follower(&at(1, 2, 2)),
@@ -957,5 +979,390 @@ mod store_lifecycle {
         s.delete_log(pid(10)).unwrap();
         assert_eq!(s.log_ids(), vec![pid(1)]);
         assert_eq!(s.open_log(pid(10), small).unwrap().log_end_offset(), 0);
+    }
+}
+
+/// Transactions on the log: markers, producer state, the last stable offset and the
+/// aborted-transactions index (issue 14; docs/semantics.md, "Transactions").
+mod transactions {
+    use super::*;
+    use proptest::prelude::*;
+    use rivulet_storage::batch::control::TxnMarker;
+    use rivulet_storage::AbortedTransaction;
+
+    const TRANSACTIONAL: i16 = 1 << 4;
+
+    /// A transactional batch of `records` records.
+    fn tbatch(producer_id: i64, epoch: i16, seq: i32, records: usize) -> Vec<u8> {
+        let mut b =
+            BatchBuilder::new(1_000)
+                .attributes(TRANSACTIONAL)
+                .producer(producer_id, epoch, seq);
+        for _ in 0..records {
+            b.push(1_000, None, Some(b"t"));
+        }
+        b.build()
+    }
+
+    fn marker(producer_id: i64, epoch: i16, commit: bool) -> TxnMarker {
+        TxnMarker {
+            producer_id,
+            producer_epoch: epoch,
+            coordinator_epoch: 0,
+            commit,
+        }
+    }
+
+    fn aborted(producer_id: i64, first_offset: i64, last_offset: i64) -> AbortedTransaction {
+        AbortedTransaction {
+            producer_id,
+            first_offset,
+            last_offset,
+        }
+    }
+
+    #[test]
+    fn commit_and_abort_move_the_last_stable_offset_and_fill_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        log.append_as_leader(&batch(2, 4, 1_000), 0).unwrap(); // 0..=1 plain
+        log.append_as_leader(&tbatch(1, 0, 0, 2), 0).unwrap(); // 2..=3 txn of 1
+        log.append_as_leader(&tbatch(2, 0, 0, 1), 0).unwrap(); // 4 txn of 2
+        log.append_as_leader(&tbatch(1, 0, 2, 1), 0).unwrap(); // 5 txn of 1 again
+        let end = log.log_end_offset();
+        assert_eq!(end, 6);
+        assert_eq!(
+            log.last_stable_offset(end),
+            2,
+            "producer 1's transaction is open"
+        );
+        assert_eq!(log.last_stable_offset(1), 1, "capped at the high watermark");
+        let c = log.append_marker(&marker(1, 0, true), 0).unwrap();
+        assert_eq!((c.base_offset, c.last_offset), (6, 6));
+        // Not stable until the high watermark passes the marker.
+        assert_eq!(log.last_stable_offset(6), 2);
+        assert_eq!(log.last_stable_offset(7), 4, "producer 2's is still open");
+        let a = log.append_marker(&marker(2, 0, false), 0).unwrap();
+        assert_eq!(a.base_offset, 7);
+        assert_eq!(log.last_stable_offset(8), 8);
+        assert_eq!(
+            log.aborted_transactions(0, 8).unwrap(),
+            vec![aborted(2, 4, 7)]
+        );
+        assert_eq!(
+            log.aborted_transactions(5, 8).unwrap(),
+            vec![aborted(2, 4, 7)]
+        );
+        assert!(
+            log.aborted_transactions(0, 4).unwrap().is_empty(),
+            "starts at 4"
+        );
+        assert!(
+            log.aborted_transactions(8, 9).unwrap().is_empty(),
+            "ended at 7"
+        );
+        // The markers are control batches in the log, with the leader's offsets.
+        let r = log.read(6, usize::MAX, i64::MAX).unwrap();
+        let hs = headers(&r.records);
+        assert!(hs.iter().all(|h| h.is_control() && h.is_transactional()));
+        assert_eq!(spans(&r.records), vec![(6, 6), (7, 7)]);
+    }
+
+    #[test]
+    fn markers_are_fenced_by_producer_epoch_and_written_without_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        log.append_as_leader(&tbatch(1, 3, 0, 1), 0).unwrap(); // 0
+        let err = log.append_marker(&marker(1, 2, false), 0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::InvalidProducerEpoch {
+                    epoch: 2,
+                    current: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(log.log_end_offset(), 1, "nothing written");
+        // No open transaction for producer 9: written anyway (an abort records its own
+        // offset, as Kafka does).
+        log.append_marker(&marker(9, 0, false), 0).unwrap(); // 1
+        assert_eq!(
+            log.aborted_transactions(0, 2).unwrap(),
+            vec![aborted(9, 1, 1)]
+        );
+        // A marker of a bumped epoch (a timeout abort) fences the producer's old epoch.
+        log.append_marker(&marker(1, 4, false), 0).unwrap(); // 2
+        assert_eq!(log.last_stable_offset(3), 3);
+        let err = log.append_as_leader(&tbatch(1, 3, 1, 1), 0).unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidProducerEpoch { .. }),
+            "{err}"
+        );
+        // The new epoch starts at sequence 0.
+        log.append_as_leader(&tbatch(1, 4, 0, 1), 0).unwrap(); // 3
+        assert_eq!(log.last_stable_offset(4), 3);
+        // A stale leader epoch is refused like any leader append.
+        let err = log.append_marker(&marker(1, 4, true), 0);
+        assert!(err.is_ok());
+        log.append_as_leader(&batch(1, 1, 1_000), 5).unwrap();
+        assert!(matches!(
+            log.append_marker(&marker(1, 4, true), 4),
+            Err(StorageError::FencedLeaderEpoch { .. })
+        ));
+        // Clients can never send a control batch themselves.
+        let forged = marker(1, 4, true).encode(1_000);
+        assert!(matches!(
+            log.append_as_leader(&forged, 5),
+            Err(StorageError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn open_transactions_and_the_index_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_s, log) = open(dir.path(), cfg());
+            log.append_as_leader(&tbatch(1, 0, 0, 2), 0).unwrap(); // 0..=1
+            log.append_as_leader(&tbatch(2, 0, 0, 1), 0).unwrap(); // 2
+            log.append_marker(&marker(2, 0, false), 0).unwrap(); // 3
+            log.append_as_leader(&tbatch(3, 0, 0, 1), 0).unwrap(); // 4
+            log.append_marker(&marker(3, 0, true), 0).unwrap(); // 5
+            log.sync().unwrap();
+        }
+        let (_s, log) = open(dir.path(), cfg());
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(
+            log.last_stable_offset(6),
+            0,
+            "producer 1's transaction is still open"
+        );
+        assert_eq!(
+            log.aborted_transactions(0, 6).unwrap(),
+            vec![aborted(2, 2, 3)]
+        );
+        // Its epoch is still known, so a stale marker is still fenced.
+        assert!(log.append_marker(&marker(2, -1, true), 0).is_err());
+        log.append_marker(&marker(1, 0, false), 0).unwrap(); // 6
+        assert_eq!(log.last_stable_offset(7), 7);
+        assert_eq!(
+            log.aborted_transactions(0, 7).unwrap(),
+            vec![aborted(2, 2, 3), aborted(1, 0, 6)]
+        );
+    }
+
+    #[test]
+    fn followers_derive_the_same_state_from_replicated_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let leader = store.open_log(pid(0), cfg()).unwrap();
+        let follower = store.open_log(pid(1), cfg()).unwrap();
+        leader.append_as_leader(&tbatch(1, 0, 0, 2), 0).unwrap(); // 0..=1
+        leader.append_as_leader(&tbatch(2, 0, 0, 1), 0).unwrap(); // 2
+        leader.append_marker(&marker(1, 0, false), 0).unwrap(); // 3
+        leader.append_as_leader(&batch(1, 1, 1_000), 0).unwrap(); // 4
+        let bytes = leader.read(0, usize::MAX, i64::MAX).unwrap().records;
+        follower.append_as_follower(&bytes).unwrap();
+        for log in [&leader, &follower] {
+            assert_eq!(log.last_stable_offset(5), 2);
+            assert_eq!(
+                log.aborted_transactions(0, 5).unwrap(),
+                vec![aborted(1, 0, 3)]
+            );
+        }
+        // After a failover the follower ends producer 2's transaction itself.
+        follower.append_marker(&marker(2, 0, true), 1).unwrap(); // 5
+        assert_eq!(follower.last_stable_offset(6), 6);
+        assert!(follower.append_marker(&marker(1, -1, true), 1).is_err());
+    }
+
+    #[test]
+    fn truncation_reopens_and_drops_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        log.append_as_leader(&batch(1, 1, 1_000), 0).unwrap(); // 0
+        log.append_as_leader(&tbatch(1, 0, 0, 1), 0).unwrap(); // 1
+        log.append_marker(&marker(1, 0, false), 0).unwrap(); // 2
+        log.append_as_leader(&tbatch(2, 0, 0, 1), 0).unwrap(); // 3
+        assert_eq!(
+            log.aborted_transactions(0, 4).unwrap(),
+            vec![aborted(1, 1, 2)]
+        );
+        // Cutting the marker reopens producer 1's transaction and drops its abort.
+        log.truncate_to(2).unwrap();
+        assert_eq!(log.last_stable_offset(2), 1);
+        assert!(log.aborted_transactions(0, 2).unwrap().is_empty());
+        // Cutting its first batch drops it.
+        log.truncate_to(1).unwrap();
+        assert_eq!(log.last_stable_offset(1), 1);
+        assert_eq!(log.last_stable_offset(5), 5, "nothing open");
+        // The producer starts again as a new transaction.
+        log.append_as_leader(&tbatch(1, 0, 0, 1), 1).unwrap(); // 1
+        assert_eq!(log.last_stable_offset(2), 1);
+        // And after a reset the log knows no transaction at all.
+        log.truncate_fully_and_start_at(10).unwrap();
+        assert_eq!(log.last_stable_offset(10), 10);
+    }
+
+    #[test]
+    fn retention_and_log_start_moves_drop_entries_wholly_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = LogConfig {
+            segment_bytes_max: 1,
+            ..cfg()
+        };
+        let (_s, log) = open(dir.path(), small);
+        log.append_as_leader(&tbatch(1, 0, 0, 1), 0).unwrap(); // 0
+        log.append_marker(&marker(1, 0, false), 0).unwrap(); // 1
+        log.append_as_leader(&tbatch(2, 0, 0, 1), 0).unwrap(); // 2
+        log.append_as_leader(&tbatch(3, 0, 0, 1), 0).unwrap(); // 3
+        log.append_marker(&marker(2, 0, false), 0).unwrap(); // 4
+        log.append_as_leader(&batch(1, 1, 1_000), 0).unwrap(); // 5
+        log.append_marker(&marker(3, 0, false), 0).unwrap(); // 6
+        log.append_as_leader(&batch(1, 1, 1_000), 0).unwrap(); // 7
+        assert_eq!(log.segment_count(), 8, "one batch per segment");
+        assert_eq!(log.aborted_transactions(0, 8).unwrap().len(), 3);
+        log.delete_segments_before(3).unwrap();
+        assert_eq!(log.log_start_offset(), 3);
+        // Producer 1's ended at 1 (gone); producer 2's straddles the start and stays.
+        assert_eq!(
+            log.aborted_transactions(0, 8).unwrap(),
+            vec![aborted(2, 2, 4), aborted(3, 3, 6)]
+        );
+        log.advance_log_start(6).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            log.aborted_transactions(0, 8).unwrap(),
+            vec![aborted(3, 3, 6)]
+        );
+    }
+
+    #[test]
+    fn the_index_query_stops_once_nothing_below_the_bound_was_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), cfg());
+        log.append_as_leader(&tbatch(1, 0, 0, 1), 0).unwrap(); // 0
+        log.append_as_leader(&tbatch(2, 0, 0, 1), 0).unwrap(); // 1
+        log.append_marker(&marker(2, 0, false), 0).unwrap(); // 2
+        for _ in 0..3 {
+            log.append_as_leader(&batch(1, 1, 1_000), 0).unwrap(); // 3, 4, 5
+        }
+        log.append_marker(&marker(1, 0, false), 0).unwrap(); // 6: long, started at 0
+        log.append_as_leader(&tbatch(3, 0, 0, 1), 0).unwrap(); // 7
+        log.append_marker(&marker(3, 0, false), 0).unwrap(); // 8
+                                                             // A fetch of [3, 5) overlaps producer 1's (0..=6) but not 2's (ended at 2) nor 3's.
+        assert_eq!(
+            log.aborted_transactions(3, 5).unwrap(),
+            vec![aborted(1, 0, 6)]
+        );
+        assert_eq!(
+            log.aborted_transactions(0, 9).unwrap(),
+            vec![aborted(2, 1, 2), aborted(1, 0, 6), aborted(3, 7, 8)]
+        );
+    }
+
+    /// One step of the property test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Data { producer: i64, transactional: bool },
+        Marker { producer: i64, commit: bool },
+        Truncate { back: i64 },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0i64..3, any::<bool>()).prop_map(|(producer, transactional)| Op::Data { producer, transactional }),
+            3 => (0i64..3, any::<bool>()).prop_map(|(producer, commit)| Op::Marker { producer, commit }),
+            1 => (1i64..4).prop_map(|back| Op::Truncate { back }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// What the log should say, replayed from its batches: (offset, producer, kind) where
+    /// kind is None for data (Some(transactional)), or a marker.
+    #[derive(Debug, Clone, Copy)]
+    enum Entry {
+        Data { producer: i64, transactional: bool },
+        Marker { producer: i64, commit: bool },
+    }
+
+    fn expected(history: &[(i64, Entry)]) -> (Option<i64>, Vec<AbortedTransaction>) {
+        let mut open: std::collections::HashMap<i64, i64> = Default::default();
+        let mut aborts = Vec::new();
+        for (offset, e) in history {
+            match *e {
+                Entry::Data {
+                    producer,
+                    transactional: true,
+                } => {
+                    open.entry(producer).or_insert(*offset);
+                }
+                Entry::Data { .. } => {}
+                Entry::Marker { producer, commit } => {
+                    let first = open.remove(&producer).unwrap_or(*offset);
+                    if !commit {
+                        aborts.push(aborted(producer, first, *offset));
+                    }
+                }
+            }
+        }
+        (open.values().min().copied(), aborts)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(32),
+            max_shrink_iters: 1_000,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any sequence of transactional and plain batches, markers, truncations and restarts:
+        /// the last stable offset and the aborted index equal a replay of the log's batches.
+        #[test]
+        fn lso_and_index_match_a_replay_of_the_log(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut handle = open(dir.path(), cfg());
+            let mut history: Vec<(i64, Entry)> = Vec::new();
+            // Sequences per producer (epoch 0 throughout), taken from the log's own history.
+            let next_seq = |history: &[(i64, Entry)], p: i64| {
+                history.iter().filter(|(_, e)| matches!(e, Entry::Data { producer, .. } if *producer == p)).count() as i32
+            };
+            for op in ops {
+                let log = &handle.1;
+                match op {
+                    Op::Data { producer, transactional } => {
+                        let seq = next_seq(&history, producer);
+                        let b = if transactional {
+                            tbatch(producer, 0, seq, 1)
+                        } else {
+                            pbatch(producer, 0, seq, 1)
+                        };
+                        let i = appended(log.append_as_leader(&b, 0).unwrap());
+                        history.push((i.base_offset, Entry::Data { producer, transactional }));
+                    }
+                    Op::Marker { producer, commit } => {
+                        let i = log.append_marker(&marker(producer, 0, commit), 0).unwrap();
+                        history.push((i.base_offset, Entry::Marker { producer, commit }));
+                    }
+                    Op::Truncate { back } => {
+                        let to = (log.log_end_offset() - back).max(0);
+                        log.truncate_to(to).unwrap();
+                        history.retain(|(o, _)| *o < to);
+                    }
+                    Op::Reopen => {
+                        log.sync().unwrap();
+                        drop(handle);
+                        handle = open(dir.path(), cfg());
+                    }
+                }
+                let log = &handle.1;
+                let end = log.log_end_offset();
+                let (first_open, aborts) = expected(&history);
+                prop_assert_eq!(log.last_stable_offset(end), first_open.unwrap_or(end));
+                prop_assert_eq!(log.aborted_transactions(0, end.max(1)).unwrap(), aborts);
+            }
+        }
     }
 }

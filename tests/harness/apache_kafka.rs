@@ -32,40 +32,44 @@ pub(crate) fn tools_dir() -> PathBuf {
 /// installation instructions when either is impossible.
 pub(crate) fn require_kafka_tools() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        let java = std::env::var("JAVA").unwrap_or_else(|_| "java".to_string());
-        match Command::new(&java)
-            .arg("-version")
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            other => {
-                return Err(format!(
-                    "Kafka's shell tools need a Java 17+ runtime, but `{java} -version` failed \
-                     ({other:?}). Install one: `apt-get install -y openjdk-17-jre-headless` \
-                     (Debian/Ubuntu) or `brew install openjdk@17`; set JAVA to use another path."
-                ))
-            }
-        }
-        let out = run(
-            Command::new(tools_dir().join("kafka.sh")).arg("classpath"),
-            None,
-            // A cold ~/.m2 downloads about 90 jars (~60 MB) from Maven Central.
-            Duration::from_secs(600),
-        );
-        if !out.success() {
-            return Err(format!(
-                "could not resolve Apache Kafka's jars with `tools/apache-kafka/kafka.sh \
-                 classpath` (needs Maven: `apt-get install -y maven`, and Maven Central \
-                 reachable; .ci/run does this on CI):\n{out}"
-            ));
-        }
-        Ok(())
-    });
-    if let Err(e) = ready {
+    if let Err(e) = READY.get_or_init(|| resolve_jars("classpath", "Kafka's shell tools")) {
         panic!("{e}");
     }
+}
+
+/// Checks `java`, then runs `kafka.sh <command>` (`classpath`, `connect-classpath`), which
+/// resolves the jars of one of its poms with Maven. `what` names the user of the jars in the
+/// error.
+pub(crate) fn resolve_jars(command: &str, what: &str) -> Result<(), String> {
+    let java = std::env::var("JAVA").unwrap_or_else(|_| "java".to_string());
+    match Command::new(&java)
+        .arg("-version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        other => {
+            return Err(format!(
+                "{what} need a Java 17+ runtime, but `{java} -version` failed ({other:?}). \
+                 Install one: `apt-get install -y openjdk-17-jre-headless` (Debian/Ubuntu) or \
+                 `brew install openjdk@17`; set JAVA to use another path."
+            ))
+        }
+    }
+    let out = run(
+        Command::new(tools_dir().join("kafka.sh")).arg(command),
+        None,
+        // A cold ~/.m2 downloads up to about 90 jars (~60 MB) from Maven Central.
+        Duration::from_secs(600),
+    );
+    if !out.success() {
+        return Err(format!(
+            "could not resolve the jars of {what} with `tools/apache-kafka/kafka.sh {command}` \
+             (needs Maven: `apt-get install -y maven`, and Maven Central reachable; .ci/run \
+             does this on CI):\n{out}"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `tools/apache-kafka/bin/<tool>.sh ARGS`, with `stdin` fed to it when given.

@@ -204,6 +204,25 @@ impl Cluster {
         cluster
     }
 
+    /// Nodes `1..=n` with group timings for JVM applications (Kafka Connect, Kafka Streams):
+    /// a short initial rebalance delay and session timeouts down to 1 s, as in
+    /// tests/java_clients.rs, so their groups form quickly.
+    pub(crate) fn start_for_jvm_apps(n: u32) -> Cluster {
+        Cluster::start(
+            n,
+            ClusterOptions {
+                config_toml: Some(
+                    "[groups]\n\
+                     offsets_partitions = 4\n\
+                     initial_rebalance_delay_ms = 300\n\
+                     min_session_timeout_ms = 1000\n"
+                        .to_string(),
+                ),
+                ..ClusterOptions::default()
+            },
+        )
+    }
+
     pub(crate) fn ids(&self) -> Vec<u32> {
         self.nodes.keys().copied().collect()
     }

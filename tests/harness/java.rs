@@ -39,7 +39,7 @@ pub(crate) fn project_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/java")
 }
 
-fn java() -> String {
+pub(crate) fn java() -> String {
     std::env::var("RIVULET_TEST_JAVA").unwrap_or_else(|_| "java".to_string())
 }
 
@@ -104,9 +104,10 @@ fn maven(dir: &Path, offline: bool) -> CmdOutput {
     run(&mut cmd, None, BUILD_TIMEOUT)
 }
 
-/// Builds the program if its sources changed; returns the `java -cp` class path.
-fn build() -> Result<String, String> {
-    let dir = project_dir();
+/// Builds the Maven project in `dir` (this one, or `tests/clients/streams`) if its sources
+/// changed; returns the `java -cp` class path.
+pub(crate) fn build_project(dir: &Path) -> Result<String, String> {
+    let dir = dir.to_path_buf();
     require(&java(), &["-version"]);
     if !up_to_date(&dir) {
         require(&mvn(), &["-v"]);
@@ -117,8 +118,9 @@ fn build() -> Result<String, String> {
             let online = maven(&dir, false);
             if !online.success() {
                 return Err(format!(
-                    "building the Java client program failed.\n\
-                     offline attempt:\n{offline}\n\nonline attempt:\n{online}"
+                    "building the Java program in {} failed.\n\
+                     offline attempt:\n{offline}\n\nonline attempt:\n{online}",
+                    dir.display()
                 ));
             }
         }
@@ -134,7 +136,7 @@ fn build() -> Result<String, String> {
 /// The class path of the built program; builds it on first use in this process.
 pub(crate) fn program() -> &'static str {
     static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
-    match BUILT.get_or_init(build) {
+    match BUILT.get_or_init(|| build_project(&project_dir())) {
         Ok(classpath) => classpath,
         Err(e) => panic!("{e}"),
     }

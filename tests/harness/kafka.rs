@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -171,12 +171,26 @@ impl TestProducer {
 
     /// Queues one record (waiting, bounded, while librdkafka's queue is full); returns its seq.
     pub(crate) fn send(&mut self, topic: &str, key: &str, value: &str) -> usize {
+        self.send_opt(topic, Some(key), Some(value))
+    }
+
+    /// [`TestProducer::send`] with a null key or a null value (a tombstone) where `None`.
+    pub(crate) fn send_opt(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        value: Option<&str>,
+    ) -> usize {
         let seq = self.next_seq;
         self.next_seq += 1;
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut record = BaseRecord::with_opaque_to(topic, seq)
-            .key(key)
-            .payload(value);
+        let mut record: BaseRecord<'_, str, str, usize> = BaseRecord::with_opaque_to(topic, seq);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return seq,
@@ -213,6 +227,9 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
+        // Up to the high watermark, as before the broker knew isolation levels (librdkafka's
+        // default is read_committed, which stops at the last stable offset).
+        .set("isolation.level", "read_uncommitted")
         .create()
         .expect("create consumer")
 }
@@ -380,4 +397,65 @@ pub(crate) fn value_for(seq: usize) -> String {
 
 pub(crate) fn key_for(seq: usize) -> String {
     format!("key-{:04}", seq % 257)
+}
+
+/// Polls DescribeGroups until `group` is Stable with `members` members of `protocol_type` and
+/// `protocol` (a JVM application's group: Connect's "connect"/"sessioned", Streams'
+/// "consumer"/"stream"); returns what was seen. Panics with the last description otherwise.
+pub(crate) fn wait_for_stable_group(
+    bootstrap: &str,
+    group: &str,
+    protocol_type: &str,
+    protocol: &str,
+    members: usize,
+    timeout: Duration,
+) -> String {
+    let consumer = consumer(bootstrap);
+    let mut described = String::from("not listed yet");
+    let waited = super::try_wait_until(
+        timeout,
+        &format!("{group} is Stable with {members} members of {protocol_type}/{protocol}"),
+        || {
+            let Ok(list) = consumer.fetch_group_list(Some(group), Duration::from_secs(5)) else {
+                return false;
+            };
+            list.groups().iter().any(|g| {
+                described = format!(
+                    "{} {} {} {} members",
+                    g.state(),
+                    g.protocol_type(),
+                    g.protocol(),
+                    g.members().len()
+                );
+                g.name() == group
+                    && g.state() == "Stable"
+                    && g.protocol_type() == protocol_type
+                    && g.protocol() == protocol
+                    && g.members().len() == members
+            })
+        },
+    );
+    if let Err(e) = waited {
+        panic!("{e}; last seen: {described}");
+    }
+    described
+}
+
+/// A topic's configs as the cluster describes them (DescribeConfigs: key → value).
+pub(crate) fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
+    let opts = AdminOptions::new().request_timeout(Some(Timeout::After(Duration::from_secs(30))));
+    let results = futures::executor::block_on(
+        admin(bootstrap).describe_configs([&ResourceSpecifier::Topic(topic)], &opts),
+    )
+    .unwrap_or_else(|e| panic!("DescribeConfigs {topic}: {e}"));
+    let resource = results
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .unwrap_or_else(|e| panic!("DescribeConfigs {topic}: {e:?}"));
+    resource
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect()
 }

@@ -24,10 +24,13 @@
 pub(crate) mod apache_kafka;
 pub(crate) mod chaos;
 pub(crate) mod cluster;
+pub(crate) mod connect;
 pub(crate) mod go;
 pub(crate) mod java;
+pub(crate) mod jvm;
 pub(crate) mod kafka;
 pub(crate) mod proxy;
+pub(crate) mod streams;
 pub(crate) mod wire;
 
 use std::fs::File;
@@ -51,6 +54,22 @@ pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const LOG_TAIL_LINES: usize = 60;
 
 /// Polls `condition` until it returns true, or panics after `timeout` naming `what`.
+/// True when every thread of process `pid` is in the stopped state (`T` in
+/// `/proc/PID/task/TID/stat`); false while any still runs, sleeps or cannot be read.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
+}
+
 pub(crate) fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     if let Err(e) = try_wait_until(timeout, what, &mut condition) {
         panic!("{e}");
@@ -405,6 +424,16 @@ impl Node {
     /// SIGSTOP: the process is frozen; connections stay open but nothing is answered.
     pub(crate) fn pause(&mut self) {
         self.signal("STOP");
+        // kill(2) returns once the signal is queued; a thread that is inside a system call
+        // (an fsync, a socket write) or about to be scheduled can still run for a moment and,
+        // say, fetch and acknowledge one more batch. Wait until every thread is stopped, so
+        // that what the test does next meets a node that is really paused.
+        let pid = self.pid();
+        wait_until(
+            Duration::from_secs(10),
+            "every thread of the paused node stopped",
+            || all_threads_stopped(pid),
+        );
     }
 
     /// SIGCONT after [`Node::pause`].

@@ -14,6 +14,10 @@
 #   clean            stop, then delete the run directory (data, logs, pid files)
 #   pid N            print node N's pid (empty when it is not running)
 #   run CLASS ARGS   run a main class from the same jars (what the bin/*.sh wrappers do)
+#   connect-classpath  print the classpath of Kafka Connect (connect/pom.xml: connect-runtime,
+#                    connect-json, connect-file), resolved and cached as `classpath` does
+#   connect PROPS    run a distributed Kafka Connect worker (ConnectDistributed) in the
+#                    foreground with the worker config PROPS (bin/connect-distributed.sh)
 #
 # Node N listens for clients on 127.0.0.1:(APACHE_KAFKA_PORT + N - 1) and for its controller
 # quorum on 127.0.0.1:(APACHE_KAFKA_CONTROLLER_PORT + N - 1); its config, data, log and pid file
@@ -30,6 +34,8 @@
 #   KAFKA_TOOL_OPTS               JVM options of the tools (default: small heap, fast start-up)
 #   JAVA                          the java executable (default: java on the PATH; Java 17+)
 #   START_TIMEOUT                 seconds to wait for each broker port (default 90)
+#   KAFKA_CONNECT_HEAP_OPTS       a Connect worker's heap (default -Xmx512M)
+#   KAFKA_CONNECT_LOG4J           a Connect worker's log4j2 config (default connect-log4j2.properties)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,7 +46,6 @@ CONTROLLER_PORT="${APACHE_KAFKA_CONTROLLER_PORT:-29192}"
 START_TIMEOUT="${START_TIMEOUT:-90}"
 JAVA="${JAVA:-java}"
 HOST=127.0.0.1
-CLASSPATH_FILE="$HERE/target/classpath.txt"
 # Pinned here for the dependency plugin itself, so a fresh ~/.m2 resolves the same plugin.
 DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
@@ -52,32 +57,54 @@ require() {
     die "java not found: install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
 }
 
-# The classpath is rebuilt when the pom changes or a jar vanished from ~/.m2.
+# The classpath of the pom in directory $1 is rebuilt when the pom changes or a jar vanished
+# from ~/.m2.
 classpath_stale() {
-  [ -s "$CLASSPATH_FILE" ] || return 0
-  [ "$HERE/pom.xml" -nt "$CLASSPATH_FILE" ] && return 0
+  local file="$1/target/classpath.txt"
+  [ -s "$file" ] || return 0
+  [ "$1/pom.xml" -nt "$file" ] && return 0
   local jar
   local IFS=:
-  for jar in $(cat "$CLASSPATH_FILE"); do [ -f "$jar" ] || return 0; done
+  for jar in $(cat "$file"); do [ -f "$jar" ] || return 0; done
   return 1
 }
 
-cmd_classpath() {
-  if classpath_stale; then
+# Prints the runtime classpath of the pom in directory $1 (Kafka's, or Connect's in connect/).
+classpath_of() {
+  local dir="$1" file="$1/target/classpath.txt"
+  if classpath_stale "$dir"; then
     command -v mvn >/dev/null 2>&1 ||
       die "mvn not found: install Maven (Debian: apt-get install maven) to fetch Apache Kafka's jars from Maven Central"
-    mkdir -p "$HERE/target"
-    local tmp="$CLASSPATH_FILE.tmp.$$" log="$HERE/target/mvn.log"
-    say "resolving Apache Kafka's jars with mvn (log: $log)" >&2
-    if ! (cd "$HERE" && mvn -B -q "$DEPENDENCY_PLUGIN:build-classpath" \
+    mkdir -p "$dir/target"
+    local tmp="$file.tmp.$$" log="$dir/target/mvn.log"
+    say "resolving the jars of $dir/pom.xml with mvn (log: $log)" >&2
+    if ! (cd "$dir" && mvn -B -q "$DEPENDENCY_PLUGIN:build-classpath" \
       -Dmdep.outputFile="$tmp" -Dmdep.includeScope=runtime) >"$log" 2>&1 </dev/null; then
       tail -n 30 "$log" >&2
       rm -f "$tmp"
-      die "mvn could not resolve tools/apache-kafka/pom.xml (see $log)"
+      die "mvn could not resolve $dir/pom.xml (see $log)"
     fi
-    mv "$tmp" "$CLASSPATH_FILE"
+    mv "$tmp" "$file"
   fi
-  cat "$CLASSPATH_FILE"
+  cat "$file"
+}
+
+cmd_classpath() { classpath_of "$HERE"; }
+cmd_connect_classpath() { classpath_of "$HERE/connect"; }
+
+# A distributed Kafka Connect worker in the foreground (exec: the caller's pid is the JVM's,
+# so a SIGKILL reaches the worker itself), as Kafka's connect-distributed.sh runs it.
+cmd_connect() {
+  [ $# -eq 1 ] || die "usage: kafka.sh connect WORKER_PROPERTIES"
+  [ -f "$1" ] || die "no worker config at $1 (see tools/apache-kafka/connect/worker.properties)"
+  require
+  local cp
+  cp="$(cmd_connect_classpath)"
+  # shellcheck disable=SC2086 # the options are words
+  exec "$JAVA" ${KAFKA_CONNECT_HEAP_OPTS:--Xmx512M} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="${KAFKA_CONNECT_LOG4J:-$HERE/connect/connect-log4j2.properties}" \
+    -cp "$cp" org.apache.kafka.connect.cli.ConnectDistributed "$1"
 }
 
 # Runs a main class from Kafka's jars in the foreground, as kafka-run-class.sh does.
@@ -313,6 +340,8 @@ cmd_clean() {
 
 case "${1:-}" in
   classpath) cmd_classpath ;;
+  connect-classpath) cmd_connect_classpath ;;
+  connect) shift && cmd_connect "$@" ;;
   run) shift && cmd_run "$@" ;;
   start) shift && cmd_start "$@" ;;
   stop) cmd_stop ;;
@@ -321,5 +350,5 @@ case "${1:-}" in
   status) cmd_status ;;
   clean) cmd_clean ;;
   -h | --help | help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" ;;
-  *) die "usage: kafka.sh classpath|start [1|3]|stop|kill9 N|status|clean|pid N|run CLASS ARGS (see --help)" ;;
+  *) die "usage: kafka.sh classpath|start [1|3]|stop|kill9 N|status|clean|pid N|run CLASS ARGS|connect-classpath|connect PROPS (see --help)" ;;
 esac

@@ -1044,6 +1044,117 @@ mod tests {
         (id, rx)
     }
 
+    /// A Kafka Connect worker's JoinGroup: protocol type "connect", and the protocols its
+    /// `connect.protocol` setting offers, newest first (Connect's `ConnectProtocolCompatibility`).
+    fn connect_join(member: &str, offered: &[&str]) -> JoinRequest {
+        JoinRequest {
+            protocol_type: "connect".into(),
+            protocols: offered
+                .iter()
+                .map(|name| MemberProtocol {
+                    name: (*name).into(),
+                    // Connect's metadata (worker URL, config offset, current assignment) is
+                    // opaque to the coordinator.
+                    metadata: format!("{member}-{name}").into_bytes(),
+                })
+                .collect(),
+            ..join_req(member, None)
+        }
+    }
+
+    /// Connect workers (tests/kafka_connect.rs runs real ones) agree on the newest protocol
+    /// they all offer, so one worker on an older `connect.protocol` downgrades the group:
+    /// `sessioned` (KIP-507) > `compatible` (incremental cooperative, KIP-415) > `default`
+    /// (eager). The leader gets every member's metadata for that protocol, and the assignments
+    /// it sends come back to the members byte for byte.
+    #[test]
+    fn connect_workers_agree_on_the_newest_common_protocol() {
+        const SESSIONED: &[&str] = &["sessioned", "compatible", "default"];
+        const COMPATIBLE: &[&str] = &["compatible", "default"];
+        const EAGER: &[&str] = &["default"];
+        let cases: &[(&[&str], &[&str], &str)] = &[
+            (SESSIONED, SESSIONED, "sessioned"),
+            (SESSIONED, COMPATIBLE, "compatible"),
+            (COMPATIBLE, SESSIONED, "compatible"),
+            (SESSIONED, EAGER, "default"),
+        ];
+        for &(first, second, chosen) in cases {
+            let now = Instant::now();
+            let mut g = ClassicGroup::new("connect-cluster".into());
+            let mut ra = join(&mut g, now, connect_join("", first));
+            let Ok(Err(GroupError::MemberIdRequired(a))) = ra.try_recv() else {
+                panic!("expected MEMBER_ID_REQUIRED");
+            };
+            let mut ra = join(&mut g, now, connect_join(&a, first));
+            ra.try_recv().unwrap().unwrap();
+            let mut rb = join(&mut g, now, connect_join("", second));
+            let Ok(Err(GroupError::MemberIdRequired(b))) = rb.try_recv() else {
+                panic!("expected MEMBER_ID_REQUIRED");
+            };
+            let mut rb = join(&mut g, now, connect_join(&b, second));
+            let mut ra = join(&mut g, now, connect_join(&a, first));
+            let ja = ra.try_recv().unwrap().unwrap();
+            let jb = rb.try_recv().unwrap().unwrap();
+            assert_eq!(
+                (ja.protocol_type.as_str(), ja.protocol_name.as_str()),
+                ("connect", chosen),
+                "{first:?} + {second:?}"
+            );
+            assert_eq!(jb.protocol_name, chosen);
+            assert_eq!(ja.leader, a);
+            let mut metadata: Vec<(String, Bytes)> = ja
+                .members
+                .iter()
+                .map(|m| (m.member_id.clone(), m.metadata.clone()))
+                .collect();
+            metadata.sort();
+            let mut expected = vec![
+                (a.clone(), Bytes::from(format!("{a}-{chosen}"))),
+                (b.clone(), Bytes::from(format!("{b}-{chosen}"))),
+            ];
+            expected.sort();
+            assert_eq!(metadata, expected, "the leader sees {chosen}'s metadata");
+
+            let connect_sync = |member: &str, assignments| SyncRequest {
+                protocol_type: Some("connect".into()),
+                protocol_name: Some(chosen.into()),
+                ..sync_req(member, ja.generation_id, assignments)
+            };
+            let (_, mut sb) = sync(&mut g, now, connect_sync(&b, vec![]));
+            let assignments = vec![
+                (a.clone(), Bytes::from_static(b"\x00\x01connectors-a")),
+                (b.clone(), Bytes::from_static(b"\x00\x01tasks-b")),
+            ];
+            let (step, mut sa) = sync(&mut g, now, connect_sync(&a, assignments));
+            assert_eq!(step, SyncStep::Persist);
+            g.finish_sync(now, &cfg(), Ok(()));
+            assert_eq!(
+                sa.try_recv().unwrap().unwrap().assignment,
+                Bytes::from_static(b"\x00\x01connectors-a")
+            );
+            assert_eq!(
+                sb.try_recv().unwrap().unwrap().assignment,
+                Bytes::from_static(b"\x00\x01tasks-b")
+            );
+            let d = g.describe();
+            assert_eq!(
+                (d.protocol_type.as_str(), d.state.as_str()),
+                ("connect", "Stable")
+            );
+            assert!(
+                d.members.iter().all(|m| m.assigned.is_empty()),
+                "a Connect assignment is not decoded as a consumer's"
+            );
+
+            // A consumer cannot join a Connect group.
+            let mut rc = join(&mut g, now, join_req("", None));
+            assert!(matches!(
+                rc.try_recv(),
+                Ok(Err(GroupError::InconsistentGroupProtocol))
+            ));
+        }
+    }
+
     #[test]
     fn two_members_join_sync_and_get_their_assignments() {
         let now = Instant::now();

@@ -20,7 +20,9 @@ use tracing::{debug, info, warn};
 
 use super::classic::{ClassicGroup, JoinReply, SyncReply, SyncStep};
 use super::consumer::{ConsumerGroup, TopicCatalog};
-use super::records::{encode_batch, GroupSnapshot, LoadedGroup, Write};
+use super::records::{
+    encode_batch, end_transaction, GroupSnapshot, LoadedGroup, PendingOffsets, Write,
+};
 use super::types::*;
 use super::GroupConfig;
 use crate::registry::ReplicaHandle;
@@ -64,6 +66,19 @@ pub enum GroupMsg {
         CommitRequest,
         RpcReplyPort<Result<PartitionOutcomes, GroupError>>,
     ),
+    /// TxnOffsetCommit: offsets pending until the transaction's marker.
+    TxnCommit(
+        TxnCommitRequest,
+        RpcReplyPort<Result<PartitionOutcomes, GroupError>>,
+    ),
+    /// A transaction marker reached the group's offsets partition: its pending offsets of the
+    /// producer become committed (commit) or are dropped (abort).
+    TxnCompleted {
+        /// The transaction's producer id.
+        producer_id: i64,
+        /// Commit or abort.
+        commit: bool,
+    },
     /// OffsetFetch.
     FetchOffsets(
         FetchOffsetsRequest,
@@ -132,6 +147,8 @@ pub struct CoordinatorState {
     catalog: Arc<dyn TopicCatalog>,
     membership: Membership,
     offsets: BTreeMap<GroupTopicPartition, CommittedOffset>,
+    /// Offsets committed in open transactions (TxnOffsetCommit), by producer id.
+    pending: PendingOffsets,
     next_retention_check: Instant,
 }
 
@@ -169,6 +186,7 @@ impl CoordinatorState {
     fn is_dead(&self) -> bool {
         !self.has_members()
             && self.offsets.is_empty()
+            && self.pending.is_empty()
             && matches!(self.membership, Membership::None)
     }
 
@@ -287,11 +305,58 @@ impl CoordinatorState {
 
     async fn commit(&mut self, req: CommitRequest) -> Result<PartitionOutcomes, GroupError> {
         self.validate_commit(&req)?;
-        let mut outcomes = Vec::with_capacity(req.offsets.len());
-        let mut writes = Vec::new();
+        let (outcomes, accepted) = self.accept_offsets(req.offsets);
+        let writes: Vec<Write> = accepted
+            .iter()
+            .map(|(tp, c)| Write::offset(&self.group_id, tp.clone(), c))
+            .collect();
+        self.write(&writes).await?;
+        for (tp, c) in accepted {
+            self.offsets.insert(tp, c);
+        }
+        Ok(outcomes)
+    }
+
+    /// TxnOffsetCommit: the offsets are written now and kept pending; they become the
+    /// group's committed offsets when the transaction's commit marker reaches the partition
+    /// ([`GroupMsg::TxnCompleted`], or the marker on a reload).
+    async fn txn_commit(&mut self, req: TxnCommitRequest) -> Result<PartitionOutcomes, GroupError> {
+        // Kafka checks the generation only when the client sends one (KIP-447); a producer
+        // outside the group sends -1 and no member id.
+        if req.generation_id >= 0 || !req.member_id.is_empty() {
+            self.validate_commit(&CommitRequest {
+                member_id: req.member_id.clone(),
+                generation_id: req.generation_id,
+                group_instance_id: req.group_instance_id.clone(),
+                offsets: Vec::new(),
+            })?;
+        }
+        let (outcomes, accepted) = self.accept_offsets(req.offsets);
+        let writes: Vec<Write> = accepted
+            .iter()
+            .map(|(tp, c)| Write::txn_offset(&self.group_id, tp.clone(), req.producer_id, c))
+            .collect();
+        self.write(&writes).await?;
+        let pending = self.pending.entry(req.producer_id).or_default();
+        for (tp, c) in accepted {
+            pending.insert(tp, c);
+        }
+        Ok(outcomes)
+    }
+
+    /// The offsets of a commit that may be stored (known partitions, metadata within bounds),
+    /// and every partition's outcome.
+    fn accept_offsets(
+        &self,
+        offsets: Vec<OffsetToCommit>,
+    ) -> (
+        PartitionOutcomes,
+        Vec<(GroupTopicPartition, CommittedOffset)>,
+    ) {
+        let mut outcomes = Vec::with_capacity(offsets.len());
         let mut accepted = Vec::new();
         let ts = now_ms();
-        for o in req.offsets {
+        for o in offsets {
             let known = self
                 .catalog
                 .topic(&o.tp.topic)
@@ -311,23 +376,27 @@ impl CoordinatorState {
                     metadata: meta,
                     commit_timestamp_ms: ts,
                 };
-                writes.push(Write::offset(&self.group_id, o.tp.clone(), &c));
                 accepted.push((o.tp.clone(), c));
             }
             outcomes.push((o.tp, error));
         }
-        match self.write(&writes).await {
-            Ok(_) => {
-                for (tp, c) in accepted {
-                    self.offsets.insert(tp, c);
-                }
-                Ok(outcomes)
-            }
-            Err(e) => Err(e),
-        }
+        (outcomes, accepted)
     }
 
     fn fetch_offsets(&self, req: FetchOffsetsRequest) -> Result<FetchedOffsets, GroupError> {
+        // KIP-447: a read_committed consumer asks for stable offsets only; one a transaction
+        // may still change is not given out (the client retries).
+        if req.require_stable {
+            let unstable =
+                |tp: &GroupTopicPartition| self.pending.values().any(|p| p.contains_key(tp));
+            let any = match &req.partitions {
+                Some(parts) => parts.iter().any(unstable),
+                None => !self.pending.is_empty(),
+            };
+            if any {
+                return Err(GroupError::UnstableOffsetCommit);
+            }
+        }
         if let (Some((member, epoch)), Membership::Consumer(g)) = (&req.member, &self.membership) {
             if !(member.is_empty() && *epoch < 0) {
                 g.validate_offset_request(member, *epoch)?;
@@ -400,6 +469,13 @@ impl CoordinatorState {
             .iter()
             .map(|(tp, c)| Write::offset(&self.group_id, tp.clone(), c))
             .collect();
+        for (producer_id, offsets) in &self.pending {
+            writes.extend(
+                offsets
+                    .iter()
+                    .map(|(tp, c)| Write::txn_offset(&self.group_id, tp.clone(), *producer_id, c)),
+            );
+        }
         writes.extend(self.group_write());
         if writes.is_empty() {
             return Ok(None);
@@ -540,6 +616,7 @@ impl Actor for GroupCoordinator {
             catalog: args.catalog,
             membership,
             offsets: args.loaded.offsets,
+            pending: args.loaded.pending,
             next_retention_check: now + check_every,
         })
     }
@@ -622,6 +699,18 @@ impl Actor for GroupCoordinator {
             GroupMsg::Commit(req, reply) => {
                 let r = state.commit(req).await;
                 let _ = reply.send(r);
+            }
+            GroupMsg::TxnCommit(req, reply) => {
+                let r = state.txn_commit(req).await;
+                let _ = reply.send(r);
+            }
+            GroupMsg::TxnCompleted {
+                producer_id,
+                commit,
+            } => {
+                if end_transaction(&mut state.offsets, &mut state.pending, producer_id, commit) {
+                    debug!(group = %state.group_id, producer_id, commit, "transactional offsets ended");
+                }
             }
             GroupMsg::FetchOffsets(req, reply) => {
                 let _ = reply.send(state.fetch_offsets(req));

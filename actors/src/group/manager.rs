@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use super::consumer::TopicCatalog;
 use super::coordinator::{CoordinatorArgs, GroupCoordinator, GroupMsg};
-use super::records::{load, LoadedGroup, LoadedPartition};
+use super::records::{end_transaction, load, LoadedGroup, LoadedPartition};
 use super::types::GroupError;
 use super::{partition_for, GroupConfig, OFFSETS_TOPIC};
 use crate::hosting::{
@@ -119,6 +119,16 @@ pub enum GroupManagerMsg {
         /// What was read.
         result: Result<LoadedPartition, String>,
     },
+    /// A transaction marker was written to `partition` on this node: the coordinators of its
+    /// groups end the transaction's pending offsets.
+    TxnEnded {
+        /// Partition of `__consumer_offsets`.
+        partition: i32,
+        /// The transaction's producer id.
+        producer_id: i64,
+        /// Commit or abort.
+        commit: bool,
+    },
     /// The coordinator of a group, started if the group has none.
     GetOrCreate(String, RpcReplyPort<Result<ActorRef<GroupMsg>, GroupError>>),
 }
@@ -146,7 +156,14 @@ struct Shard {
     groups: HashMap<String, ActorRef<GroupMsg>>,
     /// Log end offset after the last compaction (or the load).
     compacted_at: i64,
+    /// Markers told while the partition loads (the read may have missed them): applied to
+    /// what was loaded. Bounded by [`ENDED_WHILE_LOADING_MAX`].
+    ended_while_loading: Vec<(i64, bool)>,
 }
+
+/// Most markers remembered while a partition loads; past it the load is started again (it
+/// then reads them from the log).
+const ENDED_WHILE_LOADING_MAX: usize = 10_000;
 
 /// State of [`GroupManager`].
 #[derive(Debug)]
@@ -217,6 +234,7 @@ impl GroupManagerState {
                 groups: HashMap::new(),
                 // A partition loaded with a long history is compacted soon after.
                 compacted_at: replica.log.log_start_offset(),
+                ended_while_loading: Vec::new(),
             },
         );
         self.publish(partition);
@@ -410,7 +428,22 @@ impl Actor for GroupManager {
                     return Ok(());
                 }
                 match result {
-                    Ok(loaded) => {
+                    Ok(mut loaded) => {
+                        let ended = state
+                            .shards
+                            .get_mut(&partition)
+                            .map(|s| std::mem::take(&mut s.ended_while_loading))
+                            .unwrap_or_default();
+                        for (producer_id, commit) in ended {
+                            for g in loaded.groups.values_mut() {
+                                end_transaction(
+                                    &mut g.offsets,
+                                    &mut g.pending,
+                                    producer_id,
+                                    commit,
+                                );
+                            }
+                        }
                         for (group, g) in loaded.groups {
                             if let Err(e) = state
                                 .spawn_group(&myself, partition, group.clone(), g)
@@ -431,6 +464,32 @@ impl Actor for GroupManager {
                             partition,
                             epoch,
                         });
+                    }
+                }
+            }
+            GroupManagerMsg::TxnEnded {
+                partition,
+                producer_id,
+                commit,
+            } => {
+                let Some(shard) = state.shards.get_mut(&partition) else {
+                    // Not loaded here: whoever loads it reads the marker from the log.
+                    return Ok(());
+                };
+                if shard.ready {
+                    for g in shard.groups.values() {
+                        let _ = g.cast(GroupMsg::TxnCompleted {
+                            producer_id,
+                            commit,
+                        });
+                    }
+                } else if shard.ended_while_loading.len() < ENDED_WHILE_LOADING_MAX {
+                    shard.ended_while_loading.push((producer_id, commit));
+                } else {
+                    warn!(partition, "too many markers while loading; loading again");
+                    state.unload(partition, "too many markers while loading");
+                    if let Some(led) = state.led.get(partition) {
+                        state.start_load(&myself, led);
                     }
                 }
             }

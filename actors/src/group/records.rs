@@ -7,8 +7,16 @@
 //! key   = [version 1][kind 1][u16 group len][group]                         kind 2: group state
 //!       = [version 1][kind 1][u16 group len][group][u16 topic len][topic][i32 partition]
 //!                                                                          kind 1: committed offset
+//!       = [version 1][kind 1][u16 group len][group][u16 topic len][topic][i32 partition][i64 producer id]
+//!                                                                          kind 3: offset committed in a
+//!                                                                          transaction (TxnOffsetCommit)
 //! value = JSON (CommittedOffset, or GroupSnapshot), or null (deleted)
 //! ```
+//!
+//! A kind-3 record is pending: it becomes the group's committed offset only when a commit
+//! marker of its producer id follows it in the same partition, and is dropped at an abort
+//! marker (Kafka's group coordinator learns the outcome of a transaction the same way, from the
+//! marker the transaction coordinator writes to the offsets partition).
 //!
 //! JSON keeps the records readable with any Kafka client (`kcat -C -t __consumer_offsets`), and
 //! these values are small. Unknown key versions are skipped with a warning, so a newer node's
@@ -24,10 +32,12 @@ use tracing::warn;
 use super::classic::ClassicGroup;
 use super::consumer::ConsumerGroup;
 use super::types::{CommittedOffset, GroupTopicPartition};
+use crate::hosting::Entry;
 
 const KEY_VERSION: u8 = 1;
 const KIND_OFFSET: u8 = 1;
 const KIND_GROUP: u8 = 2;
+const KIND_TXN_OFFSET: u8 = 3;
 
 /// The durable state of a group's membership (either protocol).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +62,15 @@ pub enum RecordKey {
     Group {
         /// Group id.
         group: String,
+    },
+    /// An offset committed inside a transaction, pending until its marker.
+    TxnOffset {
+        /// Group id.
+        group: String,
+        /// Partition.
+        tp: GroupTopicPartition,
+        /// The transaction's producer id.
+        producer_id: i64,
     },
 }
 
@@ -87,6 +106,17 @@ impl RecordKey {
                 out.push(KIND_GROUP);
                 put_str(&mut out, group);
             }
+            RecordKey::TxnOffset {
+                group,
+                tp,
+                producer_id,
+            } => {
+                out.push(KIND_TXN_OFFSET);
+                put_str(&mut out, group);
+                put_str(&mut out, &tp.topic);
+                out.extend_from_slice(&tp.partition.to_be_bytes());
+                out.extend_from_slice(&producer_id.to_be_bytes());
+            }
         }
         out
     }
@@ -108,6 +138,17 @@ impl RecordKey {
                 })
             }
             KIND_GROUP => Some(RecordKey::Group { group }),
+            KIND_TXN_OFFSET => {
+                let topic = get_str(buf, &mut at)?;
+                let partition = i32::from_be_bytes(buf.get(at..at + 4)?.try_into().ok()?);
+                at += 4;
+                let producer_id = i64::from_be_bytes(buf.get(at..at + 8)?.try_into().ok()?);
+                Some(RecordKey::TxnOffset {
+                    group,
+                    tp: GroupTopicPartition { topic, partition },
+                    producer_id,
+                })
+            }
             _ => None,
         }
     }
@@ -115,7 +156,9 @@ impl RecordKey {
     /// The group the key belongs to.
     pub fn group(&self) -> &str {
         match self {
-            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+            RecordKey::Offset { group, .. }
+            | RecordKey::Group { group }
+            | RecordKey::TxnOffset { group, .. } => group,
         }
     }
 }
@@ -136,6 +179,23 @@ impl Write {
             key: RecordKey::Offset {
                 group: group.to_owned(),
                 tp,
+            },
+            value: Some(serde_json::to_vec(offset).expect("offsets serialize")),
+        }
+    }
+
+    /// An offset committed inside the transaction of `producer_id` (pending until its marker).
+    pub fn txn_offset(
+        group: &str,
+        tp: GroupTopicPartition,
+        producer_id: i64,
+        offset: &CommittedOffset,
+    ) -> Write {
+        Write {
+            key: RecordKey::TxnOffset {
+                group: group.to_owned(),
+                tp,
+                producer_id,
             },
             value: Some(serde_json::to_vec(offset).expect("offsets serialize")),
         }
@@ -194,6 +254,28 @@ pub struct LoadedGroup {
     pub offsets: BTreeMap<GroupTopicPartition, CommittedOffset>,
     /// Membership state, if any was written and not deleted.
     pub snapshot: Option<GroupSnapshot>,
+    /// Offsets committed in transactions not yet ended, by producer id.
+    pub pending: PendingOffsets,
+}
+
+/// Offsets committed inside open transactions: producer id -> partition -> offset.
+pub type PendingOffsets = BTreeMap<i64, BTreeMap<GroupTopicPartition, CommittedOffset>>;
+
+/// Ends the transaction of `producer_id` in `offsets` / `pending`: a commit makes its offsets
+/// the committed ones, an abort drops them. Returns whether the group had any.
+pub fn end_transaction(
+    offsets: &mut BTreeMap<GroupTopicPartition, CommittedOffset>,
+    pending: &mut PendingOffsets,
+    producer_id: i64,
+    commit: bool,
+) -> bool {
+    let Some(done) = pending.remove(&producer_id) else {
+        return false;
+    };
+    if commit {
+        offsets.extend(done);
+    }
+    true
 }
 
 /// Everything read back from one partition.
@@ -211,13 +293,20 @@ pub struct LoadedPartition {
 /// Reads a partition from its start to its end (blocking: run it on the blocking pool).
 pub fn load(log: &PartitionLog) -> rivulet_storage::Result<LoadedPartition> {
     let mut out = LoadedPartition::default();
-    out.end_offset = crate::hosting::replay(log, |key, value| {
+    out.end_offset = crate::hosting::replay_entries(log, |entry| {
         out.records += 1;
-        apply(&mut out.groups, key, value);
+        match entry {
+            Entry::Record(key, value) => apply(&mut out.groups, key, value),
+            Entry::Marker(m) => {
+                for g in out.groups.values_mut() {
+                    end_transaction(&mut g.offsets, &mut g.pending, m.producer_id, m.commit);
+                }
+            }
+        }
     })?;
     // Groups left with nothing are gone.
     out.groups
-        .retain(|_, g| g.snapshot.is_some() || !g.offsets.is_empty());
+        .retain(|_, g| g.snapshot.is_some() || !g.offsets.is_empty() || !g.pending.is_empty());
     Ok(out)
 }
 
@@ -240,6 +329,20 @@ fn apply(groups: &mut HashMap<String, LoadedGroup>, key: Option<&[u8]>, value: O
                     g.offsets.remove(&tp);
                 }
             }
+        },
+        RecordKey::TxnOffset {
+            group,
+            tp,
+            producer_id,
+        } => match value.map(serde_json::from_slice::<CommittedOffset>) {
+            Some(Ok(o)) => {
+                let g = groups.entry(group).or_default();
+                g.pending.entry(producer_id).or_default().insert(tp, o);
+            }
+            Some(Err(e)) => {
+                warn!(%group, error = %e, "skipping an unreadable transactional offset");
+            }
+            None => {}
         },
         RecordKey::Group { group } => match value {
             Some(v) => match serde_json::from_slice::<GroupSnapshot>(v) {
@@ -306,5 +409,51 @@ mod tests {
         assert_eq!(a.offsets.len(), 1);
         assert_eq!(a.offsets[&tp("t", 0)].offset, 9);
         assert!(groups["b"].offsets.is_empty());
+    }
+
+    #[test]
+    fn transactional_offsets_wait_for_their_marker() {
+        let o = |offset| CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 1,
+        };
+        let k = RecordKey::TxnOffset {
+            group: "g".into(),
+            tp: tp("t", 3),
+            producer_id: 42,
+        };
+        assert_eq!(RecordKey::decode(&k.encode()), Some(k));
+        let writes = [
+            Write::offset("g", tp("t", 0), &o(1)),
+            Write::txn_offset("g", tp("t", 0), 7, &o(10)),
+            Write::txn_offset("g", tp("t", 1), 7, &o(11)),
+            Write::txn_offset("g", tp("t", 0), 8, &o(20)),
+        ];
+        let batch = encode_batch(&writes, 1_000);
+        let mut groups = HashMap::new();
+        for r in rivulet_storage::batch::decode_records(&batch).unwrap() {
+            apply(&mut groups, r.key.as_deref(), r.value.as_deref());
+        }
+        let g = groups.get_mut("g").unwrap();
+        assert_eq!(
+            g.offsets[&tp("t", 0)].offset,
+            1,
+            "pending offsets are not visible"
+        );
+        assert_eq!(g.pending.len(), 2);
+        // (producer id, commit, offset of t-0 after it, t-1 after it, open transactions left)
+        let table = [
+            (8, false, Some(1), None, 1),
+            (9, true, Some(1), None, 1),
+            (7, true, Some(10), Some(11), 0),
+            (7, true, Some(10), Some(11), 0),
+        ];
+        for (i, (pid, commit, t0, t1, left)) in table.into_iter().enumerate() {
+            end_transaction(&mut g.offsets, &mut g.pending, pid, commit);
+            let at = |p| g.offsets.get(&tp("t", p)).map(|c| c.offset);
+            assert_eq!((at(0), at(1), g.pending.len()), (t0, t1, left), "row {i}");
+        }
     }
 }

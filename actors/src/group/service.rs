@@ -207,6 +207,32 @@ impl Groups {
         Self::ask(&actor, |r| GroupMsg::Commit(req, r), self.timeout()).await?
     }
 
+    /// TxnOffsetCommit: per-partition outcomes, or an error for the whole request. The
+    /// offsets become visible when the transaction's commit marker reaches the group's
+    /// offsets partition ([`Groups::transaction_ended`]).
+    pub async fn txn_commit_offsets(
+        &self,
+        group_id: &str,
+        req: TxnCommitRequest,
+    ) -> Result<PartitionOutcomes, GroupError> {
+        let Some(actor) = self.route(group_id, true).await? else {
+            return Err(GroupError::NotCoordinator);
+        };
+        Self::ask(&actor, |r| GroupMsg::TxnCommit(req, r), self.timeout()).await?
+    }
+
+    /// A transaction marker of `producer_id` was written to `partition` of
+    /// `__consumer_offsets` on this node (its leader): the groups there commit or drop the
+    /// offsets the transaction committed. A node that does not host the partition ignores it
+    /// (its next host replays the marker from the log).
+    pub fn transaction_ended(&self, partition: i32, producer_id: i64, commit: bool) {
+        let _ = self.manager.cast(GroupManagerMsg::TxnEnded {
+            partition,
+            producer_id,
+            commit,
+        });
+    }
+
     /// OffsetFetch for one group. A partition without a committed offset is absent from the
     /// answer when `partitions` is `None`, and present with `None` when asked for by name.
     pub async fn fetch_offsets(

@@ -92,6 +92,10 @@ pub enum GroupError {
     /// The write to the offsets topic did not complete in time.
     #[error("request timed out: {0}")]
     RequestTimedOut(String),
+    /// A stable offset was asked for, and a transaction not yet ended holds a commit for the
+    /// partition: retry once it ends (KIP-447).
+    #[error("an open transaction holds an offset commit for the partition; retry")]
+    UnstableOffsetCommit,
 }
 
 /// A write to `__consumer_offsets` that was not acknowledged, as the group APIs report it
@@ -305,6 +309,26 @@ pub struct FetchOffsetsRequest {
     pub partitions: Option<Vec<GroupTopicPartition>>,
     /// Consumer protocol (v9+): the member and epoch, checked when given.
     pub member: Option<(String, i32)>,
+    /// Refuse offsets an open transaction may still change (OffsetFetch v7+
+    /// `require_stable`, sent by read_committed consumers).
+    pub require_stable: bool,
+}
+
+/// TxnOffsetCommit: offsets committed inside a transaction.
+#[derive(Debug, Clone)]
+pub struct TxnCommitRequest {
+    /// The transaction's producer id.
+    pub producer_id: i64,
+    /// Its producer epoch.
+    pub producer_epoch: i16,
+    /// Member id (v3+, KIP-447), empty otherwise.
+    pub member_id: String,
+    /// Classic generation (v3+), -1 otherwise.
+    pub generation_id: i32,
+    /// Static instance id (v3+).
+    pub group_instance_id: Option<String>,
+    /// The offsets.
+    pub offsets: Vec<OffsetToCommit>,
 }
 
 /// ConsumerGroupHeartbeat (KIP-848).

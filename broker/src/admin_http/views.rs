@@ -309,6 +309,7 @@ pub(super) async fn group(State(ctx): Ctx, Path(id): Path<String>) -> Response {
     let req = FetchOffsetsRequest {
         partitions: None,
         member: None,
+        require_stable: false,
     };
     let committed = match ctx.groups.fetch_offsets(&id, req).await {
         Ok(o) => o,

@@ -406,7 +406,7 @@ mod tests {
         );
         let e = decode_request(frame(9_999, 0)).unwrap_err();
         assert!(e.to_string().contains("unknown API key 9999"), "{e}");
-        let e = decode_request(frame(ApiKey::TxnOffsetCommit as i16, 0)).unwrap_err();
+        let e = decode_request(frame(ApiKey::WriteTxnMarkers as i16, 1)).unwrap_err();
         assert!(e.to_string().contains("API not served"), "{e}");
     }
 }

@@ -111,6 +111,7 @@ pub fn group(e: &GroupError) -> (i16, String) {
         // COORDINATOR_NOT_AVAILABLE: clients look the coordinator up again and retry, which they
         // do not all do for REQUEST_TIMED_OUT.
         GroupError::RequestTimedOut(_) => E::CoordinatorNotAvailable,
+        GroupError::UnstableOffsetCommit => E::UnstableOffsetCommit,
     };
     (code.code(), e.to_string())
 }
@@ -157,6 +158,8 @@ pub mod code {
     pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
     /// MESSAGE_TOO_LARGE.
     pub const MESSAGE_TOO_LARGE: i16 = E::MessageTooLarge.code();
+    /// INVALID_REGULAR_EXPRESSION.
+    pub const INVALID_REGULAR_EXPRESSION: i16 = E::InvalidRegularExpression.code();
     /// INVALID_REQUEST.
     pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
     /// UNSUPPORTED_VERSION.

@@ -50,9 +50,11 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::AddPartitionsToTxn => (0, 4),
         ApiKey::AddOffsetsToTxn => (0, 3),
         ApiKey::EndTxn => (0, 4),
-        // ListTransactions v2 (a transactional-id regex, KIP-1152) is not served.
+        // Offsets pending in the group coordinator until the transaction's marker.
+        ApiKey::TxnOffsetCommit => (0, 4),
         ApiKey::DescribeTransactions => (0, 0),
-        ApiKey::ListTransactions => (0, 1),
+        // v2: a transactional-id pattern (KIP-1152).
+        ApiKey::ListTransactions => (0, 2),
         _ => return None,
     };
     let crate_range = key.valid_versions();
@@ -86,7 +88,7 @@ mod tests {
         assert_eq!(supported(ApiKey::OffsetFetch), Some((1, 9)));
         assert_eq!(supported(ApiKey::FindCoordinator), Some((0, 6)));
         assert_eq!(supported(ApiKey::ConsumerGroupHeartbeat), Some((0, 1)));
-        assert!(supported(ApiKey::TxnOffsetCommit).is_none());
+        assert_eq!(supported(ApiKey::TxnOffsetCommit), Some((0, 4)));
         assert!(supported(ApiKey::ShareGroupHeartbeat).is_none());
         assert!(all().len() >= 26);
     }

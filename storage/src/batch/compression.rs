@@ -33,6 +33,15 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Every codec, `None` first.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
     /// The codec with Kafka id `id`; `None` for ids 5-7, which no Kafka version defines.
     pub fn from_id(id: u8) -> Option<Compression> {
         Some(match id {

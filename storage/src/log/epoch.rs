@@ -58,6 +58,12 @@ impl EpochCache {
         }
     }
 
+    /// The start offset of every epoch: the first batch of each, whose header the cleaner
+    /// keeps (the cache is rebuilt from batch headers).
+    pub(crate) fn start_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.starts.values().copied()
+    }
+
     #[cfg(test)]
     pub(crate) fn entries(&self) -> Vec<(i32, i64)> {
         self.starts.iter().map(|(e, s)| (*e, *s)).collect()

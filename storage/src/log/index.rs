@@ -1,5 +1,6 @@
 //! Keys, index entries and segment keyspace names: the byte formats of a partition log.
 
+use super::producer::AbortedEntry;
 use crate::batch::{increment_sequence, BatchHeader};
 use crate::{PartitionId, Result, StorageError};
 
@@ -8,6 +9,16 @@ use crate::{PartitionId, Result, StorageError};
 pub(crate) const DATA_PREFIX: u8 = b'D';
 /// Key prefix of a batch's index entry.
 pub(crate) const INDEX_PREFIX: u8 = b'I';
+/// Key prefix of an aborted transaction (the aborted-transactions index), keyed by its abort
+/// marker's offset, in the segment keyspace that holds the marker: it goes with that segment
+/// (retention, truncation, deletion), as Kafka's `.txnindex` goes with its segment. Nothing
+/// but the transaction code reads or writes these keys; a rewrite of a segment (compaction)
+/// keeps them as they are.
+pub(crate) const ABORTED_PREFIX: u8 = b'A';
+/// Bit of an index entry's stored attributes that marks an abort marker (a control batch's
+/// commit/abort is in its record, not its header). Bit 14 is unused in Kafka's batch
+/// attributes and is never stored in a batch: only in the index entry.
+const ABORT_MARKER_BIT: i16 = 1 << 14;
 
 /// `prefix + base offset (u64 BE)`: big-endian so keys sort by offset.
 pub(crate) fn key(prefix: u8, base_offset: i64) -> [u8; 9] {
@@ -53,6 +64,8 @@ pub(crate) struct IndexEntry {
     pub(crate) attributes: i16,
     /// Where the batch starts in its segment file.
     pub(crate) position: u64,
+    /// The batch is a transaction marker that aborts (only with the control bit).
+    pub(crate) abort_marker: bool,
 }
 
 impl IndexEntry {
@@ -71,7 +84,22 @@ impl IndexEntry {
             size_bytes: u32::try_from(h.total_len()).unwrap_or(u32::MAX),
             attributes: h.attributes,
             position,
+            abort_marker: false,
         }
+    }
+
+    /// The same entry, marked as an abort marker's.
+    pub(crate) fn aborting(mut self, abort: bool) -> IndexEntry {
+        self.abort_marker = abort && self.is_control();
+        self
+    }
+
+    pub(crate) fn is_control(&self) -> bool {
+        self.attributes & crate::batch::CONTROL_BIT != 0
+    }
+
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.attributes & crate::batch::TRANSACTIONAL_BIT != 0
     }
 
     /// Where the batch ends in its segment file.
@@ -99,7 +127,12 @@ impl IndexEntry {
         b[31..35].copy_from_slice(&self.records_count.to_be_bytes());
         b[35..39].copy_from_slice(&self.leader_epoch.to_be_bytes());
         b[39..43].copy_from_slice(&self.size_bytes.to_be_bytes());
-        b[43..45].copy_from_slice(&self.attributes.to_be_bytes());
+        let attributes = if self.abort_marker {
+            self.attributes | ABORT_MARKER_BIT
+        } else {
+            self.attributes
+        };
+        b[43..45].copy_from_slice(&attributes.to_be_bytes());
         b[45..53].copy_from_slice(&self.position.to_be_bytes());
         b
     }
@@ -143,6 +176,7 @@ impl IndexEntry {
             a.copy_from_slice(&value[at..at + 8]);
             i64::from_be_bytes(a)
         };
+        let stored_attributes = i16_at(43);
         let e = IndexEntry {
             base_offset,
             last_offset: i64_at(1),
@@ -153,8 +187,10 @@ impl IndexEntry {
             records_count: i32_at(31),
             leader_epoch: i32_at(35),
             size_bytes: u32::from_be_bytes([value[39], value[40], value[41], value[42]]),
-            attributes: i16_at(43),
+            attributes: stored_attributes & !ABORT_MARKER_BIT,
             position: u64::from_be_bytes(value[45..53].try_into().unwrap_or([0xff; 8])),
+            abort_marker: stored_attributes & ABORT_MARKER_BIT != 0
+                && stored_attributes & crate::batch::CONTROL_BIT != 0,
         };
         if e.last_offset < e.base_offset || e.last_offset - e.base_offset > i64::from(i32::MAX) {
             return Err(bad(&format!("last offset {}", e.last_offset)));
@@ -164,6 +200,54 @@ impl IndexEntry {
         }
         if e.position > i64::MAX as u64 {
             return Err(bad(&format!("position {}", e.position)));
+        }
+        Ok(e)
+    }
+}
+
+impl AbortedEntry {
+    const VERSION: u8 = 1;
+    const LEN: usize = 25;
+
+    /// Its key: `A` + marker offset.
+    pub(crate) fn key(&self) -> [u8; 9] {
+        key(ABORTED_PREFIX, self.last_offset)
+    }
+
+    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0] = Self::VERSION;
+        b[1..9].copy_from_slice(&self.producer_id.to_be_bytes());
+        b[9..17].copy_from_slice(&self.first_offset.to_be_bytes());
+        b[17..25].copy_from_slice(&self.last_stable_offset.to_be_bytes());
+        b
+    }
+
+    pub(crate) fn decode(k: &[u8], v: &[u8]) -> Result<AbortedEntry> {
+        let bad = || StorageError::CorruptLog(format!("aborted-transaction entry {k:?}: {v:?}"));
+        let last_offset = match k {
+            [ABORTED_PREFIX, rest @ ..] if rest.len() == 8 => {
+                i64::try_from(u64::from_be_bytes(rest.try_into().map_err(|_| bad())?))
+                    .map_err(|_| bad())?
+            }
+            _ => return Err(bad()),
+        };
+        if v.len() != Self::LEN || v[0] != Self::VERSION {
+            return Err(bad());
+        }
+        let i64_at = |at: usize| -> Result<i64> {
+            Ok(i64::from_be_bytes(
+                v[at..at + 8].try_into().map_err(|_| bad())?,
+            ))
+        };
+        let e = AbortedEntry {
+            producer_id: i64_at(1)?,
+            first_offset: i64_at(9)?,
+            last_offset,
+            last_stable_offset: i64_at(17)?,
+        };
+        if e.first_offset > e.last_offset || e.first_offset < 0 {
+            return Err(bad());
         }
         Ok(e)
     }
@@ -207,6 +291,7 @@ mod tests {
             size_bytes: 4096,
             attributes: 3,
             position: 1 << 33,
+            abort_marker: false,
         }
     }
 
@@ -219,6 +304,30 @@ mod tests {
             e
         );
         assert_eq!(e.last_sequence(), 2);
+    }
+
+    #[test]
+    fn abort_markers_and_aborted_entries_round_trip() {
+        let mut e = entry();
+        e.attributes = crate::batch::CONTROL_BIT | crate::batch::TRANSACTIONAL_BIT;
+        let marked = e.aborting(true);
+        let back = IndexEntry::decode(&key(INDEX_PREFIX, 100), &marked.encode()).unwrap();
+        assert!(back.abort_marker);
+        assert_eq!(
+            back.attributes, e.attributes,
+            "the bit never shows as an attribute"
+        );
+        // Only control batches can be abort markers.
+        assert!(!entry().aborting(true).abort_marker);
+        let a = AbortedEntry {
+            producer_id: 7,
+            first_offset: 3,
+            last_offset: 9,
+            last_stable_offset: 10,
+        };
+        assert_eq!(AbortedEntry::decode(&a.key(), &a.encode()).unwrap(), a);
+        assert!(AbortedEntry::decode(&key(INDEX_PREFIX, 9), &a.encode()).is_err());
+        assert!(AbortedEntry::decode(&a.key(), &a.encode()[..24]).is_err());
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! checks the active segment's entries against its file, so an entry never survives a crash
 //! pointing past durable, CRC-valid bytes (see `recover_tail`).
 
+mod cleaner;
+mod compact;
 mod epoch;
 mod index;
 mod producer;
@@ -28,6 +30,7 @@ mod region;
 mod segment;
 mod upgrade;
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -38,19 +41,26 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
+use crate::batch::control::TxnMarker;
 use crate::batch::{
     records_bytes_max, timestamps_patched, validate, visit_records, BatchHeader, BatchOrigin,
     ClientRules, RecordInfo, TimestampType, ValidationRules, HEADER_LEN,
 };
 use crate::space::SpaceGuard;
 use crate::{
-    AppendInfo, AppendOutcome, Durability, LogConfig, PartitionId, ReadResult, Result,
-    StorageError, TimestampOffset,
+    AbortedTransaction, AppendInfo, AppendOutcome, Durability, LogConfig, PartitionId, ReadResult,
+    Result, StorageError, TimestampOffset,
 };
+pub use cleaner::CleanerState;
+use compact::read_clean_markers;
+pub use compact::{CleanOutcome, Cleaner, CleanerConfig, CleanerStats};
 use epoch::EpochCache;
-use index::{key, segment_name, IndexEntry, INDEX_PREFIX};
+use index::{key, segment_name, IndexEntry, ABORTED_PREFIX, INDEX_PREFIX};
 pub(crate) use index::{parse_segment_name, segment_prefix};
-use producer::{BatchMeta, PendingProducers, ProducerStates, SequenceCheck};
+use producer::{
+    AbortedEntry, BatchMeta, PendingProducers, ProducerStates, SequenceCheck, TxnBatch, TxnPass,
+    TxnUpdates,
+};
 pub use region::{copy_chunks, FileRegion, RecordChunk, RegionRead};
 use segment::{file_name, SegmentFile};
 pub(crate) use upgrade::upgrade_log_v1;
@@ -80,6 +90,11 @@ struct Segment {
     /// segment file's mtime; a recovered or rescanned segment counts from the time it was
     /// opened, which can only delay its deletion, never hasten it.
     created_ms: i64,
+    /// Which file holds it: `file_name(base_offset, generation)`; each cleaning writes the
+    /// next generation.
+    generation: u64,
+    /// When the cleaner first cleaned it (the tombstone clock); `None`: dirty.
+    cleaned_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -105,6 +120,8 @@ impl Segment {
             max_timestamp: i64::MIN,
             first_batch_timestamp: None,
             created_ms: now_ms(),
+            generation: 0,
+            cleaned_ms: None,
         }
     }
 
@@ -183,10 +200,24 @@ struct LogShared {
     /// Sorted by base offset, never empty; the last one is the active segment.
     segments: RwLock<Vec<Segment>>,
     epochs: RwLock<EpochCache>,
+    /// Transactions that hold the last stable offset back: first offset -> offset of the
+    /// marker that closed it (`i64::MAX` while open). A closed one stays until the high
+    /// watermark passes its marker (Kafka's unreplicated transactions); readers prune it.
+    unstable: Mutex<BTreeMap<i64, i64>>,
+    /// Offset of the last abort marker in the log (-1: none), so a read_committed fetch past
+    /// it skips the aborted-index lookup.
+    last_abort: AtomicI64,
     log_start: AtomicI64,
     log_end: AtomicI64,
     size_bytes: AtomicU64,
     closed: AtomicBool,
+    /// Held (write) by the cleaner while it swaps a segment's index and file, and (read) by
+    /// readers while they plan from the index, so a plan's entries and file agree.
+    swap: RwLock<()>,
+    /// The node's cleaner (budget and counters).
+    cleaner: Arc<Cleaner>,
+    /// A cleaner pass of this log is running (one at a time per log).
+    cleaning: AtomicBool,
 }
 
 /// A partition's log. Cheap to clone (an `Arc` inside); `Send + Sync`.
@@ -221,6 +252,8 @@ struct Prepared {
     range: std::ops::Range<usize>,
     /// A header to write instead of the caller's (timestamps patched, CRC recomputed).
     head: Option<[u8; HEADER_LEN]>,
+    /// The batch is a transaction marker that aborts.
+    abort_marker: bool,
 }
 
 /// What a scan of the index entries rebuilds.
@@ -229,6 +262,11 @@ struct Scan {
     segments: Vec<Segment>,
     epochs: EpochCache,
     producers: ProducerStates,
+    /// Aborted transactions whose marker is at or after the offset the scan was asked to
+    /// collect from (recovery rebuilds their index entries for a recovered tail).
+    aborted: Vec<AbortedEntry>,
+    /// Offset of the last abort marker (-1: none).
+    last_abort: i64,
     /// First inconsistency found: the segment it is in (later segments are invalid as a
     /// whole) and the offset from which that segment's entries are invalid.
     broken: Option<(usize, i64)>,
@@ -240,11 +278,35 @@ type SegmentHandles = (i64, Keyspace, Arc<SegmentFile>);
 /// Rebuilds the log's state from the index entries (never the batch data). An entry that
 /// does not continue the offsets, does not sit right after the previous batch in the file,
 /// or points past the end of the file, is where the log breaks.
-fn scan(handles: Vec<SegmentHandles>) -> Result<Scan> {
+///
+/// Producer state, open transactions included, comes from the entries too: a marker's entry
+/// says whether it aborts.
+/// How [`PartitionLog::commit`] treats the batches it writes.
+#[derive(Debug, Clone, Copy)]
+struct CommitMode {
+    /// Write the header's base offset and leader epoch over the caller's bytes (a leader's
+    /// appends).
+    patch: bool,
+    /// The batches skip offsets (a follower's copy of a cleaned leader's): the segment is
+    /// marked so.
+    gaps: bool,
+}
+
+impl CommitMode {
+    /// A leader's append: patched, no gaps.
+    const LEADER: CommitMode = CommitMode {
+        patch: true,
+        gaps: false,
+    };
+}
+
+fn scan(handles: Vec<SegmentHandles>, collect_aborted_from: i64) -> Result<Scan> {
     let mut out = Scan {
         segments: Vec::with_capacity(handles.len()),
         epochs: EpochCache::default(),
         producers: ProducerStates::default(),
+        aborted: Vec::new(),
+        last_abort: -1,
         broken: None,
     };
     for (base_offset, keyspace, file) in handles {
@@ -255,14 +317,21 @@ fn scan(handles: Vec<SegmentHandles>) -> Result<Scan> {
             }
         }
         let file_len = file.len()?;
+        let markers = read_clean_markers(&keyspace)?;
         let mut seg = Segment::empty(base_offset, keyspace.clone(), file);
+        seg.generation = markers.generation;
+        seg.cleaned_ms = markers.cleaned_ms;
         for guard in keyspace.prefix([INDEX_PREFIX]) {
             let (k, v) = guard.into_inner()?;
             let e = IndexEntry::decode(&k, &v)?;
-            if e.base_offset != seg.next_offset
-                || e.position != seg.end_position()
-                || e.end_position() > file_len
-            {
+            // Offsets may jump where the segment says so (cleaned, or a follower's copy of a
+            // cleaned segment); the bytes never: batches lie back to back in the file.
+            let offset_ok = if markers.gaps {
+                e.base_offset >= seg.next_offset
+            } else {
+                e.base_offset == seg.next_offset
+            };
+            if !offset_ok || e.position != seg.end_position() || e.end_position() > file_len {
                 out.broken = Some((out.segments.len(), e.base_offset));
                 break;
             }
@@ -274,9 +343,23 @@ fn scan(handles: Vec<SegmentHandles>) -> Result<Scan> {
                     "leader epoch goes backwards"
                 );
             }
+            if e.abort_marker {
+                out.last_abort = e.base_offset;
+            }
             if e.producer_id >= 0 {
-                out.producers
-                    .record(e.producer_id, e.producer_epoch, batch_meta(&e));
+                let u = replay_producer(&mut out.producers, &e);
+                out.aborted.extend(
+                    u.aborted
+                        .iter()
+                        .filter(|a| a.last_offset >= collect_aborted_from),
+                );
+                out.producers.apply_txns(u);
+            }
+        }
+        if out.broken.is_none() {
+            if let Some(end) = markers.end_offset {
+                // A cleaned segment whose last batches were removed still ends where it did.
+                seg.next_offset = seg.next_offset.max(end);
             }
         }
         out.segments.push(seg);
@@ -285,6 +368,37 @@ fn scan(handles: Vec<SegmentHandles>) -> Result<Scan> {
         }
     }
     Ok(out)
+}
+
+/// Records a stored batch of a producer (replication, recovery: the log is the truth) and
+/// works out what it does to transactions; the caller applies the result.
+fn replay_producer(producers: &mut ProducerStates, e: &IndexEntry) -> TxnUpdates {
+    if !e.is_control() {
+        producers.record(e.producer_id, e.producer_epoch, batch_meta(e));
+    }
+    let mut pass = TxnPass::new(producers);
+    pass.batch(e.producer_id, e.producer_epoch, e.base_offset, txn_batch(e));
+    pass.finish()
+}
+
+fn txn_batch(e: &IndexEntry) -> TxnBatch {
+    if e.is_control() {
+        TxnBatch::Marker {
+            abort: e.abort_marker,
+        }
+    } else {
+        TxnBatch::Data {
+            transactional: e.is_transactional(),
+        }
+    }
+}
+
+/// Whether a stored control batch is an abort marker (`false` for anything else).
+fn aborts(h: &BatchHeader, batch: &[u8]) -> Result<bool> {
+    if !h.is_control() {
+        return Ok(false);
+    }
+    Ok(TxnMarker::decode(batch)?.is_some_and(|m| !m.commit))
 }
 
 fn batch_meta(e: &IndexEntry) -> BatchMeta {
@@ -320,6 +434,7 @@ impl PartitionLog {
     pub(crate) fn open(
         db: Database,
         space: Arc<SpaceGuard>,
+        cleaner: Arc<Cleaner>,
         id: PartitionId,
         dir: PathBuf,
         cfg: LogConfig,
@@ -346,29 +461,34 @@ impl PartitionLog {
         bases.sort_unstable();
         std::fs::create_dir_all(&dir)?;
         let mut handles: Vec<SegmentHandles> = Vec::with_capacity(bases.len().max(1));
+        let mut names = Vec::with_capacity(bases.len());
         for base in &bases {
             let keyspace = db.keyspace(&segment_name(id, *base), segment_options)?;
+            // The generation the index names: a cleaner's swap changes both in one batch.
+            let name = file_name(*base, read_clean_markers(&keyspace)?.generation);
             // A segment's file is created before its keyspace; one can be missing only if it
             // was lost, and then its index entries point past its end and recovery cuts there.
-            let file = SegmentFile::open(&dir.join(file_name(*base)), true)?;
+            let file = SegmentFile::open(&dir.join(&name), true)?;
             handles.push((*base, keyspace, Arc::new(file)));
+            names.push(name);
         }
         // Files whose keyspace is gone (a crash while a segment was being created or dropped)
-        // hold nothing the log refers to.
+        // or whose generation the index does not name (a crash during a cleaner's swap) hold
+        // nothing the log refers to.
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name();
-            let known = bases.iter().any(|b| name.to_str() == Some(&file_name(*b)));
+            let known = names.iter().any(|n| name.to_str() == Some(n));
             if !known {
                 warn!(partition = %id, file = ?name, "removing a segment file without an index");
                 remove_file(&dir.join(&name))?;
             }
         }
         if handles.is_empty() {
-            let file = SegmentFile::create(&dir.join(file_name(0)))?;
+            let file = SegmentFile::create(&dir.join(file_name(0, 0)))?;
             let keyspace = db.keyspace(&segment_name(id, 0), segment_options)?;
             handles.push((0, keyspace, Arc::new(file)));
         }
-        let mut scanned = scan(handles.clone())?;
+        let mut scanned = scan(handles.clone(), i64::MAX)?;
         if let Some((seg, from)) = scanned.broken {
             warn!(
                 partition = %id, segment = seg, offset = from,
@@ -382,11 +502,20 @@ impl PartitionLog {
             keep.file.truncate(keep.end_position())?;
             remove_from(&db, &handles[seg].1, from)?;
             handles.truncate(seg + 1);
-            scanned = scan(handles.clone())?;
+            scanned = scan(handles.clone(), i64::MAX)?;
         }
         if let Some(active) = scanned.segments.last() {
             if recover_tail(&db, id, active)? {
-                scanned = scan(handles)?;
+                // Markers whose index entries were rebuilt need their aborted-index entries
+                // too (rewriting the active segment's existing ones changes nothing).
+                let active_base = active.base_offset;
+                let active_ks = active.keyspace.clone();
+                scanned = scan(handles, active_base)?;
+                let mut batch = db.batch().durability(Some(PersistMode::SyncData));
+                for a in &scanned.aborted {
+                    batch.insert(&active_ks, &a.key()[..], &a.encode()[..]);
+                }
+                batch.commit()?;
             }
         }
         let log = PartitionLog {
@@ -399,10 +528,15 @@ impl PartitionLog {
                 writer: Mutex::new(WriterState::default()),
                 segments: RwLock::new(Vec::new()),
                 epochs: RwLock::new(EpochCache::default()),
+                unstable: Mutex::new(BTreeMap::new()),
+                last_abort: AtomicI64::new(-1),
                 log_start: AtomicI64::new(0),
                 log_end: AtomicI64::new(0),
                 size_bytes: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
+                swap: RwLock::new(()),
+                cleaner,
+                cleaning: AtomicBool::new(false),
             }),
         };
         {
@@ -440,6 +574,13 @@ impl PartitionLog {
         *s.segments.write() = scanned.segments;
         *s.epochs.write() = scanned.epochs;
         w.producers = scanned.producers;
+        s.last_abort.store(scanned.last_abort, Ordering::Release);
+        // Transactions closed before are taken as replicated: a rebuilt state cannot tell.
+        *s.unstable.lock() = w
+            .producers
+            .open_txns()
+            .map(|(first, _)| (first, i64::MAX))
+            .collect();
         s.size_bytes.store(size, Ordering::Release);
         s.log_start.store(start, Ordering::Release);
         s.log_end.store(end, Ordering::Release);
@@ -526,22 +667,17 @@ impl PartitionLog {
             records,
             &ValidationRules {
                 batch_bytes_max: cfg.batch_bytes_max,
+                // Clients may not write control batches: markers come in by `append_marker`.
                 origin: BatchOrigin::Client(ClientRules {
                     now_ms,
                     timestamp_type: cfg.timestamp_type,
                     timestamp_before_max_ms: cfg.timestamp_before_max_ms,
                     timestamp_after_max_ms: cfg.timestamp_after_max_ms,
+                    key_required: cfg.cleanup_policy.compact,
                 }),
             },
         )?;
-        if let Some(latest) = s.epochs.read().latest() {
-            if leader_epoch < latest {
-                return Err(StorageError::FencedLeaderEpoch {
-                    epoch: leader_epoch,
-                    latest,
-                });
-            }
-        }
+        self.check_leader_epoch(leader_epoch)?;
         let mut next = s.log_end.load(Ordering::Acquire);
         let mut pending = PendingProducers::new(&w.producers, next);
         let mut prepared = Vec::with_capacity(batches.len());
@@ -612,12 +748,139 @@ impl PartitionLog {
                 header: h,
                 range: vb.range,
                 head,
+                abort_marker: false,
             });
         }
         let updates = pending.into_updates();
-        let info = self.commit(records, &prepared, &cfg, true, now_ms)?;
+        let mut txns = TxnPass::new(&w.producers);
+        for p in prepared.iter().filter(|p| p.header.has_producer_id()) {
+            let h = &p.header;
+            let transactional = h.is_transactional();
+            txns.batch(
+                h.producer_id,
+                h.producer_epoch,
+                h.base_offset,
+                TxnBatch::Data { transactional },
+            );
+        }
+        let txns = txns.finish();
+        let info = self.commit(
+            records,
+            &prepared,
+            &cfg,
+            CommitMode::LEADER,
+            now_ms,
+            &txns.aborted,
+        )?;
         w.producers.apply(updates);
+        self.apply_txns(&mut w, txns);
         Ok(AppendOutcome::Appended(info))
+    }
+
+    /// Refuses a leader append in an epoch older than the log's latest.
+    fn check_leader_epoch(&self, leader_epoch: i32) -> Result<()> {
+        match self.shared.epochs.read().latest() {
+            Some(latest) if leader_epoch < latest => Err(StorageError::FencedLeaderEpoch {
+                epoch: leader_epoch,
+                latest,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a request's transaction changes (writer lock held, batches committed).
+    fn apply_txns(&self, w: &mut WriterState, u: TxnUpdates) {
+        if u.opened.is_empty() && u.completed.is_empty() && u.aborted.is_empty() {
+            w.producers.apply_txns(u);
+            return;
+        }
+        if let Some(a) = u.aborted.last() {
+            self.shared
+                .last_abort
+                .fetch_max(a.last_offset, Ordering::AcqRel);
+        }
+        {
+            let mut unstable = self.shared.unstable.lock();
+            for first in &u.opened {
+                unstable.insert(*first, i64::MAX);
+            }
+            for (first, marker) in &u.completed {
+                unstable.insert(*first, *marker);
+            }
+        }
+        w.producers.apply_txns(u);
+    }
+
+    /// Appends a transaction marker (commit or abort control batch, built here with
+    /// [`TxnMarker::encode`]) as the leader of `leader_epoch`: the trusted path for the
+    /// transaction coordinator, which client batches cannot take (they may not be control
+    /// batches). The marker ends the producer's open transaction on this partition; an abort
+    /// is recorded in the aborted-transactions index, in the same atomic index write as the
+    /// marker's entry.
+    ///
+    /// A marker for a producer with no open transaction here is written all the same (Kafka
+    /// does: harmless), unless its producer epoch is older than the one this partition knows
+    /// for the producer: [`StorageError::InvalidProducerEpoch`] (fencing). A marker of a newer
+    /// epoch makes that epoch the producer's (its next batches start at sequence 0).
+    pub fn append_marker(&self, marker: &TxnMarker, leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_marker_at(marker, leader_epoch, now_ms())
+    }
+
+    /// [`PartitionLog::append_marker`] with the leader's clock given (the marker's timestamp).
+    pub fn append_marker_at(
+        &self,
+        marker: &TxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let s = &self.shared;
+        let mut w = s.writer.lock();
+        self.ensure_open()?;
+        let cfg = self.config();
+        self.check_leader_epoch(leader_epoch)?;
+        if let Some(current) = w.producers.epoch_of(marker.producer_id) {
+            if marker.producer_epoch < current {
+                return Err(StorageError::InvalidProducerEpoch {
+                    producer_id: marker.producer_id,
+                    epoch: marker.producer_epoch,
+                    current,
+                });
+            }
+        }
+        let bytes = marker.encode(now_ms);
+        let next = s.log_end.load(Ordering::Acquire);
+        let header = BatchHeader {
+            base_offset: next,
+            partition_leader_epoch: leader_epoch,
+            ..BatchHeader::parse(&bytes)?
+        };
+        let abort = !marker.commit;
+        let prepared = [Prepared {
+            header,
+            range: 0..bytes.len(),
+            head: None,
+            abort_marker: abort,
+        }];
+        let mut txns = TxnPass::new(&w.producers);
+        txns.batch(
+            marker.producer_id,
+            marker.producer_epoch,
+            next,
+            TxnBatch::Marker { abort },
+        );
+        let txns = txns.finish();
+        let info = self.commit(
+            &bytes,
+            &prepared,
+            &cfg,
+            CommitMode::LEADER,
+            now_ms,
+            &txns.aborted,
+        )?;
+        self.apply_txns(&mut w, txns);
+        debug!(partition = %s.id, producer_id = marker.producer_id, offset = next,
+            commit = marker.commit, "transaction marker appended");
+        Ok(info)
     }
 
     /// Appends batches replicated from the leader: offsets and epochs are already assigned.
@@ -641,43 +904,73 @@ impl PartitionLog {
         )?;
         let mut next = s.log_end.load(Ordering::Acquire);
         let mut prepared = Vec::with_capacity(batches.len());
+        let mut gaps = false;
         for vb in batches {
-            if vb.header.base_offset != next {
+            // A compacted leader's cleaned segments have gaps between batches (offsets never
+            // move): there, offsets must increase, not be contiguous. Elsewhere a gap is a
+            // replication defect and refused.
+            let gap = vb.header.base_offset > next;
+            gaps |= gap;
+            if vb.header.base_offset < next || (gap && !cfg.cleanup_policy.compact) {
                 return Err(StorageError::UnexpectedBaseOffset {
                     expected: next,
                     got: vb.header.base_offset,
                 });
             }
             next = vb.header.next_offset();
+            let abort_marker = aborts(&vb.header, &records[vb.range.clone()])?;
             prepared.push(Prepared {
                 header: vb.header,
                 range: vb.range,
                 head: None,
+                abort_marker,
             });
         }
-        let info = self.commit(records, &prepared, &cfg, false, now_ms())?;
+        // The leader's transaction changes, worked out the same way (markers included), so
+        // leader and followers agree after a failover.
+        let mut txns = TxnPass::new(&w.producers);
+        for p in prepared.iter().filter(|p| p.header.has_producer_id()) {
+            let e = IndexEntry::of(&p.header, 0).aborting(p.abort_marker);
+            txns.batch(
+                e.producer_id,
+                e.producer_epoch,
+                e.base_offset,
+                txn_batch(&e),
+            );
+        }
+        let txns = txns.finish();
+        let info = self.commit(
+            records,
+            &prepared,
+            &cfg,
+            CommitMode { patch: false, gaps },
+            now_ms(),
+            &txns.aborted,
+        )?;
         for p in &prepared {
             // Producer state needs no position.
             let e = IndexEntry::of(&p.header, 0);
-            if e.producer_id >= 0 {
+            if e.producer_id >= 0 && !e.is_control() {
                 w.producers
                     .record(e.producer_id, e.producer_epoch, batch_meta(&e));
             }
         }
+        self.apply_txns(&mut w, txns);
         Ok(info)
     }
 
     /// Rolls if needed, writes the prepared batches to the segment file and their index
     /// entries in one fjall write batch, then publishes them.
-    /// `patch`: write the header's base offset and leader epoch over the caller's bytes.
     fn commit(
         &self,
         records: &[u8],
         prepared: &[Prepared],
         cfg: &LogConfig,
-        patch: bool,
+        mode: CommitMode,
         now_ms: i64,
+        aborted: &[AbortedEntry],
     ) -> Result<AppendInfo> {
+        let CommitMode { patch, gaps } = mode;
         let s = &self.shared;
         let (Some(first), Some(last)) = (prepared.first(), prepared.last()) else {
             return Err(StorageError::CorruptBatch("no record batch".into()));
@@ -738,10 +1031,13 @@ impl PartitionLog {
         if cfg.durability == Durability::EveryBatch {
             batch = batch.durability(Some(PersistMode::SyncData));
         }
+        if gaps {
+            batch.insert(&keyspace, compact::GAPS_KEY, &[1u8][..]);
+        }
         let mut entries = Vec::with_capacity(prepared.len());
         let mut position = start_position;
         for p in prepared {
-            let e = IndexEntry::of(&p.header, position);
+            let e = IndexEntry::of(&p.header, position).aborting(p.abort_marker);
             position = e.end_position();
             batch.insert(
                 &keyspace,
@@ -749,6 +1045,11 @@ impl PartitionLog {
                 &e.encode()[..],
             );
             entries.push(e);
+        }
+        // In the same atomic write: an abort marker is never in the index without its
+        // aborted-transaction entry, nor the other way round.
+        for a in aborted {
+            batch.insert(&keyspace, &a.key()[..], &a.encode()[..]);
         }
         batch
             .commit()
@@ -840,7 +1141,7 @@ impl PartitionLog {
         }
         // The file before the keyspace: recovery finds a segment by its keyspace and expects
         // its file (a file without a keyspace is cut empty when the segment is created again).
-        let file = SegmentFile::create(&s.dir.join(file_name(base_offset)))?;
+        let file = SegmentFile::create(&s.dir.join(file_name(base_offset, 0)))?;
         let keyspace = s.db.keyspace(&name, segment_options)?;
         Ok(Segment::empty(base_offset, keyspace, Arc::new(file)))
     }
@@ -990,6 +1291,9 @@ impl PartitionLog {
         // Batches of a segment lie back to back in its file: one part per segment.
         let mut parts: Vec<PlannedPart> = Vec::new();
         let mut total = 0usize;
+        // A cleaner's swap replaces a segment's entries and file together: the plan sees
+        // both before or both after (the old file stays readable through its handle).
+        let swap = s.swap.read();
         if offset < limit {
             let Some(mut seg) = self.segment_at(offset) else {
                 return Err(out_of_range(s.log_start.load(Ordering::Acquire)));
@@ -1037,6 +1341,7 @@ impl PartitionLog {
                 }
             }
         }
+        drop(swap);
         Ok(ReadPlan {
             parts,
             bytes: total,
@@ -1068,6 +1373,72 @@ impl PartitionLog {
         self.shared.log_end.load(Ordering::Acquire)
     }
 
+    /// The last stable offset for a high watermark: the first offset of the oldest
+    /// transaction that is open, or closed by a marker the high watermark has not passed yet
+    /// (Kafka's first unstable offset), capped at `high_watermark`. `read_committed` readers
+    /// stop here. Forgets closed transactions whose marker is below `high_watermark` (call it
+    /// with the replica's current high watermark, which only grows while it leads).
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        let mut unstable = self.shared.unstable.lock();
+        // Bounded: each closed transaction is pruned once.
+        while let Some((first, end)) = unstable.first_key_value().map(|(f, e)| (*f, *e)) {
+            if end >= high_watermark {
+                return first.min(high_watermark);
+            }
+            unstable.remove(&first);
+        }
+        high_watermark
+    }
+
+    /// The aborted transactions a `read_committed` fetch of `[fetch_offset, upper_offset)`
+    /// must be told about: those whose range overlaps it (their abort marker at or after
+    /// `fetch_offset`, their first offset below `upper_offset`), in marker order. Reads the
+    /// aborted-transactions index from the segment holding `fetch_offset` on, and stops at
+    /// the first entry recorded when no transaction below `upper_offset` was open any more.
+    pub fn aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_offset: i64,
+    ) -> Result<Vec<AbortedTransaction>> {
+        self.ensure_open()?;
+        let mut out = Vec::new();
+        if fetch_offset >= upper_offset {
+            return Ok(out);
+        }
+        let from = fetch_offset.max(self.log_start_offset());
+        if from > self.shared.last_abort.load(Ordering::Acquire) {
+            // No abort marker at or after `from`, so no entry either.
+            return Ok(out);
+        }
+        let segments: Vec<Segment> = {
+            let segments = self.shared.segments.read();
+            let i = segments
+                .partition_point(|g| g.base_offset <= from)
+                .saturating_sub(1);
+            segments[i..].to_vec()
+        };
+        for seg in segments {
+            for guard in seg
+                .keyspace
+                .range(key(ABORTED_PREFIX, from)..=key(ABORTED_PREFIX, i64::MAX))
+            {
+                let (k, v) = guard.into_inner()?;
+                let a = AbortedEntry::decode(&k, &v)?;
+                if a.first_offset < upper_offset {
+                    out.push(AbortedTransaction {
+                        producer_id: a.producer_id,
+                        first_offset: a.first_offset,
+                        last_offset: a.last_offset,
+                    });
+                }
+                if a.last_stable_offset >= upper_offset {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The first record whose timestamp is at or after `timestamp_ms`, at or after the log start
     /// offset and below `max_offset` (exclusive: the high watermark): its offset and timestamp;
     /// `None` if there is none. Records below the log start (removed by DeleteRecords but still
@@ -1084,6 +1455,7 @@ impl PartitionLog {
         max_offset: i64,
     ) -> Result<Option<TimestampOffset>> {
         self.ensure_open()?;
+        let _swap = self.shared.swap.read();
         let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
         let candidates: Vec<Segment> = self
@@ -1121,6 +1493,7 @@ impl PartitionLog {
     /// the best so far, so with ordered timestamps only the last segment's index is read.
     pub fn max_timestamp_offset(&self, max_offset: i64) -> Result<Option<TimestampOffset>> {
         self.ensure_open()?;
+        let _swap = self.shared.swap.read();
         let start = self.log_start_offset();
         let limit = self.log_end_offset().min(max_offset);
         let segments: Vec<Segment> = self
@@ -1199,6 +1572,7 @@ impl PartitionLog {
         let batch_hit = hit(&RecordInfo {
             offset_delta: 0,
             timestamp: e.max_timestamp,
+            has_key: true,
         });
         if e.attributes & LOG_APPEND_TIME_BIT != 0 {
             return Ok(batch_hit.then_some(whole_batch));
@@ -1312,7 +1686,11 @@ impl PartitionLog {
             seg.file.truncate(IndexEntry::decode(&k, &v)?.position)?;
         }
         remove_from(&s.db, &seg.keyspace, new_end)?;
-        let scanned = scan(self.handles())?;
+        // The cut may fall in a gap (a cleaned segment, or a follower's copy of one): the
+        // segment ends at the cut.
+        seg.keyspace
+            .insert(compact::END_OFFSET_KEY, new_end.to_be_bytes())?;
+        let scanned = scan(self.handles(), i64::MAX)?;
         if scanned.broken.is_some() {
             return Err(StorageError::CorruptLog(format!(
                 "{} is not contiguous after truncation to {new_end}",
@@ -1372,6 +1750,8 @@ impl PartitionLog {
                 segments: vec![segment],
                 epochs: EpochCache::default(),
                 producers: ProducerStates::default(),
+                aborted: Vec::new(),
+                last_abort: -1,
                 broken: None,
             },
         );
@@ -1394,6 +1774,10 @@ impl PartitionLog {
     /// lets go of the segment), no data is rewritten.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let cfg = self.config();
+        if !cfg.cleanup_policy.delete {
+            // `cleanup.policy=compact`: the cleaner bounds the log, not time or size.
+            return Ok(0);
+        }
         self.drop_oldest_segments(|oldest, _, total| {
             let by_size = u64::try_from(cfg.retention_bytes).is_ok_and(|max| total > max);
             // A segment without a usable timestamp ages from its creation, not from 1970.
@@ -1449,6 +1833,14 @@ impl PartitionLog {
             .map(|g| g.keyspace.clone())
             .ok_or_else(|| StorageError::CorruptLog(format!("{} has no segments", s.id)))?;
         first.insert(START_MARKER_KEY, offset.to_be_bytes())?;
+        // Aborted transactions that end below the new start can no longer be fetched.
+        let below: Vec<_> = first
+            .range(key(ABORTED_PREFIX, 0)..key(ABORTED_PREFIX, offset))
+            .map(|g| g.key().map(|k| k.to_vec()))
+            .collect::<std::result::Result<_, _>>()?;
+        for k in below {
+            first.remove(k)?;
+        }
         s.db.persist(PersistMode::SyncData)?;
         s.log_start.store(offset, Ordering::Release);
         info!(partition = %s.id, log_start_offset = offset, "log start advanced (delete records)");
@@ -1506,6 +1898,12 @@ impl PartitionLog {
             }
             drop(epochs);
             w.producers.remove_before(start);
+            {
+                // Open transactions may have moved up to the new start.
+                let mut unstable = s.unstable.lock();
+                unstable.retain(|_, end| *end != i64::MAX && *end >= start);
+                unstable.extend(w.producers.open_txns().map(|(f, _)| (f, i64::MAX)));
+            }
             drop(w);
             s.space.deleted();
         }
@@ -1700,7 +2098,8 @@ fn recover_tail(db: &Database, id: PartitionId, seg: &Segment) -> Result<bool> {
             .file
             .batch_at(position, Some(next), file_len, &mut buf)?
         {
-            rebuilt.push(IndexEntry::of(&h, position));
+            let abort = aborts(&h, &buf)?;
+            rebuilt.push(IndexEntry::of(&h, position).aborting(abort));
             position += h.total_len() as u64;
             next = h.next_offset();
         }
@@ -1744,11 +2143,21 @@ fn remove_from(db: &Database, keyspace: &Keyspace, from: i64) -> Result<()> {
         let k = guard.key()?;
         offsets.push(index::offset_of_key(&k)?);
     }
+    // Aborted transactions whose marker goes with the cut.
+    let mut aborted = Vec::new();
+    for guard in keyspace.range(key(ABORTED_PREFIX, from)..=key(ABORTED_PREFIX, i64::MAX)) {
+        aborted.push(guard.key()?.to_vec());
+    }
     let mut batch = db.batch().durability(Some(PersistMode::SyncData));
     batch.remove(keyspace, RECOVERY_POINT_KEY);
+    // A cleaned segment's end marker may lie past `from`.
+    batch.remove(keyspace, compact::END_OFFSET_KEY);
     for o in offsets {
         // Readers already stop below `from` (the log end offset moved first).
         batch.remove(keyspace, &key(INDEX_PREFIX, o)[..]);
+    }
+    for k in aborted {
+        batch.remove(keyspace, k);
     }
     batch.commit()?;
     Ok(())

@@ -1,8 +1,18 @@
 //! Idempotent-producer state: per producer id, its epoch and the metadata of its last few
 //! batches, so a retried batch is recognised as a duplicate and a gap or repeat in the
-//! sequence numbers is refused. A plain struct: the log feeds it index entries.
+//! sequence numbers is refused; and its open transaction on this partition, if any (where it
+//! started), so the log knows its last stable offset and which ranges an abort marker ends.
+//! A plain struct: the log feeds it index entries.
+//!
+//! ```text
+//!   transactional batch, no open txn ──▶ open at its base offset
+//!   transactional batch, open txn    ──▶ (unchanged)
+//!   marker (commit or abort)         ──▶ closed; an abort gives (pid, first, marker offset)
+//!   marker, no open txn              ──▶ (written anyway, as Kafka does: an abort still gives
+//!                                         (pid, marker offset, marker offset))
+//! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::batch::increment_sequence;
 use crate::{Result, StorageError};
@@ -21,11 +31,17 @@ pub(crate) struct BatchMeta {
     pub(crate) max_timestamp: i64,
 }
 
-/// State of one producer id; `batches` is never empty.
+/// State of one producer id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
+    /// Its last data batches (empty after a marker of a newer epoch, or when it only wrote
+    /// markers here).
     pub(crate) batches: VecDeque<BatchMeta>,
+    /// First offset of its open transaction on this partition.
+    pub(crate) txn_first_offset: Option<i64>,
+    /// Last offset of anything it wrote here (data or marker).
+    pub(crate) last_offset: i64,
 }
 
 impl ProducerEntry {
@@ -47,6 +63,22 @@ pub(crate) enum SequenceCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset -> producer id (first offsets are batch base offsets,
+    /// so unique).
+    open_txns: BTreeMap<i64, i64>,
+}
+
+/// An aborted transaction as the aborted-transactions index keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AbortedEntry {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    /// The abort marker's offset.
+    pub(crate) last_offset: i64,
+    /// The first offset of a transaction still open once this one closed (or the marker's
+    /// offset + 1): no transaction that aborts later started below it, which lets a query
+    /// stop (Kafka's `AbortedTxn.lastStableOffset`).
+    pub(crate) last_stable_offset: i64,
 }
 
 impl ProducerStates {
@@ -54,9 +86,27 @@ impl ProducerStates {
         self.producers.get(&producer_id)
     }
 
+    /// Open transactions as (first offset, producer id), oldest first.
+    pub(crate) fn open_txns(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.open_txns.iter().map(|(f, p)| (*f, *p))
+    }
+
+    /// The epoch known for `producer_id`, if any.
+    pub(crate) fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
+    }
+
+    /// Base offset of each producer's last batch: the batch whose header the cleaner keeps
+    /// (producer state is rebuilt from it).
+    pub(crate) fn last_batch_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.producers
+            .values()
+            .filter_map(|p| p.batches.back().map(|b| b.base_offset))
     }
 
     /// The leader's rules for a client batch (`producer_id >= 0`).
@@ -114,10 +164,7 @@ impl ProducerStates {
         Self::record_into(
             self.producers
                 .entry(producer_id)
-                .or_insert_with(|| ProducerEntry {
-                    epoch,
-                    batches: VecDeque::new(),
-                }),
+                .or_insert_with(|| ProducerEntry::new(epoch)),
             epoch,
             meta,
         );
@@ -128,19 +175,187 @@ impl ProducerStates {
             entry.epoch = epoch;
             entry.batches.clear();
         }
+        entry.last_offset = entry.last_offset.max(meta.last_offset);
         entry.batches.push_back(meta);
         while entry.batches.len() > BATCH_METADATA_MAX {
             entry.batches.pop_front();
         }
     }
 
-    /// Forgets batches below the new log start offset, and producers left with none: the
-    /// same state a recovery from the remaining segments builds.
+    /// Forgets batches below the new log start offset, and producers left with nothing at or
+    /// after it: about the state a recovery from the remaining segments builds. An open
+    /// transaction that started below it starts at it now.
     pub(crate) fn remove_before(&mut self, log_start_offset: i64) {
         self.producers.retain(|_, e| {
             e.batches.retain(|b| b.base_offset >= log_start_offset);
-            !e.batches.is_empty()
+            e.last_offset >= log_start_offset || e.txn_first_offset.is_some()
         });
+        let moved: Vec<(i64, i64)> = self
+            .open_txns
+            .range(..log_start_offset)
+            .map(|(f, p)| (*f, *p))
+            .collect();
+        for (first, pid) in moved {
+            self.open_txns.remove(&first);
+            self.open_txns.insert(log_start_offset, pid);
+            if let Some(e) = self.producers.get_mut(&pid) {
+                e.txn_first_offset = Some(log_start_offset);
+            }
+        }
+    }
+
+    /// Applies a [`TxnPass`]'s result (after its batches were committed).
+    pub(crate) fn apply_txns(&mut self, u: TxnUpdates) {
+        for (pid, epoch, offset) in u.markers {
+            let e = self
+                .producers
+                .entry(pid)
+                .or_insert_with(|| ProducerEntry::new(epoch));
+            if epoch > e.epoch {
+                // A marker of a bumped epoch (a timed-out transaction aborted by the
+                // coordinator): the producer's next batches start a new sequence.
+                e.epoch = epoch;
+                e.batches.clear();
+            }
+            e.last_offset = e.last_offset.max(offset);
+        }
+        for (pid, first) in u.txn_first {
+            let e = self
+                .producers
+                .entry(pid)
+                .or_insert_with(|| ProducerEntry::new(u.epochs.get(&pid).copied().unwrap_or(0)));
+            if let Some(old) = e.txn_first_offset.take() {
+                self.open_txns.remove(&old);
+            }
+            if let Some(f) = first {
+                e.last_offset = e.last_offset.max(f);
+                self.open_txns.insert(f, pid);
+            }
+            e.txn_first_offset = first;
+        }
+    }
+}
+
+impl ProducerEntry {
+    fn new(epoch: i16) -> Self {
+        Self {
+            epoch,
+            batches: VecDeque::new(),
+            txn_first_offset: None,
+            last_offset: -1,
+        }
+    }
+}
+
+/// What one stored batch means for transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxnBatch {
+    /// A data batch; `transactional` when attribute bit 4 is set.
+    Data {
+        /// Part of a transaction.
+        transactional: bool,
+    },
+    /// A transaction marker.
+    Marker {
+        /// An abort (else a commit).
+        abort: bool,
+    },
+}
+
+/// The transaction changes of a request's batches, worked out against the state before the
+/// batches are committed (the aborted-index entries go into the same write as the batches'
+/// index entries), applied with [`ProducerStates::apply_txns`] after.
+#[derive(Debug)]
+pub(crate) struct TxnPass<'a> {
+    base: &'a ProducerStates,
+    u: TxnUpdates,
+}
+
+/// See [`TxnPass`].
+#[derive(Debug, Default)]
+pub(crate) struct TxnUpdates {
+    /// New first offset of each touched producer's open transaction.
+    txn_first: HashMap<i64, Option<i64>>,
+    /// Epochs of producers the pass met (for entries it creates).
+    epochs: HashMap<i64, i16>,
+    /// Markers: producer id, epoch, offset.
+    markers: Vec<(i64, i16, i64)>,
+    /// Aborts, in offset order.
+    pub(crate) aborted: Vec<AbortedEntry>,
+    /// Transactions closed: (first offset, marker offset).
+    pub(crate) completed: Vec<(i64, i64)>,
+    /// Transactions opened: first offsets.
+    pub(crate) opened: Vec<i64>,
+}
+
+impl<'a> TxnPass<'a> {
+    pub(crate) fn new(base: &'a ProducerStates) -> Self {
+        Self {
+            base,
+            u: TxnUpdates::default(),
+        }
+    }
+
+    fn current(&self, pid: i64) -> Option<i64> {
+        match self.u.txn_first.get(&pid) {
+            Some(f) => *f,
+            None => self.base.get(pid).and_then(|e| e.txn_first_offset),
+        }
+    }
+
+    /// Notes one batch (base offset `offset`) of producer `pid` at epoch `epoch`, in log
+    /// order.
+    pub(crate) fn batch(&mut self, pid: i64, epoch: i16, offset: i64, kind: TxnBatch) {
+        self.u.epochs.insert(pid, epoch);
+        match kind {
+            TxnBatch::Data {
+                transactional: false,
+            } => {}
+            TxnBatch::Data {
+                transactional: true,
+            } => {
+                if self.current(pid).is_none() {
+                    self.u.txn_first.insert(pid, Some(offset));
+                    self.u.opened.push(offset);
+                }
+            }
+            TxnBatch::Marker { abort } => {
+                let first = self.current(pid);
+                self.u.txn_first.insert(pid, None);
+                self.u.markers.push((pid, epoch, offset));
+                if let Some(f) = first {
+                    self.u.completed.push((f, offset));
+                }
+                if abort {
+                    let last_stable_offset = self.first_open().unwrap_or(offset + 1);
+                    self.u.aborted.push(AbortedEntry {
+                        producer_id: pid,
+                        first_offset: first.unwrap_or(offset),
+                        last_offset: offset,
+                        last_stable_offset,
+                    });
+                }
+            }
+        }
+    }
+
+    /// First offset of the oldest transaction open at this point of the pass.
+    fn first_open(&self) -> Option<i64> {
+        let from_base = self
+            .base
+            .open_txns
+            .iter()
+            .find(|(_, pid)| !self.u.txn_first.contains_key(pid))
+            .map(|(f, _)| *f);
+        let from_pass = self.u.txn_first.values().flatten().min().copied();
+        match (from_base, from_pass) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn finish(self) -> TxnUpdates {
+        self.u
     }
 }
 
@@ -194,10 +409,9 @@ impl<'a> PendingProducers<'a> {
     pub(crate) fn record(&mut self, producer_id: i64, epoch: i16, meta: BatchMeta) {
         let base = self.base;
         let entry = self.touched.entry(producer_id).or_insert_with(|| {
-            base.get(producer_id).cloned().unwrap_or(ProducerEntry {
-                epoch,
-                batches: VecDeque::new(),
-            })
+            base.get(producer_id)
+                .cloned()
+                .unwrap_or_else(|| ProducerEntry::new(epoch))
         });
         ProducerStates::record_into(entry, epoch, meta);
     }
@@ -209,7 +423,8 @@ impl<'a> PendingProducers<'a> {
 }
 
 impl ProducerStates {
-    /// Applies [`PendingProducers::into_updates`].
+    /// Applies [`PendingProducers::into_updates`] (before the transaction updates of the
+    /// same request: the entries carry the transaction state of before it).
     pub(crate) fn apply(&mut self, updates: HashMap<i64, ProducerEntry>) {
         self.producers.extend(updates);
     }

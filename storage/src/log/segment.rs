@@ -19,9 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::batch::{compute_crc, BatchHeader, HEADER_LEN};
 use crate::{Result, StorageError};
 
-/// File name of the segment starting at `base_offset`, in its partition's directory.
-pub(crate) fn file_name(base_offset: i64) -> String {
-    format!("{base_offset:020}.log")
+/// File name of generation `generation` of the segment starting at `base_offset`, in its
+/// partition's directory: `<base>.log` as written, `<base>.<generation>.log` once cleaned.
+pub(crate) fn file_name(base_offset: i64, generation: u64) -> String {
+    if generation == 0 {
+        format!("{base_offset:020}.log")
+    } else {
+        format!("{base_offset:020}.{generation}.log")
+    }
 }
 
 /// One open segment file. Shared (behind an `Arc`) by the log and by readers that cloned the

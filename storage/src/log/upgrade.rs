@@ -47,7 +47,7 @@ pub(crate) fn upgrade_log_v1(
                 continue;
             }
         }
-        let file = SegmentFile::create(&dir.join(file_name(base)))?;
+        let file = SegmentFile::create(&dir.join(file_name(base, 0)))?;
         let mut batch = db.batch().durability(Some(PersistMode::SyncData));
         let mut position = 0u64;
         for guard in keyspace.prefix([INDEX_PREFIX]) {

@@ -1,5 +1,8 @@
-//! Fetch: read below the high watermark; wait (long poll) until `min_bytes` are available or
-//! `max_wait_ms` passes, woken by the replicas' high-watermark watches rather than by polling.
+//! Fetch: read below the high watermark (`read_uncommitted`) or the last stable offset
+//! (`read_committed`, with the aborted transactions of the range returned); wait (long poll)
+//! until `min_bytes` are available or `max_wait_ms` passes, woken by the replicas'
+//! high-watermark watches rather than by polling (the last stable offset moves only when a
+//! marker is appended, which moves the high watermark too).
 //!
 //! The reads return file regions (`PartitionLog::read_regions`), not bytes: the response is
 //! encoded around them by `fetch_encode` and sent with `sendfile`, so record bytes are never
@@ -9,9 +12,9 @@ use std::time::Duration;
 
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, ResponseKind, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId, ResponseKind, TopicName};
 use rivulet_actors::{ReplicaHandle, TopicPartition};
 use rivulet_storage::{RegionRead, StorageError};
 use tokio::sync::watch;
@@ -26,6 +29,8 @@ use crate::server::BrokerState;
 pub const RESPONSE_BYTES_MAX: usize = 64 << 20;
 /// FETCH_SESSION_ID_NOT_FOUND: we keep no fetch sessions, so clients fall back to full fetches.
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+/// Fetch `isolation_level` of a `read_committed` consumer (v4+).
+pub(crate) const READ_COMMITTED: i8 = 1;
 
 struct Wanted {
     topic_index: usize,
@@ -40,42 +45,80 @@ struct Wanted {
 struct Got {
     error_code: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: RegionRead,
+    aborted: Vec<rivulet_storage::AbortedTransaction>,
+}
+
+/// One partition's read: from where, how much, through which replica, and its high watermark
+/// and last stable offset when the read was planned.
+struct Planned {
+    offset: i64,
+    partition_max: usize,
+    replica: Option<ReplicaHandle>,
+    hw: i64,
+    lso: i64,
+}
+
+/// What one partition's read gave: the records (file regions), the log start offset, and the
+/// aborted transactions overlapping the records (`read_committed` only).
+struct Read {
+    records: RegionRead,
+    log_start_offset: i64,
+    aborted: Vec<rivulet_storage::AbortedTransaction>,
 }
 
 fn read_all(
-    wanted: &[(i64, usize, Option<ReplicaHandle>, i64)],
+    wanted: &[Planned],
     response_max: usize,
-) -> Vec<Result<(RegionRead, i64, i64), StorageError>> {
+    read_committed: bool,
+) -> Vec<Result<Read, StorageError>> {
     let mut budget = response_max;
     let mut out = Vec::with_capacity(wanted.len());
-    for (offset, partition_max, replica, hw) in wanted {
-        let Some(replica) = replica else {
-            out.push(Ok((RegionRead::default(), -1, -1)));
+    let empty = |log_start_offset| Read {
+        records: RegionRead::default(),
+        log_start_offset,
+        aborted: Vec::new(),
+    };
+    for w in wanted {
+        let Some(replica) = &w.replica else {
+            out.push(Ok(empty(-1)));
             continue;
         };
         // Kafka's rule: only the response's first batch may exceed the limits (so a consumer
         // always progresses); once anything is in the response, `max_bytes` is strict.
-        let limit = (*partition_max).min(budget);
+        let limit = w.partition_max.min(budget);
         let first = budget == response_max;
         if limit == 0 && !first {
-            out.push(Ok((
-                RegionRead::default(),
-                replica.log.log_start_offset(),
-                *hw,
-            )));
+            out.push(Ok(empty(replica.log.log_start_offset())));
             continue;
         }
-        match replica.log.read_regions(*offset, limit, *hw) {
+        let upto = if read_committed { w.lso } else { w.hw };
+        match replica.log.read_regions(w.offset, limit, upto) {
             Ok(r) if !first && r.bytes > limit as u64 => {
                 // The log returned one oversized batch; it must wait for a later fetch.
-                out.push(Ok((RegionRead::default(), r.log_start_offset, *hw)));
+                out.push(Ok(empty(r.log_start_offset)));
             }
             Ok(r) => {
                 budget = budget.saturating_sub(usize::try_from(r.bytes).unwrap_or(usize::MAX));
-                let start = r.log_start_offset;
-                out.push(Ok((r, start, *hw)));
+                let aborted = match r.next_offset {
+                    Some(end) if read_committed => {
+                        match replica.log.aborted_transactions(w.offset, end) {
+                            Ok(a) => a,
+                            Err(e) => {
+                                out.push(Err(e));
+                                continue;
+                            }
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+                out.push(Ok(Read {
+                    log_start_offset: r.log_start_offset,
+                    records: r,
+                    aborted,
+                }));
             }
             Err(e) => out.push(Err(e)),
         }
@@ -92,6 +135,7 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
     }
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0))
         .min(state.fetch_wait_max);
+    let read_committed = version >= 4 && req.isolation_level == READ_COMMITTED;
     let deadline = Instant::now() + max_wait;
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let response_max = usize::try_from(req.max_bytes)
@@ -157,21 +201,29 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
         .filter_map(|w| w.replica.as_ref().map(|h| h.high_watermark.clone()))
         .collect();
     let got = loop {
-        let plan: Vec<(i64, usize, Option<ReplicaHandle>, i64)> = wanted
-            .iter()
-            .map(|w| {
-                let hw = w
-                    .replica
-                    .as_ref()
-                    .map(|h| *h.high_watermark.borrow())
-                    .unwrap_or(-1);
-                (w.fetch_offset, w.partition_max_bytes, w.replica.clone(), hw)
-            })
-            .collect();
         for rx in &mut watches {
             rx.borrow_and_update();
         }
-        let results = tokio::task::spawn_blocking(move || read_all(&plan, response_max)).await;
+        let plan: Vec<Planned> = wanted
+            .iter()
+            .map(|w| {
+                let (hw, lso) = w.replica.as_ref().map_or((-1, -1), |h| {
+                    let hw = h.high_watermark();
+                    (hw, h.log.last_stable_offset(hw))
+                });
+                Planned {
+                    offset: w.fetch_offset,
+                    partition_max: w.partition_max_bytes,
+                    replica: w.replica.clone(),
+                    hw,
+                    lso,
+                }
+            })
+            .collect();
+        let stable: Vec<(i64, i64)> = plan.iter().map(|p| (p.hw, p.lso)).collect();
+        let results =
+            tokio::task::spawn_blocking(move || read_all(&plan, response_max, read_committed))
+                .await;
         let results = match results {
             Ok(r) => r,
             Err(e) => {
@@ -185,14 +237,17 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
         let got: Vec<Got> = results
             .into_iter()
             .zip(&wanted)
-            .map(|(res, w)| match (w.error_code, res) {
-                (code::NONE, Ok((records, log_start, hw))) => {
-                    total += usize::try_from(records.bytes).unwrap_or(usize::MAX);
+            .zip(stable)
+            .map(|((res, w), (hw, lso))| match (w.error_code, res) {
+                (code::NONE, Ok(read)) => {
+                    total += usize::try_from(read.records.bytes).unwrap_or(usize::MAX);
                     Got {
                         error_code: code::NONE,
                         high_watermark: hw,
-                        log_start_offset: log_start,
-                        records,
+                        last_stable_offset: lso,
+                        log_start_offset: read.log_start_offset,
+                        records: read.records,
+                        aborted: read.aborted,
                     }
                 }
                 (code::NONE, Err(e)) => {
@@ -210,8 +265,10 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
                     Got {
                         error_code: errors::storage(&e),
                         high_watermark: end,
+                        last_stable_offset: if end < 0 { -1 } else { lso },
                         log_start_offset: start,
                         records: RegionRead::default(),
+                        aborted: Vec::new(),
                     }
                 }
                 (ec, _) => {
@@ -219,8 +276,10 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
                     Got {
                         error_code: ec,
                         high_watermark: -1,
+                        last_stable_offset: -1,
                         log_start_offset: -1,
                         records: RegionRead::default(),
+                        aborted: Vec::new(),
                     }
                 }
             })
@@ -261,12 +320,22 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Repl
         p.partition_index = w.partition;
         p.error_code = g.error_code;
         p.high_watermark = g.high_watermark;
-        p.last_stable_offset = g.high_watermark;
+        p.last_stable_offset = g.last_stable_offset;
         if version >= 5 {
             p.log_start_offset = g.log_start_offset;
         }
         p.preferred_read_replica = BrokerId(-1);
-        p.aborted_transactions = Some(Vec::new());
+        p.aborted_transactions = Some(
+            g.aborted
+                .iter()
+                .map(|a| {
+                    let mut t = AbortedTransaction::default();
+                    t.producer_id = ProducerId(a.producer_id);
+                    t.first_offset = a.first_offset;
+                    t
+                })
+                .collect(),
+        );
         bytes_hint += 64;
         if let Some((name, _)) = topics.get(w.topic_index) {
             state

@@ -217,11 +217,13 @@ async fn offsets_topic(state: &BrokerState) -> Result<TopicMeta, CoordinatorAnsw
         ));
     }
     let configs = BTreeMap::from([
-        // Offsets must never be deleted by time or size retention.
+        // Latest offset and state per key: compaction keeps the partitions bounded (as
+        // Kafka's); retention must never delete offsets.
+        ("cleanup.policy".to_string(), "compact".to_string()),
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
-        // Small segments, so that compaction (coordinators rewrite their live state, then the
-        // segments below it are dropped) frees space soon.
+        // Small segments, so that both the log cleaner and the coordinators' rewrite (live
+        // state written again, then the segments below it dropped) free space soon.
         (
             "segment.bytes".to_string(),
             cfg.offsets_segment_bytes.to_string(),
@@ -333,7 +335,7 @@ fn group_coordinator(
     }
 }
 
-/// The answer for a transaction coordinator while transactions are off (issue 14). It must not
+/// The answer for a transaction coordinator while `[transactions] enabled = false`. It must not
 /// be retriable, or transactional producers retry until their timeout (aiokafka forever).
 /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED is what librdkafka, kafka-python and aiokafka all
 /// treat as fatal at once, and librdkafka shows this message with it (INVALID_REQUEST, for
@@ -341,8 +343,8 @@ fn group_coordinator(
 fn transactions_unsupported() -> CoordinatorAnswer {
     CoordinatorAnswer::error(
         code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-        "transactions are not supported by Rivulet yet: producers with a transactional.id \
-         cannot be used (idempotent producers can)",
+        "transactions are not supported on this cluster ([transactions] enabled = false): \
+         producers with a transactional.id cannot be used (idempotent producers can)",
     )
 }
 
@@ -677,7 +679,7 @@ type PartitionOutcomes = Vec<(GroupTopicPartition, Option<GroupError>)>;
 
 /// Per-partition error codes in the request's topic/partition order. A whole-request error
 /// applies to every partition.
-fn partition_codes(
+pub(crate) fn partition_codes(
     asked: &[(String, Vec<i32>)],
     result: &Result<PartitionOutcomes, GroupError>,
 ) -> Vec<(String, Vec<(i32, i16)>)> {
@@ -718,31 +720,14 @@ fn partition_codes(
 /// epoch; the coordinator knows which the group uses).
 pub async fn offset_commit(state: &BrokerState, req: OffsetCommitRequest, v: i16) -> Reply {
     let group = req.group_id.0.to_string();
-    let asked: Vec<(String, Vec<i32>)> = req
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                t.name.0.to_string(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
-    let offsets: Vec<OffsetToCommit> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| OffsetToCommit {
-                tp: GroupTopicPartition {
-                    topic: t.name.0.to_string(),
-                    partition: p.partition_index,
-                },
-                offset: p.committed_offset,
-                leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
-        })
-        .collect();
+    let (asked, offsets) = offsets_to_commit(req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| {
+            let epoch = if v >= 6 { p.committed_leader_epoch } else { -1 };
+            let meta = p.committed_metadata.as_ref().map(|m| m.to_string());
+            (p.partition_index, p.committed_offset, epoch, meta)
+        });
+        (t.name.0.to_string(), parts.collect())
+    }));
     let commit = CommitRequest {
         member_id: req.member_id.to_string(),
         generation_id: req.generation_id_or_member_epoch,
@@ -763,6 +748,35 @@ pub async fn offset_commit(state: &BrokerState, req: OffsetCommitRequest, v: i16
     Reply::new(ResponseKind::OffsetCommit(offset_commit_response(
         &asked, &result,
     )))
+}
+
+/// One topic of an offset commit: its name and (partition, offset, leader epoch, metadata).
+pub(crate) type CommitTopic = (String, Vec<(i32, i64, i32, Option<String>)>);
+
+/// The partitions asked for (for the answer, in the request's order) and the offsets to
+/// commit, from the topics of an OffsetCommit or TxnOffsetCommit request.
+pub(crate) fn offsets_to_commit(
+    topics: impl Iterator<Item = CommitTopic>,
+) -> (Vec<(String, Vec<i32>)>, Vec<OffsetToCommit>) {
+    let mut asked = Vec::new();
+    let mut offsets = Vec::new();
+    for (topic, parts) in topics {
+        asked.push((topic.clone(), parts.iter().map(|p| p.0).collect()));
+        offsets.extend(
+            parts.into_iter().map(
+                |(partition, offset, leader_epoch, metadata)| OffsetToCommit {
+                    tp: GroupTopicPartition {
+                        topic: topic.clone(),
+                        partition,
+                    },
+                    offset,
+                    leader_epoch,
+                    metadata,
+                },
+            ),
+        );
+    }
+    (asked, offsets)
 }
 
 pub(crate) fn offset_commit_response(
@@ -828,6 +842,7 @@ async fn fetch_one(
     group: &str,
     partitions: Option<Vec<GroupTopicPartition>>,
     member: Option<(String, i32)>,
+    require_stable: bool,
 ) -> Result<FetchedTopics, GroupError> {
     check_group_id(group)?;
     let list = state
@@ -837,6 +852,7 @@ async fn fetch_one(
             FetchOffsetsRequest {
                 partitions: partitions.clone(),
                 member,
+                require_stable,
             },
         )
         .await
@@ -876,7 +892,7 @@ pub async fn offset_fetch(state: &BrokerState, req: OffsetFetchRequest, v: i16) 
             } else {
                 None
             };
-            let result = fetch_one(state, &group, partitions, member).await;
+            let result = fetch_one(state, &group, partitions, member, req.require_stable).await;
             r.groups
                 .push(offset_fetch_group(g.group_id.clone(), result));
         }
@@ -886,7 +902,8 @@ pub async fn offset_fetch(state: &BrokerState, req: OffsetFetchRequest, v: i16) 
             .topics
             .as_ref()
             .map(|ts| asked_partitions(ts.iter().map(|t| (&t.name, &t.partition_indexes))));
-        let result = fetch_one(state, &group, partitions.clone(), None).await;
+        let stable = v >= 7 && req.require_stable;
+        let result = fetch_one(state, &group, partitions.clone(), None, stable).await;
         offset_fetch_single(&mut r, v, partitions.as_deref(), result);
     }
     Reply::new(ResponseKind::OffsetFetch(r))
@@ -911,6 +928,11 @@ pub(crate) fn offset_fetch_single(
         // v2+ reports a group-level error once, with no partitions; v1 has no such field and
         // repeats it on every partition asked for.
         Err(e) if v < 2 => (group_fetched(asked, Vec::new()), Some(errors::group(&e).0)),
+        // Kafka reports an unstable offset on the partitions (clients retry those).
+        Err(GroupError::UnstableOffsetCommit) if asked.is_some() => (
+            group_fetched(asked, Vec::new()),
+            Some(errors::group(&GroupError::UnstableOffsetCommit).0),
+        ),
         Err(e) => {
             r.error_code = errors::group(&e).0;
             return;

@@ -133,6 +133,7 @@ pub async fn handle(
         RequestKind::AddPartitionsToTxn(r) => txn::add_partitions_to_txn(state, r, v).await,
         RequestKind::AddOffsetsToTxn(r) => txn::add_offsets_to_txn(state, r, v).await,
         RequestKind::EndTxn(r) => txn::end_txn(state, r, v).await,
+        RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(state, r, v).await,
         RequestKind::DescribeTransactions(r) => txn::describe_transactions(state, r).await,
         RequestKind::ListTransactions(r) => txn::list_transactions(state, r, v).await,
         RequestKind::DescribeCluster(r) => admin::describe_cluster(state, r),

@@ -51,10 +51,12 @@ fn epoch_check(h: &ReplicaHandle, current_leader_epoch: i32) -> Result<(), i16> 
     Ok(())
 }
 
-/// ListOffsets: earliest, latest (high watermark), max timestamp, or the first record at or
-/// after a timestamp (record granularity, like Kafka). Only records below the high watermark
-/// are considered.
+/// ListOffsets: earliest, latest (high watermark; the last stable offset for
+/// `read_committed`), max timestamp, or the first record at or after a timestamp (record
+/// granularity, like Kafka). Only records below the high watermark (`read_committed`: the last
+/// stable offset) are considered.
 pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> Reply {
+    let read_committed = version >= 2 && req.isolation_level == super::fetch::READ_COMMITTED;
     let mut r = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
@@ -73,13 +75,19 @@ pub async fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version:
                     if version >= 4 {
                         pr.leader_epoch = h.leader_epoch();
                     }
+                    // The end of what this isolation level may read.
+                    let readable = if read_committed {
+                        h.last_stable_offset()
+                    } else {
+                        h.high_watermark()
+                    };
                     match p.timestamp {
                         EARLIEST | EARLIEST_LOCAL => pr.offset = h.log.log_start_offset(),
-                        LATEST => pr.offset = *h.high_watermark.borrow(),
+                        LATEST => pr.offset = readable,
                         LATEST_TIERED => pr.leader_epoch = -1,
                         ts if ts >= 0 || ts == MAX_TIMESTAMP => {
                             let log = h.log.clone();
-                            let hw = *h.high_watermark.borrow();
+                            let hw = readable;
                             let lookup = move || {
                                 if ts == MAX_TIMESTAMP {
                                     log.max_timestamp_offset(hw)

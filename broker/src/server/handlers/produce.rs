@@ -125,7 +125,7 @@ pub async fn produce(state: &BrokerState, req: ProduceRequest, version: i16) -> 
     {
         Some((
             code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            "transactions are not supported yet; use an idempotent (non-transactional) producer",
+            "transactions are not supported on this cluster ([transactions] enabled = false); use an idempotent (non-transactional) producer",
         ))
     } else if !matches!(acks, -1..=1) {
         Some((code::INVALID_REQUIRED_ACKS, "acks must be -1 (all), 0 or 1"))

@@ -1,6 +1,7 @@
 //! Transactions (issue 14): InitProducerId with a transactional id, AddPartitionsToTxn,
 //! AddOffsetsToTxn, EndTxn, DescribeTransactions and ListTransactions, served by the transaction coordinator of the id
-//! (`rivulet_actors::txn`), and the node's [`TxnEnvironment`].
+//! (`rivulet_actors::txn`); the node's side of them (markers, producer ids) is
+//! `rivulet_cluster::txn`.
 //!
 //! Served only with `[transactions] enabled = true`; otherwise transactional requests get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which every client treats as fatal at once.
@@ -22,78 +23,32 @@ use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::list_transactions_response::{
     ListTransactionsResponse, TransactionState as ListedTxn,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
     InitProducerIdRequest, ListTransactionsRequest, ProducerId, ResponseKind, TopicName,
-    TransactionalId,
+    TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use rivulet_actors::group::{partition_for, OFFSETS_TOPIC};
-use rivulet_actors::txn::coordinator::BoxFuture;
+use rivulet_actors::group::{partition_for, GroupError, TxnCommitRequest, OFFSETS_TOPIC};
 use rivulet_actors::txn::TRANSACTION_STATE_TOPIC;
-use rivulet_actors::txn::{self, MarkerRequest, TxnEnvironment, TxnError, TxnPartition, Txns};
+use rivulet_actors::txn::{self, TxnError, TxnPartition, Txns};
+use rivulet_cluster::txn::NodeTxnEnvironment;
 use rivulet_cluster::Controller;
 use rivulet_storage::TopicMeta;
-use tracing::warn;
 
 use super::groups::CoordinatorAnswer;
 use super::Reply;
 use crate::server::errors::{self, code};
 use crate::server::BrokerState;
 
-/// The node's side of the coordinators: producer ids from the controller, its lease.
-#[derive(Debug)]
-pub struct NodeTxnEnvironment {
-    /// The controller facade.
-    pub controller: Controller,
-    /// Whether the missing markers were reported at warn level already (retries come every
-    /// 500 ms per open transaction: once is enough, the rest go to debug).
-    markers_warned: std::sync::atomic::AtomicBool,
-}
-
-impl TxnEnvironment for NodeTxnEnvironment {
-    fn allocate_producer_id(&self) -> BoxFuture<Result<i64, String>> {
-        let controller = self.controller.clone();
-        Box::pin(async move {
-            controller
-                .allocate_producer_id()
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn write_markers(&self, request: MarkerRequest) -> BoxFuture<Vec<TxnPartition>> {
-        // Markers are the next layer of issue 14. Until they exist nothing is reported written,
-        // so the transaction stays decided-but-incomplete (and the coordinator retries), which
-        // is the truth; `[transactions] enabled` is off by default for this reason.
-        if self
-            .markers_warned
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::debug!(transactional_id = %request.transactional_id, "markers not written (not implemented yet)");
-        } else {
-            warn!(transactional_id = %request.transactional_id, commit = request.commit,
-                partitions = request.partitions.len(),
-                "transaction markers are not implemented yet; ended transactions cannot complete");
-        }
-        Box::pin(async { Vec::new() })
-    }
-
-    fn lease(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        Some(self.controller.lease_watch())
-    }
-
-    fn min_insync_replicas(&self, topic: &str) -> i64 {
-        self.controller
-            .topic(topic)
-            .map_or(1, |t| self.controller.min_insync_replicas(&t))
-    }
-}
-
 /// Starts the coordinators when transactions are enabled.
 pub async fn start(
     settings: &crate::config::TransactionSettings,
     controller: &Controller,
+    groups: &rivulet_actors::group::Groups,
     registry: rivulet_actors::ReplicaRegistry,
     supervisor: ractor::ActorCell,
 ) -> Result<Option<Txns>, rivulet_actors::ActorsError> {
@@ -101,19 +56,15 @@ pub async fn start(
         return Ok(None);
     }
     let catalog = Arc::new(super::groups::ControllerCatalog(controller.clone()));
-    let env = Arc::new(NodeTxnEnvironment {
-        controller: controller.clone(),
-        markers_warned: std::sync::atomic::AtomicBool::new(false),
-    });
-    Txns::start(
-        settings.to_coordinator_config(),
-        registry,
-        catalog,
-        env,
-        Some(supervisor),
-    )
-    .await
-    .map(Some)
+    let config = settings.to_coordinator_config();
+    let env = Arc::new(NodeTxnEnvironment::new(
+        controller.clone(),
+        groups.clone(),
+        config.write_timeout,
+    ));
+    Txns::start(config, registry, catalog, env, Some(supervisor))
+        .await
+        .map(Some)
 }
 
 /// What a transactional request gets while transactions are off.
@@ -325,6 +276,71 @@ pub async fn end_txn(state: &BrokerState, req: EndTxnRequest, v: i16) -> Reply {
     Reply::new(ResponseKind::EndTxn(r))
 }
 
+/// TxnOffsetCommit v0-4: group offsets committed inside a transaction, pending in the group
+/// coordinator until the transaction's marker reaches the group's `__consumer_offsets`
+/// partition (AddOffsetsToTxn put that partition in the transaction).
+pub async fn txn_offset_commit(state: &BrokerState, req: TxnOffsetCommitRequest, v: i16) -> Reply {
+    let group = req.group_id.0.to_string();
+    let (asked, offsets) = super::groups::offsets_to_commit(req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| {
+            let epoch = if v >= 2 { p.committed_leader_epoch } else { -1 };
+            let meta = p.committed_metadata.as_ref().map(|m| m.to_string());
+            (p.partition_index, p.committed_offset, epoch, meta)
+        });
+        (t.name.0.to_string(), parts.collect())
+    }));
+    let ask = TxnCommitRequest {
+        producer_id: req.producer_id.0,
+        producer_epoch: req.producer_epoch,
+        member_id: if v >= 3 {
+            req.member_id.to_string()
+        } else {
+            String::new()
+        },
+        generation_id: if v >= 3 { req.generation_id } else { -1 },
+        group_instance_id: if v >= 3 {
+            req.group_instance_id.as_ref().map(|s| s.to_string())
+        } else {
+            None
+        },
+        offsets,
+    };
+    let result = match txns(state) {
+        Err(_) => None,
+        Ok(_) if group.is_empty() => Some(Err(GroupError::InvalidGroupId)),
+        Ok(_) => Some(state.groups.txn_commit_offsets(&group, ask).await),
+    };
+    let codes = match &result {
+        None => asked
+            .iter()
+            .map(|(t, ps)| {
+                let c = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                (t.clone(), ps.iter().map(|p| (*p, c)).collect())
+            })
+            .collect(),
+        Some(r) => super::groups::partition_codes(&asked, r),
+    };
+    let mut r = TxnOffsetCommitResponse::default();
+    r.topics = codes
+        .into_iter()
+        .map(|(topic, parts)| {
+            let mut t = TxnOffsetCommitResponseTopic::default();
+            t.name = TopicName(StrBytes::from_string(topic));
+            t.partitions = parts
+                .into_iter()
+                .map(|(p, c)| {
+                    let mut pr = TxnOffsetCommitResponsePartition::default();
+                    pr.partition_index = p;
+                    pr.error_code = c;
+                    pr
+                })
+                .collect();
+            t
+        })
+        .collect();
+    Reply::new(ResponseKind::TxnOffsetCommit(r))
+}
+
 // ---------------------------------------------------------------------------------------------
 // DescribeTransactions / ListTransactions
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +403,8 @@ struct ListFilter {
     producer_ids: Vec<i64>,
     /// v1 (KIP-994): only transactions open longer than this; negative: no filter.
     duration_ms: i64,
+    /// v2 (KIP-1152): only ids the whole of which this matches.
+    pattern: Option<regex::Regex>,
 }
 
 impl ListFilter {
@@ -406,12 +424,17 @@ impl ListFilter {
         if self.duration_ms >= 0 && (m.start_ms < 0 || now_ms - m.start_ms <= self.duration_ms) {
             return false;
         }
-        true
+        self.pattern
+            .as_ref()
+            .is_none_or(|p| p.is_match(&m.transactional_id))
     }
 }
 
-/// ListTransactions v0-1: the ids of this broker's own coordinators (clients ask every broker
-/// and merge). v2's transactional-id pattern (KIP-1152) is not served.
+/// ListTransactions v0-2: the ids of this broker's own coordinators (clients ask every broker
+/// and merge). v2's transactional-id pattern (KIP-1152) must match the whole id, as Java's
+/// `Matcher.matches`; it is compiled with the `regex` crate (RE2 syntax: no look-around or
+/// back-references, which Java's regexes have), and one that does not compile is
+/// INVALID_REGULAR_EXPRESSION.
 pub async fn list_transactions(state: &BrokerState, req: ListTransactionsRequest, v: i16) -> Reply {
     let mut r = ListTransactionsResponse::default();
     let mut filter = ListFilter {
@@ -419,7 +442,24 @@ pub async fn list_transactions(state: &BrokerState, req: ListTransactionsRequest
         states_given: !req.state_filters.is_empty(),
         producer_ids: req.producer_id_filters.iter().map(|p| p.0).collect(),
         duration_ms: if v >= 1 { req.duration_filter } else { -1 },
+        pattern: None,
     };
+    if let Some(p) = req
+        .transactional_id_pattern
+        .as_ref()
+        .filter(|p| v >= 2 && !p.is_empty())
+    {
+        match regex::RegexBuilder::new(&format!("^(?:{})$", p.as_str()))
+            .size_limit(1 << 20)
+            .build()
+        {
+            Ok(re) => filter.pattern = Some(re),
+            Err(_) => {
+                r.error_code = code::INVALID_REGULAR_EXPRESSION;
+                return Reply::new(ResponseKind::ListTransactions(r));
+            }
+        }
+    }
     for name in &req.state_filters {
         match txn::TxnState::from_name(name.as_str()) {
             Some(s) => filter.states.push(s),
@@ -500,7 +540,9 @@ async fn state_topic(state: &BrokerState, txns: &Txns) -> Result<TopicMeta, Coor
         )));
     }
     let configs = BTreeMap::from([
-        // Transaction state must never be deleted by time or size retention.
+        // Latest state per transactional id: compaction keeps the partition bounded (as
+        // Kafka's), retention must never delete it.
+        ("cleanup.policy".to_string(), "compact".to_string()),
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
         // Kafka's transaction.state.log.min.isr (2): a decision is on two replicas before a
@@ -604,6 +646,7 @@ mod tests {
             states_given: !states.is_empty(),
             producer_ids: producer_ids.to_vec(),
             duration_ms,
+            pattern: None,
         }
     }
 
@@ -627,6 +670,22 @@ mod tests {
         ];
         for (i, (f, m, want)) in table.iter().enumerate() {
             assert_eq!(f.matches(m, now), *want, "row {i}: {f:?} {m:?}");
+        }
+        // KIP-1152: the pattern matches the whole id ("t" here).
+        for (pattern, want) in [
+            ("t", true),
+            ("t.*", true),
+            ("x|t", true),
+            ("", false),
+            ("tt", false),
+        ] {
+            let mut f = filter(&[], &[], -1);
+            f.pattern = Some(regex::Regex::new(&format!("^(?:{pattern})$")).unwrap());
+            assert_eq!(
+                f.matches(&meta(Empty, 1, -1), now),
+                want,
+                "pattern {pattern:?}"
+            );
         }
     }
 
