@@ -127,8 +127,8 @@ pub use bytes::Bytes;
 pub use batch::TimestampType;
 pub use error::{Result, StorageError};
 pub use log::{
-    copy_chunks, CleanOutcome, Cleaner, CleanerConfig, CleanerState, CleanerStats, FileRegion,
-    PartitionLog, RecordChunk, RegionRead,
+    copy_chunks, ActiveProducer, CleanOutcome, Cleaner, CleanerConfig, CleanerState, CleanerStats,
+    FileRegion, PartitionLog, RecordChunk, RegionRead,
 };
 pub use store::Store;
 

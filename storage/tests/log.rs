@@ -988,7 +988,7 @@ mod transactions {
     use super::*;
     use proptest::prelude::*;
     use rivulet_storage::batch::control::TxnMarker;
-    use rivulet_storage::AbortedTransaction;
+    use rivulet_storage::{AbortedTransaction, ActiveProducer};
 
     const TRANSACTIONAL: i16 = 1 << 4;
 
@@ -1118,6 +1118,47 @@ mod transactions {
             log.append_as_leader(&forged, 5),
             Err(StorageError::InvalidRecord(_))
         ));
+    }
+
+    #[test]
+    fn active_producers_show_open_transactions_and_nothing_for_closed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let producer = |producer_id, producer_epoch, last_sequence, start| ActiveProducer {
+            producer_id,
+            producer_epoch,
+            last_sequence,
+            last_timestamp: 1_000,
+            current_txn_start_offset: start,
+        };
+        let expected = vec![
+            producer(1, 0, 2, 0), // open since 0
+            producer(2, 3, 0, -1),
+            producer(5, 0, 1, -1), // idempotent, never transactional
+        ];
+        {
+            let (_s, log) = open(dir.path(), cfg());
+            assert!(log.active_producers().is_empty());
+            log.append_as_leader(&tbatch(1, 0, 0, 2), 0).unwrap(); // 0..=1
+            log.append_as_leader(&tbatch(2, 3, 0, 1), 0).unwrap(); // 2
+            log.append_as_leader(&tbatch(1, 0, 2, 1), 0).unwrap(); // 3, same transaction
+            assert_eq!(
+                log.active_producers()[1],
+                producer(2, 3, 0, 2),
+                "open until its marker"
+            );
+            log.append_marker(&marker(2, 3, true), 0).unwrap(); // 4
+            log.append_as_leader(&pbatch(5, 0, 0, 2), 0).unwrap(); // 5..=6
+            assert_eq!(log.active_producers(), expected);
+            log.sync().unwrap();
+        }
+        let (_s, log) = open(dir.path(), cfg());
+        assert_eq!(log.active_producers(), expected, "rebuilt at open");
+        log.append_marker(&marker(1, 0, false), 0).unwrap();
+        assert_eq!(
+            log.active_producers()[0].current_txn_start_offset,
+            -1,
+            "aborted"
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub use compact::{CleanOutcome, Cleaner, CleanerConfig, CleanerStats};
 use epoch::EpochCache;
 use index::{key, segment_name, IndexEntry, ABORTED_PREFIX, INDEX_PREFIX};
 pub(crate) use index::{parse_segment_name, segment_prefix};
+pub use producer::ActiveProducer;
 use producer::{
     AbortedEntry, BatchMeta, PendingProducers, ProducerStates, SequenceCheck, TxnBatch, TxnPass,
     TxnUpdates,
@@ -1388,6 +1389,13 @@ impl PartitionLog {
             unstable.remove(&first);
         }
         high_watermark
+    }
+
+    /// The producers this partition keeps state for (idempotence and open transactions),
+    /// sorted by producer id: a snapshot for DescribeProducers. Bounded by the producer state
+    /// itself, which retention prunes; takes the writer lock for the copy only.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.shared.writer.lock().producers.active()
     }
 
     /// The aborted transactions a `read_committed` fetch of `[fetch_offset, upper_offset)`

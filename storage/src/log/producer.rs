@@ -50,6 +50,23 @@ impl ProducerEntry {
     }
 }
 
+/// One producer of a partition as DescribeProducers reports it: a snapshot from
+/// [`crate::PartitionLog::active_producers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its current epoch here.
+    pub producer_epoch: i16,
+    /// Last sequence number of its last data batch here; -1 if none is remembered (it only
+    /// wrote markers here, or a marker of a newer epoch reset it).
+    pub last_sequence: i32,
+    /// Max timestamp of its last data batch here; -1 if none is remembered.
+    pub last_timestamp: i64,
+    /// First offset of its open transaction on this partition; -1 if none is open.
+    pub current_txn_start_offset: i64,
+}
+
 /// Verdict on a client batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SequenceCheck {
@@ -99,6 +116,26 @@ impl ProducerStates {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
+    }
+
+    /// Every producer with state here, by producer id.
+    pub(crate) fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(pid, e)| {
+                let last = e.batches.back();
+                ActiveProducer {
+                    producer_id: *pid,
+                    producer_epoch: e.epoch,
+                    last_sequence: last.map_or(-1, |b| b.last_sequence),
+                    last_timestamp: last.map_or(-1, |b| b.max_timestamp),
+                    current_txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+                }
+            })
+            .collect();
+        out.sort_unstable_by_key(|p| p.producer_id);
+        out
     }
 
     /// Base offset of each producer's last batch: the batch whose header the cleaner keeps
