@@ -8,7 +8,8 @@
 //! mid-transaction is aborted by its timeout; a new incarnation fences the old; 3 nodes keep it
 //! through a leader kill and a coordinator kill. Also: the coordinator's state reloaded from
 //! `__transaction_state` after a SIGKILL, and DescribeTransactions / ListTransactions (raw
-//! frames, `rivulet txn`, Kafka's `kafka-transactions.sh`). The state machine itself is tested
+//! frames, `rivulet txn`, Kafka's `kafka-transactions.sh`) and DescribeProducers (raw frames
+//! and `kafka-transactions.sh describe-producers`). The state machine itself is tested
 //! in `rivulet-actors` (`cargo test -p rivulet-actors --lib txn`: table tests and a randomized
 //! simulation with crashes and failovers).
 
@@ -19,20 +20,26 @@ use std::time::Duration;
 
 use harness::apache_kafka::kafka_tool;
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::wire::RawConn;
+use harness::wire::{self, RawConn};
 use harness::{kafka, unique_name, wait_until, Node, NodeOptions};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::describe_producers_request::TopicRequest as DescribeProducersTopic;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, DescribeTransactionsRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, DescribeProducersRequest, DescribeTransactionsRequest,
+    FindCoordinatorRequest, InitProducerIdRequest, ListTransactionsRequest, ProduceRequest,
+    ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
+use rivulet_storage::batch::BatchBuilder;
 
 const NONE: i16 = 0;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
 const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 const INVALID_REGULAR_EXPRESSION: i16 = 128;
+/// Attributes bit of a transactional batch.
+const TRANSACTIONAL: i16 = 1 << 4;
 
 fn node_with_transactions() -> Node {
     Node::start_with(NodeOptions {
@@ -237,7 +244,8 @@ fn list_txns(
 
 /// DescribeTransactions and ListTransactions (with the state, producer-id and KIP-994
 /// duration filters) report what the coordinator holds: one id with an open transaction, one
-/// with none, one never seen.
+/// with none, one never seen. DescribeProducers reports the open transaction's producer and
+/// start offset from the partition leader.
 #[test]
 fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
     let node = node_with_transactions();
@@ -470,6 +478,81 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
             "60000",
             &format!("{topic}-0")
         ],
+        "{out}"
+    );
+
+    // DescribeProducers (the partition leader's producer state): once the open transaction
+    // writes to partition 0, its producer and the batch's offset, the transaction's start.
+    let pv = wire::negotiate::<ProduceRequest>(&mut conn, 9);
+    let now = i64::try_from(
+        std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .expect("clock after 1970")
+            .as_millis(),
+    )
+    .expect("milliseconds fit i64");
+    let batch = BatchBuilder::new(now)
+        .attributes(TRANSACTIONAL)
+        .producer(open_pid, open_epoch, 0)
+        .record(now, Some(b"k"), Some(b"in the open transaction"))
+        .build();
+    let mut req = wire::produce_request(&topic, 0, -1, batch);
+    req.transactional_id = Some(TransactionalId(StrBytes::from_string(open.clone())));
+    let resp = conn.request(&req, pv).expect("transactional Produce");
+    let part = &resp.responses[0].partition_responses[0];
+    assert_eq!(part.error_code, NONE, "transactional produce: {resp:?}");
+    let start = part.base_offset;
+    let mut req = DescribeProducersRequest::default();
+    let mut t = DescribeProducersTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.clone()));
+    t.partition_indexes = vec![0, 1, 7];
+    req.topics = vec![t];
+    let r = conn.request(&req, 0).expect("DescribeProducers");
+    let ps = &r.topics[0].partitions;
+    assert_eq!(
+        ps.iter()
+            .map(|p| (p.partition_index, p.error_code))
+            .collect::<Vec<_>>(),
+        [(0, NONE), (1, NONE), (7, UNKNOWN_TOPIC_OR_PARTITION)]
+    );
+    let described: Vec<_> = ps[0]
+        .active_producers
+        .iter()
+        .map(|p| {
+            (
+                p.producer_id.0,
+                p.producer_epoch,
+                p.last_sequence,
+                p.current_txn_start_offset,
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [(open_pid, i32::from(open_epoch), 0, start)],
+        "{r:?}"
+    );
+    assert!(ps[1].active_producers.is_empty(), "{r:?}");
+    let out = kafka_tool(
+        "kafka-transactions",
+        &[
+            "--bootstrap-server",
+            &b,
+            "describe-producers",
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+        ],
+        None,
+    );
+    out.assert_success();
+    // ProducerId ProducerEpoch LatestCoordinatorEpoch LastSequence LastTimestamp
+    // CurrentTransactionStartOffset
+    let row = fields(&out, &open_pid.to_string());
+    assert_eq!(
+        [&row[0], &row[3], &row[5]],
+        [&open_pid.to_string(), "0", &start.to_string()],
         "{out}"
     );
 

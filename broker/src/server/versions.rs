@@ -53,6 +53,8 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         // Offsets pending in the group coordinator until the transaction's marker.
         ApiKey::TxnOffsetCommit => (0, 4),
         ApiKey::DescribeTransactions => (0, 0),
+        // Any partition leader, from its log's producer state (handlers::txn).
+        ApiKey::DescribeProducers => (0, 0),
         // v2: a transactional-id pattern (KIP-1152).
         ApiKey::ListTransactions => (0, 2),
         _ => return None,

@@ -135,6 +135,7 @@ pub async fn handle(
         RequestKind::EndTxn(r) => txn::end_txn(state, r, v).await,
         RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(state, r, v).await,
         RequestKind::DescribeTransactions(r) => txn::describe_transactions(state, r).await,
+        RequestKind::DescribeProducers(r) => txn::describe_producers(state, r),
         RequestKind::ListTransactions(r) => txn::list_transactions(state, r, v).await,
         RequestKind::DescribeCluster(r) => admin::describe_cluster(state, r),
         RequestKind::Produce(r) => return produce::produce(state, r, v).await,

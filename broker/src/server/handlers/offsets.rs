@@ -27,7 +27,13 @@ const EARLIEST_LOCAL: i64 = -4;
 /// without remote storage (`kafka-get-offsets --time -5` then prints nothing and succeeds).
 const LATEST_TIERED: i64 = -5;
 
-fn replica(state: &BrokerState, topic: &str, partition: i32) -> Result<ReplicaHandle, i16> {
+/// The local replica of a partition: UNKNOWN_TOPIC_OR_PARTITION for a topic or partition
+/// that does not exist, NOT_LEADER_OR_FOLLOWER if this node hosts no replica of it.
+pub(super) fn replica(
+    state: &BrokerState,
+    topic: &str,
+    partition: i32,
+) -> Result<ReplicaHandle, i16> {
     let meta = state
         .controller
         .topic(topic)

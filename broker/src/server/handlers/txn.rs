@@ -1,7 +1,8 @@
 //! Transactions (issue 14): InitProducerId with a transactional id, AddPartitionsToTxn,
 //! AddOffsetsToTxn, EndTxn, DescribeTransactions and ListTransactions, served by the transaction coordinator of the id
 //! (`rivulet_actors::txn`); the node's side of them (markers, producer ids) is
-//! `rivulet_cluster::txn`.
+//! `rivulet_cluster::txn`. DescribeProducers is answered by partition leaders from their
+//! log's producer state.
 //!
 //! Served only with `[transactions] enabled = true`; otherwise transactional requests get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which every client treats as fatal at once.
@@ -15,6 +16,10 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnResult,
     AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_producers_response::{
+    DescribeProducersResponse, PartitionResponse as ProducersPartition, ProducerState,
+    TopicResponse as ProducersTopic,
+};
 use kafka_protocol::messages::describe_transactions_response::{
     DescribeTransactionsResponse, TopicData, TransactionState as DescribedTxn,
 };
@@ -27,9 +32,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
-    InitProducerIdRequest, ListTransactionsRequest, ProducerId, ResponseKind, TopicName,
-    TransactionalId, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeProducersRequest,
+    DescribeTransactionsRequest, EndTxnRequest, InitProducerIdRequest, ListTransactionsRequest,
+    ProducerId, ResponseKind, TopicName, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use rivulet_actors::group::{partition_for, GroupError, TxnCommitRequest, OFFSETS_TOPIC};
@@ -339,6 +344,51 @@ pub async fn txn_offset_commit(state: &BrokerState, req: TxnOffsetCommitRequest,
         })
         .collect();
     Reply::new(ResponseKind::TxnOffsetCommit(r))
+}
+
+// ---------------------------------------------------------------------------------------------
+// DescribeProducers
+// ---------------------------------------------------------------------------------------------
+
+/// DescribeProducers v0 (`kafka-transactions.sh describe-producers` and `find-hanging`): the
+/// producers each requested partition's leader keeps state for, with the start offset of
+/// their open transaction there. Served whether or not transactions are enabled (idempotent
+/// producers have state too). The coordinator epoch is not kept with the producer state
+/// (markers are not replayed for it), so it is always -1, Kafka's "unknown".
+pub fn describe_producers(state: &BrokerState, req: DescribeProducersRequest) -> Reply {
+    let mut r = DescribeProducersResponse::default();
+    for t in req.topics {
+        let mut tr = ProducersTopic::default();
+        tr.name = t.name.clone();
+        for partition in t.partition_indexes {
+            let mut pr = ProducersPartition::default();
+            pr.partition_index = partition;
+            match super::offsets::replica(state, t.name.0.as_str(), partition) {
+                Err(ec) => pr.error_code = ec,
+                Ok(h) if !h.is_leader() => pr.error_code = code::NOT_LEADER_OR_FOLLOWER,
+                Ok(h) => {
+                    pr.active_producers = h
+                        .log
+                        .active_producers()
+                        .into_iter()
+                        .map(|p| {
+                            let mut s = ProducerState::default();
+                            s.producer_id = ProducerId(p.producer_id);
+                            s.producer_epoch = i32::from(p.producer_epoch);
+                            s.last_sequence = p.last_sequence;
+                            s.last_timestamp = p.last_timestamp;
+                            s.coordinator_epoch = -1;
+                            s.current_txn_start_offset = p.current_txn_start_offset;
+                            s
+                        })
+                        .collect();
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    Reply::new(ResponseKind::DescribeProducers(r))
 }
 
 // ---------------------------------------------------------------------------------------------
