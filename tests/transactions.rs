@@ -555,6 +555,28 @@ fn transactions_are_described_and_listed_on_the_wire_and_by_the_cli() {
         [&open_pid.to_string(), "0", &start.to_string()],
         "{out}"
     );
+    // `find-hanging` asks DescribeProducers too, then the coordinator: a transaction the
+    // coordinator holds open (and younger than the limit) is not hanging.
+    let out = kafka_tool(
+        "kafka-transactions",
+        &[
+            "--bootstrap-server",
+            &b,
+            "find-hanging",
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+            "--max-transaction-timeout",
+            "1",
+        ],
+        None,
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.starts_with("Topic") && out.stdout.lines().count() == 1,
+        "a header and no hanging transaction: {out}"
+    );
 
     // /metrics counts the ids per state for the coordinators this node hosts.
     let metrics = http_get(node.admin_addr(), "/metrics");
